@@ -1,0 +1,94 @@
+//! The binder device: the kernel's calls, behind one trait.
+//!
+//! [`Device`] carries exactly what the binder ioctls carry: a `BINDER_WRITE_READ` takes a
+//! BC_ command stream and gives a BR_ return stream, with the consumed counts set as the
+//! kernel sets them; errors are the kernel's errno values. The runtime above speaks only this
+//! trait, so it cannot tell the kernel driver ([`KernelDevice`]) from the crate's shim
+//! ([`ShimDevice`]).
+
+use super::uapi::FlatBinderObject;
+pub use nix::errno::Errno;
+
+mod shim;
+pub use shim::ShimDevice;
+mod kernel;
+pub use kernel::KernelDevice;
+
+/// The arguments of one `BINDER_WRITE_READ`, as slices instead of raw addresses.
+///
+/// Like `struct binder_write_read`, the driver consumes `write[write_consumed..]` and fills
+/// `read[read_consumed..]`, advancing both counters, also when the call fails.
+#[derive(Debug)]
+pub struct WriteRead<'a> {
+    /// The BC_ command stream.
+    pub write: &'a [u8],
+    /// Bytes of `write` the driver has consumed.
+    pub write_consumed: usize,
+    /// Room for the BR_ return stream.
+    pub read: &'a mut [u8],
+    /// Bytes of `read` the driver has filled.
+    pub read_consumed: usize,
+}
+
+impl<'a> WriteRead<'a> {
+    /// A call that writes `write` and reads into `read`, both from their start.
+    pub fn new(write: &'a [u8], read: &'a mut [u8]) -> Self {
+        WriteRead { write, write_consumed: 0, read, read_consumed: 0 }
+    }
+
+    /// The return commands the driver filled in.
+    pub fn returned(&self) -> &[u8] {
+        &self.read[..self.read_consumed]
+    }
+}
+
+/// Which driver a [`Device`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// The Linux kernel's binder driver.
+    Kernel,
+    /// The crate's user-space driver shim.
+    Shim,
+}
+
+/// A binder device opened by one binder process.
+///
+/// Each OS thread that calls [`Device::write_read`] is one binder thread, as with the kernel.
+/// Addresses inside the write stream (`binder_transaction_data` pointers, scatter-gather
+/// buffers) must name this process's memory; a bad address fails the transaction with
+/// `BR_FAILED_REPLY` (or the call with `EFAULT`), never with undefined behaviour.
+pub trait Device: Send + Sync + std::fmt::Debug {
+    /// `BINDER_WRITE_READ`.
+    fn write_read(&self, wr: &mut WriteRead<'_>) -> Result<(), Errno>;
+    /// `BINDER_VERSION`: the protocol version.
+    fn version(&self) -> Result<i32, Errno>;
+    /// `BINDER_SET_MAX_THREADS`.
+    fn set_max_threads(&self, max: u32) -> Result<(), Errno>;
+    /// `BINDER_SET_CONTEXT_MGR`: become the context manager (handle 0). Second one: `EBUSY`.
+    fn set_context_mgr(&self) -> Result<(), Errno>;
+    /// `BINDER_SET_CONTEXT_MGR_EXT`: the same, with node flags and cookie.
+    fn set_context_mgr_ext(&self, obj: &FlatBinderObject) -> Result<(), Errno>;
+    /// `BINDER_THREAD_EXIT`: forget the calling thread.
+    fn thread_exit(&self) -> Result<(), Errno>;
+    /// `BINDER_ENABLE_ONEWAY_SPAM_DETECTION`.
+    fn enable_oneway_spam_detection(&self, enable: bool) -> Result<(), Errno>;
+    /// The buffer area (`mmap` of the device): its start address and length. Buffers of
+    /// incoming transactions lie inside it.
+    fn buffer_area(&self) -> (u64, usize);
+    /// Which driver this is.
+    fn kind(&self) -> DeviceKind;
+
+    /// The bytes `[addr, addr + len)` of a received buffer, when they lie inside the buffer
+    /// area; `None` otherwise. Valid until the buffer is freed with `BC_FREE_BUFFER`.
+    fn buffer_bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let (base, size) = self.buffer_area();
+        let off = addr.checked_sub(base)? as usize;
+        let end = off.checked_add(len)?;
+        if end > size {
+            return None;
+        }
+        // SAFETY: [base, base + size) is the device's live read-only mapping, owned by `self`
+        // and unmapped only when it is dropped; the range was checked to lie inside it.
+        Some(unsafe { std::slice::from_raw_parts((base as usize + off) as *const u8, len) })
+    }
+}

@@ -1,0 +1,1 @@
+//! BitTube: a typed, batched event channel over a SOCK_SEQPACKET socketpair.

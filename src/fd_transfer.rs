@@ -1,0 +1,1 @@
+//! Sending and receiving file descriptors with bytes (SCM_RIGHTS).
