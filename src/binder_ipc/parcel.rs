@@ -1,0 +1,1 @@
+//! Parcel: libbinder-compatible data + object offsets.
