@@ -1,1 +1,308 @@
-fn main() {}
+//! BitTube vs raw libc SEQPACKET: 104-byte events from this process to another.
+//!
+//! `cargo bench --bench bittube`
+//!
+//! For batch sizes 1, 8 and 39 (events per packet) and for 4 KiB (Android's default) and
+//! 100 KiB (SensorService's batching size) socket buffers, the same transfer runs two ways in
+//! the same run, in alternating rounds:
+//!
+//! - **raw**: `libc::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK)`, `setsockopt`
+//!   SO_SNDBUF/SO_RCVBUF, `send(MSG_DONTWAIT)` / `recv(MSG_DONTWAIT)`, `poll` on EAGAIN;
+//! - **BitTube**: `BitTube::with_buffer_size`, `send_batch_timeout` / `recv_batch_timeout`.
+//!
+//! The receiver is this bench binary re-executed (`BITTUBE_BENCH_CHILD` set), which gets the
+//! receiving socket by fd passing over a control socketpair (its stdin). A round is timed from
+//! the receiver's "ready" to its final count acknowledgement. Each line prints the median
+//! events/s of the rounds for both and the BitTube / raw ratio. The whole run takes about
+//! 30 s.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bittube::bittube::{BitTube, TubeEnd};
+use bittube::fd_transfer::{recv_with_fds, send_with_fds, FdTransferError};
+use bytemuck::{Pod, Zeroable};
+
+const CHILD_ENV: &str = "BITTUBE_BENCH_CHILD";
+const LONG: Duration = Duration::from_secs(60);
+const ROUNDS: usize = 5;
+const ROUND_SECONDS: f64 = 0.25;
+const BATCHES: [usize; 3] = [1, 8, 39];
+const BUFFERS: [usize; 2] = [4096, 100 * 1024];
+
+/// Android's ASensorEvent: 104 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[repr(C)]
+struct SensorEvent {
+    version: i32,
+    sensor: i32,
+    kind: i32,
+    reserved0: i32,
+    timestamp: i64,
+    data: [f32; 16],
+    flags: u32,
+    reserved1: [u32; 3],
+}
+
+const EVENT_SIZE: usize = std::mem::size_of::<SensorEvent>();
+const _: () = assert!(EVENT_SIZE == 104);
+
+/// What the parent asks the child to receive: 16 bytes on the control socket, with the data
+/// socket's fd attached.
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+struct Round {
+    raw: u32,
+    batch: u32,
+    events: u64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Raw,
+    Tube,
+}
+
+fn main() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child();
+        return;
+    }
+    // `cargo bench` passes `--bench`; a filter argument is not supported and is ignored.
+    let control = start_child();
+    let run_start = Instant::now();
+    println!("bittube bench: 104-byte events, one process to another, median of {ROUNDS} rounds");
+    println!(
+        "{:>8} {:>6} {:>14} {:>14} {:>8}",
+        "buffer", "batch", "raw ev/s", "BitTube ev/s", "ratio"
+    );
+    for buffer in BUFFERS {
+        for batch in BATCHES {
+            // Calibrate the round size so that a round takes about ROUND_SECONDS.
+            let probe = (20_000 / batch).max(1) * batch;
+            let rate = run_round(&control, Way::Raw, buffer, batch, probe as u64);
+            let per_round = ((rate * ROUND_SECONDS) as usize / batch).max(1) * batch;
+            let (mut raw, mut tube) = (Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                raw.push(run_round(&control, Way::Raw, buffer, batch, per_round as u64));
+                tube.push(run_round(&control, Way::Tube, buffer, batch, per_round as u64));
+            }
+            let (raw, tube) = (median(&mut raw), median(&mut tube));
+            println!(
+                "{:>8} {:>6} {:>14.0} {:>14.0} {:>8.3}",
+                buffer,
+                batch,
+                raw,
+                tube,
+                tube / raw
+            );
+        }
+    }
+    println!("total {:.1} s", run_start.elapsed().as_secs_f64());
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn start_child() -> OwnedFd {
+    let (parent, child) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("control socketpair");
+    Command::new(std::env::current_exe().expect("bench binary"))
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::from(child))
+        .spawn()
+        .expect("start the receiver");
+    // The child exits when `parent` (its control socket's peer) closes at our exit.
+    parent
+}
+
+/// One timed transfer of `events` events in packets of `batch`; returns events per second.
+fn run_round(control: &OwnedFd, way: Way, buffer: usize, batch: usize, events: u64) -> f64 {
+    let round = Round {
+        raw: (way == Way::Raw) as u32,
+        batch: batch as u32,
+        events,
+    };
+    let packet: Vec<SensorEvent> = (0..batch as u32)
+        .map(|i| SensorEvent {
+            version: EVENT_SIZE as i32,
+            sensor: 1,
+            kind: 1,
+            timestamp: i64::from(i),
+            data: [0.5; 16],
+            flags: i,
+            ..SensorEvent::zeroed()
+        })
+        .collect();
+    let packets = events / batch as u64;
+    match way {
+        Way::Raw => {
+            let (mine, theirs) = raw_socketpair(buffer);
+            send_with_fds(control, bytemuck::bytes_of(&round), &[theirs.as_fd()]).unwrap();
+            drop(theirs);
+            let mut ack = [0u64; 1];
+            raw_recv(mine.as_fd(), bytemuck::cast_slice_mut(&mut ack)); // ready
+            let start = Instant::now();
+            let bytes: &[u8] = bytemuck::cast_slice(&packet);
+            for _ in 0..packets {
+                raw_send(mine.as_fd(), bytes);
+            }
+            let n = raw_recv(mine.as_fd(), bytemuck::cast_slice_mut(&mut ack));
+            let elapsed = start.elapsed();
+            assert_eq!((n, ack[0]), (8, events), "raw: receiver count");
+            events as f64 / elapsed.as_secs_f64()
+        }
+        Way::Tube => {
+            let (mine, theirs) = BitTube::with_buffer_size(buffer)
+                .unwrap()
+                .into_ends()
+                .unwrap();
+            send_with_fds(control, bytemuck::bytes_of(&round), &[theirs.as_fd()]).unwrap();
+            drop(theirs);
+            let mut ack = [0u64; 1];
+            mine.recv_batch_timeout(&mut ack, LONG).unwrap(); // ready
+            let start = Instant::now();
+            for _ in 0..packets {
+                mine.send_batch_timeout(&packet, LONG).unwrap();
+            }
+            mine.recv_batch_timeout(&mut ack, LONG).unwrap();
+            let elapsed = start.elapsed();
+            assert_eq!(ack[0], events, "BitTube: receiver count");
+            events as f64 / elapsed.as_secs_f64()
+        }
+    }
+}
+
+/// The receiver: one round per control message, until the control socket closes.
+fn child() {
+    let control = std::io::stdin().as_fd().try_clone_to_owned().unwrap();
+    let mut buf = vec![SensorEvent::zeroed(); 64];
+    loop {
+        let mut round = Round::zeroed();
+        let got = match recv_with_fds(&control, bytemuck::bytes_of_mut(&mut round), 1) {
+            Ok(got) => got,
+            Err(FdTransferError::PeerClosed) => return,
+            Err(e) => panic!("bench child: {e}"),
+        };
+        let fd = got.fds.into_iter().next().expect("data socket");
+        if round.raw == 1 {
+            let fd = fd.as_fd();
+            raw_send(fd, bytemuck::bytes_of(&0u64));
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
+            let mut count = 0u64;
+            while count < round.events {
+                let n = raw_recv(fd, bytes);
+                count += (n / EVENT_SIZE) as u64;
+            }
+            raw_send(fd, bytemuck::bytes_of(&count));
+        } else {
+            let tube = TubeEnd::from(fd);
+            tube.send_batch_timeout(&[0u64], LONG).unwrap();
+            let mut count = 0u64;
+            while count < round.events {
+                count += tube.recv_batch_timeout(&mut buf, LONG).unwrap() as u64;
+            }
+            tube.send_batch_timeout(&[count], LONG).unwrap();
+        }
+    }
+}
+
+// ---- the raw baseline: libc only -------------------------------------------------------
+
+fn raw_socketpair(buffer: usize) -> (OwnedFd, OwnedFd) {
+    let mut fds = [-1; 2];
+    // SAFETY: socketpair writes two fds into the 2-element array.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
+    let size = buffer as libc::c_int;
+    for fd in fds {
+        for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+            // SAFETY: fd is open; the option value is a c_int of the given length.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
+        }
+    }
+    // SAFETY: socketpair just created both fds and nothing else owns them.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+fn raw_wait(fd: BorrowedFd<'_>, events: libc::c_short) {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, LONG.as_millis() as libc::c_int) };
+    assert!(r > 0, "raw poll: {r} {}", std::io::Error::last_os_error());
+}
+
+fn raw_send(fd: BorrowedFd<'_>, bytes: &[u8]) {
+    loop {
+        // SAFETY: bytes is a valid buffer of bytes.len() bytes.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n == bytes.len() as isize {
+            return;
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) => raw_wait(fd, libc::POLLOUT),
+            Some(libc::EINTR) => {}
+            _ => panic!("raw send: {err}"),
+        }
+    }
+}
+
+fn raw_recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> usize {
+    loop {
+        // SAFETY: buf is a valid, writable buffer of buf.len() bytes.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n > 0 {
+            return n as usize;
+        }
+        assert!(n != 0, "raw recv: peer closed");
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) => raw_wait(fd, libc::POLLIN),
+            Some(libc::EINTR) => {}
+            _ => panic!("raw recv: {err}"),
+        }
+    }
+}
