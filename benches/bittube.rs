@@ -13,8 +13,11 @@
 //! The receiver is this bench binary re-executed (`BITTUBE_BENCH_CHILD` set), which gets the
 //! receiving socket by fd passing over a control socketpair (its stdin). A round is timed from
 //! the receiver's "ready" to its final count acknowledgement. Each line prints the median
-//! events/s of the rounds for both and the BitTube / raw ratio. The whole run takes about
-//! 30 s.
+//! events/s of the rounds for both, the median of the per-round BitTube / raw ratios (each
+//! BitTube round against the raw round just before it) and the range of those ratios. The
+//! whole run takes about 20-30 s. The last two columns are the CPU time (user + system, sender
+//! and receiver together) per event in ns, median of the rounds: less sensitive to
+//! scheduling noise than wall-clock rates on a busy machine.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
@@ -26,8 +29,8 @@ use bytemuck::{Pod, Zeroable};
 
 const CHILD_ENV: &str = "BITTUBE_BENCH_CHILD";
 const LONG: Duration = Duration::from_secs(60);
-const ROUNDS: usize = 5;
-const ROUND_SECONDS: f64 = 0.25;
+const ROUNDS: usize = 15;
+const ROUND_SECONDS: f64 = 0.1;
 const BATCHES: [usize; 3] = [1, 8, 39];
 const BUFFERS: [usize; 2] = [4096, 100 * 1024];
 
@@ -74,32 +77,59 @@ fn main() {
     let run_start = Instant::now();
     println!("bittube bench: 104-byte events, one process to another, median of {ROUNDS} rounds");
     println!(
-        "{:>8} {:>6} {:>14} {:>14} {:>8}",
-        "buffer", "batch", "raw ev/s", "BitTube ev/s", "ratio"
+        "{:>8} {:>6} {:>13} {:>13} {:>7} {:>14} {:>8} {:>8}",
+        "buffer",
+        "batch",
+        "raw ev/s",
+        "BitTube ev/s",
+        "ratio",
+        "pair ratios",
+        "raw cpu",
+        "tube cpu"
     );
     for buffer in BUFFERS {
         for batch in BATCHES {
             // Calibrate the round size so that a round takes about ROUND_SECONDS.
             let probe = (20_000 / batch).max(1) * batch;
-            let rate = run_round(&control, Way::Raw, buffer, batch, probe as u64);
+            let (rate, _) = run_round(&control, Way::Raw, buffer, batch, probe as u64);
             let per_round = ((rate * ROUND_SECONDS) as usize / batch).max(1) * batch;
             let (mut raw, mut tube) = (Vec::new(), Vec::new());
+            let (mut raw_cpu, mut tube_cpu) = (Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
-                raw.push(run_round(&control, Way::Raw, buffer, batch, per_round as u64));
-                tube.push(run_round(&control, Way::Tube, buffer, batch, per_round as u64));
+                let (r, c) = run_round(&control, Way::Raw, buffer, batch, per_round as u64);
+                raw.push(r);
+                raw_cpu.push(c);
+                let (r, c) = run_round(&control, Way::Tube, buffer, batch, per_round as u64);
+                tube.push(r);
+                tube_cpu.push(c);
             }
+            // Adjacent raw/BitTube rounds share the machine's load of the moment: the median
+            // of their ratios is the comparison; the range shows the noise.
+            let mut ratios: Vec<f64> = tube.iter().zip(&raw).map(|(t, r)| t / r).collect();
+            let ratio = median(&mut ratios);
             let (raw, tube) = (median(&mut raw), median(&mut tube));
             println!(
-                "{:>8} {:>6} {:>14.0} {:>14.0} {:>8.3}",
+                "{:>8} {:>6} {:>13.0} {:>13.0} {:>7.3} {:>6.2}..{:<6.2} {:>8.0} {:>8.0}",
                 buffer,
                 batch,
                 raw,
                 tube,
-                tube / raw
+                ratio,
+                ratios[0],
+                ratios[ratios.len() - 1],
+                median(&mut raw_cpu),
+                median(&mut tube_cpu),
             );
         }
     }
     println!("total {:.1} s", run_start.elapsed().as_secs_f64());
+}
+
+/// CPU time this process has used (user + system), in nanoseconds.
+fn cpu_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .expect("process CPU clock");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -124,8 +154,9 @@ fn start_child() -> OwnedFd {
     parent
 }
 
-/// One timed transfer of `events` events in packets of `batch`; returns events per second.
-fn run_round(control: &OwnedFd, way: Way, buffer: usize, batch: usize, events: u64) -> f64 {
+/// One timed transfer of `events` events in packets of `batch`; returns events per second
+/// and the CPU time both processes spent per event (ns).
+fn run_round(control: &OwnedFd, way: Way, buffer: usize, batch: usize, events: u64) -> (f64, f64) {
     let round = Round {
         raw: (way == Way::Raw) as u32,
         batch: batch as u32,
@@ -148,17 +179,22 @@ fn run_round(control: &OwnedFd, way: Way, buffer: usize, batch: usize, events: u
             let (mine, theirs) = raw_socketpair(buffer);
             send_with_fds(control, bytemuck::bytes_of(&round), &[theirs.as_fd()]).unwrap();
             drop(theirs);
-            let mut ack = [0u64; 1];
+            let mut ack = [0u64; 2];
             raw_recv(mine.as_fd(), bytemuck::cast_slice_mut(&mut ack)); // ready
             let start = Instant::now();
+            let cpu = cpu_ns();
             let bytes: &[u8] = bytemuck::cast_slice(&packet);
             for _ in 0..packets {
                 raw_send(mine.as_fd(), bytes);
             }
             let n = raw_recv(mine.as_fd(), bytemuck::cast_slice_mut(&mut ack));
             let elapsed = start.elapsed();
-            assert_eq!((n, ack[0]), (8, events), "raw: receiver count");
-            events as f64 / elapsed.as_secs_f64()
+            let cpu = cpu_ns() - cpu + ack[1];
+            assert_eq!((n, ack[0]), (16, events), "raw: receiver count");
+            (
+                events as f64 / elapsed.as_secs_f64(),
+                cpu as f64 / events as f64,
+            )
         }
         Way::Tube => {
             let (mine, theirs) = BitTube::with_buffer_size(buffer)
@@ -167,16 +203,21 @@ fn run_round(control: &OwnedFd, way: Way, buffer: usize, batch: usize, events: u
                 .unwrap();
             send_with_fds(control, bytemuck::bytes_of(&round), &[theirs.as_fd()]).unwrap();
             drop(theirs);
-            let mut ack = [0u64; 1];
+            let mut ack = [0u64; 2];
             mine.recv_batch_timeout(&mut ack, LONG).unwrap(); // ready
             let start = Instant::now();
+            let cpu = cpu_ns();
             for _ in 0..packets {
                 mine.send_batch_timeout(&packet, LONG).unwrap();
             }
-            mine.recv_batch_timeout(&mut ack, LONG).unwrap();
+            assert_eq!(mine.recv_batch_timeout(&mut ack, LONG).unwrap(), 2);
             let elapsed = start.elapsed();
+            let cpu = cpu_ns() - cpu + ack[1];
             assert_eq!(ack[0], events, "BitTube: receiver count");
-            events as f64 / elapsed.as_secs_f64()
+            (
+                events as f64 / elapsed.as_secs_f64(),
+                cpu as f64 / events as f64,
+            )
         }
     }
 }
@@ -195,22 +236,25 @@ fn child() {
         let fd = got.fds.into_iter().next().expect("data socket");
         if round.raw == 1 {
             let fd = fd.as_fd();
-            raw_send(fd, bytemuck::bytes_of(&0u64));
+            raw_send(fd, bytemuck::bytes_of(&[0u64; 2]));
+            let cpu = cpu_ns();
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
             let mut count = 0u64;
             while count < round.events {
                 let n = raw_recv(fd, bytes);
                 count += (n / EVENT_SIZE) as u64;
             }
-            raw_send(fd, bytemuck::bytes_of(&count));
+            raw_send(fd, bytemuck::bytes_of(&[count, cpu_ns() - cpu]));
         } else {
             let tube = TubeEnd::from(fd);
-            tube.send_batch_timeout(&[0u64], LONG).unwrap();
+            tube.send_batch_timeout(&[0u64; 2], LONG).unwrap();
+            let cpu = cpu_ns();
             let mut count = 0u64;
             while count < round.events {
                 count += tube.recv_batch_timeout(&mut buf, LONG).unwrap() as u64;
             }
-            tube.send_batch_timeout(&[count], LONG).unwrap();
+            tube.send_batch_timeout(&[count, cpu_ns() - cpu], LONG)
+                .unwrap();
         }
     }
 }

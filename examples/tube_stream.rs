@@ -208,7 +208,11 @@ fn child() -> Result<(), Error> {
     if &buf[..got.len] != b"tube" {
         return Err("unexpected message on the control socket".into());
     }
-    let fd = got.fds.into_iter().next().ok_or("no fd came with the tube")?;
+    let fd = got
+        .fds
+        .into_iter()
+        .next()
+        .ok_or("no fd came with the tube")?;
     let tube = TubeEnd::try_from_socket(fd)?;
 
     let mut events = vec![SensorEvent::zeroed(); 256];

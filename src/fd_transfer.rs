@@ -66,7 +66,9 @@ pub enum FdTransferError {
     #[error("the peer closed the connection")]
     PeerClosed,
     /// More fds than one message may carry.
-    #[error("cannot send {count} fds in one message: the kernel allows at most {max} (SCM_MAX_FD)")]
+    #[error(
+        "cannot send {count} fds in one message: the kernel allows at most {max} (SCM_MAX_FD)"
+    )]
     TooManyFds {
         /// How many fds the caller tried to send.
         count: usize,
@@ -130,7 +132,9 @@ const fn cmsg_align(len: usize) -> usize {
 #[repr(C, align(8))]
 struct ControlBuffer([u8; cmsg_space(SCM_MAX_FD)]);
 
-static_assertions::const_assert!(std::mem::align_of::<ControlBuffer>() >= std::mem::align_of::<libc::cmsghdr>());
+static_assertions::const_assert!(
+    std::mem::align_of::<ControlBuffer>() >= std::mem::align_of::<libc::cmsghdr>()
+);
 
 fn errno() -> io::Error {
     io::Error::last_os_error()

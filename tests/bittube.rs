@@ -151,7 +151,8 @@ fn tube_end_handed_to_child_works_both_ways() {
         }
         // Events the other way too.
         let back: Vec<_> = (1000..1005).map(event).collect();
-        tube.send_batch_timeout(&back, LONG).expect("events to parent");
+        tube.send_batch_timeout(&back, LONG)
+            .expect("events to parent");
         // The parent closes its end: that is PeerClosed, not a timeout and not "no data".
         match tube.recv_batch_timeout(&mut buf, LONG) {
             Err(TubeError::PeerClosed) => {}
@@ -206,12 +207,18 @@ fn dead_child_is_peer_closed_after_its_data() {
     assert_eq!(tube.local().recv_batch_timeout(&mut buf, LONG).unwrap(), 1);
     assert_eq!(buf[0], event(7));
     // ...then the death is reported as such, by every path.
-    assert!(matches!(tube.local().recv_batch(&mut buf), Err(TubeError::PeerClosed)));
+    assert!(matches!(
+        tube.local().recv_batch(&mut buf),
+        Err(TubeError::PeerClosed)
+    ));
     assert!(matches!(
         tube.local().recv_batch_timeout(&mut buf, LONG),
         Err(TubeError::PeerClosed)
     ));
-    assert!(matches!(tube.local().send_batch(&[event(1)]), Err(TubeError::PeerClosed)));
+    assert!(matches!(
+        tube.local().send_batch(&[event(1)]),
+        Err(TubeError::PeerClosed)
+    ));
 }
 
 #[test]
@@ -222,7 +229,13 @@ fn bad_packet_size_is_rejected() {
     let mut buf = [SensorEvent::zeroed(); 8];
     let err = remote.recv_batch(&mut buf).unwrap_err();
     assert!(
-        matches!(err, TubeError::BadPacketSize { len: 100, object_size: 104 }),
+        matches!(
+            err,
+            TubeError::BadPacketSize {
+                len: 100,
+                object_size: 104
+            }
+        ),
         "{err:?}"
     );
     let msg = err.to_string();
@@ -243,7 +256,11 @@ fn truncated_packet_is_rejected() {
     assert!(
         matches!(
             err,
-            TubeError::Truncated { len: 1040, capacity: 416, object_size: 104 }
+            TubeError::Truncated {
+                len: 1040,
+                capacity: 416,
+                object_size: 104
+            }
         ),
         "{err:?}"
     );
@@ -258,7 +275,10 @@ fn truncated_packet_is_rejected() {
 fn would_block_and_peer_closed_are_distinct() {
     let (local, remote) = BitTube::new().unwrap().into_ends().unwrap();
     let mut buf = [SensorEvent::zeroed(); 64];
-    assert!(matches!(remote.recv_batch(&mut buf), Err(TubeError::WouldBlock)));
+    assert!(matches!(
+        remote.recv_batch(&mut buf),
+        Err(TubeError::WouldBlock)
+    ));
 
     // Fill the tube: the sender learns it is full.
     let mut sent = 0usize;
@@ -282,12 +302,18 @@ fn would_block_and_peer_closed_are_distinct() {
         assert_eq!(remote.recv_batch(&mut buf).unwrap(), 1);
         assert_eq!(buf[0].flags, i as u32);
     }
-    assert!(matches!(remote.recv_batch(&mut buf), Err(TubeError::PeerClosed)));
+    assert!(matches!(
+        remote.recv_batch(&mut buf),
+        Err(TubeError::PeerClosed)
+    ));
     assert!(matches!(
         remote.recv_batch_timeout(&mut buf, LONG),
         Err(TubeError::PeerClosed)
     ));
-    assert!(matches!(remote.send_batch(&[event(0)]), Err(TubeError::PeerClosed)));
+    assert!(matches!(
+        remote.send_batch(&[event(0)]),
+        Err(TubeError::PeerClosed)
+    ));
     assert!(matches!(
         remote.send_batch_timeout(&[event(0)], LONG),
         Err(TubeError::PeerClosed)
@@ -308,7 +334,10 @@ fn recv_timeout_on_a_live_empty_tube_times_out() {
 fn empty_batches_are_refused_and_foreign_empty_packets_are_not_eof() {
     let (local, remote) = BitTube::new().unwrap().into_ends().unwrap();
     let none: [SensorEvent; 0] = [];
-    assert!(matches!(local.send_batch(&none), Err(TubeError::EmptyBatch)));
+    assert!(matches!(
+        local.send_batch(&none),
+        Err(TubeError::EmptyBatch)
+    ));
     // A foreign writer sends a 0-byte packet on a live tube: not PeerClosed.
     socket::send(
         std::os::fd::AsRawFd::as_raw_fd(&local),
@@ -317,8 +346,14 @@ fn empty_batches_are_refused_and_foreign_empty_packets_are_not_eof() {
     )
     .unwrap();
     let mut buf = [0u32; 4];
-    assert!(matches!(remote.recv_batch(&mut buf), Err(TubeError::EmptyPacket)));
-    assert!(matches!(remote.recv_batch(&mut buf), Err(TubeError::WouldBlock)));
+    assert!(matches!(
+        remote.recv_batch(&mut buf),
+        Err(TubeError::EmptyPacket)
+    ));
+    assert!(matches!(
+        remote.recv_batch(&mut buf),
+        Err(TubeError::WouldBlock)
+    ));
 }
 
 #[test]
@@ -348,8 +383,14 @@ fn buffer_sizes_apply_to_both_ends() {
 
     let (local, remote) = BitTube::new().unwrap().into_ends().unwrap();
     for end in [&local, &remote] {
-        assert_eq!(end.send_buffer_size().unwrap(), expect_snd(DEFAULT_BUFFER_SIZE));
-        assert_eq!(end.recv_buffer_size().unwrap(), expect_rcv(DEFAULT_BUFFER_SIZE));
+        assert_eq!(
+            end.send_buffer_size().unwrap(),
+            expect_snd(DEFAULT_BUFFER_SIZE)
+        );
+        assert_eq!(
+            end.recv_buffer_size().unwrap(),
+            expect_rcv(DEFAULT_BUFFER_SIZE)
+        );
     }
     // 39 events of 104 bytes (4056 bytes) travel as one packet with 4 KiB buffers...
     let batch: Vec<_> = (0..39).map(event).collect();
@@ -359,7 +400,10 @@ fn buffer_sizes_apply_to_both_ends() {
     // ...but 100 events (10400 bytes) exceed the send buffer: a clear error, not a hang.
     let big: Vec<_> = (0..100).map(event).collect();
     let err = local.send_batch(&big).unwrap_err();
-    assert!(matches!(err, TubeError::PacketTooLarge { len: 10400, .. }), "{err:?}");
+    assert!(
+        matches!(err, TubeError::PacketTooLarge { len: 10400, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("10400"), "{err}");
 
     let (local, remote) = BitTube::with_buffer_sizes(100 * 1024, 64 * 1024)
@@ -428,6 +472,9 @@ fn mio_readiness_wakes_a_poll() {
     poll.poll(&mut events, Some(LONG)).unwrap();
     let ev = events.iter().next().expect("poll woke up on close");
     assert!(ev.is_read_closed() || ev.is_readable());
-    assert!(matches!(remote.recv_batch(&mut buf), Err(TubeError::PeerClosed)));
+    assert!(matches!(
+        remote.recv_batch(&mut buf),
+        Err(TubeError::PeerClosed)
+    ));
     poll.registry().deregister(&mut remote).unwrap();
 }

@@ -76,7 +76,9 @@ fn stream_yields_every_event_then_ends_on_peer_closed() {
         })
     };
     let got: Vec<SensorEvent> = runtime().block_on(async {
-        let stream = AsyncTubeEnd::new(remote).unwrap().into_events::<SensorEvent>(64);
+        let stream = AsyncTubeEnd::new(remote)
+            .unwrap()
+            .into_events::<SensorEvent>(64);
         tokio::time::timeout(LONG, stream.map(|r| r.unwrap()).collect::<Vec<_>>())
             .await
             .expect("stream ended")
@@ -95,7 +97,9 @@ fn stream_reports_a_bad_packet_and_goes_on() {
     local.send_batch(&[event(2), event(3)]).unwrap();
     drop(local);
     let items: Vec<_> = runtime().block_on(async {
-        let stream = AsyncTubeEnd::new(remote).unwrap().into_events::<SensorEvent>(8);
+        let stream = AsyncTubeEnd::new(remote)
+            .unwrap()
+            .into_events::<SensorEvent>(8);
         tokio::time::timeout(LONG, stream.collect::<Vec<_>>())
             .await
             .unwrap()
@@ -104,7 +108,10 @@ fn stream_reports_a_bad_packet_and_goes_on() {
     assert_eq!(items[0].as_ref().unwrap(), &event(1));
     assert!(matches!(
         items[1],
-        Err(TubeError::BadPacketSize { len: 50, object_size: 104 })
+        Err(TubeError::BadPacketSize {
+            len: 50,
+            object_size: 104
+        })
     ));
     assert_eq!(items[2].as_ref().unwrap(), &event(2));
     assert_eq!(items[3].as_ref().unwrap(), &event(3));
@@ -209,6 +216,9 @@ fn stream_from_a_child_process_ends_when_it_exits() {
             .expect("stream ended when the child exited")
     });
     wait_success(child);
-    let want: Vec<_> = batches(100, &[39, 1, 8, 39, 39]).into_iter().flatten().collect();
+    let want: Vec<_> = batches(100, &[39, 1, 8, 39, 39])
+        .into_iter()
+        .flatten()
+        .collect();
     assert_eq!(got, want);
 }

@@ -97,7 +97,10 @@ fn one_fd_reaches_a_child_process() {
         let got = recv_with_fds(&control, &mut buf, 1).unwrap();
         assert_eq!(&buf[..got.len], b"here is a pipe");
         assert_eq!(got.fds.len(), 1);
-        assert!(is_cloexec(got.fds[0].as_fd()), "received fd must be close-on-exec");
+        assert!(
+            is_cloexec(got.fds[0].as_fd()),
+            "received fd must be close-on-exec"
+        );
         write_all(&got.fds[0], b"hello from the child");
         return;
     }
@@ -150,7 +153,14 @@ fn truncation_closes_every_fd_that_arrived() {
         // 253 fds, receiver allows 10: CTRUNC, the 10 that arrived are closed.
         let err = recv_with_fds(&control, &mut buf, 10).unwrap_err();
         assert!(
-            matches!(err, FdTransferError::ControlTruncated { max_fds: 10, fds_closed: 10, .. }),
+            matches!(
+                err,
+                FdTransferError::ControlTruncated {
+                    max_fds: 10,
+                    fds_closed: 10,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert!(err.to_string().contains("10"), "{err}");
@@ -159,7 +169,14 @@ fn truncation_closes_every_fd_that_arrived() {
         // An odd limit: exactly 1 arrives (no padding slot for a second).
         let err = recv_with_fds(&control, &mut buf, 1).unwrap_err();
         assert!(
-            matches!(err, FdTransferError::ControlTruncated { max_fds: 1, fds_closed: 1, .. }),
+            matches!(
+                err,
+                FdTransferError::ControlTruncated {
+                    max_fds: 1,
+                    fds_closed: 1,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert_eq!(open_fds(), before, "leaked fds after CTRUNC (1)");
@@ -167,7 +184,14 @@ fn truncation_closes_every_fd_that_arrived() {
         // Receiver allows none.
         let err = recv_with_fds(&control, &mut buf, 0).unwrap_err();
         assert!(
-            matches!(err, FdTransferError::ControlTruncated { max_fds: 0, fds_closed: 0, .. }),
+            matches!(
+                err,
+                FdTransferError::ControlTruncated {
+                    max_fds: 0,
+                    fds_closed: 0,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert_eq!(open_fds(), before, "leaked fds after CTRUNC (0)");
@@ -175,7 +199,13 @@ fn truncation_closes_every_fd_that_arrived() {
         // 100 bytes and 5 fds into a 10-byte buffer: TRUNC, the 5 fds are closed.
         let err = recv_with_fds(&control, &mut buf[..10], SCM_MAX_FD).unwrap_err();
         assert!(
-            matches!(err, FdTransferError::Truncated { capacity: 10, fds_closed: 5 }),
+            matches!(
+                err,
+                FdTransferError::Truncated {
+                    capacity: 10,
+                    fds_closed: 5
+                }
+            ),
             "{err:?}"
         );
         assert!(err.to_string().contains("10-byte"), "{err}");
@@ -191,7 +221,9 @@ fn truncation_closes_every_fd_that_arrived() {
     }
 
     let (_read, write) = pipe();
-    let many: Vec<OwnedFd> = (0..SCM_MAX_FD).map(|_| write.try_clone().unwrap()).collect();
+    let many: Vec<OwnedFd> = (0..SCM_MAX_FD)
+        .map(|_| write.try_clone().unwrap())
+        .collect();
     let many: Vec<_> = many.iter().map(|fd| fd.as_fd()).collect();
     let (child, control) = spawn_child(TEST, "strict");
     send_with_fds(&control, b"ten", &many).unwrap();
@@ -215,7 +247,13 @@ fn more_than_scm_max_fd_is_refused() {
     let fds = vec![w.as_fd(); SCM_MAX_FD + 1];
     let err = send_with_fds(&a, b"x", &fds).unwrap_err();
     assert!(
-        matches!(err, FdTransferError::TooManyFds { count: 254, max: 253 }),
+        matches!(
+            err,
+            FdTransferError::TooManyFds {
+                count: 254,
+                max: 253
+            }
+        ),
         "{err:?}"
     );
     let msg = err.to_string();
@@ -233,7 +271,10 @@ fn fds_need_at_least_one_byte() {
     .unwrap();
     let (_r, w) = pipe();
     let err = send_with_fds(&a, b"", &[w.as_fd()]).unwrap_err();
-    assert!(matches!(err, FdTransferError::FdsWithoutBytes { count: 1 }), "{err:?}");
+    assert!(
+        matches!(err, FdTransferError::FdsWithoutBytes { count: 1 }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -269,15 +310,24 @@ fn would_block_and_peer_closed_are_distinct() {
         .unwrap();
         let mut buf = [0u8; 16];
         let err = recv_with_fds(&b, &mut buf, 1).unwrap_err();
-        assert!(matches!(err, FdTransferError::WouldBlock), "{ty:?}: {err:?}");
+        assert!(
+            matches!(err, FdTransferError::WouldBlock),
+            "{ty:?}: {err:?}"
+        );
         send_with_fds(&a, b"last", &[]).unwrap();
         drop(a);
         let got = recv_with_fds(&b, &mut buf, 1).unwrap();
         assert_eq!(&buf[..got.len], b"last", "{ty:?}");
         let err = recv_with_fds(&b, &mut buf, 1).unwrap_err();
-        assert!(matches!(err, FdTransferError::PeerClosed), "{ty:?}: {err:?}");
+        assert!(
+            matches!(err, FdTransferError::PeerClosed),
+            "{ty:?}: {err:?}"
+        );
         let err = send_with_fds(&b, b"anyone?", &[]).unwrap_err();
-        assert!(matches!(err, FdTransferError::PeerClosed), "{ty:?}: {err:?}");
+        assert!(
+            matches!(err, FdTransferError::PeerClosed),
+            "{ty:?}: {err:?}"
+        );
     }
 }
 
