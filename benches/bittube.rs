@@ -20,7 +20,7 @@
 //! scheduling noise than wall-clock rates on a busy machine.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bittube::bittube::{BitTube, TubeEnd};
@@ -73,7 +73,7 @@ fn main() {
         return;
     }
     // `cargo bench` passes `--bench`; a filter argument is not supported and is ignored.
-    let control = start_child();
+    let (control, mut child) = start_child();
     let run_start = Instant::now();
     println!("bittube bench: 104-byte events, one process to another, median of {ROUNDS} rounds");
     println!(
@@ -122,6 +122,9 @@ fn main() {
             );
         }
     }
+    drop(control);
+    let status = child.wait().expect("wait for the receiver");
+    assert!(status.success(), "receiver failed: {status}");
     println!("total {:.1} s", run_start.elapsed().as_secs_f64());
 }
 
@@ -137,7 +140,7 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn start_child() -> OwnedFd {
+fn start_child() -> (OwnedFd, Child) {
     let (parent, child) = nix::sys::socket::socketpair(
         nix::sys::socket::AddressFamily::Unix,
         nix::sys::socket::SockType::SeqPacket,
@@ -145,13 +148,13 @@ fn start_child() -> OwnedFd {
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
     )
     .expect("control socketpair");
-    Command::new(std::env::current_exe().expect("bench binary"))
+    let child = Command::new(std::env::current_exe().expect("bench binary"))
         .env(CHILD_ENV, "1")
         .stdin(Stdio::from(child))
         .spawn()
         .expect("start the receiver");
-    // The child exits when `parent` (its control socket's peer) closes at our exit.
-    parent
+    // The child exits when `parent`, its control socket's peer, is closed.
+    (parent, child)
 }
 
 /// One timed transfer of `events` events in packets of `batch`; returns events per second

@@ -425,7 +425,8 @@ impl TubeEnd {
         loop {
             let left = deadline.left()?;
             // Round up so that a sub-millisecond rest does not spin with timeout 0.
-            let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128);
+            let ms = (left.as_millis() + u128::from(left.subsec_nanos() % 1_000_000 != 0))
+                .min(i32::MAX as u128);
             let poll_timeout = PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::MAX);
             let mut fds = [PollFd::new(self.fd.as_fd(), events)];
             match poll(&mut fds, poll_timeout) {

@@ -68,6 +68,7 @@ fn spawn_child(test: &str, role: &str) -> (Child, OwnedFd) {
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, role)
         .stdin(Stdio::from(child))
+        .stdout(Stdio::null()) // the child's harness chatter; its panics go to stderr
         .spawn()
         .expect("start child");
     (child, parent)
