@@ -39,23 +39,25 @@
 //!     timestamp: i64,
 //! }
 //!
-//! let mut tube = BitTube::new()?; // 4 KiB socket buffers, like Android
-//! let remote = tube.take_remote()?; // the end that travels to the client
+//! fn main() -> Result<(), TubeError> {
+//!     let mut tube = BitTube::new()?; // 4 KiB socket buffers, like Android
+//!     let remote = tube.take_remote()?; // the end that travels to the client
 //!
-//! let events = [Event { sensor: 1, value: 9.81, timestamp: 1_000 }; 3];
-//! tube.local().send_batch(&events)?; // ONE packet of 3 events
+//!     let events = [Event { sensor: 1, value: 9.81, timestamp: 1_000 }; 3];
+//!     tube.local().send_batch(&events)?; // ONE packet of 3 events
 //!
-//! let mut buf = [Event::zeroed(); 16];
-//! let n = remote.recv_batch(&mut buf)?; // ONE packet
-//! assert_eq!(&buf[..n], &events);
-//! remote.send_batch(&[n as u32])?; // acknowledgement back on the same tube
+//!     let mut buf = [Event::zeroed(); 16];
+//!     let n = remote.recv_batch(&mut buf)?; // ONE packet
+//!     assert_eq!(&buf[..n], &events);
+//!     remote.send_batch(&[n as u32])?; // acknowledgement back on the same tube
 //!
-//! let mut ack = [0u32; 1];
-//! assert_eq!(tube.local().recv_batch(&mut ack)?, 1);
-//! assert!(matches!(remote.recv_batch(&mut buf), Err(TubeError::WouldBlock)));
-//! drop(tube); // the service closes its end
-//! assert!(matches!(remote.recv_batch(&mut buf), Err(TubeError::PeerClosed)));
-//! # Ok::<(), TubeError>(())
+//!     let mut ack = [0u32; 1];
+//!     assert_eq!(tube.local().recv_batch(&mut ack)?, 1);
+//!     assert!(matches!(remote.recv_batch(&mut buf), Err(TubeError::WouldBlock)));
+//!     drop(tube); // the service closes its end
+//!     assert!(matches!(remote.recv_batch(&mut buf), Err(TubeError::PeerClosed)));
+//!     Ok(())
+//! }
 //! ```
 
 use std::io;

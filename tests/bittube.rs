@@ -479,3 +479,27 @@ fn mio_readiness_wakes_a_poll() {
     ));
     poll.registry().deregister(&mut remote).unwrap();
 }
+
+/// The README's API example is not compiled by itself (lib.rs does not include the README);
+/// it is kept identical to the doctest in `src/bittube.rs`'s module docs, which is.
+#[test]
+fn readme_example_is_the_compiled_module_doctest() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let start = readme.find("```rust\n").expect("README has a rust example") + "```rust\n".len();
+    let len = readme[start..].find("```\n").unwrap();
+    let readme_code = &readme[start..start + len];
+
+    let module = std::fs::read_to_string(format!("{root}/src/bittube.rs")).unwrap();
+    let doc: String = module
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .map(|l| {
+            let l = l.strip_prefix("//!").unwrap();
+            format!("{}\n", l.strip_prefix(' ').unwrap_or(l))
+        })
+        .collect();
+    let start = doc.find("```\n").expect("module docs have a doctest") + "```\n".len();
+    let len = doc[start..].find("```\n").unwrap();
+    assert_eq!(readme_code, &doc[start..start + len]);
+}
