@@ -25,7 +25,7 @@
 //!
 //! Blocking helpers with a timeout ([`TubeEnd::send_batch_timeout`],
 //! [`TubeEnd::recv_batch_timeout`]) wait with `poll`. Every end is a [`mio::event::Source`];
-//! with the `tokio` feature, [`AsyncTubeEnd`] offers async batches and a `Stream` of events.
+//! with the `tokio` feature, `AsyncTubeEnd` offers async batches and a `Stream` of events.
 //!
 //! ```
 //! use bittube::bittube::{BitTube, TubeError};
