@@ -29,8 +29,8 @@ use bytemuck::{Pod, Zeroable};
 
 const CHILD_ENV: &str = "BITTUBE_BENCH_CHILD";
 const LONG: Duration = Duration::from_secs(60);
-const ROUNDS: usize = 15;
-const ROUND_SECONDS: f64 = 0.1;
+const ROUNDS: usize = 21;
+const ROUND_SECONDS: f64 = 0.07;
 const BATCHES: [usize; 3] = [1, 8, 39];
 const BUFFERS: [usize; 2] = [4096, 100 * 1024];
 
