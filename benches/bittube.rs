@@ -1,6 +1,7 @@
 //! BitTube vs raw libc SEQPACKET: 104-byte events from this process to another.
 //!
-//! `cargo bench --bench bittube`
+//! `cargo bench --bench bittube` (all), `cargo bench --bench bittube -- 4096/1` (one
+//! `<buffer>/<batch>` configuration).
 //!
 //! For batch sizes 1, 8 and 39 (events per packet) and for 4 KiB (Android's default) and
 //! 100 KiB (SensorService's batching size) socket buffers, the same transfer runs two ways in
@@ -72,7 +73,12 @@ fn main() {
         child();
         return;
     }
-    // `cargo bench` passes `--bench`; a filter argument is not supported and is ignored.
+    // `cargo bench` passes `--bench`; other arguments are filters on "<buffer>/<batch>",
+    // e.g. `cargo bench --bench bittube -- 4096/1`.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let (control, mut child) = start_child();
     let run_start = Instant::now();
     println!("bittube bench: 104-byte events, one process to another, median of {ROUNDS} rounds");
@@ -89,6 +95,10 @@ fn main() {
     );
     for buffer in BUFFERS {
         for batch in BATCHES {
+            let name = format!("{buffer}/{batch}");
+            if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+                continue;
+            }
             // Calibrate the round size so that a round takes about ROUND_SECONDS.
             let probe = (20_000 / batch).max(1) * batch;
             let (rate, _) = run_round(&control, Way::Raw, buffer, batch, probe as u64);
