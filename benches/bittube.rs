@@ -15,7 +15,7 @@
 //! receiving socket by fd passing over a control socketpair (its stdin). A round is timed from
 //! the receiver's "ready" to its final count acknowledgement. Each line prints the median
 //! events/s of the rounds for both, the median of the per-round BitTube / raw ratios (each
-//! BitTube round against the raw round just before it) and the range of those ratios. The
+//! BitTube round against its raw neighbour; which goes first alternates) and their range. The
 //! whole run takes about 20-30 s. The last two columns are the CPU time (user + system, sender
 //! and receiver together) per event in ns, median of the rounds: less sensitive to
 //! scheduling noise than wall-clock rates on a busy machine.
@@ -105,15 +105,29 @@ fn main() {
             let per_round = ((rate * ROUND_SECONDS) as usize / batch).max(1) * batch;
             let (mut raw, mut tube) = (Vec::new(), Vec::new());
             let (mut raw_cpu, mut tube_cpu) = (Vec::new(), Vec::new());
-            for _ in 0..ROUNDS {
-                let (r, c) = run_round(&control, Way::Raw, buffer, batch, per_round as u64);
-                raw.push(r);
-                raw_cpu.push(c);
-                let (r, c) = run_round(&control, Way::Tube, buffer, batch, per_round as u64);
-                tube.push(r);
-                tube_cpu.push(c);
+            for round in 0..ROUNDS {
+                // Alternate which way goes first, so that neither always follows the other
+                // (the previous round's socket teardown, cache state).
+                let order = if round % 2 == 0 {
+                    [Way::Raw, Way::Tube]
+                } else {
+                    [Way::Tube, Way::Raw]
+                };
+                for way in order {
+                    let (r, c) = run_round(&control, way, buffer, batch, per_round as u64);
+                    match way {
+                        Way::Raw => {
+                            raw.push(r);
+                            raw_cpu.push(c);
+                        }
+                        Way::Tube => {
+                            tube.push(r);
+                            tube_cpu.push(c);
+                        }
+                    }
+                }
             }
-            // Adjacent raw/BitTube rounds share the machine's load of the moment: the median
+            // The raw and BitTube rounds of a pair share the machine's load of the moment: the median
             // of their ratios is the comparison; the range shows the noise.
             let mut ratios: Vec<f64> = tube.iter().zip(&raw).map(|(t, r)| t / r).collect();
             let ratio = median(&mut ratios);
