@@ -46,7 +46,9 @@ fn in_child(name: &str) -> bool {
 }
 
 fn open_fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
 }
 
 fn fd_is_open(fd: RawFd) -> bool {
@@ -68,9 +70,12 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 fn counting_release() -> (Arc<AtomicUsize>, Box<dyn FnOnce() + Send>) {
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
-    (count, Box::new(move || {
-        c.fetch_add(1, Ordering::SeqCst);
-    }))
+    (
+        count,
+        Box::new(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        }),
+    )
 }
 
 /// What the driver does to an outgoing parcel: the receiver gets new fds (here: dups) written
@@ -82,7 +87,10 @@ fn translate_fds(p: &Parcel) -> (Vec<u8>, Vec<RawFd>) {
         let at = offset as usize;
         if u32::from_ne_bytes(data[at..at + 4].try_into().unwrap()) == BINDER_TYPE_FD {
             let old = i32::from_ne_bytes(data[at + 8..at + 12].try_into().unwrap());
-            let original = p.fds().find(|fd| fd.as_raw_fd() == old).expect("fd of object");
+            let original = p
+                .fds()
+                .find(|fd| fd.as_raw_fd() == old)
+                .expect("fd of object");
             let new = original.try_clone_to_owned().expect("dup").into_raw_fd();
             data[at + 8..at + 12].copy_from_slice(&new.to_ne_bytes());
             raws.push(new);
@@ -115,8 +123,13 @@ enum Value {
 
 fn binder_object() -> impl Strategy<Value = BinderObject> {
     prop_oneof![
-        (1u64.., any::<u64>(), any::<bool>())
-            .prop_map(|(ptr, cookie, strong)| BinderObject::Local { ptr, cookie, strong }),
+        (1u64.., any::<u64>(), any::<bool>()).prop_map(|(ptr, cookie, strong)| {
+            BinderObject::Local {
+                ptr,
+                cookie,
+                strong,
+            }
+        }),
         (any::<u32>(), any::<bool>())
             .prop_map(|(handle, strong)| BinderObject::Handle { handle, strong }),
     ]
@@ -384,14 +397,19 @@ fn structured_input() -> impl Strategy<Value = (Vec<u8>, Vec<u64>)> {
         any::<i32>().prop_map(|v| (v.to_ne_bytes().to_vec(), None)),
         (0i32..64).prop_map(|v| (v.to_ne_bytes().to_vec(), None)),
         Just(((-1i32).to_ne_bytes().to_vec(), None)),
-        (prop_oneof![
-            Just(BINDER_TYPE_BINDER),
-            Just(BINDER_TYPE_WEAK_BINDER),
-            Just(BINDER_TYPE_HANDLE),
-            Just(BINDER_TYPE_WEAK_HANDLE),
-            Just(BINDER_TYPE_FDA),
-            any::<u32>(),
-        ], any::<u64>(), any::<u64>(), any::<bool>())
+        (
+            prop_oneof![
+                Just(BINDER_TYPE_BINDER),
+                Just(BINDER_TYPE_WEAK_BINDER),
+                Just(BINDER_TYPE_HANDLE),
+                Just(BINDER_TYPE_WEAK_HANDLE),
+                Just(BINDER_TYPE_FDA),
+                any::<u32>(),
+            ],
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>()
+        )
             .prop_map(|(ty, binder, cookie, listed)| {
                 let mut b = Vec::with_capacity(24);
                 b.extend_from_slice(&ty.to_ne_bytes());
@@ -493,7 +511,13 @@ fn handle_object(handle: u32) -> Vec<u8> {
 
 #[test]
 fn lying_lengths_are_errors() {
-    for (len, tail) in [(i32::MAX, 8usize), (i32::MAX - 1, 8), (1000, 8), (-2, 8), (i32::MIN, 0)] {
+    for (len, tail) in [
+        (i32::MAX, 8usize),
+        (i32::MAX - 1, 8),
+        (1000, 8),
+        (-2, 8),
+        (i32::MIN, 0),
+    ] {
         let mut p = Parcel::new();
         p.write_i32(len).unwrap();
         p.write_bytes(&vec![0x41; tail]).unwrap();
@@ -506,7 +530,12 @@ fn lying_lengths_are_errors() {
             };
             match err {
                 ParcelError::NegativeLength { pos: 0, len: l, .. } => assert!(l < -1 && l == len),
-                ParcelError::LengthTooLarge { pos: 0, len: l, available, .. } => {
+                ParcelError::LengthTooLarge {
+                    pos: 0,
+                    len: l,
+                    available,
+                    ..
+                } => {
                     assert_eq!((l, available), (len, tail))
                 }
                 other => panic!("length {len}: unexpected {other}"),
@@ -523,7 +552,10 @@ fn string16_without_terminator_or_with_bad_utf16_is_an_error() {
     p.write_bytes(&[b'a', 0, b'b', 0]).unwrap(); // no NUL where it should be
     p.set_data_position(0);
     let err = p.read_string16().unwrap_err();
-    assert!(matches!(err, ParcelError::MissingTerminator { pos: 0, len: 1 }), "{err}");
+    assert!(
+        matches!(err, ParcelError::MissingTerminator { pos: 0, len: 1 }),
+        "{err}"
+    );
     assert!(err.to_string().contains("NUL"));
 
     let mut p = Parcel::new();
@@ -541,11 +573,27 @@ fn reading_past_the_end_says_where() {
     p.write_i32(1).unwrap();
     p.set_data_position(0);
     let err = p.read_i64().unwrap_err();
-    assert!(matches!(err, ParcelError::UnexpectedEnd { pos: 0, needed: 8, size: 4 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ParcelError::UnexpectedEnd {
+                pos: 0,
+                needed: 8,
+                size: 4
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("position 0"));
     p.set_data_position(usize::MAX - 2);
-    assert!(matches!(p.read_i32(), Err(ParcelError::UnexpectedEnd { .. })));
-    assert!(matches!(p.read_binder(), Err(ParcelError::UnexpectedEnd { .. })));
+    assert!(matches!(
+        p.read_i32(),
+        Err(ParcelError::UnexpectedEnd { .. })
+    ));
+    assert!(matches!(
+        p.read_binder(),
+        Err(ParcelError::UnexpectedEnd { .. })
+    ));
     assert!(matches!(p.write_i32(1), Err(ParcelError::TooLarge { .. })));
 }
 
@@ -576,7 +624,11 @@ fn bad_offsets_are_rejected_with_their_index() {
     for &(offsets, index, reason) in cases {
         let err = Parcel::from_bytes(&data, offsets).unwrap_err();
         match &err {
-            ParcelError::BadOffset { index: i, reason: r, .. } => {
+            ParcelError::BadOffset {
+                index: i,
+                reason: r,
+                ..
+            } => {
                 assert_eq!(*i, index, "{offsets:?}: {err}");
                 assert!(r.contains(reason), "{offsets:?}: {err}");
             }
@@ -598,10 +650,16 @@ fn bad_offsets_are_rejected_with_their_index() {
     fd[0..4].copy_from_slice(&BINDER_TYPE_FD.to_ne_bytes());
     assert!(matches!(
         Parcel::from_bytes(&fd, &[0]),
-        Err(ParcelError::FdsNotAllowed { index: 0, offset: 0 })
+        Err(ParcelError::FdsNotAllowed {
+            index: 0,
+            offset: 0
+        })
     ));
 
-    assert!(matches!(offsets_from_bytes(&[0; 12]), Err(ParcelError::OffsetsSize { len: 12 })));
+    assert!(matches!(
+        offsets_from_bytes(&[0; 12]),
+        Err(ParcelError::OffsetsSize { len: 12 })
+    ));
     assert_eq!(offsets_from_bytes(&24u64.to_ne_bytes()).unwrap(), vec![24]);
 }
 
@@ -610,7 +668,10 @@ fn unlisted_objects_cannot_be_read() {
     // The driver never saw this object (not in the offsets): reading it as a binder fails.
     let data = handle_object(7);
     let mut p = Parcel::from_bytes(&data, &[]).unwrap();
-    assert!(matches!(p.read_binder(), Err(ParcelError::NoObjectAt { pos: 0 })));
+    assert!(matches!(
+        p.read_binder(),
+        Err(ParcelError::NoObjectAt { pos: 0 })
+    ));
     // As plain data it is readable.
     assert_eq!(p.read_u32().unwrap(), BINDER_TYPE_HANDLE);
 }
@@ -639,7 +700,10 @@ fn reply_headers_round_trip_and_become_errors() {
     p.write_string16("m").unwrap();
     p.write_i32(1 << 20).unwrap();
     p.set_data_position(0);
-    assert!(matches!(p.read_exception(), Err(ParcelError::LengthTooLarge { .. })));
+    assert!(matches!(
+        p.read_exception(),
+        Err(ParcelError::LengthTooLarge { .. })
+    ));
     assert_eq!(p.data_position(), 0);
 }
 
@@ -666,7 +730,10 @@ fn outgoing_fds_are_owned_and_travel_through_a_received_parcel() {
     assert_eq!(wfd.as_raw_fd(), raws[0]);
     // Taking the same fd twice is an error; a duplicate of the other may be taken many times.
     p.set_data_position(4);
-    assert!(matches!(p.read_fd(), Err(ParcelError::FdAlreadyTaken { pos: 4 })));
+    assert!(matches!(
+        p.read_fd(),
+        Err(ParcelError::FdAlreadyTaken { pos: 4 })
+    ));
     p.set_data_position(28);
     let rfd1 = p.read_dup_fd().unwrap();
     p.set_data_position(28);
@@ -711,7 +778,10 @@ fn received_parcel_closes_untaken_fds_and_releases_once() {
     assert_eq!(open_fd_count(), before + 3);
     p.enforce_interface("x.IFoo").unwrap();
     let taken = p.read_fd().unwrap();
-    assert_eq!(p.read_binder().unwrap(), Some(BinderObject::local(0x10, 0x20)));
+    assert_eq!(
+        p.read_binder().unwrap(),
+        Some(BinderObject::local(0x10, 0x20))
+    );
     assert_eq!(released.load(Ordering::SeqCst), 0);
     drop(p);
     assert_eq!(released.load(Ordering::SeqCst), 1);
@@ -745,7 +815,10 @@ fn rejected_received_parcel_closes_its_fds_and_releases_once() {
     let (released, release) = counting_release();
     // SAFETY: `raws` are fresh dups owned by nobody else, written into the FD objects.
     let err = unsafe { Parcel::from_received(&data, &[0, 24, 48], Some(release)) }.unwrap_err();
-    assert!(matches!(err, ParcelError::UnknownObjectType { index: 2, .. }), "{err}");
+    assert!(
+        matches!(err, ParcelError::UnknownObjectType { index: 2, .. }),
+        "{err}"
+    );
     assert_eq!(released.load(Ordering::SeqCst), 1);
     assert_eq!(open_fd_count(), before);
     assert!(raws.iter().all(|&fd| !fd_is_open(fd)));
@@ -760,7 +833,17 @@ fn rejected_received_parcel_closes_its_fds_and_releases_once() {
     let (released, release) = counting_release();
     // SAFETY: the one fd named (twice) is a fresh dup owned by nobody else.
     let err = unsafe { Parcel::from_received(&data, &[0, 24], Some(release)) }.unwrap_err();
-    assert!(matches!(err, ParcelError::DuplicateFd { first: 0, second: 24, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ParcelError::DuplicateFd {
+                first: 0,
+                second: 24,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(released.load(Ordering::SeqCst), 1);
     assert_eq!(open_fd_count(), before);
     drop(out);

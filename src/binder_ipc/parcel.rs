@@ -45,8 +45,8 @@ pub use object::{BinderObject, Stability, DEFAULT_SCHED_FLAGS, LOCAL_BINDER_FLAG
 pub use received::offsets_from_bytes;
 pub use status::{
     exception_name, AidlException, EX_BAD_PARCELABLE, EX_HAS_REPLY_HEADER, EX_ILLEGAL_ARGUMENT,
-    EX_ILLEGAL_STATE, EX_NETWORK_MAIN_THREAD, EX_NONE, EX_NULL_POINTER, EX_PARCELABLE,
-    EX_SECURITY, EX_SERVICE_SPECIFIC, EX_TRANSACTION_FAILED, EX_UNSUPPORTED_OPERATION,
+    EX_ILLEGAL_STATE, EX_NETWORK_MAIN_THREAD, EX_NONE, EX_NULL_POINTER, EX_PARCELABLE, EX_SECURITY,
+    EX_SERVICE_SPECIFIC, EX_TRANSACTION_FAILED, EX_UNSUPPORTED_OPERATION,
 };
 
 use crate::binder_ipc::uapi::{BinderFdObject, FlatBinderObject, BINDER_TYPE_FD};
@@ -103,7 +103,14 @@ impl fmt::Debug for Parcel {
             .field("data_size", &self.data.len())
             .field("data_position", &self.pos)
             .field("objects", &self.objects)
-            .field("fds", &self.fds.values().map(|fd| fd.as_ref().map(|fd| fd.as_raw_fd())).collect::<Vec<_>>())
+            .field(
+                "fds",
+                &self
+                    .fds
+                    .values()
+                    .map(|fd| fd.as_ref().map(|fd| fd.as_raw_fd()))
+                    .collect::<Vec<_>>(),
+            )
             .field("received", &self.release.is_some())
             .finish()
     }
@@ -174,7 +181,9 @@ impl Parcel {
 
     /// The fds the parcel still owns, in the order of their objects.
     pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> + '_ {
-        self.fds.values().filter_map(|fd| fd.as_ref().map(|fd| fd.as_fd()))
+        self.fds
+            .values()
+            .filter_map(|fd| fd.as_ref().map(|fd| fd.as_fd()))
     }
 
     /// True when the parcel holds file descriptor objects (taken or not).
@@ -195,7 +204,9 @@ impl Parcel {
     fn object_in(&self, start: usize, len: usize) -> Option<u64> {
         let start = start as u64;
         let end = start.saturating_add(len as u64);
-        let i = self.objects.partition_point(|&o| o + OBJECT_SIZE as u64 <= start);
+        let i = self
+            .objects
+            .partition_point(|&o| o + OBJECT_SIZE as u64 <= start);
         self.objects.get(i).copied().filter(|&o| o < end)
     }
 
@@ -208,7 +219,11 @@ impl Parcel {
             .filter(|&end| end <= MAX_DATA_SIZE)
             .ok_or(ParcelError::TooLarge { max: MAX_DATA_SIZE })?;
         if let Some(object) = self.object_in(start, len) {
-            return Err(ParcelError::WriteOverObject { pos: start, len, object });
+            return Err(ParcelError::WriteOverObject {
+                pos: start,
+                len,
+                object,
+            });
         }
         if self.data.len() < end {
             self.data.resize(end, 0);
@@ -234,11 +249,19 @@ impl Parcel {
         match end {
             Some(end) if end <= size => {
                 if let Some(object) = self.object_in(pos, end - pos) {
-                    return Err(ParcelError::ReadOverObject { pos, len: end - pos, object });
+                    return Err(ParcelError::ReadOverObject {
+                        pos,
+                        len: end - pos,
+                        object,
+                    });
                 }
                 Ok(end)
             }
-            _ => Err(ParcelError::UnexpectedEnd { pos, needed: pad4(len).unwrap_or(len), size }),
+            _ => Err(ParcelError::UnexpectedEnd {
+                pos,
+                needed: pad4(len).unwrap_or(len),
+                size,
+            }),
         }
     }
 
@@ -424,16 +447,27 @@ impl Parcel {
             }
             let what = "String16";
             if len < -1 {
-                return Err(ParcelError::NegativeLength { what, pos: start, len });
+                return Err(ParcelError::NegativeLength {
+                    what,
+                    pos: start,
+                    len,
+                });
             }
             let available = p.data_avail();
             let bytes = (len as usize + 1) * 2;
             if bytes > available {
-                return Err(ParcelError::LengthTooLarge { what, pos: start, len, available });
+                return Err(ParcelError::LengthTooLarge {
+                    what,
+                    pos: start,
+                    len,
+                    available,
+                });
             }
             let raw = p.read_padded(bytes)?;
-            let mut units: Vec<u16> =
-                raw.chunks_exact(2).map(|c| u16::from_ne_bytes([c[0], c[1]])).collect();
+            let mut units: Vec<u16> = raw
+                .chunks_exact(2)
+                .map(|c| u16::from_ne_bytes([c[0], c[1]]))
+                .collect();
             if units.pop() != Some(0) {
                 return Err(ParcelError::MissingTerminator { pos: start, len });
             }
@@ -458,7 +492,10 @@ impl Parcel {
     pub fn read_required_string16(&mut self) -> Result<String, ParcelError> {
         let pos = self.pos;
         self.atomic_read(|p| {
-            p.read_string16()?.ok_or(ParcelError::UnexpectedNull { what: "String16", pos })
+            p.read_string16()?.ok_or(ParcelError::UnexpectedNull {
+                what: "String16",
+                pos,
+            })
         })
     }
 
@@ -496,11 +533,20 @@ impl Parcel {
             }
             let what = "byte array";
             if len < -1 {
-                return Err(ParcelError::NegativeLength { what, pos: start, len });
+                return Err(ParcelError::NegativeLength {
+                    what,
+                    pos: start,
+                    len,
+                });
             }
             let available = p.data_avail();
             if len as usize > available {
-                return Err(ParcelError::LengthTooLarge { what, pos: start, len, available });
+                return Err(ParcelError::LengthTooLarge {
+                    what,
+                    pos: start,
+                    len,
+                    available,
+                });
             }
             Ok(Some(p.read_padded(len as usize)?.to_vec()))
         })
@@ -513,7 +559,10 @@ impl Parcel {
     /// source: `0x8000_0000`, `-1`, `'SYST'`, descriptor.
     pub fn write_interface_token(&mut self, descriptor: &str) -> Result<(), ParcelError> {
         self.write_interface_token_with(
-            InterfaceHeader { strict_mode_policy: 0, work_source_uid: UNSET_WORK_SOURCE },
+            InterfaceHeader {
+                strict_mode_policy: 0,
+                work_source_uid: UNSET_WORK_SOURCE,
+            },
             descriptor,
         )
     }
@@ -563,7 +612,10 @@ impl Parcel {
                     found: found.map(|units| String::from_utf16_lossy(&units)),
                 });
             }
-            Ok(InterfaceHeader { strict_mode_policy, work_source_uid })
+            Ok(InterfaceHeader {
+                strict_mode_policy,
+                work_source_uid,
+            })
         })
     }
 
@@ -572,7 +624,11 @@ impl Parcel {
 
     /// Writes a 24-byte object at the position (4-aligned), recording its offset when
     /// `record` is set, and returns its offset.
-    fn write_object(&mut self, bytes: &[u8; OBJECT_SIZE], record: bool) -> Result<u64, ParcelError> {
+    fn write_object(
+        &mut self,
+        bytes: &[u8; OBJECT_SIZE],
+        record: bool,
+    ) -> Result<u64, ParcelError> {
         if self.pos % 4 != 0 {
             return Err(ParcelError::UnalignedObject { pos: self.pos });
         }
@@ -597,7 +653,11 @@ impl Parcel {
         let bytes = pos
             .checked_add(OBJECT_SIZE)
             .and_then(|end| self.data.get(pos..end))
-            .ok_or(ParcelError::UnexpectedEnd { pos, needed: OBJECT_SIZE, size })?;
+            .ok_or(ParcelError::UnexpectedEnd {
+                pos,
+                needed: OBJECT_SIZE,
+                size,
+            })?;
         let flat: FlatBinderObject = bytemuck::pod_read_unaligned(bytes);
         if self.objects.binary_search(&(pos as u64)).is_ok() {
             return Ok(flat);
@@ -605,7 +665,11 @@ impl Parcel {
         if unlisted_null_ok && flat.binder == 0 && flat.cookie == 0 {
             // Not an object to the driver: plain bytes, which must not cover a listed object.
             if let Some(object) = self.object_in(pos, OBJECT_SIZE) {
-                return Err(ParcelError::ReadOverObject { pos, len: OBJECT_SIZE, object });
+                return Err(ParcelError::ReadOverObject {
+                    pos,
+                    len: OBJECT_SIZE,
+                    object,
+                });
             }
             return Ok(flat);
         }
@@ -666,9 +730,12 @@ impl Parcel {
         self.atomic_read(|p| {
             let pos = p.pos;
             let flat = p.peek_object(true)?;
-            let obj = BinderObject::from_flat(&flat).map_err(|found| {
-                ParcelError::WrongObjectType { expected: "a binder object", pos, found }
-            })?;
+            let obj =
+                BinderObject::from_flat(&flat).map_err(|found| ParcelError::WrongObjectType {
+                    expected: "a binder object",
+                    pos,
+                    found,
+                })?;
             p.pos = pos + OBJECT_SIZE;
             let stability = Stability(p.read_i32()?);
             Ok(obj.map(|obj| (obj, stability)))
@@ -684,7 +751,10 @@ impl Parcel {
     pub fn read_required_binder(&mut self) -> Result<BinderObject, ParcelError> {
         let pos = self.pos;
         self.atomic_read(|p| {
-            p.read_binder()?.ok_or(ParcelError::UnexpectedNull { what: "binder", pos })
+            p.read_binder()?.ok_or(ParcelError::UnexpectedNull {
+                what: "binder",
+                pos,
+            })
         })
     }
 
@@ -695,7 +765,9 @@ impl Parcel {
     /// it is dropped or the fd is read out.
     pub fn write_fd(&mut self, fd: OwnedFd) -> Result<(), ParcelError> {
         let obj = BinderFdObject {
-            hdr: crate::binder_ipc::uapi::BinderObjectHeader { type_: BINDER_TYPE_FD },
+            hdr: crate::binder_ipc::uapi::BinderObjectHeader {
+                type_: BINDER_TYPE_FD,
+            },
             pad_flags: 0,
             pad_binder: u64::from(fd.as_raw_fd() as u32),
             cookie: 1,
@@ -708,7 +780,9 @@ impl Parcel {
 
     /// Writes a duplicate of `fd` (`F_DUPFD_CLOEXEC`), owned by the parcel.
     pub fn write_dup_fd(&mut self, fd: BorrowedFd<'_>) -> Result<(), ParcelError> {
-        let dup = fd.try_clone_to_owned().map_err(|e| ParcelError::Dup(io_errno(&e)))?;
+        let dup = fd
+            .try_clone_to_owned()
+            .map_err(|e| ParcelError::Dup(io_errno(&e)))?;
         self.write_fd(dup)
     }
 
@@ -770,7 +844,9 @@ impl Parcel {
         &mut self,
         fd: BorrowedFd<'_>,
     ) -> Result<(), ParcelError> {
-        let dup = fd.try_clone_to_owned().map_err(|e| ParcelError::Dup(io_errno(&e)))?;
+        let dup = fd
+            .try_clone_to_owned()
+            .map_err(|e| ParcelError::Dup(io_errno(&e)))?;
         self.write_parcel_file_descriptor(dup)
     }
 

@@ -11,7 +11,9 @@ use nix::errno::Errno;
 #[derive(Debug, thiserror::Error)]
 pub enum ParcelError {
     /// A read needs more bytes than the data holds.
-    #[error("reading {needed} bytes at position {pos} runs past the end of the data ({size} bytes)")]
+    #[error(
+        "reading {needed} bytes at position {pos} runs past the end of the data ({size} bytes)"
+    )]
     UnexpectedEnd {
         /// Where the read started.
         pos: usize,
@@ -65,7 +67,9 @@ pub enum ParcelError {
         len: i32,
     },
     /// A length prefix promises more than the data holds.
-    #[error("{what} at position {pos} claims {len} elements, more than the {available} bytes left")]
+    #[error(
+        "{what} at position {pos} claims {len} elements, more than the {available} bytes left"
+    )]
     LengthTooLarge {
         /// What was being read.
         what: &'static str,

@@ -41,12 +41,19 @@ pub enum BinderObject {
 impl BinderObject {
     /// A strong reference to a local binder.
     pub fn local(ptr: u64, cookie: u64) -> Self {
-        BinderObject::Local { ptr, cookie, strong: true }
+        BinderObject::Local {
+            ptr,
+            cookie,
+            strong: true,
+        }
     }
 
     /// A strong reference to a remote binder by handle.
     pub fn handle(handle: u32) -> Self {
-        BinderObject::Handle { handle, strong: true }
+        BinderObject::Handle {
+            handle,
+            strong: true,
+        }
     }
 
     /// True for strong references.
@@ -60,14 +67,26 @@ impl BinderObject {
     pub fn to_flat(&self) -> FlatBinderObject {
         let mut flat = FlatBinderObject::default();
         match *self {
-            BinderObject::Local { ptr, cookie, strong } => {
-                flat.hdr.type_ = if strong { BINDER_TYPE_BINDER } else { BINDER_TYPE_WEAK_BINDER };
+            BinderObject::Local {
+                ptr,
+                cookie,
+                strong,
+            } => {
+                flat.hdr.type_ = if strong {
+                    BINDER_TYPE_BINDER
+                } else {
+                    BINDER_TYPE_WEAK_BINDER
+                };
                 flat.flags = LOCAL_BINDER_FLAGS;
                 flat.binder = ptr;
                 flat.cookie = cookie;
             }
             BinderObject::Handle { handle, strong } => {
-                flat.hdr.type_ = if strong { BINDER_TYPE_HANDLE } else { BINDER_TYPE_WEAK_HANDLE };
+                flat.hdr.type_ = if strong {
+                    BINDER_TYPE_HANDLE
+                } else {
+                    BINDER_TYPE_WEAK_HANDLE
+                };
                 flat.flags = DEFAULT_SCHED_FLAGS;
                 flat.binder = u64::from(handle);
             }
@@ -89,9 +108,10 @@ impl BinderObject {
                 strong: false,
             })),
             BINDER_TYPE_HANDLE => Ok(Some(BinderObject::handle(flat.handle()))),
-            BINDER_TYPE_WEAK_HANDLE => {
-                Ok(Some(BinderObject::Handle { handle: flat.handle(), strong: false }))
-            }
+            BINDER_TYPE_WEAK_HANDLE => Ok(Some(BinderObject::Handle {
+                handle: flat.handle(),
+                strong: false,
+            })),
             other => Err(other),
         }
     }

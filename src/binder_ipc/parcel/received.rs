@@ -65,7 +65,11 @@ fn validate(
     let mut seen: HashMap<RawFd, u64> = HashMap::new();
     let mut previous_end: Option<u64> = None;
     for (index, &offset) in offsets.iter().enumerate() {
-        let bad = |reason| ParcelError::BadOffset { index, offset, reason };
+        let bad = |reason| ParcelError::BadOffset {
+            index,
+            offset,
+            reason,
+        };
         if offset % 4 != 0 {
             return Err(bad("is not 4-byte aligned"));
         }
@@ -74,7 +78,9 @@ fn validate(
         }
         if let Some(end) = previous_end {
             if offset + (OBJECT_SIZE as u64) <= end {
-                return Err(bad("is not above the previous offset (offsets must ascend)"));
+                return Err(bad(
+                    "is not above the previous offset (offsets must ascend)",
+                ));
             }
             if offset < end {
                 return Err(bad("overlaps the previous object"));
@@ -83,7 +89,9 @@ fn validate(
         previous_end = Some(offset + OBJECT_SIZE as u64);
         let start = offset as usize;
         match word(data, start) {
-            BINDER_TYPE_BINDER | BINDER_TYPE_WEAK_BINDER | BINDER_TYPE_HANDLE
+            BINDER_TYPE_BINDER
+            | BINDER_TYPE_WEAK_BINDER
+            | BINDER_TYPE_HANDLE
             | BINDER_TYPE_WEAK_HANDLE => {}
             BINDER_TYPE_FD => {
                 if !allow_fds {
@@ -94,12 +102,22 @@ fn validate(
                     return Err(ParcelError::BadFd { index, offset, fd });
                 }
                 if let Some(&first) = seen.get(&fd) {
-                    return Err(ParcelError::DuplicateFd { first, second: offset, fd });
+                    return Err(ParcelError::DuplicateFd {
+                        first,
+                        second: offset,
+                        fd,
+                    });
                 }
                 seen.insert(fd, offset);
                 fds.push((offset, fd));
             }
-            type_ => return Err(ParcelError::UnknownObjectType { index, offset, type_ }),
+            type_ => {
+                return Err(ParcelError::UnknownObjectType {
+                    index,
+                    offset,
+                    type_,
+                })
+            }
         }
     }
     Ok(fds)

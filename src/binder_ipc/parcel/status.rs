@@ -68,7 +68,11 @@ pub struct AidlException {
 impl AidlException {
     /// An exception with a code and a message.
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        AidlException { code, message: message.into(), service_specific: None }
+        AidlException {
+            code,
+            message: message.into(),
+            service_specific: None,
+        }
     }
 
     /// A service-specific exception with its error code.
@@ -132,7 +136,11 @@ impl Parcel {
             EX_PARCELABLE => self.skip_sized_header("exception parcelable")?,
             _ => {}
         }
-        Err(ParcelError::Exception(AidlException { code, message, service_specific }))
+        Err(ParcelError::Exception(AidlException {
+            code,
+            message,
+            service_specific,
+        }))
     }
 
     /// Skips a header that starts with its own `i32` size (the size counts itself); a size of
@@ -142,10 +150,19 @@ impl Parcel {
         let size = self.read_i32()?;
         let available = self.data_size().saturating_sub(start);
         if size < 0 {
-            return Err(ParcelError::NegativeLength { what, pos: start, len: size });
+            return Err(ParcelError::NegativeLength {
+                what,
+                pos: start,
+                len: size,
+            });
         }
         if size as usize > available {
-            return Err(ParcelError::LengthTooLarge { what, pos: start, len: size, available });
+            return Err(ParcelError::LengthTooLarge {
+                what,
+                pos: start,
+                len: size,
+                available,
+            });
         }
         if size != 0 {
             self.set_data_position(start + size as usize);

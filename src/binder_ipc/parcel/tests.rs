@@ -77,23 +77,33 @@ fn interface_token_layout() {
 #[test]
 fn enforce_interface_mismatch_is_clear_and_keeps_position() {
     let mut p = Parcel::new();
-    p.write_interface_token("android.os.IServiceManager").unwrap();
+    p.write_interface_token("android.os.IServiceManager")
+        .unwrap();
     p.set_data_position(0);
     let err = p.enforce_interface("android.os.IOther").unwrap_err();
-    assert!(matches!(err, ParcelError::InterfaceMismatch { ref found, .. }
-        if found.as_deref() == Some("android.os.IServiceManager")));
+    assert!(
+        matches!(err, ParcelError::InterfaceMismatch { ref found, .. }
+        if found.as_deref() == Some("android.os.IServiceManager"))
+    );
     let text = err.to_string();
-    assert!(text.contains("android.os.IOther") && text.contains("IServiceManager"), "{text}");
+    assert!(
+        text.contains("android.os.IOther") && text.contains("IServiceManager"),
+        "{text}"
+    );
     assert_eq!(p.data_position(), 0);
 
     let mut p = Parcel::new();
     p.write_i32(0).unwrap();
     p.write_i32(-1).unwrap();
-    p.write_u32(crate::binder_ipc::uapi::pack_chars(b'V', b'N', b'D', b'R')).unwrap();
+    p.write_u32(crate::binder_ipc::uapi::pack_chars(b'V', b'N', b'D', b'R'))
+        .unwrap();
     p.write_string16("x").unwrap();
     p.set_data_position(0);
     let err = p.enforce_interface("x").unwrap_err();
-    assert!(matches!(err, ParcelError::InterfaceHeader { pos: 8, .. }), "{err}");
+    assert!(
+        matches!(err, ParcelError::InterfaceHeader { pos: 8, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -102,7 +112,10 @@ fn byte_array_layout() {
     p.write_byte_array(&[1, 2, 3]).unwrap();
     p.write_nullable_byte_array(None).unwrap();
     p.write_byte_array(&[]).unwrap();
-    assert_eq!(p.data(), &[3, 0, 0, 0, 1, 2, 3, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+    assert_eq!(
+        p.data(),
+        &[3, 0, 0, 0, 1, 2, 3, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]
+    );
 }
 
 #[test]
@@ -134,7 +147,10 @@ fn binder_objects_layout_and_offsets() {
 
     p.set_data_position(0);
     assert_eq!(p.read_i32().unwrap(), 7);
-    assert_eq!(p.read_binder().unwrap(), Some(BinderObject::local(0x1122, 0x3344)));
+    assert_eq!(
+        p.read_binder().unwrap(),
+        Some(BinderObject::local(0x1122, 0x3344))
+    );
     assert_eq!(
         p.read_binder_with_stability().unwrap(),
         Some((BinderObject::handle(5), Stability::SYSTEM))
@@ -184,10 +200,15 @@ fn parcel_file_descriptor_layout() {
 #[test]
 fn exception_layout() {
     let mut p = Parcel::new();
-    p.write_exception(&AidlException::new(EX_ILLEGAL_ARGUMENT, "x")).unwrap();
-    assert_eq!(p.data(), &[0xfd, 0xff, 0xff, 0xff, 1, 0, 0, 0, b'x', 0, 0, 0, 0, 0, 0, 0]);
+    p.write_exception(&AidlException::new(EX_ILLEGAL_ARGUMENT, "x"))
+        .unwrap();
+    assert_eq!(
+        p.data(),
+        &[0xfd, 0xff, 0xff, 0xff, 1, 0, 0, 0, b'x', 0, 0, 0, 0, 0, 0, 0]
+    );
     let mut p = Parcel::new();
-    p.write_exception(&AidlException::service_specific(42, "no")).unwrap();
+    p.write_exception(&AidlException::service_specific(42, "no"))
+        .unwrap();
     p.set_data_position(0);
     let err = p.read_exception().unwrap_err();
     match err {
@@ -225,14 +246,27 @@ fn plain_reads_over_objects_are_refused() {
     let mut p = Parcel::new();
     p.write_binder(BinderObject::handle(3)).unwrap();
     p.set_data_position(0);
-    assert!(matches!(p.read_i32(), Err(ParcelError::ReadOverObject { pos: 0, object: 0, .. })));
+    assert!(matches!(
+        p.read_i32(),
+        Err(ParcelError::ReadOverObject {
+            pos: 0,
+            object: 0,
+            ..
+        })
+    ));
     p.set_data_position(20);
-    assert!(matches!(p.read_i64(), Err(ParcelError::ReadOverObject { object: 0, .. })));
+    assert!(matches!(
+        p.read_i64(),
+        Err(ParcelError::ReadOverObject { object: 0, .. })
+    ));
     p.set_data_position(24);
     assert_eq!(p.read_i32().unwrap(), Stability::SYSTEM.0);
     // And writes over them too.
     p.set_data_position(8);
-    assert!(matches!(p.write_i32(1), Err(ParcelError::WriteOverObject { object: 0, .. })));
+    assert!(matches!(
+        p.write_i32(1),
+        Err(ParcelError::WriteOverObject { object: 0, .. })
+    ));
 }
 
 #[test]
@@ -241,11 +275,20 @@ fn objects_are_only_read_where_listed() {
     p.write_i32(1).unwrap();
     p.write_binder(BinderObject::handle(3)).unwrap();
     p.set_data_position(0);
-    assert!(matches!(p.read_binder(), Err(ParcelError::NoObjectAt { pos: 0 })));
+    assert!(matches!(
+        p.read_binder(),
+        Err(ParcelError::NoObjectAt { pos: 0 })
+    ));
     p.set_data_position(8);
-    assert!(matches!(p.read_binder(), Err(ParcelError::NoObjectAt { pos: 8 })));
+    assert!(matches!(
+        p.read_binder(),
+        Err(ParcelError::NoObjectAt { pos: 8 })
+    ));
     p.set_data_position(4);
-    assert!(matches!(p.read_fd(), Err(ParcelError::WrongObjectType { pos: 4, .. })));
+    assert!(matches!(
+        p.read_fd(),
+        Err(ParcelError::WrongObjectType { pos: 4, .. })
+    ));
     assert_eq!(p.data_position(), 4);
     assert_eq!(p.read_binder().unwrap(), Some(BinderObject::handle(3)));
 }
@@ -268,7 +311,10 @@ fn writes_in_the_middle_keep_offsets_sorted() {
     assert_eq!(p.offsets(), &[8, 40]);
     assert_eq!(p.data_position(), 0);
     p.set_data_position(2);
-    assert!(matches!(p.write_fd_dup_null(), Err(ParcelError::UnalignedObject { pos: 2 })));
+    assert!(matches!(
+        p.write_fd_dup_null(),
+        Err(ParcelError::UnalignedObject { pos: 2 })
+    ));
 }
 
 impl Parcel {
@@ -285,7 +331,15 @@ fn read_failure_leaves_position() {
     p.write_i32(0).unwrap();
     p.set_data_position(0);
     let err = p.read_string16().unwrap_err();
-    assert!(matches!(err, ParcelError::LengthTooLarge { pos: 0, len: 100, available: 4, .. }));
+    assert!(matches!(
+        err,
+        ParcelError::LengthTooLarge {
+            pos: 0,
+            len: 100,
+            available: 4,
+            ..
+        }
+    ));
     assert_eq!(p.data_position(), 0);
     assert_eq!(p.read_i32().unwrap(), 100);
 }
