@@ -119,6 +119,8 @@ enum Value {
     Binder(Option<BinderObject>, Stability),
     Token(String),
     NoException,
+    I32Array(Option<Vec<i32>>),
+    StrArray(Option<Vec<String>>),
 }
 
 fn binder_object() -> impl Strategy<Value = BinderObject> {
@@ -153,6 +155,9 @@ fn value() -> impl Strategy<Value = Value> {
             .prop_map(|(b, s)| Value::Binder(b, Stability(s))),
         "[a-zA-Z.]{0,20}".prop_map(Value::Token),
         Just(Value::NoException),
+        proptest::option::of(proptest::collection::vec(any::<i32>(), 0..9))
+            .prop_map(Value::I32Array),
+        proptest::option::of(proptest::collection::vec(".{0,6}", 0..5)).prop_map(Value::StrArray),
     ]
 }
 
@@ -174,6 +179,9 @@ fn write_value(p: &mut Parcel, v: &Value) {
         Value::Binder(None, _) => p.write_null_binder(),
         Value::Token(d) => p.write_interface_token(d),
         Value::NoException => p.write_no_exception(),
+        Value::I32Array(Some(a)) => p.write_i32_array(a),
+        Value::StrArray(Some(a)) => p.write_string16_array(a),
+        Value::I32Array(None) | Value::StrArray(None) => p.write_i32(-1),
     }
     .expect("write");
 }
@@ -200,6 +208,8 @@ fn check_value(p: &mut Parcel, v: &Value) -> Result<(), TestCaseError> {
             p.enforce_interface(d).unwrap();
         }
         Value::NoException => p.read_exception().unwrap(),
+        Value::I32Array(a) => prop_assert_eq!(&p.read_i32_array().unwrap(), a),
+        Value::StrArray(a) => prop_assert_eq!(&p.read_string16_array().unwrap(), a),
     }
     Ok(())
 }
@@ -295,6 +305,8 @@ fn read_any(p: &mut Parcel, v: &Value) -> Result<(), ParcelError> {
         Value::Binder(..) => p.read_binder().map(drop),
         Value::Token(d) => p.enforce_interface(d).map(drop),
         Value::NoException => p.read_exception(),
+        Value::I32Array(_) => p.read_i32_array().map(drop),
+        Value::StrArray(_) => p.read_string16_array().map(drop),
     }
 }
 
@@ -323,6 +335,9 @@ enum ReadOp {
     Pfd,
     Token,
     Exception,
+    I32Array,
+    StrArray,
+    NullablePfd,
 }
 
 fn read_op() -> impl Strategy<Value = ReadOp> {
@@ -347,6 +362,9 @@ fn read_op() -> impl Strategy<Value = ReadOp> {
         Just(ReadOp::Pfd),
         Just(ReadOp::Token),
         Just(ReadOp::Exception),
+        Just(ReadOp::I32Array),
+        Just(ReadOp::StrArray),
+        Just(ReadOp::NullablePfd),
     ]
 }
 
@@ -377,6 +395,9 @@ fn run_reads(p: &mut Parcel, ops: &[ReadOp]) {
             ReadOp::Pfd => p.read_parcel_file_descriptor().map(drop),
             ReadOp::Token => p.enforce_interface("a.b.IFoo").map(drop),
             ReadOp::Exception => p.read_exception(),
+            ReadOp::I32Array => p.read_i32_array().map(drop),
+            ReadOp::StrArray => p.read_string16_array().map(drop),
+            ReadOp::NullablePfd => p.read_nullable_parcel_file_descriptor().map(drop),
         };
         if let Err(e) = result {
             // Errors render, and (except remote exceptions, which consume their header)
@@ -847,6 +868,64 @@ fn rejected_received_parcel_closes_its_fds_and_releases_once() {
     assert_eq!(released.load(Ordering::SeqCst), 1);
     assert_eq!(open_fd_count(), before);
     drop(out);
+}
+
+#[test]
+fn nullable_parcel_file_descriptor_framing() {
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let mut p = Parcel::new();
+    p.write_nullable_parcel_file_descriptor(None).unwrap();
+    p.write_nullable_parcel_file_descriptor(Some(file.as_fd().try_clone_to_owned().unwrap()))
+        .unwrap();
+    p.write_i32(7).unwrap();
+    // null: 0 | non-null: 1, comm flag 0, fd object | 7
+    assert_eq!(&p.data()[..12], &[0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(p.offsets(), &[12]);
+    p.set_data_position(0);
+    assert!(p.read_nullable_parcel_file_descriptor().unwrap().is_none());
+    let fd = p
+        .read_nullable_parcel_file_descriptor()
+        .unwrap()
+        .expect("non-null");
+    assert!(fd_is_open(fd.as_raw_fd()));
+    assert_eq!(p.read_i32().unwrap(), 7);
+    p.set_data_position(p.data_size() - 4);
+    let err = p.read_nullable_parcel_file_descriptor().unwrap_err();
+    assert!(
+        matches!(err, ParcelError::BadFlag { value: 7, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn vector_counts_that_lie_are_errors() {
+    let mut p = Parcel::new();
+    p.write_i32(3).unwrap();
+    p.write_i32(1).unwrap();
+    p.set_data_position(0);
+    assert!(matches!(
+        p.read_i32_array(),
+        Err(ParcelError::UnexpectedEnd { .. })
+    ));
+    p.set_data_position(0);
+    assert!(p.read_string16_array().is_err());
+    assert_eq!(p.data_position(), 0);
+    let mut p = Parcel::new();
+    p.write_i32(i32::MAX).unwrap();
+    p.set_data_position(0);
+    assert!(matches!(
+        p.read_string16_array(),
+        Err(ParcelError::LengthTooLarge { .. })
+    ));
+    let mut p = Parcel::new();
+    p.write_i32(2).unwrap();
+    p.write_string16("a").unwrap();
+    p.write_nullable_string16(None).unwrap();
+    p.set_data_position(0);
+    assert!(matches!(
+        p.read_string16_array(),
+        Err(ParcelError::UnexpectedNull { pos: 12, .. })
+    ));
 }
 
 #[test]

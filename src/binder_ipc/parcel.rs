@@ -552,6 +552,96 @@ impl Parcel {
         })
     }
 
+    /// Reads an `i32` element count of a vector and checks it is not negative (null is
+    /// `-1`: `Ok(None)`) and not larger than the bytes left, which bounds any allocation.
+    fn read_count(&mut self, what: &'static str) -> Result<Option<usize>, ParcelError> {
+        let start = self.pos;
+        let len = self.read_i32()?;
+        if len == -1 {
+            return Ok(None);
+        }
+        if len < -1 {
+            self.pos = start;
+            return Err(ParcelError::NegativeLength {
+                what,
+                pos: start,
+                len,
+            });
+        }
+        let available = self.data_avail();
+        if len as usize > available {
+            self.pos = start;
+            return Err(ParcelError::LengthTooLarge {
+                what,
+                pos: start,
+                len,
+                available,
+            });
+        }
+        Ok(Some(len as usize))
+    }
+
+    /// Writes an `i32` vector (AIDL `int[]`): count, then the values.
+    pub fn write_i32_array(&mut self, values: &[i32]) -> Result<(), ParcelError> {
+        let len = Self::len_i32(values.len())?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let start = self.pos;
+        let result = self.write_i32(len).and_then(|()| self.write_padded(&bytes));
+        if result.is_err() {
+            self.pos = start;
+        }
+        result
+    }
+
+    /// Reads an `i32` vector; `None` for null (`-1`).
+    pub fn read_i32_array(&mut self) -> Result<Option<Vec<i32>>, ParcelError> {
+        self.atomic_read(|p| {
+            let Some(count) = p.read_count("int32 array")? else {
+                return Ok(None);
+            };
+            let bytes = p.read_padded(count.checked_mul(4).unwrap_or(usize::MAX))?;
+            Ok(Some(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ))
+        })
+    }
+
+    /// Writes a vector of strings as String16s (AIDL `String[]` / `List<String>`): count,
+    /// then each string.
+    pub fn write_string16_array<S: AsRef<str>>(&mut self, values: &[S]) -> Result<(), ParcelError> {
+        let len = Self::len_i32(values.len())?;
+        let start = self.pos;
+        let result = (|| {
+            self.write_i32(len)?;
+            values
+                .iter()
+                .try_for_each(|s| self.write_string16(s.as_ref()))
+        })();
+        if result.is_err() {
+            self.pos = start;
+        }
+        result
+    }
+
+    /// Reads a vector of non-null strings; `None` for a null vector. A null element is
+    /// [`ParcelError::UnexpectedNull`] (as libbinder's `readUtf8VectorFromUtf16Vector`).
+    pub fn read_string16_array(&mut self) -> Result<Option<Vec<String>>, ParcelError> {
+        self.atomic_read(|p| {
+            let Some(count) = p.read_count("String16 array")? else {
+                return Ok(None);
+            };
+            // Each element takes at least 4 bytes: reserve no more than the data left allows.
+            let mut out = Vec::with_capacity(count.min(p.data_avail() / 4));
+            for _ in 0..count {
+                out.push(p.read_required_string16()?);
+            }
+            Ok(Some(out))
+        })
+    }
+
     // -----------------------------------------------------------------------------------------
     // Interface tokens
 
@@ -850,6 +940,50 @@ impl Parcel {
         self.write_parcel_file_descriptor(dup)
     }
 
+    /// Writes a ParcelFileDescriptor the way AIDL frames a (nullable) parcelable: `i32` 1 and
+    /// the ParcelFileDescriptor, or `i32` 0 for null.
+    pub fn write_nullable_parcel_file_descriptor(
+        &mut self,
+        fd: Option<OwnedFd>,
+    ) -> Result<(), ParcelError> {
+        let start = self.pos;
+        let result = match fd {
+            None => self.write_i32(0),
+            Some(fd) => self
+                .write_i32(1)
+                .and_then(|()| self.write_parcel_file_descriptor(fd)),
+        };
+        if result.is_err() {
+            self.pos = start;
+        }
+        result
+    }
+
+    /// Reads a ParcelFileDescriptor framed as an AIDL parcelable: `i32` 0 is null, `i32` 1 is
+    /// followed by the ParcelFileDescriptor; any other flag is [`ParcelError::BadFlag`].
+    pub fn read_nullable_parcel_file_descriptor(&mut self) -> Result<Option<OwnedFd>, ParcelError> {
+        let start = self.pos;
+        match self.read_i32()? {
+            0 => Ok(None),
+            1 => match self.read_parcel_file_descriptor() {
+                Ok(fd) => Ok(Some(fd)),
+                Err(e) => {
+                    self.pos = start;
+                    Err(e)
+                }
+            },
+            value => {
+                self.pos = start;
+                Err(ParcelError::BadFlag {
+                    what: "parcelable presence flag",
+                    pos: start,
+                    value,
+                    allowed: "0 (null) or 1",
+                })
+            }
+        }
+    }
+
     /// Reads a ParcelFileDescriptor and moves its fd out (libbinder's
     /// `readParcelFileDescriptor`). When the writer attached a comm channel, that second fd
     /// is read too, told `DETACHED` (as libbinder does; a failed write is ignored) and closed.
@@ -878,6 +1012,8 @@ impl Parcel {
         Ok(fd)
     }
 }
+
+static_assertions::assert_impl_all!(Parcel: Send);
 
 fn io_errno(e: &std::io::Error) -> nix::errno::Errno {
     nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))

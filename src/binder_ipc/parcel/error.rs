@@ -94,6 +94,18 @@ pub enum ParcelError {
         /// Position of the length prefix.
         pos: usize,
     },
+    /// A flag word holds a value other than the ones its format allows.
+    #[error("{what} at position {pos} is {value}, expected {allowed}")]
+    BadFlag {
+        /// What was being read.
+        what: &'static str,
+        /// Position of the flag.
+        pos: usize,
+        /// The value read.
+        value: i32,
+        /// The values allowed.
+        allowed: &'static str,
+    },
     /// A null value where a value is required.
     #[error("unexpected null {what} at position {pos}")]
     UnexpectedNull {
