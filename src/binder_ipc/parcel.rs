@@ -599,7 +599,7 @@ impl Parcel {
             let Some(count) = p.read_count("int32 array")? else {
                 return Ok(None);
             };
-            let bytes = p.read_padded(count.checked_mul(4).unwrap_or(usize::MAX))?;
+            let bytes = p.read_padded(count.saturating_mul(4))?;
             Ok(Some(
                 bytes
                     .chunks_exact(4)
