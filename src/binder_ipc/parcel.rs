@@ -179,6 +179,21 @@ impl Parcel {
         &self.objects
     }
 
+    /// The binder objects the offsets list names, with their offsets, in order (fd objects
+    /// are skipped). The runtime walks these to take or drop references for a whole parcel,
+    /// as libbinder's `acquireObjects` / `releaseObjects` do.
+    pub fn binder_objects(&self) -> impl Iterator<Item = (u64, BinderObject)> + '_ {
+        self.objects.iter().filter_map(|&offset| {
+            let start = usize::try_from(offset).ok()?;
+            let bytes = self.data.get(start..start.checked_add(OBJECT_SIZE)?)?;
+            let flat: FlatBinderObject = bytemuck::pod_read_unaligned(bytes);
+            BinderObject::from_flat(&flat)
+                .ok()
+                .flatten()
+                .map(|obj| (offset, obj))
+        })
+    }
+
     /// The fds the parcel still owns, in the order of their objects.
     pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> + '_ {
         self.fds

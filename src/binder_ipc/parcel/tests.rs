@@ -144,6 +144,14 @@ fn binder_objects_layout_and_offsets() {
     assert_eq!(&d[68..84], &[0u8; 16]);
     assert_eq!(&d[84..88], &le32(0));
     assert_eq!(p.offsets(), &[4, 32]);
+    let objects: Vec<_> = p.binder_objects().collect();
+    assert_eq!(
+        objects,
+        vec![
+            (4, BinderObject::local(0x1122, 0x3344)),
+            (32, BinderObject::handle(5))
+        ]
+    );
 
     p.set_data_position(0);
     assert_eq!(p.read_i32().unwrap(), 7);
