@@ -164,8 +164,15 @@ fn value() -> impl Strategy<Value = Value> {
         proptest::option::of(".{0,12}").prop_map(Value::Str),
         proptest::collection::vec(any::<u16>(), 0..9).prop_map(Value::Units),
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..13)).prop_map(Value::Bytes),
-        (proptest::option::of(binder_object()), any::<i32>())
-            .prop_map(|(b, s)| Value::Binder(b, Stability(s))),
+        (
+            proptest::option::of(binder_object()),
+            prop_oneof![
+                Just(Stability::VENDOR),
+                Just(Stability::SYSTEM),
+                Just(Stability::VINTF)
+            ]
+        )
+            .prop_map(|(b, s)| Value::Binder(b, s)),
         "[a-zA-Z.]{0,20}".prop_map(Value::Token),
         Just(Value::NoException),
         proptest::option::of(proptest::collection::vec(any::<i32>(), 0..9))

@@ -73,6 +73,8 @@ pub const INTERFACE_HEADER_SYST: u32 = crate::binder_ipc::uapi::pack_chars(b'S',
 /// channel: `DETACHED` (2), big-endian.
 pub const PFD_STATUS_DETACHED: i32 = 2;
 
+const DECLARED_STABILITIES: &str = "3 (vendor), 12 (system) or 63 (vintf)";
+
 /// What [`Parcel::enforce_interface`] read before the descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InterfaceHeader {
@@ -786,7 +788,8 @@ impl Parcel {
         self.write_binder_with_stability(obj, Stability::SYSTEM)
     }
 
-    /// Writes a binder object followed by `stability`. Like libbinder, the offset is recorded
+    /// Writes a binder object followed by `stability`, which must be a declared level
+    /// ([`Stability::is_declared`]) or this is [`ParcelError::BadFlag`]. Like libbinder, the offset is recorded
     /// only when the object's pointer/handle word is non-zero: a handle-0 reference travels
     /// untranslated and reads back as handle 0.
     pub fn write_binder_with_stability(
@@ -794,6 +797,14 @@ impl Parcel {
         obj: BinderObject,
         stability: Stability,
     ) -> Result<(), ParcelError> {
+        if !stability.is_declared() {
+            return Err(ParcelError::BadFlag {
+                what: "binder stability",
+                pos: self.pos + OBJECT_SIZE,
+                value: stability.0,
+                allowed: DECLARED_STABILITIES,
+            });
+        }
         let flat = obj.to_flat();
         let start = self.pos;
         let bytes: [u8; OBJECT_SIZE] = bytemuck::cast(flat);
@@ -828,7 +839,9 @@ impl Parcel {
         result
     }
 
-    /// Reads a binder object and its stability; `None` for a null binder.
+    /// Reads a binder object and its stability; `None` for a null binder. As in libbinder, a
+    /// non-null binder must carry a declared stability level and a null binder
+    /// [`Stability::UNDECLARED`], else [`ParcelError::BadFlag`].
     pub fn read_binder_with_stability(
         &mut self,
     ) -> Result<Option<(BinderObject, Stability)>, ParcelError> {
@@ -843,6 +856,21 @@ impl Parcel {
                 })?;
             p.pos = pos + OBJECT_SIZE;
             let stability = Stability(p.read_i32()?);
+            let (ok, allowed) = match obj {
+                Some(_) => (stability.is_declared(), DECLARED_STABILITIES),
+                None => (
+                    stability == Stability::UNDECLARED,
+                    "0 (undeclared) for a null binder",
+                ),
+            };
+            if !ok {
+                return Err(ParcelError::BadFlag {
+                    what: "binder stability",
+                    pos: pos + OBJECT_SIZE,
+                    value: stability.0,
+                    allowed,
+                });
+            }
             Ok(obj.map(|obj| (obj, stability)))
         })
     }

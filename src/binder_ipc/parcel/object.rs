@@ -131,6 +131,16 @@ impl Stability {
     pub const SYSTEM: Stability = Stability(0b001100);
     /// A stable (VINTF) interface.
     pub const VINTF: Stability = Stability(0b111111);
+
+    /// True for the levels a non-null binder may carry (vendor, system, VINTF); libbinder
+    /// refuses to read a binder with any other, and a null binder with anything but
+    /// [`Stability::UNDECLARED`].
+    pub fn is_declared(self) -> bool {
+        matches!(
+            self,
+            Stability::VENDOR | Stability::SYSTEM | Stability::VINTF
+        )
+    }
 }
 
 impl Default for Stability {

@@ -351,3 +351,57 @@ fn read_failure_leaves_position() {
     assert_eq!(p.data_position(), 0);
     assert_eq!(p.read_i32().unwrap(), 100);
 }
+
+#[test]
+fn binder_stability_must_be_declared() {
+    let mut p = Parcel::new();
+    let err = p
+        .write_binder_with_stability(BinderObject::handle(3), Stability(5))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ParcelError::BadFlag {
+                value: 5,
+                pos: 24,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!((p.data_size(), p.offsets().len()), (0, 0));
+    p.write_binder_with_stability(BinderObject::handle(3), Stability::VINTF)
+        .unwrap();
+    p.write_null_binder().unwrap();
+    // Corrupt the stabilities: an undeclared level on a binder, a level on a null binder.
+    let mut data = p.data().to_vec();
+    data[24..28].copy_from_slice(&0i32.to_ne_bytes());
+    data[52..56].copy_from_slice(&12i32.to_ne_bytes());
+    let mut q = Parcel::from_bytes(&data, p.offsets()).unwrap();
+    let err = q.read_binder().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ParcelError::BadFlag {
+                value: 0,
+                pos: 24,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(q.data_position(), 0);
+    q.set_data_position(28);
+    let err = q.read_binder().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ParcelError::BadFlag {
+                value: 12,
+                pos: 52,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
