@@ -431,8 +431,15 @@ fn run_reads(p: &mut Parcel, ops: &[ReadOp]) {
 }
 
 /// Data made of random words and real objects, with offsets that mostly point at the objects:
-/// gets past validation often enough to exercise the readers.
-fn structured_input() -> impl Strategy<Value = (Vec<u8>, Vec<u64>)> {
+/// gets past validation often enough to exercise the readers. With `with_fds`, some objects
+/// are FD objects; the third part lists where the fd numbers of the *listed* ones go
+/// (filled with real fds by the caller). Without, no object has the FD type.
+fn structured_input(with_fds: bool) -> impl Strategy<Value = (Vec<u8>, Vec<u64>, Vec<usize>)> {
+    let fd_type = if with_fds {
+        BINDER_TYPE_FD
+    } else {
+        BINDER_TYPE_BINDER
+    };
     let chunk = prop_oneof![
         proptest::collection::vec(any::<u8>(), 4).prop_map(|b| (b, None)),
         any::<i32>().prop_map(|v| (v.to_ne_bytes().to_vec(), None)),
@@ -445,7 +452,9 @@ fn structured_input() -> impl Strategy<Value = (Vec<u8>, Vec<u64>)> {
                 Just(BINDER_TYPE_HANDLE),
                 Just(BINDER_TYPE_WEAK_HANDLE),
                 Just(BINDER_TYPE_FDA),
-                any::<u32>(),
+                Just(fd_type),
+                Just(fd_type),
+                any::<u32>().prop_filter("not FD", |&t| t != BINDER_TYPE_FD),
             ],
             any::<u64>(),
             any::<u64>(),
@@ -463,13 +472,17 @@ fn structured_input() -> impl Strategy<Value = (Vec<u8>, Vec<u64>)> {
     proptest::collection::vec(chunk, 0..20).prop_map(|chunks| {
         let mut data = Vec::new();
         let mut offsets = Vec::new();
+        let mut fd_slots = Vec::new();
         for (bytes, object) in chunks {
             if object == Some(true) {
                 offsets.push(data.len() as u64);
+                if bytes[..4] == BINDER_TYPE_FD.to_ne_bytes() {
+                    fd_slots.push(data.len() + 8);
+                }
             }
             data.extend_from_slice(&bytes);
         }
-        (data, offsets)
+        (data, offsets, fd_slots)
     })
 }
 
@@ -516,7 +529,7 @@ proptest! {
 
     #[test]
     fn structured_garbage_never_panics(
-        (data, offsets) in structured_input(),
+        (data, offsets, _) in structured_input(false),
         ops in proptest::collection::vec(read_op(), 0..40),
     ) {
         match Parcel::from_bytes(&data, &offsets) {
@@ -974,4 +987,50 @@ fn parcel_file_descriptor_with_comm_channel_is_detached() {
         "the comm channel fd was not closed"
     );
     drop(fd);
+}
+
+/// Fuzzed received parcels with real fds in their FD objects: whatever the bytes, offsets and
+/// reads, every fd handed over is closed once the parcel is gone (or was refused), and the
+/// release callback ran exactly once.
+#[test]
+fn fuzzed_received_parcels_leak_no_fds() {
+    if !in_child("fuzzed_received_parcels_leak_no_fds") {
+        return;
+    }
+    use proptest::test_runner::{Config, TestRunner};
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let before = open_fd_count();
+    let config = Config {
+        cases: 400,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let strategy = (
+        structured_input(true),
+        proptest::collection::vec(read_op(), 0..40),
+    );
+    let handed_over = AtomicUsize::new(0);
+    runner
+        .run(&strategy, |((mut data, offsets, fd_slots), ops)| {
+            for &slot in &fd_slots {
+                let fd = null.as_fd().try_clone_to_owned().unwrap().into_raw_fd();
+                data[slot..slot + 4].copy_from_slice(&fd.to_ne_bytes());
+                handed_over.fetch_add(1, Ordering::Relaxed);
+            }
+            prop_assert_eq!(open_fd_count(), before + fd_slots.len());
+            let (released, release) = counting_release();
+            // SAFETY: the only FD objects at listed offsets name the fresh dups just made,
+            // owned by nobody else, one per object.
+            let parcel = unsafe { Parcel::from_received(&data, &offsets, Some(release)) };
+            if let Ok(mut p) = parcel {
+                run_reads(&mut p, &ops);
+            }
+            prop_assert_eq!(released.load(Ordering::SeqCst), 1);
+            prop_assert_eq!(open_fd_count(), before);
+            Ok(())
+        })
+        .unwrap();
+    let handed_over = handed_over.load(Ordering::Relaxed);
+    assert!(handed_over > 50, "only {handed_over} fds were handed over");
 }
