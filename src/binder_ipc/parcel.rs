@@ -10,10 +10,12 @@
 //! - a byte array is an `i32` length (`-1` = null) and the bytes, padded;
 //! - an interface token is `i32` strict-mode policy `| 0x8000_0000`, `i32` work-source uid
 //!   (`-1` = unset), `i32` `'SYST'` (0x53595354) and the descriptor as String16;
-//! - a binder is a 24-byte `flat_binder_object` followed by an `i32` stability; a null
-//!   binder is a `BINDER_TYPE_BINDER` object with pointer and cookie 0 that is *not* listed in
-//!   the offsets, and so is a handle-0 object (libbinder lists an object only when its
-//!   pointer/handle word is non-zero);
+//! - a binder is a 24-byte `flat_binder_object` followed by an `i32` stability (a declared
+//!   level for a binder, 0 for null); a null binder is a `BINDER_TYPE_BINDER` object with
+//!   pointer and cookie 0 that is *not* listed in the offsets, and so is a handle-0 object
+//!   (libbinder lists an object only when its pointer/handle word is non-zero). Weak binders
+//!   (`WEAK_BINDER` / `WEAK_HANDLE`) use the same layout; today's libbinder no longer writes
+//!   them, so their trailing stability is this crate's choice;
 //! - a file descriptor is a 24-byte `binder_fd_object` (`BINDER_TYPE_FD`, cookie 1: the
 //!   parcel owns the fd);
 //! - a ParcelFileDescriptor is an `i32` "has comm channel" flag (0 when written here) and the

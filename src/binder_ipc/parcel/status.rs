@@ -94,6 +94,15 @@ impl Parcel {
     /// Writes the reply header of a call that raised `ex` (as libbinder's
     /// `Status::writeToParcel`). An exception code of [`EX_NONE`] writes no exception.
     pub fn write_exception(&mut self, ex: &AidlException) -> Result<(), ParcelError> {
+        let start = self.data_position();
+        let result = self.write_exception_inner(ex);
+        if result.is_err() {
+            self.set_data_position(start);
+        }
+        result
+    }
+
+    fn write_exception_inner(&mut self, ex: &AidlException) -> Result<(), ParcelError> {
         self.write_i32(ex.code)?;
         if ex.code == EX_NONE {
             return Ok(());
