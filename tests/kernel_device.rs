@@ -122,9 +122,16 @@ fn parse(bytes: &[u8]) -> Vec<Ret> {
     let mut r = CommandReader::new(bytes);
     let mut out = Vec::new();
     while let Some((cmd, payload)) = r.next_command() {
-        out.push(Ret { cmd, payload: payload.to_vec() });
+        out.push(Ret {
+            cmd,
+            payload: payload.to_vec(),
+        });
     }
-    assert_eq!(r.remaining(), 0, "the kernel returned a cut command: {bytes:?}");
+    assert_eq!(
+        r.remaining(),
+        0,
+        "the kernel returned a cut command: {bytes:?}"
+    );
     out
 }
 
@@ -132,11 +139,15 @@ fn names(rets: &[Ret]) -> Vec<&'static str> {
     rets.iter().map(|r| command_name(r.cmd)).collect()
 }
 
-/// Waits until the calling thread has something to read.
-fn wait_readable(fd: BorrowedFd<'_>, what: &str) {
+/// Waits until the calling thread has something to read, at most until `deadline`.
+fn wait_readable(fd: BorrowedFd<'_>, deadline: Instant, what: &str) {
+    let left = deadline.saturating_duration_since(Instant::now());
     let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    let n = poll(&mut fds, PollTimeout::try_from(WAIT).expect("timeout")).expect("poll binder");
-    assert_eq!(n, 1, "nothing to read from binder within {WAIT:?} while waiting for {what}");
+    let n = poll(&mut fds, PollTimeout::try_from(left).expect("timeout")).expect("poll binder");
+    assert_eq!(
+        n, 1,
+        "nothing to read from binder within {WAIT:?} while waiting for {what}"
+    );
 }
 
 /// True when the calling thread has something to read right now.
@@ -145,29 +156,56 @@ fn readable_now(fd: BorrowedFd<'_>) -> bool {
     poll(&mut fds, PollTimeout::ZERO).expect("poll binder") > 0
 }
 
-/// One `BINDER_WRITE_READ` that writes `write` (all of it) and reads once; the read is done
-/// only once the thread is readable, so a lost message fails instead of hanging.
-fn call(dev: &KernelDevice, write: &[u8], what: &str) -> Vec<Ret> {
-    if !write.is_empty() {
-        let mut wr = WriteRead::new(write, &mut []);
-        dev.write_read(&mut wr).unwrap_or_else(|e| panic!("write for {what}: {e}"));
-        assert_eq!(wr.write_consumed, write.len(), "write_consumed for {what}");
-    }
-    wait_readable(dev.as_fd(), what);
+/// One read-only `BINDER_WRITE_READ`.
+fn read_once(dev: &KernelDevice, what: &str) -> Vec<Ret> {
     let mut buf = [0u8; 256];
     let mut wr = WriteRead::new(&[], &mut buf);
-    dev.write_read(&mut wr).unwrap_or_else(|e| panic!("read for {what}: {e}"));
+    dev.write_read(&mut wr)
+        .unwrap_or_else(|e| panic!("read for {what}: {e}"));
     assert_eq!(wr.write_consumed, 0);
-    let rets = parse(wr.returned());
-    eprintln!("observed: {what}: {:?}", names(&rets));
-    rets
+    parse(wr.returned())
+}
+
+/// Reads until the kernel returns more than a lone `BR_NOOP`, polling first so that a lost
+/// message fails the test instead of hanging it.
+///
+/// A lone `BR_NOOP` is a wake-up without work: the kernel wakes every thread of a binder
+/// process (`looper_need_return`) whenever any fd of its device is closed, which includes the
+/// close-on-exec copy inside each child this process spawns.
+fn read_work(dev: &KernelDevice, what: &str) -> Vec<Ret> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        wait_readable(dev.as_fd(), deadline, what);
+        let rets = read_once(dev, what);
+        eprintln!("observed: {what}: {:?}", names(&rets));
+        assert_eq!(
+            rets.first().map(|r| r.cmd),
+            Some(BR_NOOP),
+            "every read starts with BR_NOOP"
+        );
+        if rets.len() > 1 {
+            return rets;
+        }
+    }
+}
+
+/// Reads whatever is pending without blocking; returns the commands other than `BR_NOOP`.
+fn drain(dev: &KernelDevice, what: &str) -> Vec<Ret> {
+    let mut got = Vec::new();
+    while readable_now(dev.as_fd()) {
+        let rets = read_once(dev, what);
+        eprintln!("observed: {what}: {:?}", names(&rets));
+        got.extend(rets.into_iter().filter(|r| r.cmd != BR_NOOP));
+    }
+    got
 }
 
 /// One `BINDER_WRITE_READ` that writes and reads in the same call, as libbinder does.
 fn write_and_read(dev: &KernelDevice, write: &[u8], what: &str) -> Vec<Ret> {
     let mut buf = [0u8; 256];
     let mut wr = WriteRead::new(write, &mut buf);
-    dev.write_read(&mut wr).unwrap_or_else(|e| panic!("write_read for {what}: {e}"));
+    dev.write_read(&mut wr)
+        .unwrap_or_else(|e| panic!("write_read for {what}: {e}"));
     assert_eq!(wr.write_consumed, write.len(), "write_consumed for {what}");
     let rets = parse(wr.returned());
     eprintln!("observed: {what}: {:?}", names(&rets));
@@ -198,7 +236,9 @@ fn reply(data: &[u8]) -> BinderTransactionData {
 }
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -226,7 +266,9 @@ fn open_of_a_file_that_is_not_binder_says_so() {
 #[test]
 fn open_maps_the_buffer_area_and_speaks_version_8() {
     let before = open_fds();
-    let Some(dev) = device("open_maps_the_buffer_area_and_speaks_version_8") else { return };
+    let Some(dev) = device("open_maps_the_buffer_area_and_speaks_version_8") else {
+        return;
+    };
     assert_eq!(dev.version(), Ok(BINDER_CURRENT_PROTOCOL_VERSION));
     let (base, len) = dev.buffer_area();
     assert_ne!(base, 0);
@@ -234,7 +276,10 @@ fn open_maps_the_buffer_area_and_speaks_version_8() {
     let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
     let start = format!("{base:x}-{:x} r--p", base + len as u64);
     let line = maps.lines().find(|l| l.starts_with(&start));
-    assert!(line.is_some(), "no read-only private mapping {start} in\n{maps}");
+    assert!(
+        line.is_some(),
+        "no read-only private mapping {start} in\n{maps}"
+    );
     assert!(line.is_some_and(|l| l.contains("binder")), "{line:?}");
     assert_eq!(open_fds(), before + 1);
     assert_eq!(dev.set_max_threads(0), Ok(()));
@@ -243,7 +288,10 @@ fn open_maps_the_buffer_area_and_speaks_version_8() {
     drop(dev);
     assert_eq!(open_fds(), before, "the device fd is closed on drop");
     let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
-    assert!(!maps.lines().any(|l| l.starts_with(&start)), "the buffer area is unmapped on drop");
+    assert!(
+        !maps.lines().any(|l| l.starts_with(&start)),
+        "the buffer area is unmapped on drop"
+    );
 }
 
 #[test]
@@ -256,7 +304,10 @@ fn bad_commands_get_the_kernels_answers() {
     w.cmd(BC_ENTER_LOOPER).cmd(0x1234_5678);
     let mut wr = WriteRead::new(w.as_bytes(), &mut []);
     assert_eq!(dev.write_read(&mut wr), Err(Errno::EINVAL));
-    assert_eq!(wr.write_consumed, 4, "BC_ENTER_LOOPER consumed, the unknown command not");
+    assert_eq!(
+        wr.write_consumed, 4,
+        "BC_ENTER_LOOPER consumed, the unknown command not"
+    );
 
     // BC_REPLY with no transaction to answer: the call succeeds; the thread reads
     // BR_FAILED_REPLY.
@@ -272,7 +323,10 @@ fn bad_commands_get_the_kernels_answers() {
     let mut wr = WriteRead::new(w.as_bytes(), &mut []);
     assert_eq!(dev.write_read(&mut wr), Ok(()));
     assert_eq!(wr.write_consumed, 12);
-    assert!(!readable_now(dev.as_fd()), "nothing to read after a bogus BC_FREE_BUFFER");
+    assert!(
+        !readable_now(dev.as_fd()),
+        "nothing to read after a bogus BC_FREE_BUFFER"
+    );
 
     // BC_TRANSACTION whose data pointer is not mapped: BR_FAILED_REPLY, not EFAULT.
     let mut tr = call_to_manager(1, 0, &data, &[]);
@@ -303,16 +357,31 @@ fn bad_commands_get_the_kernels_answers() {
 
 #[test]
 fn second_context_manager_is_ebusy() {
-    let Some(dev) = device("second_context_manager_is_ebusy") else { return };
+    let Some(dev) = device("second_context_manager_is_ebusy") else {
+        return;
+    };
     let _cm = lock_context_manager();
     become_context_manager(&dev, None);
-    assert_eq!(dev.set_context_mgr(), Err(Errno::EBUSY), "again from the same process");
+    assert_eq!(
+        dev.set_context_mgr(),
+        Err(Errno::EBUSY),
+        "again from the same process"
+    );
     let obj = FlatBinderObject {
-        hdr: BinderObjectHeader { type_: BINDER_TYPE_BINDER },
+        hdr: BinderObjectHeader {
+            type_: BINDER_TYPE_BINDER,
+        },
         flags: FLAT_BINDER_FLAG_ACCEPTS_FDS,
         ..Default::default()
     };
     assert_eq!(dev.set_context_mgr_ext(&obj), Err(Errno::EBUSY));
+
+    // The context manager calling handle 0 (itself): BR_FAILED_REPLY.
+    let tr = call_to_manager(1, 0, &CALL_DATA, &[]);
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_TRANSACTION, &tr);
+    let rets = write_and_read(&dev, w.as_bytes(), "context manager calling handle 0");
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_FAILED_REPLY"]);
 }
 
 const CALL_DATA: [u8; 4] = [0xde, 0xad, 0xbe, 0xef];
@@ -329,7 +398,10 @@ fn call_to_context_manager_and_reply() {
         // Written and read in one call, as libbinder does: the kernel holds back
         // BR_TRANSACTION_COMPLETE of a sync call until the reply is there.
         let rets = write_and_read(&dev, w.as_bytes(), "client: BC_TRANSACTION + read");
-        assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE", "BR_REPLY"]);
+        assert_eq!(
+            names(&rets),
+            ["BR_NOOP", "BR_TRANSACTION_COMPLETE", "BR_REPLY"]
+        );
         let r = rets[2].txn();
         assert_eq!(r.data_size, 4);
         assert_eq!(r.offsets_size, 0);
@@ -355,7 +427,7 @@ fn call_to_context_manager_and_reply() {
     assert_eq!(wr.write_consumed, 4);
 
     let child = spawn_child(test, "client", &[]);
-    let rets = call(&dev, &[], "manager: incoming call");
+    let rets = read_work(&dev, "manager: incoming call");
     assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
     let t = rets[1].txn();
     assert_eq!(t.target, 0, "plain SET_CONTEXT_MGR: node ptr 0");
@@ -366,12 +438,21 @@ fn call_to_context_manager_and_reply() {
     assert_eq!(t.sender_euid, nix::unistd::geteuid().as_raw());
     assert_eq!(t.data_size, 4);
     assert_eq!(t.offsets_size, 0);
-    assert_eq!(t.data_offsets, t.data_buffer + 8, "offsets follow the data, 8-aligned");
+    assert_eq!(
+        t.data_offsets,
+        t.data_buffer + 8,
+        "offsets follow the data, 8-aligned"
+    );
     assert_eq!(dev.buffer_bytes(t.data_buffer, 4), Some(&CALL_DATA[..]));
 
     let mut w = CommandWriter::new();
-    w.cmd_with(BC_FREE_BUFFER, &t.data_buffer).cmd_with(BC_REPLY, &reply(&REPLY_DATA));
-    let rets = write_and_read(&dev, w.as_bytes(), "manager: BC_FREE_BUFFER + BC_REPLY + read");
+    w.cmd_with(BC_FREE_BUFFER, &t.data_buffer)
+        .cmd_with(BC_REPLY, &reply(&REPLY_DATA));
+    let rets = write_and_read(
+        &dev,
+        w.as_bytes(),
+        "manager: BC_FREE_BUFFER + BC_REPLY + read",
+    );
     assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE"]);
     expect_child_ok(child);
 }
@@ -387,7 +468,9 @@ fn fd_object_shares_the_file_offset() {
         file.read_exact(&mut hello).expect("read hello");
         assert_eq!(&hello, b"hello");
         let obj = BinderFdObject {
-            hdr: BinderObjectHeader { type_: BINDER_TYPE_FD },
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_FD,
+            },
             pad_flags: 0,
             pad_binder: std::os::fd::AsRawFd::as_raw_fd(&file) as u32 as u64,
             cookie: 1,
@@ -397,7 +480,10 @@ fn fd_object_shares_the_file_offset() {
         let mut w = CommandWriter::new();
         w.cmd_with(BC_TRANSACTION, &tr);
         let rets = write_and_read(&dev, w.as_bytes(), "sender: BC_TRANSACTION with an fd");
-        assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE", "BR_REPLY"]);
+        assert_eq!(
+            names(&rets),
+            ["BR_NOOP", "BR_TRANSACTION_COMPLETE", "BR_REPLY"]
+        );
         // The receiver read "world" through the same open file description.
         assert_eq!(file.stream_position().expect("position"), 10);
         let mut rest = Vec::new();
@@ -414,7 +500,9 @@ fn fd_object_shares_the_file_offset() {
     let Some(dev) = device(test) else { return };
     let _cm = lock_context_manager();
     let manager = FlatBinderObject {
-        hdr: BinderObjectHeader { type_: BINDER_TYPE_BINDER },
+        hdr: BinderObjectHeader {
+            type_: BINDER_TYPE_BINDER,
+        },
         flags: FLAT_BINDER_FLAG_ACCEPTS_FDS,
         binder: 0xb17_70be,
         cookie: 0xc00c1e,
@@ -427,13 +515,23 @@ fn fd_object_shares_the_file_offset() {
 
     let path = std::env::temp_dir().join(format!("bittube-kernel-fd-{}", std::process::id()));
     std::fs::write(&path, "helloworld").expect("write the file");
-    let child = spawn_child(test, "sender", &[("BITTUBE_FD_FILE", path.to_str().expect("utf-8"))]);
-    let rets = call(&dev, &[], "manager: incoming call with an fd");
+    let child = spawn_child(
+        test,
+        "sender",
+        &[("BITTUBE_FD_FILE", path.to_str().expect("utf-8"))],
+    );
+    let rets = read_work(&dev, "manager: incoming call with an fd");
     assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
     let t = rets[1].txn();
-    assert_eq!((t.target, t.cookie), (0xb17_70be, 0xc00c1e), "the node's ptr and cookie");
+    assert_eq!(
+        (t.target, t.cookie),
+        (0xb17_70be, 0xc00c1e),
+        "the node's ptr and cookie"
+    );
     assert_eq!((t.data_size, t.offsets_size), (24, 8));
-    let offsets = dev.buffer_bytes(t.data_offsets, 8).expect("offsets in the buffer area");
+    let offsets = dev
+        .buffer_bytes(t.data_offsets, 8)
+        .expect("offsets in the buffer area");
     assert_eq!(offsets, &0u64.to_ne_bytes());
     let obj: BinderFdObject =
         bytemuck::pod_read_unaligned(dev.buffer_bytes(t.data_buffer, 24).expect("object"));
@@ -441,13 +539,22 @@ fn fd_object_shares_the_file_offset() {
     assert_eq!(obj.cookie, 1, "the cookie travels unchanged");
     assert_eq!(obj.pad_binder >> 32, 0, "the fd is a 32-bit number at +8");
     eprintln!("observed: received fd object {obj:?}");
-    assert_eq!(open_fds(), fds_before + 2, "the device fd and the received fd");
+    assert_eq!(
+        open_fds(),
+        fds_before + 2,
+        "the device fd and the received fd"
+    );
 
     // SAFETY: the kernel installed this fd in our table when this thread read the
     // transaction; nothing else in this process knows the number, so it is ours to own.
-    let received = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(obj.fd()) };
+    let received =
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(obj.fd()) };
     let flags = nix::fcntl::fcntl(&received, nix::fcntl::FcntlArg::F_GETFD).expect("F_GETFD");
-    assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC, "received fds are close-on-exec");
+    assert_eq!(
+        flags & libc::FD_CLOEXEC,
+        libc::FD_CLOEXEC,
+        "received fds are close-on-exec"
+    );
     let mut file = std::fs::File::from(received);
     let mut world = [0u8; 5];
     file.read_exact(&mut world).expect("read world");
@@ -455,8 +562,13 @@ fn fd_object_shares_the_file_offset() {
     drop(file);
 
     let mut w = CommandWriter::new();
-    w.cmd_with(BC_FREE_BUFFER, &t.data_buffer).cmd_with(BC_REPLY, &reply(&[]));
-    let rets = write_and_read(&dev, w.as_bytes(), "manager: BC_FREE_BUFFER + BC_REPLY + read");
+    w.cmd_with(BC_FREE_BUFFER, &t.data_buffer)
+        .cmd_with(BC_REPLY, &reply(&[]));
+    let rets = write_and_read(
+        &dev,
+        w.as_bytes(),
+        "manager: BC_FREE_BUFFER + BC_REPLY + read",
+    );
     assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE"]);
     expect_child_ok(child);
     let _ = std::fs::remove_file(&path);
@@ -471,7 +583,9 @@ fn fd_to_a_node_that_does_not_accept_fds_fails() {
         let dev = device(test).expect("the parent found a device");
         let file = std::fs::File::open("/proc/self/stat").expect("open a file");
         let obj = BinderFdObject {
-            hdr: BinderObjectHeader { type_: BINDER_TYPE_FD },
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_FD,
+            },
             pad_binder: std::os::fd::AsRawFd::as_raw_fd(&file) as u32 as u64,
             ..Default::default()
         };
@@ -479,7 +593,11 @@ fn fd_to_a_node_that_does_not_accept_fds_fails() {
         let tr = call_to_manager(1, TF_ACCEPT_FDS, bytemuck::bytes_of(&obj), &offsets);
         let mut w = CommandWriter::new();
         w.cmd_with(BC_TRANSACTION, &tr);
-        let rets = write_and_read(&dev, w.as_bytes(), "sender: fd to a node without ACCEPTS_FDS");
+        let rets = write_and_read(
+            &dev,
+            w.as_bytes(),
+            "sender: fd to a node without ACCEPTS_FDS",
+        );
         assert_eq!(names(&rets), ["BR_NOOP", "BR_FAILED_REPLY"]);
         return;
     }
@@ -492,5 +610,9 @@ fn fd_to_a_node_that_does_not_accept_fds_fails() {
     let mut wr = WriteRead::new(w.as_bytes(), &mut []);
     assert_eq!(dev.write_read(&mut wr), Ok(()));
     expect_child_ok(spawn_child(test, "sender", &[]));
-    assert!(!readable_now(dev.as_fd()), "the failed call never reached the manager");
+    let got = drain(&dev, "manager after the failed call");
+    assert!(
+        got.is_empty(),
+        "the failed call reached the manager: {got:?}"
+    );
 }

@@ -130,7 +130,12 @@ impl KernelDevice {
             )
         }
         .map_err(|e| fail("mmap of the buffer area", e))?;
-        Ok(KernelDevice { fd, map, map_len: BINDER_VM_SIZE, path: path.to_owned() })
+        Ok(KernelDevice {
+            fd,
+            map,
+            map_len: BINDER_VM_SIZE,
+            path: path.to_owned(),
+        })
     }
 
     /// The path this device was opened from.
@@ -148,12 +153,20 @@ impl KernelDevice {
 /// kernel reads or writes only `*arg`. Only binder requests with plain arguments (no embedded
 /// pointers) go through here.
 fn ioctl_pod<T: Pod>(fd: BorrowedFd<'_>, request: u32, arg: &mut T) -> Result<(), Errno> {
-    assert_eq!(ioc_size(request), std::mem::size_of::<T>(), "ioctl argument size");
+    assert_eq!(
+        ioc_size(request),
+        std::mem::size_of::<T>(),
+        "ioctl argument size"
+    );
     // SAFETY: `arg` is a valid, exclusive `T`, and the binder driver accesses at most
     // `ioc_size(request) == size_of::<T>()` bytes at that address for these requests; `T` is
     // plain data, so any bytes the kernel writes form a valid value.
     let r = unsafe {
-        libc::ioctl(fd.as_raw_fd(), request as libc::Ioctl, arg as *mut T as *mut c_void)
+        libc::ioctl(
+            fd.as_raw_fd(),
+            request as libc::Ioctl,
+            arg as *mut T as *mut c_void,
+        )
     };
     Errno::result(r).map(drop)
 }
@@ -178,8 +191,13 @@ impl Device for KernelDevice {
     /// read of 1 to 3 bytes from the start of `read` (the kernel would store its leading 4-byte
     /// `BR_NOOP` without checking the room).
     fn write_read(&self, wr: &mut WriteRead<'_>) -> Result<(), Errno> {
-        let read_room = wr.read.len().checked_sub(wr.read_consumed).ok_or(Errno::EINVAL)?;
-        if wr.write_consumed > wr.write.len() || (wr.read_consumed == 0 && (1..4).contains(&read_room))
+        let read_room = wr
+            .read
+            .len()
+            .checked_sub(wr.read_consumed)
+            .ok_or(Errno::EINVAL)?;
+        if wr.write_consumed > wr.write.len()
+            || (wr.read_consumed == 0 && (1..4).contains(&read_room))
         {
             return Err(Errno::EINVAL);
         }
