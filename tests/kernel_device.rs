@@ -85,14 +85,23 @@ fn expect_child_ok(mut child: Child) {
 /// `EBUSY` is retried for a while.
 fn become_context_manager(dev: &KernelDevice, obj: Option<&FlatBinderObject>) {
     let start = Instant::now();
+    let mut busy = 0;
     loop {
         let r = match obj {
             Some(obj) => dev.set_context_mgr_ext(obj),
             None => dev.set_context_mgr(),
         };
         match r {
-            Ok(()) => return,
+            Ok(()) => {
+                if busy > 0 {
+                    eprintln!(
+                        "observed: context manager still held by a closed device: {busy} EBUSY"
+                    );
+                }
+                return;
+            }
             Err(Errno::EBUSY) if start.elapsed() < Duration::from_secs(10) => {
+                busy += 1;
                 std::thread::sleep(Duration::from_millis(10))
             }
             Err(e) => panic!("set context manager: {e}"),
@@ -615,4 +624,247 @@ fn fd_to_a_node_that_does_not_accept_fds_fails() {
         got.is_empty(),
         "the failed call reached the manager: {got:?}"
     );
+}
+
+/// Waits until thread `tid` of this process sleeps inside `ioctl` (x86_64 syscall 16).
+fn wait_in_ioctl(tid: nix::unistd::Pid) {
+    let path = format!("/proc/self/task/{tid}/syscall");
+    let start = Instant::now();
+    loop {
+        let s = std::fs::read_to_string(&path).expect("read the thread's syscall");
+        if s.starts_with("16 ") {
+            return;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "thread {tid} never blocked in ioctl: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+static SIGNALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn a_signal_does_not_break_a_blocking_read() {
+    let test = "a_signal_does_not_break_a_blocking_read";
+    if role().as_deref() == Some("client") {
+        let dev = device(test).expect("the parent found a device");
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_TRANSACTION, &call_to_manager(3, 0, &CALL_DATA, &[]));
+        let rets = write_and_read(&dev, w.as_bytes(), "client: call after the signal");
+        assert_eq!(
+            names(&rets),
+            ["BR_NOOP", "BR_TRANSACTION_COMPLETE", "BR_REPLY"]
+        );
+        return;
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    become_context_manager(&dev, None);
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    // No SA_RESTART: the interrupted ioctl fails with EINTR, which KernelDevice retries.
+    let action = SigAction::new(
+        SigHandler::Handler(count_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only increments an atomic counter, which is async-signal-safe.
+    unsafe { sigaction(Signal::SIGUSR1, &action) }.expect("install the SIGUSR1 handler");
+
+    let child = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dev = &dev;
+        let reader = s.spawn(move || {
+            let mut w = CommandWriter::new();
+            w.cmd(BC_ENTER_LOOPER);
+            let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+            dev.write_read(&mut wr).expect("BC_ENTER_LOOPER");
+            tx.send((nix::unistd::gettid(), {
+                // SAFETY: pthread_self has no preconditions.
+                unsafe { libc::pthread_self() }
+            }))
+            .expect("send");
+            // A blocking read straight into the ioctl (no poll first), until real work comes.
+            let rets = loop {
+                let mut buf = [0u8; 256];
+                let mut wr = WriteRead::new(&[], &mut buf);
+                dev.write_read(&mut wr)
+                    .expect("a blocking read survives signals");
+                let rets = parse(wr.returned());
+                eprintln!("observed: reader after the signal: {:?}", names(&rets));
+                if rets.len() > 1 {
+                    break rets;
+                }
+            };
+            assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
+            // The reply comes from the thread that took the call.
+            let t = rets[1].txn();
+            let mut w = CommandWriter::new();
+            w.cmd_with(BC_FREE_BUFFER, &t.data_buffer)
+                .cmd_with(BC_REPLY, &reply(&REPLY_DATA));
+            let rets = write_and_read(dev, w.as_bytes(), "reader: reply");
+            assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE"]);
+            t
+        });
+        let (tid, pthread) = rx.recv().expect("reader started");
+        wait_in_ioctl(tid);
+        let before = SIGNALS.load(std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: `pthread` names the reader thread, alive until it is joined below.
+        let r = unsafe { libc::pthread_kill(pthread, libc::SIGUSR1) };
+        assert_eq!(r, 0, "pthread_kill");
+        let start = Instant::now();
+        while SIGNALS.load(std::sync::atomic::Ordering::SeqCst) == before {
+            assert!(start.elapsed() < WAIT, "the signal handler never ran");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The reader goes back into the ioctl instead of failing with EINTR.
+        wait_in_ioctl(tid);
+        let child = spawn_child(test, "client", &[]);
+        let t = reader.join().expect("reader thread");
+        assert_eq!((t.code, t.sender_pid), (3, child.id() as i32));
+        child
+    });
+    expect_child_ok(child);
+}
+
+#[test]
+fn oneway_call_and_a_read_buffer_too_small_for_it() {
+    let test = "oneway_call_and_a_read_buffer_too_small_for_it";
+    if role().as_deref() == Some("client") {
+        let dev = device(test).expect("the parent found a device");
+        let mut w = CommandWriter::new();
+        w.cmd_with(
+            BC_TRANSACTION,
+            &call_to_manager(9, TF_ONE_WAY, &CALL_DATA, &[]),
+        );
+        // A oneway call completes at once: no reply to wait for.
+        let rets = write_and_read(&dev, w.as_bytes(), "client: oneway call");
+        assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE"]);
+        return;
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    become_context_manager(&dev, None);
+    let mut w = CommandWriter::new();
+    w.cmd(BC_ENTER_LOOPER);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    // The client has exited when its oneway call is read: it is delivered all the same.
+    expect_child_ok(spawn_child(test, "client", &[]));
+    wait_readable(dev.as_fd(), Instant::now() + WAIT, "the oneway call");
+    let read_with = |room: usize| {
+        let mut buf = vec![0u8; room];
+        let mut wr = WriteRead::new(&[], &mut buf);
+        dev.write_read(&mut wr).expect("read");
+        let rets = parse(wr.returned());
+        eprintln!(
+            "observed: read with {room} bytes of room: {:?}",
+            names(&rets)
+        );
+        rets
+    };
+    // The first read may be a wake-up without work (the child's exec closed its copy of the
+    // fd); from the second on, the work is there and the read does not block.
+    let _ = read_with(79);
+    // The kernel wants room for BR_NOOP + a command + binder_transaction_data_secctx
+    // (4 + 4 + 72 = 80 bytes) before it hands out a transaction, even a plain one.
+    assert_eq!(names(&read_with(79)), ["BR_NOOP"]);
+    let rets = read_with(80);
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
+    let t = rets[1].txn();
+    assert_eq!(t.code, 9);
+    assert_eq!(t.flags, TF_ONE_WAY);
+    assert_eq!(t.sender_pid, 0, "oneway calls carry no sender pid");
+    assert_eq!(t.sender_euid, nix::unistd::geteuid().as_raw());
+    assert_eq!(dev.buffer_bytes(t.data_buffer, 4), Some(&CALL_DATA[..]));
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_FREE_BUFFER, &t.data_buffer);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    let got = drain(&dev, "manager after freeing the oneway buffer");
+    assert!(got.is_empty(), "nothing follows a oneway call: {got:?}");
+}
+
+#[test]
+fn binder_object_becomes_a_handle_and_the_owner_gets_refs() {
+    let test = "binder_object_becomes_a_handle_and_the_owner_gets_refs";
+    const PTR: u64 = 0x1000;
+    const COOKIE: u64 = 0x2000;
+    if role().as_deref() == Some("owner") {
+        let dev = device(test).expect("the parent found a device");
+        let obj = FlatBinderObject {
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_BINDER,
+            },
+            flags: FLAT_BINDER_FLAG_ACCEPTS_FDS,
+            binder: PTR,
+            cookie: COOKIE,
+        };
+        let offsets = [0u64];
+        let tr = call_to_manager(2, TF_ACCEPT_FDS, bytemuck::bytes_of(&obj), &offsets);
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_TRANSACTION, &tr);
+        // The manager took a strong and a weak reference before replying: the requests for
+        // them come to the calling thread, in the same read as the reply.
+        let rets = write_and_read(&dev, w.as_bytes(), "owner: call carrying a binder");
+        assert_eq!(
+            names(&rets),
+            [
+                "BR_NOOP",
+                "BR_INCREFS",
+                "BR_ACQUIRE",
+                "BR_TRANSACTION_COMPLETE",
+                "BR_REPLY"
+            ]
+        );
+        let mut w = CommandWriter::new();
+        for r in &rets[1..3] {
+            let pc: BinderPtrCookie = bytemuck::pod_read_unaligned(&r.payload);
+            assert_eq!((pc.ptr, pc.cookie), (PTR, COOKIE));
+            let done = if r.cmd == BR_INCREFS {
+                BC_INCREFS_DONE
+            } else {
+                BC_ACQUIRE_DONE
+            };
+            w.cmd_with(done, &pc);
+        }
+        w.cmd_with(BC_FREE_BUFFER, &rets[4].txn().data_buffer);
+        let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+        assert_eq!(dev.write_read(&mut wr), Ok(()));
+        let rest = drain(&dev, "owner: after the DONEs");
+        assert!(rest.is_empty(), "{:?}", names(&rest));
+        return;
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    become_context_manager(&dev, None);
+    let mut w = CommandWriter::new();
+    w.cmd(BC_ENTER_LOOPER);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    let child = spawn_child(test, "owner", &[]);
+    let rets = read_work(&dev, "manager: call carrying a binder");
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
+    let t = rets[1].txn();
+    let obj: FlatBinderObject =
+        bytemuck::pod_read_unaligned(dev.buffer_bytes(t.data_buffer, 24).expect("object"));
+    eprintln!("observed: the manager received {obj:?}");
+    assert_eq!(obj.hdr.type_, BINDER_TYPE_HANDLE);
+    assert_eq!(obj.handle(), 1, "the first handle of a process is 1");
+    assert_eq!(obj.binder >> 32, 0);
+    assert_eq!(obj.cookie, 0, "the cookie does not leave its owner");
+    assert_eq!(obj.flags, FLAT_BINDER_FLAG_ACCEPTS_FDS, "the flags travel");
+    // Keep the handle, as a proxy would, then free the buffer and reply.
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_INCREFS, &1u32).cmd_with(BC_ACQUIRE, &1u32);
+    w.cmd_with(BC_FREE_BUFFER, &t.data_buffer)
+        .cmd_with(BC_REPLY, &reply(&[]));
+    let rets = write_and_read(&dev, w.as_bytes(), "manager: take refs, free, reply");
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE"]);
+    expect_child_ok(child);
 }
