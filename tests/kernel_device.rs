@@ -868,3 +868,141 @@ fn binder_object_becomes_a_handle_and_the_owner_gets_refs() {
     assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE"]);
     expect_child_ok(child);
 }
+
+#[test]
+fn malformed_calls_fail_with_br_failed_reply() {
+    let test = "malformed_calls_fail_with_br_failed_reply";
+    if role().as_deref() == Some("client") {
+        let dev = device(test).expect("the parent found a device");
+        let fd_obj = |fd: u32| BinderFdObject {
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_FD,
+            },
+            pad_binder: u64::from(fd),
+            ..Default::default()
+        };
+        let bad_fd = fd_obj(9999);
+        let offsets = [0u64, 0];
+        let far = [64u64];
+        let odd = [2u64];
+        let mut unmapped = call_to_manager(1, 0, &CALL_DATA, &[]);
+        unmapped.data_buffer = 8;
+        let mut unmapped_offsets =
+            call_to_manager(1, 0, bytemuck::bytes_of(&bad_fd), &offsets[..1]);
+        unmapped_offsets.data_offsets = 8;
+        let cases = [
+            ("data pointer not mapped", unmapped),
+            ("offsets pointer not mapped", unmapped_offsets),
+            (
+                "offsets_size not a multiple of 8",
+                BinderTransactionData {
+                    offsets_size: 4,
+                    ..call_to_manager(1, 0, bytemuck::bytes_of(&bad_fd), &offsets[..1])
+                },
+            ),
+            (
+                "object offset beyond the data",
+                call_to_manager(1, 0, &[0; 24], &far),
+            ),
+            (
+                "object offset not 4-aligned",
+                call_to_manager(1, 0, &[0; 32], &odd),
+            ),
+            (
+                "fd that is not open",
+                call_to_manager(1, 0, bytemuck::bytes_of(&bad_fd), &offsets[..1]),
+            ),
+            (
+                "unknown object type",
+                call_to_manager(1, 0, &[0x55; 24], &offsets[..1]),
+            ),
+            (
+                "the same object twice",
+                call_to_manager(1, 0, bytemuck::bytes_of(&fd_obj(0)), &offsets),
+            ),
+        ];
+        for (what, tr) in cases {
+            let mut w = CommandWriter::new();
+            w.cmd_with(BC_TRANSACTION, &tr);
+            let rets = write_and_read(&dev, w.as_bytes(), &format!("client: {what}"));
+            assert_eq!(names(&rets), ["BR_NOOP", "BR_FAILED_REPLY"], "{what}");
+        }
+        return;
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    let manager = FlatBinderObject {
+        hdr: BinderObjectHeader {
+            type_: BINDER_TYPE_BINDER,
+        },
+        flags: FLAT_BINDER_FLAG_ACCEPTS_FDS,
+        ..Default::default()
+    };
+    become_context_manager(&dev, Some(&manager));
+    let mut w = CommandWriter::new();
+    w.cmd(BC_ENTER_LOOPER);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    expect_child_ok(spawn_child(test, "client", &[]));
+    let got = drain(&dev, "manager after the malformed calls");
+    assert!(
+        got.is_empty(),
+        "a malformed call reached the manager: {:?}",
+        names(&got)
+    );
+}
+
+#[test]
+fn a_manager_that_dies_mid_call_gives_br_dead_reply() {
+    let test = "a_manager_that_dies_mid_call_gives_br_dead_reply";
+    if role().as_deref() == Some("manager") {
+        let dev = device(test).expect("the parent found a device");
+        become_context_manager(&dev, None);
+        let mut w = CommandWriter::new();
+        w.cmd(BC_ENTER_LOOPER);
+        let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+        assert_eq!(dev.write_read(&mut wr), Ok(()));
+        println!("manager ready");
+        let rets = read_work(&dev, "dying manager: incoming call");
+        assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
+        // Exit with the call unanswered and the buffer held.
+        std::process::exit(0);
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut child = Command::new(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "manager")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the manager");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut out, &mut line).expect("read the manager");
+        assert!(n > 0, "the manager exited before it was ready");
+        if line.trim_end().ends_with("manager ready") {
+            break;
+        }
+    }
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_TRANSACTION, &call_to_manager(5, 0, &CALL_DATA, &[]));
+    // This process spawned the manager, so its thread may carry a pending wake-up (see
+    // `read_work`): the held-back BR_TRANSACTION_COMPLETE then comes alone, in the first read.
+    let mut rets = write_and_read(&dev, w.as_bytes(), "client: call to a manager that dies");
+    let mut got: Vec<_> = rets
+        .iter()
+        .map(|r| r.cmd)
+        .filter(|c| *c != BR_NOOP)
+        .collect();
+    while !got.contains(&BR_DEAD_REPLY) && got.len() < 4 {
+        rets = read_work(&dev, "client: waiting for the dead reply");
+        got.extend(rets.iter().map(|r| r.cmd).filter(|c| *c != BR_NOOP));
+    }
+    let got: Vec<_> = got.into_iter().map(command_name).collect();
+    assert_eq!(got, ["BR_TRANSACTION_COMPLETE", "BR_DEAD_REPLY"]);
+    drop(out);
+    expect_child_ok(child);
+}
