@@ -206,7 +206,7 @@ rootfs="$work/initramfs"
 rm -rf "$rootfs"
 mkdir -p "$rootfs"/{bin,proc,sys,dev,tmp}
 cp "$busybox" "$rootfs/bin/busybox"
-for tool in sh mount insmod mkdir cat poweroff dmesg grep echo sleep; do
+for tool in sh mount insmod mkdir cat poweroff dmesg grep echo sleep ifconfig; do
     ln -s busybox "$rootfs/bin/$tool"
 done
 cp "$kdir/binder_linux.ko" "$rootfs/binder_linux.ko"
@@ -227,6 +227,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
+mkdir -p /dev/shm && mount -t tmpfs shm /dev/shm
+ifconfig lo 127.0.0.1 up
 echo "kernel-binder: kernel \$(cat /proc/sys/kernel/osrelease)"
 if insmod /binder_linux.ko devices=binder,hwbinder,vndbinder; then
     echo "kernel-binder: binder module loaded"

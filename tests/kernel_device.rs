@@ -9,7 +9,23 @@
 //! the same test function, which acts out its role and returns.
 //!
 //! Every test asserts the exact BR_ sequences the kernel returns, so they double as the
-//! record of kernel behaviour the driver shim must match.
+//! record of kernel behaviour the driver shim must match. Observed on Debian's 6.12 kernel:
+//!
+//! - Every read from `read_consumed == 0` starts with `BR_NOOP`. A read can return a lone
+//!   `BR_NOOP` (no work): the kernel wakes all threads of a binder process whenever any fd of
+//!   its device is closed, including the close-on-exec copy in a child it spawns.
+//! - A sync call's `BR_TRANSACTION_COMPLETE` is held back until the reply: the caller reads
+//!   `BR_NOOP, BR_TRANSACTION_COMPLETE, BR_REPLY` in one read, unless its thread is woken for
+//!   another reason, when the complete comes alone first. Reference requests caused by the
+//!   call (`BR_INCREFS`, `BR_ACQUIRE` on the sent binder) come before it in the same read. A
+//!   oneway call completes at once. `BC_REPLY` gives the replier `BR_NOOP,
+//!   BR_TRANSACTION_COMPLETE` at once.
+//! - Failed calls give `BR_NOOP, BR_FAILED_REPLY` with no transaction complete; a dead or
+//!   missing context manager gives `BR_DEAD_REPLY` (after the held-back complete, when the
+//!   manager dies with the call in hand).
+//! - A read needs room for `BR_NOOP` + 4 + `binder_transaction_data_secctx` (80 bytes) to get a
+//!   transaction; with less it returns `BR_NOOP` alone, without blocking.
+//! - An interrupted blocking read fails with `EINTR`, even with `SA_RESTART`.
 
 use bittube::binder_ipc::device::{Device, Errno, KernelDevice, WriteRead};
 use bittube::binder_ipc::uapi::*;
@@ -667,7 +683,8 @@ fn a_signal_does_not_break_a_blocking_read() {
     let _cm = lock_context_manager();
     become_context_manager(&dev, None);
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    // No SA_RESTART: the interrupted ioctl fails with EINTR, which KernelDevice retries.
+    // The interrupted ioctl fails with EINTR (binder returns EINTR itself, so SA_RESTART would
+    // not help: measured), which KernelDevice retries.
     let action = SigAction::new(
         SigHandler::Handler(count_signal),
         SaFlags::empty(),
