@@ -226,7 +226,8 @@ export PATH=/bin HOME=/tmp TMPDIR=/tmp BITTUBE_REQUIRE_KERNEL=1 RUST_BACKTRACE=1
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
+# /tmp stays a plain directory of the initramfs (writable, in RAM): a tmpfs mounted over it
+# would hide the binaries of a checkout that lives under /tmp.
 mkdir -p /dev/shm && mount -t tmpfs shm /dev/shm
 ifconfig lo 127.0.0.1 up
 echo "kernel-binder: kernel \$(cat /proc/sys/kernel/osrelease)"
