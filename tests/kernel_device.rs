@@ -30,7 +30,7 @@
 use bittube::binder_ipc::device::{Device, Errno, KernelDevice, WriteRead};
 use bittube::binder_ipc::uapi::*;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::io::{ErrorKind, Read, Seek};
+use std::io::{ErrorKind, Read, Seek, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::process::{Child, Command};
@@ -56,7 +56,10 @@ fn device(test: &str) -> Option<KernelDevice> {
             if std::env::var("BITTUBE_REQUIRE_KERNEL").as_deref() == Ok("1") {
                 panic!("{test}: BITTUBE_REQUIRE_KERNEL=1 but {e}");
             }
-            eprintln!("{test}: not run: {e} (set BITTUBE_REQUIRE_KERNEL=1 to make this fail)");
+            // Straight to fd 2, past libtest's output capture, so the skip is always visible.
+            let msg =
+                format!("{test}: not run: {e} (set BITTUBE_REQUIRE_KERNEL=1 to make this fail)\n");
+            let _ = std::io::stderr().write_all(msg.as_bytes());
             None
         }
         Err(e) => panic!("{test}: kernel binder device present but unusable: {e}"),
@@ -283,6 +286,27 @@ fn open_of_a_file_that_is_not_binder_says_so() {
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(err.to_string().contains("not a binder device"), "{err}");
     assert_eq!(open_fds(), before, "the fd of a rejected device is closed");
+}
+
+#[test]
+fn open_default_honours_the_env_override() {
+    let test = "open_default_honours_the_env_override";
+    if role().as_deref() == Some("override") {
+        assert_eq!(
+            KernelDevice::default_path().as_deref(),
+            Some(Path::new("/dev/null"))
+        );
+        let err = KernelDevice::open_default().expect_err("/dev/null is no binder");
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        assert!(err.to_string().contains("/dev/null"), "{err}");
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().expect("current_exe"));
+    child
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "override")
+        .env("BITTUBE_KERNEL_DEVICE", "/dev/null");
+    expect_child_ok(child.spawn().expect("spawn"));
 }
 
 // ---------------------------------------------------------------------------------------------
