@@ -1047,3 +1047,96 @@ fn a_manager_that_dies_mid_call_gives_br_dead_reply() {
     drop(out);
     expect_child_ok(child);
 }
+
+#[test]
+fn death_notification_when_the_owner_exits() {
+    let test = "death_notification_when_the_owner_exits";
+    const PTR: u64 = 0x3000;
+    const COOKIE: u64 = 0x4000;
+    const DEATH_COOKIE: u64 = 0xdead;
+    if role().as_deref() == Some("owner") {
+        let dev = device(test).expect("the parent found a device");
+        let obj = FlatBinderObject {
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_BINDER,
+            },
+            flags: 0,
+            binder: PTR,
+            cookie: COOKIE,
+        };
+        let offsets = [0u64];
+        let tr = call_to_manager(2, 0, bytemuck::bytes_of(&obj), &offsets);
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_TRANSACTION, &tr);
+        let rets = write_and_read(&dev, w.as_bytes(), "owner: call carrying a binder");
+        assert_eq!(
+            names(&rets),
+            [
+                "BR_NOOP",
+                "BR_INCREFS",
+                "BR_ACQUIRE",
+                "BR_TRANSACTION_COMPLETE",
+                "BR_REPLY"
+            ]
+        );
+        let mut w = CommandWriter::new();
+        for r in &rets[1..3] {
+            let pc: BinderPtrCookie = bytemuck::pod_read_unaligned(&r.payload);
+            let done = if r.cmd == BR_INCREFS {
+                BC_INCREFS_DONE
+            } else {
+                BC_ACQUIRE_DONE
+            };
+            w.cmd_with(done, &pc);
+        }
+        w.cmd_with(BC_FREE_BUFFER, &rets[4].txn().data_buffer);
+        let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+        assert_eq!(dev.write_read(&mut wr), Ok(()));
+        // Exit holding the node: the manager's handle dies with this process.
+        return;
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    become_context_manager(&dev, None);
+    let mut w = CommandWriter::new();
+    w.cmd(BC_ENTER_LOOPER);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    let child = spawn_child(test, "owner", &[]);
+    let rets = read_work(&dev, "manager: call carrying a binder");
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
+    let t = rets[1].txn();
+    let obj: FlatBinderObject =
+        bytemuck::pod_read_unaligned(dev.buffer_bytes(t.data_buffer, 24).expect("object"));
+    assert_eq!((obj.hdr.type_, obj.handle()), (BINDER_TYPE_HANDLE, 1));
+    let death = BinderHandleCookie {
+        handle: 1,
+        cookie: DEATH_COOKIE,
+    };
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_INCREFS, &1u32).cmd_with(BC_ACQUIRE, &1u32);
+    w.cmd_with(BC_REQUEST_DEATH_NOTIFICATION, &death);
+    w.cmd_with(BC_FREE_BUFFER, &t.data_buffer)
+        .cmd_with(BC_REPLY, &reply(&[]));
+    let rets = write_and_read(&dev, w.as_bytes(), "manager: refs, death request, reply");
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE"]);
+    expect_child_ok(child);
+
+    let rets = read_work(&dev, "manager: after the owner exited");
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_DEAD_BINDER"]);
+    assert_eq!(rets[1].payload, DEATH_COOKIE.to_ne_bytes());
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_DEAD_BINDER_DONE, &DEATH_COOKIE);
+    w.cmd_with(BC_CLEAR_DEATH_NOTIFICATION, &death);
+    w.cmd_with(BC_RELEASE, &1u32).cmd_with(BC_DECREFS, &1u32);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    let rets = read_work(&dev, "manager: clear after death");
+    assert_eq!(
+        names(&rets),
+        ["BR_NOOP", "BR_CLEAR_DEATH_NOTIFICATION_DONE"]
+    );
+    assert_eq!(rets[1].payload, DEATH_COOKIE.to_ne_bytes());
+    let got = drain(&dev, "manager: after releasing the dead handle");
+    assert!(got.is_empty(), "{:?}", names(&got));
+}
