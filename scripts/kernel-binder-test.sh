@@ -300,6 +300,10 @@ done <"$log"
 ran=$(grep -c '^kernel-binder: exit ' "$log" || true)
 [ "$ran" = "${#tests[@]}" ] || problems+=("$ran of ${#tests[@]} test binaries finished")
 
+# SeaBIOS turns off line wrapping (ESC[?7l); turn it back on for a terminal. The guest's
+# output may end without a newline: the total goes on a line of its own.
+if [ -t 1 ]; then printf '\033[?7h'; fi
+echo
 echo "kernel: $passed passed, $failed failed"
 if [ ${#problems[@]} -gt 0 ] || [ "$failed" != 0 ] || [ "$passed" = 0 ]; then
     for p in ${problems[@]+"${problems[@]}"}; do say "FAIL: $p"; done
