@@ -145,7 +145,7 @@ if [ ! -f "$kdir/vmlinuz" ] || [ ! -f "$kdir/binder_linux.ko" ]; then
         deb=$(apt_fetch "$pkg" "$work/dl") || { say "cannot download $pkg"; continue; }
         members=$(dpkg-deb --fsys-tarfile "$deb" | tar -t)
         vmlinuz=$(grep -m1 -E '^\./boot/vmlinuz-' <<<"$members" || true)
-        module=$(grep -m1 -E '/binder_linux\.ko(\.xz)?$' <<<"$members" || true)
+        module=$(grep -m1 -E '/binder_linux\.ko(\.xz|\.zst)?$' <<<"$members" || true)
         if [ -z "$vmlinuz" ] || [ -z "$module" ]; then
             say "$pkg ships no binder_linux module; trying an older one"
             continue
@@ -156,6 +156,8 @@ if [ ! -f "$kdir/vmlinuz" ] || [ ! -f "$kdir/binder_linux.ko" ]; then
         cp "$work/dl/x/$vmlinuz" "$kdir.tmp/vmlinuz"
         case "$module" in
             *.xz) xz -dc "$work/dl/x/$module" >"$kdir.tmp/binder_linux.ko" ;;
+            *.zst) need_tool zstd zstd
+                   zstd -dcq "$work/dl/x/$module" >"$kdir.tmp/binder_linux.ko" ;;
             *) cp "$work/dl/x/$module" "$kdir.tmp/binder_linux.ko" ;;
         esac
         echo "$pkg $(basename "$deb")" >"$kdir.tmp/package"
