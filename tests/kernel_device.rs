@@ -1140,3 +1140,24 @@ fn death_notification_when_the_owner_exits() {
     let got = drain(&dev, "manager: after releasing the dead handle");
     assert!(got.is_empty(), "{:?}", names(&got));
 }
+
+#[test]
+fn a_new_threads_first_read_returns_at_once() {
+    let Some(dev) = device("a_new_threads_first_read_returns_at_once") else {
+        return;
+    };
+    // Nothing is pending for this process, yet a thread the driver has not seen before is
+    // readable and its first read returns a lone BR_NOOP without blocking; after that it is
+    // not readable any more.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(readable_now(dev.as_fd()), "a new thread is readable");
+            let rets = read_once(&dev, "first read of a new thread");
+            assert_eq!(names(&rets), ["BR_NOOP"]);
+            assert!(
+                !readable_now(dev.as_fd()),
+                "only the first read returns at once"
+            );
+        });
+    });
+}
