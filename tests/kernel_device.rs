@@ -26,6 +26,10 @@
 //! - A read needs room for `BR_NOOP` + 4 + `binder_transaction_data_secctx` (80 bytes) to get a
 //!   transaction; with less it returns `BR_NOOP` alone, without blocking.
 //! - An interrupted blocking read fails with `EINTR`, even with `SA_RESTART`.
+//! - A thread's first call returns at once (a lone `BR_NOOP` when nothing is pending).
+//! - The `BR_INCREFS`/`BR_ACQUIRE` a sent binder causes are queued, without waking it, on the
+//!   sending thread and computed when it next reads: if the receiver dropped the reference
+//!   by then (freed the buffer without `BC_INCREFS`/`BC_ACQUIRE`), the owner gets none.
 
 use bittube::binder_ipc::device::{Device, Errno, KernelDevice, WriteRead};
 use bittube::binder_ipc::uapi::*;
