@@ -1,0 +1,165 @@
+//! BINDER / HANDLE object translation and node reference counting.
+
+use crate::harness::*;
+use crate::test_name;
+use bittube::binder_ipc::uapi::*;
+
+const P1: u64 = 0x5100_0000_0010;
+const K1: u64 = 0x5100_0000_0011;
+const P2: u64 = 0x5200_0000_0020;
+const K2: u64 = 0x5200_0000_0021;
+
+/// binder_translate_binder: a BINDER object becomes a HANDLE in the receiver (binder 0 →
+/// the handle, cookie 0, flags kept); handles are the smallest free desc from 1
+/// (binder_get_ref_for_node_olocked; 0 is only the manager's); the same node twice gives the
+/// same handle. The owner learns of the new strong reference on the sending thread:
+/// BR_INCREFS then BR_ACQUIRE with (ptr, cookie) per node (binder_inc_node_nilocked queues
+/// node work on thread->todo; binder_thread_read, BINDER_WORK_NODE), before
+/// BR_TRANSACTION_COMPLETE.
+///
+/// binder_translate_handle: a HANDLE sent to the node's owner becomes BINDER with the node's
+/// ptr and cookie.
+///
+/// Release: the receiver's BC_FREE_BUFFER drops the references the buffer held
+/// (binder_transaction_buffer_release); once the owner answered BC_INCREFS_DONE and
+/// BC_ACQUIRE_DONE and freed its own reply buffer, each node's work yields BR_RELEASE then
+/// BR_DECREFS with (ptr, cookie), on the process queue.
+#[test]
+fn binder_objects_become_handles_and_come_back_as_binders() {
+    run(
+        test_name!(binder_objects_become_handles_and_come_back_as_binders),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, 0xAA, 0xBB);
+                let mut child = ctx.spawn("owner", &[]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                assert_stream(&rets, &["BR_TRANSACTION"], "manager receiving binders");
+                let r = m.received(&find(&rets, BR_TRANSACTION));
+                assert_eq!(r.offsets, [8, 32, 56]);
+                assert_eq!(&r.data[..8], &0xAAAA_0001u64.to_ne_bytes());
+                let mut handles = Vec::new();
+                for off in [8u64, 32, 56] {
+                    let obj: FlatBinderObject = r.object(off);
+                    assert_eq!(
+                        obj.hdr.type_, BINDER_TYPE_HANDLE,
+                        "object at {off}: {obj:?}"
+                    );
+                    assert_eq!(obj.cookie, 0, "translated handles carry cookie 0: {obj:?}");
+                    assert_eq!(
+                        obj.flags, FLAT_BINDER_FLAG_ACCEPTS_FDS,
+                        "flags are kept: {obj:?}"
+                    );
+                    assert_eq!(
+                        obj.binder >> 32,
+                        0,
+                        "the handle union's high half is 0: {obj:?}"
+                    );
+                    handles.push(obj.handle());
+                }
+                assert_eq!(
+                    handles,
+                    [1, 2, 1],
+                    "handles are the smallest free ids from 1, one per node"
+                );
+                // Send handle 1 back to its owner in the reply.
+                let mut reply = Payload::new();
+                reply.push_object(&handle_obj(1));
+                let mut w = CommandWriter::new();
+                bc::reply(&mut w, 0, 0, &reply);
+                bc::free_buffer(&mut w, r.tr.data_buffer);
+                let rets = m.write_read(w.as_bytes());
+                assert_stream(&rets, &["BR_TRANSACTION_COMPLETE"], "manager replying");
+                assert_eq!(child.expect("RELEASED"), "ok");
+                child.finish();
+            }
+            Some(_) => {
+                let c = Proc::open();
+                let mut p = Payload::new();
+                p.push_bytes(&0xAAAA_0001u64.to_ne_bytes());
+                p.push_object(&binder_obj(P1, K1, FLAT_BINDER_FLAG_ACCEPTS_FDS));
+                p.push_object(&binder_obj(P2, K2, FLAT_BINDER_FLAG_ACCEPTS_FDS));
+                p.push_object(&binder_obj(P1, K1, FLAT_BINDER_FLAG_ACCEPTS_FDS));
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                bc::transaction(&mut w, 0, 7, 0, &p);
+                let rets = c.write_read_until_any(
+                    w.as_bytes(),
+                    &[BR_REPLY, BR_FAILED_REPLY, BR_DEAD_REPLY],
+                );
+                assert_stream(
+                    &rets,
+                    &[
+                        "BR_INCREFS",
+                        "BR_ACQUIRE",
+                        "BR_INCREFS",
+                        "BR_ACQUIRE",
+                        "BR_TRANSACTION_COMPLETE",
+                        "BR_REPLY",
+                    ],
+                    "owner sending two nodes",
+                );
+                let node_work: Vec<_> = without_noop(&rets)
+                    .iter()
+                    .take(4)
+                    .map(|r| (r.cmd, r.ptr_cookie()))
+                    .collect();
+                assert_eq!(
+                    node_work,
+                    [
+                        (BR_INCREFS, (P1, K1)),
+                        (BR_ACQUIRE, (P1, K1)),
+                        (BR_INCREFS, (P2, K2)),
+                        (BR_ACQUIRE, (P2, K2))
+                    ]
+                );
+                let reply = c.received(&find(&rets, BR_REPLY));
+                assert_eq!(reply.offsets, [0]);
+                let back: FlatBinderObject = reply.object(0);
+                assert_eq!(
+                    back.hdr.type_, BINDER_TYPE_BINDER,
+                    "a handle sent to its owner becomes BINDER: {back:?}"
+                );
+                assert_eq!(back.binder, P1);
+                assert_eq!(back.cookie, K1);
+
+                let mut w = CommandWriter::new();
+                bc::free_buffer(&mut w, reply.tr.data_buffer);
+                for (ptr, cookie) in [(P1, K1), (P2, K2)] {
+                    bc::ptr_cookie(&mut w, BC_INCREFS_DONE, ptr, cookie);
+                    bc::ptr_cookie(&mut w, BC_ACQUIRE_DONE, ptr, cookie);
+                }
+                let done = |rs: &[Ret]| {
+                    [P1, P2].iter().all(|p| {
+                        rs.iter()
+                            .any(|r| r.cmd == BR_DECREFS && r.ptr_cookie().0 == *p)
+                            && rs
+                                .iter()
+                                .any(|r| r.cmd == BR_RELEASE && r.ptr_cookie().0 == *p)
+                    })
+                };
+                let rets = without_noop(&c.write_read_until(
+                    w.as_bytes(),
+                    "BR_RELEASE/BR_DECREFS of both nodes",
+                    done,
+                ));
+                assert_eq!(
+                    rets.len(),
+                    4,
+                    "exactly one BR_RELEASE and one BR_DECREFS per node: {rets:?}"
+                );
+                for (ptr, cookie) in [(P1, K1), (P2, K2)] {
+                    let mine: Vec<_> = rets.iter().filter(|r| r.ptr_cookie().0 == ptr).collect();
+                    assert_eq!(
+                        names(&mine.iter().map(|r| (*r).clone()).collect::<Vec<_>>()),
+                        ["BR_RELEASE", "BR_DECREFS"]
+                    );
+                    assert!(mine.iter().all(|r| r.ptr_cookie() == (ptr, cookie)));
+                }
+                tell("RELEASED", "ok");
+            }
+        },
+    );
+}
