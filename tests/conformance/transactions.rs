@@ -160,12 +160,10 @@ fn oneway_is_complete_at_once_and_serialized_per_node() {
             }
             Some(_) => {
                 let c = Proc::open();
-                let rets = c.write_read(&{
-                    let p = Payload::bytes(b"one");
-                    let mut w = CommandWriter::new();
-                    bc::transaction(&mut w, 0, 1, TF_ONE_WAY, &p);
-                    w.into_bytes()
-                });
+                let one = Payload::bytes(b"one");
+                let mut w = CommandWriter::new();
+                bc::transaction(&mut w, 0, 1, TF_ONE_WAY, &one);
+                let rets = c.write_read(w.as_bytes());
                 // The read after a oneway returns at once with BR_TRANSACTION_COMPLETE.
                 assert_stream(&rets, &["BR_TRANSACTION_COMPLETE"], "first oneway");
                 let rets = c.transact(0, 2, TF_ONE_WAY, &Payload::bytes(b"two"));
