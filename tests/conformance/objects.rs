@@ -67,11 +67,19 @@ fn binder_objects_become_handles_and_come_back_as_binders() {
                 // Send handle 1 back to its owner in the reply.
                 let mut reply = Payload::new();
                 reply.push_object(&handle_obj(1));
+                // Keep both references (BC_ACQUIRE) past the buffer's release until the
+                // owner has seen BR_INCREFS/BR_ACQUIRE: a node whose refs all go before its
+                // owner read that work is deleted silently (binder_dec_node_nilocked).
                 let mut w = CommandWriter::new();
+                w.cmd_with(BC_ACQUIRE, &1u32).cmd_with(BC_ACQUIRE, &2u32);
                 bc::reply(&mut w, 0, 0, &reply);
                 bc::free_buffer(&mut w, r.tr.data_buffer);
                 let rets = m.write_read(w.as_bytes());
                 assert_stream(&rets, &["BR_TRANSACTION_COMPLETE"], "manager replying");
+                assert_eq!(child.expect("DONES"), "");
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_RELEASE, &1u32).cmd_with(BC_RELEASE, &2u32);
+                m.write(w.as_bytes());
                 assert_eq!(child.expect("RELEASED"), "ok");
                 child.finish();
             }
@@ -131,6 +139,8 @@ fn binder_objects_become_handles_and_come_back_as_binders() {
                     bc::ptr_cookie(&mut w, BC_INCREFS_DONE, ptr, cookie);
                     bc::ptr_cookie(&mut w, BC_ACQUIRE_DONE, ptr, cookie);
                 }
+                c.write(w.as_bytes());
+                tell("DONES", "");
                 let done = |rs: &[Ret]| {
                     [P1, P2].iter().all(|p| {
                         rs.iter()
@@ -141,7 +151,7 @@ fn binder_objects_become_handles_and_come_back_as_binders() {
                     })
                 };
                 let rets = without_noop(&c.write_read_until(
-                    w.as_bytes(),
+                    &[],
                     "BR_RELEASE/BR_DECREFS of both nodes",
                     done,
                 ));
