@@ -37,6 +37,9 @@
 //!   chain goes to the waiting thread (binder_transaction, transaction_stack walk).
 //!
 //! objects
+//! - `weak_binder_becomes_weak_handle`: WEAK_BINDER → WEAK_HANDLE, BR_INCREFS only, calls on a
+//!   weak handle fail, WEAK_HANDLE to the owner → WEAK_BINDER, BR_DECREFS alone at the end
+//!   (binder_translate_binder, binder_get_ref_olocked, binder_translate_handle).
 //! - `binder_objects_become_handles_and_come_back_as_binders`: BINDER → HANDLE (cookie 0,
 //!   flags kept), handles from 1, one per node (binder_translate_binder,
 //!   binder_get_ref_for_node_olocked); BR_INCREFS + BR_ACQUIRE on the sending thread before
@@ -70,6 +73,19 @@
 //!   again after BC_FREE_BUFFER (binder_alloc_new_buf in binder_alloc.c).
 //! - `oneway_may_use_only_half_of_the_area`: free_async_space is half the area; larger than the
 //!   whole area fails (binder_alloc.c).
+//! - `oneway_spam_suspect_when_enabled`: BR_ONEWAY_SPAM_SUSPECT replaces
+//!   BR_TRANSACTION_COMPLETE for the oneway that leaves < 1/10 of the area as async space while
+//!   the sender holds > 1/4 of it, only with BINDER_ENABLE_ONEWAY_SPAM_DETECTION
+//!   (debug_low_async_space_locked in binder_alloc.c, binder_thread_read).
+//!
+//! sg
+//! - `scatter_gather_buffers_and_fd_arrays`: BC_TRANSACTION_SG: PTR buffers copied after the
+//!   offsets array, buffer pointers and the parent fixup rewritten to receiver addresses, FDA
+//!   fds installed (FD_CLOEXEC) in the parent buffer and closed at BC_FREE_BUFFER
+//!   (binder_fixup_parent, binder_translate_fd_array, binder_transaction_buffer_release).
+//! - `bad_scatter_gather_objects_fail`: PTR longer than buffers_size, FDA parent not a PTR,
+//!   and (a kernel quirk) a fixup into a parent PTR at data offset 0 → BR_FAILED_REPLY
+//!   (binder_transaction, binder_validate_ptr, binder_validate_fixup).
 //!
 //! looper
 //! - `spawn_looper_when_no_thread_waits`: BR_SPAWN_LOOPER overwrites BR_NOOP when no thread
@@ -115,5 +131,7 @@ mod looper;
 mod malformed;
 #[path = "conformance/objects.rs"]
 mod objects;
+#[path = "conformance/sg.rs"]
+mod sg;
 #[path = "conformance/transactions.rs"]
 mod transactions;

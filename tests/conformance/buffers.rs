@@ -204,3 +204,103 @@ fn oneway_may_use_only_half_of_the_area() {
         },
     );
 }
+
+/// Oneway spam detection (binder_alloc.c, debug_low_async_space_locked): once a oneway
+/// allocation leaves less than a tenth of the area as async space and the sending process holds
+/// more than a quarter of the area in async buffers, that transaction is flagged; a sender
+/// that enabled BINDER_ENABLE_ONEWAY_SPAM_DETECTION gets BR_ONEWAY_SPAM_SUSPECT instead of
+/// BR_TRANSACTION_COMPLETE for it (binder_thread_read), others get BR_TRANSACTION_COMPLETE.
+/// The flag resets when space comes back.
+#[test]
+fn oneway_spam_suspect_when_enabled() {
+    run(
+        test_name!(oneway_spam_suspect_when_enabled),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, 0x1, 0x2);
+                let area = m.dev.buffer_area().1;
+                let size = (area / 18) & !7;
+                let mut child = ctx.spawn("client", &[("SIZE", size.to_string())]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let mut next = w.into_bytes();
+                for (round, count) in [("ROUND1", 8), ("ROUND2", 8), ("ROUND3", 1)] {
+                    // Hold the first buffer until the whole round was sent, then drain.
+                    let mut held = None;
+                    for i in 0..count {
+                        let rets = m.write_read_until_any(&next, &[BR_TRANSACTION]);
+                        let t = find(&rets, BR_TRANSACTION).txn();
+                        assert_eq!(
+                            (t.flags & TF_ONE_WAY, t.data_size as usize),
+                            (TF_ONE_WAY, size),
+                            "{round} #{i}"
+                        );
+                        if i == 0 {
+                            assert_eq!(child.expect(round), "");
+                        }
+                        let mut w = CommandWriter::new();
+                        bc::free_buffer(&mut w, t.data_buffer);
+                        next = w.into_bytes();
+                    }
+                    m.write(&next);
+                    next = Vec::new();
+                    held.take();
+                    child.send("FREED");
+                }
+                child.finish();
+            }
+            Some(_) => {
+                let size = env_usize("SIZE");
+                let c = Proc::open();
+                let send = |c: &Proc| {
+                    let mut w = CommandWriter::new();
+                    let p = Payload::bytes(&pattern(size, 0));
+                    bc::transaction(&mut w, 0, 1, TF_ONE_WAY, &p);
+                    c.write_read_until_any(
+                        w.as_bytes(),
+                        &[
+                            BR_TRANSACTION_COMPLETE,
+                            BR_ONEWAY_SPAM_SUSPECT,
+                            BR_FAILED_REPLY,
+                            BR_DEAD_REPLY,
+                        ],
+                    )
+                };
+                for i in 0..8 {
+                    assert_stream(
+                        &send(&c),
+                        &["BR_TRANSACTION_COMPLETE"],
+                        &format!("detection off, oneway {i}"),
+                    );
+                }
+                tell("ROUND1", "");
+                hear_exact("FREED");
+                c.dev
+                    .enable_oneway_spam_detection(true)
+                    .expect("BINDER_ENABLE_ONEWAY_SPAM_DETECTION");
+                for i in 0..7 {
+                    assert_stream(
+                        &send(&c),
+                        &["BR_TRANSACTION_COMPLETE"],
+                        &format!("detection on, oneway {i}"),
+                    );
+                }
+                assert_stream(
+                    &send(&c),
+                    &["BR_ONEWAY_SPAM_SUSPECT"],
+                    "detection on, the oneway crossing the threshold",
+                );
+                tell("ROUND2", "");
+                hear_exact("FREED");
+                assert_stream(
+                    &send(&c),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "after the space came back",
+                );
+                tell("ROUND3", "");
+                hear_exact("FREED");
+            }
+        },
+    );
+}

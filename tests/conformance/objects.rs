@@ -173,3 +173,97 @@ fn binder_objects_become_handles_and_come_back_as_binders() {
         },
     );
 }
+
+const PW: u64 = 0x5700_0000_0030;
+const KW: u64 = 0x5700_0000_0031;
+
+/// Weak references: binder_translate_binder turns WEAK_BINDER into WEAK_HANDLE and the owner
+/// gets BR_INCREFS only (binder_inc_node_nilocked with strong 0; BINDER_WORK_NODE). A call on
+/// a weak handle fails with BR_FAILED_REPLY (binder_get_ref_olocked: "tried to use weak ref
+/// as strong ref"). WEAK_HANDLE sent to the owner becomes WEAK_BINDER (binder_translate_handle).
+/// When the last weak reference goes the owner gets BR_DECREFS alone.
+#[test]
+fn weak_binder_becomes_weak_handle() {
+    run(
+        test_name!(weak_binder_becomes_weak_handle),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, 0xAA, 0xBB);
+                let mut child = ctx.spawn("owner", &[]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                assert_stream(
+                    &rets,
+                    &["BR_TRANSACTION"],
+                    "manager receiving a weak binder",
+                );
+                let r = m.received(&find(&rets, BR_TRANSACTION));
+                assert_eq!(r.offsets, [0]);
+                let obj: FlatBinderObject = r.object(0);
+                assert_eq!(obj.hdr.type_, BINDER_TYPE_WEAK_HANDLE, "{obj:?}");
+                assert_eq!(obj.cookie, 0);
+                assert_eq!(obj.handle(), 1);
+                let mut back = Payload::new();
+                let mut weak = handle_obj(1);
+                weak.hdr.type_ = BINDER_TYPE_WEAK_HANDLE;
+                back.push_object(&weak);
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_INCREFS, &1u32);
+                bc::reply(&mut w, 0, 0, &back);
+                bc::free_buffer(&mut w, r.tr.data_buffer);
+                assert_stream(
+                    &m.write_read(w.as_bytes()),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "manager replying",
+                );
+                let rets = m.transact(1, 1, 0, &Payload::bytes(b"strong call on a weak ref"));
+                assert_stream(&rets, &["BR_FAILED_REPLY"], "call on a weak handle");
+                assert_eq!(child.expect("DONES"), "");
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_DECREFS, &1u32);
+                m.write(w.as_bytes());
+                assert_eq!(child.expect("RELEASED"), "ok");
+                child.finish();
+            }
+            Some(_) => {
+                let c = Proc::open();
+                let mut p = Payload::new();
+                let mut obj = binder_obj(PW, KW, 0);
+                obj.hdr.type_ = BINDER_TYPE_WEAK_BINDER;
+                p.push_object(&obj);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                bc::transaction(&mut w, 0, 7, 0, &p);
+                let rets = c.write_read_until_any(
+                    w.as_bytes(),
+                    &[BR_REPLY, BR_FAILED_REPLY, BR_DEAD_REPLY],
+                );
+                assert_stream(
+                    &rets,
+                    &["BR_INCREFS", "BR_TRANSACTION_COMPLETE", "BR_REPLY"],
+                    "owner sending a weak binder",
+                );
+                assert_eq!(find(&rets, BR_INCREFS).ptr_cookie(), (PW, KW));
+                let reply = c.received(&find(&rets, BR_REPLY));
+                let back: FlatBinderObject = reply.object(0);
+                assert_eq!(back.hdr.type_, BINDER_TYPE_WEAK_BINDER, "{back:?}");
+                assert_eq!((back.binder, back.cookie), (PW, KW));
+                let mut w = CommandWriter::new();
+                bc::free_buffer(&mut w, reply.tr.data_buffer);
+                bc::ptr_cookie(&mut w, BC_INCREFS_DONE, PW, KW);
+                c.write(w.as_bytes());
+                tell("DONES", "");
+                let rets = c.write_read_until_any(&[], &[BR_DECREFS, BR_RELEASE]);
+                assert_stream(
+                    &rets,
+                    &["BR_DECREFS"],
+                    "owner after the last weak reference went",
+                );
+                assert_eq!(find(&rets, BR_DECREFS).ptr_cookie(), (PW, KW));
+                tell("RELEASED", "ok");
+            }
+        },
+    );
+}
