@@ -227,7 +227,6 @@ fn oneway_spam_suspect_when_enabled() {
                 let mut next = w.into_bytes();
                 for (round, count) in [("ROUND1", 8), ("ROUND2", 8), ("ROUND3", 1)] {
                     // Hold the first buffer until the whole round was sent, then drain.
-                    let mut held = None;
                     for i in 0..count {
                         let rets = m.write_read_until_any(&next, &[BR_TRANSACTION]);
                         let t = find(&rets, BR_TRANSACTION).txn();
@@ -245,7 +244,6 @@ fn oneway_spam_suspect_when_enabled() {
                     }
                     m.write(&next);
                     next = Vec::new();
-                    held.take();
                     child.send("FREED");
                 }
                 child.finish();
