@@ -67,6 +67,11 @@
 //! - `process_killed_during_a_call_gives_dead_reply`: callee killed mid-call → caller gets
 //!   BR_TRANSACTION_COMPLETE, BR_DEAD_REPLY, then BR_DEAD_BINDER (binder_thread_release,
 //!   binder_send_failed_reply).
+//! - `refs_of_a_killed_process_are_released`: a killed process's refs go, the owner gets
+//!   BR_RELEASE, BR_DECREFS (binder_deferred_release, binder_cleanup_ref_olocked); a BINDER in
+//!   a reply gives the replier BR_INCREFS, BR_ACQUIRE, BR_TRANSACTION_COMPLETE.
+//! - `thread_exit_with_a_pending_call_gives_dead_reply`: BINDER_THREAD_EXIT with an incoming
+//!   call → caller gets BR_DEAD_REPLY (binder_thread_release).
 //!
 //! buffers
 //! - `exhausted_buffer_area_fails_until_a_buffer_is_freed`: no space → BR_FAILED_REPLY, room

@@ -192,3 +192,117 @@ fn process_killed_during_a_call_gives_dead_reply() {
         },
     );
 }
+
+const MINE: u64 = 0xE0E0_0001;
+const MINE_COOKIE: u64 = 0xE0E0_0002;
+
+/// Process exit drops the process's references (binder_deferred_release →
+/// binder_cleanup_ref_olocked → binder_dec_node_nilocked): the owner of a node the dead
+/// process held gets BR_RELEASE then BR_DECREFS. Also pins the owner's side of a BINDER object
+/// sent in a reply: BR_INCREFS, BR_ACQUIRE, BR_TRANSACTION_COMPLETE on the replying thread.
+#[test]
+fn refs_of_a_killed_process_are_released() {
+    run(
+        test_name!(refs_of_a_killed_process_are_released),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, 0x1, 0x2);
+                let mut child = ctx.spawn("holder", &[]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let t = find(&rets, BR_TRANSACTION).txn();
+                let mut reply = Payload::new();
+                reply.push_object(&binder_obj(MINE, MINE_COOKIE, 0));
+                let mut w = CommandWriter::new();
+                bc::reply(&mut w, 0, 0, &reply);
+                bc::free_buffer(&mut w, t.data_buffer);
+                let rets = m.write_read(w.as_bytes());
+                assert_stream(
+                    &rets,
+                    &["BR_INCREFS", "BR_ACQUIRE", "BR_TRANSACTION_COMPLETE"],
+                    "owner replying with a binder",
+                );
+                assert_eq!(find(&rets, BR_INCREFS).ptr_cookie(), (MINE, MINE_COOKIE));
+                assert_eq!(find(&rets, BR_ACQUIRE).ptr_cookie(), (MINE, MINE_COOKIE));
+                let mut w = CommandWriter::new();
+                bc::ptr_cookie(&mut w, BC_INCREFS_DONE, MINE, MINE_COOKIE);
+                bc::ptr_cookie(&mut w, BC_ACQUIRE_DONE, MINE, MINE_COOKIE);
+                m.write(w.as_bytes());
+                assert_eq!(child.expect("HOLDING"), "1");
+                child.kill();
+                let rets = m.write_read_until(&[], "BR_DECREFS", |rs| {
+                    rs.iter().any(|r| r.cmd == BR_DECREFS)
+                });
+                assert_stream(
+                    &rets,
+                    &["BR_RELEASE", "BR_DECREFS"],
+                    "owner after the holder was killed",
+                );
+                assert!(
+                    without_noop(&rets)
+                        .iter()
+                        .all(|r| r.ptr_cookie() == (MINE, MINE_COOKIE)),
+                    "{rets:?}"
+                );
+            }
+            Some(_) => {
+                let c = Proc::open();
+                let rets = c.transact(0, 1, 0, &Payload::new());
+                assert_stream(&rets, &["BR_TRANSACTION_COMPLETE", "BR_REPLY"], "holder");
+                let r = c.received(&find(&rets, BR_REPLY));
+                let obj: FlatBinderObject = r.object(0);
+                assert_eq!(obj.hdr.type_, BINDER_TYPE_HANDLE);
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_ACQUIRE, &obj.handle());
+                bc::free_buffer(&mut w, r.tr.data_buffer);
+                c.write(w.as_bytes());
+                tell("HOLDING", &obj.handle().to_string());
+                while hear().is_some() {}
+            }
+        },
+    );
+}
+
+/// BINDER_THREAD_EXIT of a thread that holds an incoming sync call: binder_thread_release
+/// sends BR_DEAD_REPLY to the caller (binder_send_failed_reply), after its deferred
+/// BR_TRANSACTION_COMPLETE. The OS thread's next call is a new binder thread.
+#[test]
+fn thread_exit_with_a_pending_call_gives_dead_reply() {
+    run(
+        test_name!(thread_exit_with_a_pending_call_gives_dead_reply),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, 0x1, 0x2);
+                let mut child = ctx.spawn("client", &[]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let t = find(&rets, BR_TRANSACTION).txn();
+                m.dev.thread_exit().expect("BINDER_THREAD_EXIT");
+                assert_eq!(
+                    child.expect("RESULT"),
+                    "BR_TRANSACTION_COMPLETE,BR_DEAD_REPLY"
+                );
+                // The buffer still belongs to the process: freeing it from a new thread works,
+                // and that new thread's first read returns at once.
+                let mut w = CommandWriter::new();
+                bc::free_buffer(&mut w, t.data_buffer);
+                let rets = m.write_read(w.as_bytes());
+                assert_eq!(
+                    names(&rets),
+                    ["BR_NOOP"],
+                    "a new binder thread's first read: {rets:?}"
+                );
+                child.finish();
+            }
+            Some(_) => {
+                let c = Proc::open();
+                let rets = without_noop(&c.transact(0, 1, 0, &Payload::bytes(b"abandoned")));
+                tell("RESULT", &names(&rets).join(","));
+            }
+        },
+    );
+}
