@@ -130,6 +130,13 @@ fn context_manager_process_calling_handle_0_fails() {
             let m = Proc::open();
             m.become_context_manager(0, 0x10, 0x20);
             let other = Proc::open();
+            // Oneway first: a driver that wrongly delivers it cannot leave this test hanging.
+            let rets = other.transact(0, 1, TF_ONE_WAY, &Payload::bytes(b"self"));
+            assert_stream(
+                &rets,
+                &["BR_FAILED_REPLY"],
+                "oneway to handle 0 from the manager's OS process",
+            );
             let rets = other.transact(0, 1, 0, &Payload::bytes(b"self"));
             assert_stream(
                 &rets,

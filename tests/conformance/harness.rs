@@ -72,11 +72,17 @@ fn kernel_path() -> PathBuf {
 
 static DRIVER: OnceLock<Driver> = OnceLock::new();
 
-/// The shim socket: `BITTUBE_BINDER` when set (children, or an external daemon), else an
-/// embedded driver started once for this test process.
+/// The socket of the shim started for the running test (see [`run`]).
+static TEST_SHIM: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The shim socket: `BITTUBE_BINDER` when set (children, or an external daemon), else the
+/// shim embedded for the running test, else one embedded driver for this test process.
 pub fn shim_socket() -> PathBuf {
     if let Some(p) = std::env::var_os(SHIM_ENV) {
         return PathBuf::from(p);
+    }
+    if let Some(p) = lock(&TEST_SHIM).clone() {
+        return p;
     }
     DRIVER
         .get_or_init(|| Driver::start().expect("starting the embedded driver shim"))
@@ -635,6 +641,15 @@ pub fn run(full_name: &str, body: impl FnOnce(&Ctx) + Send + 'static) {
     } else {
         None
     };
+    // On the shim each test gets its own embedded driver, so that a test left hanging (its
+    // threads stuck in the driver, holding the context manager) cannot break the next ones.
+    let shim = if role.is_none() && !on_kernel() && std::env::var_os(SHIM_ENV).is_none() {
+        let d = Driver::start().expect("starting the embedded driver shim");
+        *lock(&TEST_SHIM) = Some(d.socket_path().to_path_buf());
+        Some(d)
+    } else {
+        None
+    };
     step("starting");
     let ctx = Ctx {
         name: name.clone(),
@@ -648,13 +663,18 @@ pub fn run(full_name: &str, body: impl FnOnce(&Ctx) + Send + 'static) {
             let _ = tx.send(r);
         })
         .expect("spawning the test body thread");
-    match rx.recv_timeout(test_timeout()) {
-        Ok(Ok(())) => {}
+    let outcome = rx.recv_timeout(test_timeout());
+    *lock(&TEST_SHIM) = None;
+    match outcome {
+        Ok(Ok(())) => drop(shim),
         Ok(Err(p)) => {
             kill_children();
+            drop(shim);
             std::panic::resume_unwind(p)
         }
         Err(_) => {
+            // Threads of the test still use this shim: leave it running.
+            std::mem::forget(shim);
             let outputs = kill_children();
             panic!(
                 "{name} ({}) timed out after {:?}: a blocking call never returned. Last step: {}\n{outputs}",
