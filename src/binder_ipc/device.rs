@@ -33,7 +33,12 @@ pub struct WriteRead<'a> {
 impl<'a> WriteRead<'a> {
     /// A call that writes `write` and reads into `read`, both from their start.
     pub fn new(write: &'a [u8], read: &'a mut [u8]) -> Self {
-        WriteRead { write, write_consumed: 0, read, read_consumed: 0 }
+        WriteRead {
+            write,
+            write_consumed: 0,
+            read,
+            read_consumed: 0,
+        }
     }
 
     /// The return commands the driver filled in.

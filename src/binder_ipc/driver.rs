@@ -1,22 +1,200 @@
 //! The driver shim: binder's semantics in user space, served over a Unix socket.
+//!
+//! The shim is the kernel's binder driver re-created as a library component: processes,
+//! threads, nodes, refs, transactions, buffers in a per-process shared area, fd translation
+//! and death notifications, all owned by one event loop. It runs embedded on a thread of any
+//! process ([`Driver::start`]) or as a daemon ([`serve`], `bittube driver --socket PATH`);
+//! [`ShimDevice`](crate::binder_ipc::device::ShimDevice) is its client.
+//!
+//! The socket lives in a directory only its owner may enter; every connection's pid and uid
+//! come from `SO_PEERCRED`.
+//!
+//! ```
+//! use bittube::binder_ipc::device::{Device, ShimDevice};
+//! use bittube::binder_ipc::driver::Driver;
+//!
+//! let driver = Driver::start()?;
+//! let dev = ShimDevice::open(driver.socket_path())?;
+//! assert_eq!(dev.version()?, 8);
+//! assert!(driver.state()?.contains("proc "));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+mod alloc;
+mod dump;
+mod node;
+pub(crate) mod object;
+mod read;
+mod server;
+mod state;
+#[cfg(test)]
+mod tests;
+mod transaction;
+pub(crate) mod wire;
+
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-/// A running driver shim (embedded on a thread of this process).
+/// A running driver shim on a thread of this process. Dropping it stops the shim and removes
+/// its socket.
 #[derive(Debug)]
 pub struct Driver {
     socket: PathBuf,
+    private_dir: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<mio::Waker>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+/// The environment variable that names the shim's socket for child processes.
+pub const ENV_SOCKET: &str = "BITTUBE_BINDER";
+
+fn private_dir() -> std::io::Result<PathBuf> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    for _ in 0..32 {
+        let mut b = [0u8; 8];
+        // SAFETY: getrandom writes at most 8 bytes into the live buffer `b`.
+        unsafe { libc::getrandom(b.as_mut_ptr().cast(), 8, 0) };
+        let dir = base.join(format!(
+            "bittube-{}-{:016x}",
+            std::process::id(),
+            u64::from_ne_bytes(b)
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(
+        "could not create a private directory for the binder socket",
+    ))
+}
+
+/// Checks that only this user may enter `dir`.
+fn check_private(dir: &Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(dir)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} is open to other users (mode {:o}, owner {}): the binder socket needs a directory only its owner may enter", dir.display(), meta.mode() & 0o777, meta.uid()),
+        ));
+    }
+    Ok(())
+}
+
+fn bind(socket: &Path) -> std::io::Result<UnixListener> {
+    let dir = socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(dir)?;
+    }
+    check_private(dir)?;
+    if socket.exists() {
+        // A stale socket from a dead shim is replaced; a live one is refused.
+        if UnixStream::connect(socket).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("a binder shim already listens at {}", socket.display()),
+            ));
+        }
+        std::fs::remove_file(socket)?;
+    }
+    let l = UnixListener::bind(socket)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
 }
 
 impl Driver {
-    /// Starts a shim on a new thread, listening on a fresh socket in a directory only this
-    /// user may enter.
+    /// Starts a shim on a new thread, listening on a fresh socket in a new directory only this
+    /// user may enter (under `$XDG_RUNTIME_DIR`, else the temp dir).
     pub fn start() -> std::io::Result<Driver> {
-        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+        let dir = private_dir()?;
+        let socket = dir.join("binder");
+        let mut d = Self::start_at(&socket)?;
+        d.private_dir = Some(dir);
+        Ok(d)
     }
 
-    /// The socket path devices connect to (`BITTUBE_BINDER`).
+    /// Starts a shim on a new thread listening at `socket`, whose directory must be private
+    /// to this user (it is created, mode 0700, when missing).
+    pub fn start_at(socket: &Path) -> std::io::Result<Driver> {
+        let listener = bind(socket)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mut server, waker) = server::Server::new(listener, stop.clone())?;
+        let thread = std::thread::Builder::new()
+            .name("binder-shim".into())
+            .spawn(move || server.run())?;
+        Ok(Driver {
+            socket: socket.to_owned(),
+            private_dir: None,
+            stop,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    /// The socket path devices connect to; child processes find it in [`ENV_SOCKET`].
     pub fn socket_path(&self) -> &Path {
         &self.socket
     }
+
+    /// The state dump, like the kernel's binder debugfs `state` and `stats`.
+    pub fn state(&self) -> std::io::Result<String> {
+        query_state(&self.socket)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        if let Some(d) = &self.private_dir {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Runs a shim at `socket` on this thread until the process ends (the daemon).
+pub fn serve(socket: &Path) -> std::io::Result<()> {
+    let listener = bind(socket)?;
+    let (mut server, _waker) = server::Server::new(listener, Arc::new(AtomicBool::new(false)))?;
+    server.run()
+}
+
+/// Asks the shim at `socket` for its state dump.
+pub fn query_state(socket: &Path) -> std::io::Result<String> {
+    let conn = UnixStream::connect(socket).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("binder shim at {}: {e}", socket.display()),
+        )
+    })?;
+    let err = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);
+    wire::send_frame(conn.as_fd(), wire::K_STATE, &[], &[]).map_err(err)?;
+    let (hdr, body, _) = wire::recv_frame(conn.as_fd()).map_err(err)?;
+    if hdr.kind != wire::K_STATE_RET {
+        return Err(std::io::Error::other(
+            "binder shim answered the state query with the wrong frame",
+        ));
+    }
+    String::from_utf8(body).map_err(|_| std::io::Error::other("binder shim state is not UTF-8"))
 }

@@ -1,46 +1,483 @@
 //! [`ShimDevice`]: the crate's user-space driver shim, reached over a Unix socket.
+//!
+//! One `ShimDevice` is one binder process: it holds the proc connection (its closing is
+//! process exit) and the read-only mapping of the buffer area the driver created. Each OS
+//! thread that calls into it gets its own thread connection on first use, closed when the
+//! thread exits or the device is dropped (`BINDER_THREAD_EXIT`).
+//!
+//! `write_read` forwards the caller's command stream as the kernel would read it: the bytes
+//! that transaction pointers name are gathered with `process_vm_readv` on this process (a bad
+//! address is `EFAULT`, never undefined behaviour) and the fds FD/FDA objects name travel
+//! with SCM_RIGHTS. The fds of an incoming transaction arrive close-on-exec and their numbers
+//! are written into the buffer before the call returns, as the kernel installs them.
 
 use super::{Device, DeviceKind, Errno, WriteRead};
-use crate::binder_ipc::uapi::FlatBinderObject;
-use std::path::Path;
+use crate::binder_ipc::driver::object::{self, Object};
+use crate::binder_ipc::driver::wire::{self, *};
+use crate::binder_ipc::uapi::*;
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+use nix::unistd::Pid;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::IoSliceMut;
+use std::mem::size_of;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::ThreadId;
 
 /// A connection to the driver shim: one binder process.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ShimDevice {
-    _private: (),
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    token: u64,
+    _proc_conn: UnixStream,
+    area_fd: OwnedFd,
+    area_base: NonNull<u8>,
+    area_len: usize,
+    nonblock: AtomicBool,
+    threads: Mutex<HashMap<ThreadId, Arc<Mutex<ThreadConn>>>>,
+}
+
+// SAFETY: `area_base` points at a read-only shared mapping owned by `Inner` for its whole
+// life; reading it from any thread is sound, and nothing in this process writes through it.
+unsafe impl Send for Inner {}
+// SAFETY: as above; all mutable state is behind `Mutex` or atomics.
+unsafe impl Sync for Inner {}
+
+#[derive(Debug)]
+struct ThreadConn {
+    sock: UnixStream,
+    out: Vec<u8>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created in `open_with` with this base and length and is
+        // unmapped exactly once, here; no slice into it outlives `self` (buffer_bytes borrows
+        // `self`).
+        let _ = unsafe { munmap(self.area_base.cast(), self.area_len) };
+    }
+}
+
+thread_local! {
+    static THREAD_GUARD: RefCell<ThreadGuard> = const { RefCell::new(ThreadGuard(Vec::new())) };
+}
+
+/// Removes this thread's connections from every device it used, when the thread exits.
+struct ThreadGuard(Vec<Weak<Inner>>);
+
+impl Drop for ThreadGuard {
+    fn drop(&mut self) {
+        let me = std::thread::current().id();
+        for dev in self.0.drain(..) {
+            if let Some(dev) = dev.upgrade() {
+                if let Ok(mut threads) = dev.threads.lock() {
+                    threads.remove(&me);
+                }
+            }
+        }
+    }
+}
+
+fn io_err(e: Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e as i32)
 }
 
 impl ShimDevice {
-    /// Connects to the shim listening at `path` and registers a new binder process.
-    pub fn open(_path: &Path) -> std::io::Result<ShimDevice> {
-        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    /// Connects to the shim listening at `path` and registers a new binder process with a
+    /// buffer area of [`BINDER_VM_SIZE`] bytes.
+    pub fn open(path: &Path) -> std::io::Result<ShimDevice> {
+        Self::open_with(path, BINDER_VM_SIZE)
+    }
+
+    /// Connects to the shim at the path in `BITTUBE_BINDER`.
+    pub fn open_from_env() -> std::io::Result<ShimDevice> {
+        match std::env::var_os("BITTUBE_BINDER") {
+            Some(p) => Self::open(Path::new(&p)),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "BITTUBE_BINDER is not set: no binder driver shim to connect to",
+            )),
+        }
+    }
+
+    /// Like [`ShimDevice::open`], with a buffer area of `area_size` bytes.
+    pub fn open_with(path: &Path, area_size: usize) -> std::io::Result<ShimDevice> {
+        let conn = UnixStream::connect(path).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("binder shim at {}: {e}", path.display()))
+        })?;
+        let req = OpenProc {
+            version: WIRE_VERSION,
+            reserved: 0,
+            area_size: area_size as u64,
+        };
+        wire::send_frame(conn.as_fd(), K_OPEN_PROC, &[bytemuck::bytes_of(&req)], &[])
+            .map_err(io_err)?;
+        let (hdr, body, mut fds) = wire::recv_frame(conn.as_fd()).map_err(io_err)?;
+        let ok: OpenProcOk = wire::body_as(&hdr, &body, K_OPEN_PROC_OK).map_err(io_err)?;
+        if ok.errno != 0 {
+            return Err(std::io::Error::from_raw_os_error(ok.errno));
+        }
+        let area_fd = fds.pop().ok_or_else(|| io_err(Errno::EPROTO))?;
+        let area_len = ok.area_size as usize;
+        let len = NonZeroUsize::new(area_len).ok_or_else(|| io_err(Errno::EPROTO))?;
+        // SAFETY: a fresh shared read-only mapping of a sealed memfd of exactly `area_len`
+        // bytes (the driver seals it against shrinking); it aliases no Rust object.
+        let base = unsafe {
+            mmap(
+                None,
+                len,
+                ProtFlags::PROT_READ,
+                MapFlags::MAP_SHARED,
+                &area_fd,
+                0,
+            )
+        }
+        .map_err(io_err)?;
+        let base = base.cast::<u8>();
+        let inner = Inner {
+            path: path.to_owned(),
+            token: ok.token,
+            _proc_conn: conn,
+            area_fd,
+            area_base: base,
+            area_len,
+            nonblock: AtomicBool::new(false),
+            threads: Mutex::new(HashMap::new()),
+        };
+        let addr = base.as_ptr() as u64;
+        wire::send_frame(
+            inner._proc_conn.as_fd(),
+            K_MAP_DONE,
+            &[&addr.to_ne_bytes()],
+            &[],
+        )
+        .map_err(io_err)?;
+        let (hdr, body, _) = wire::recv_frame(inner._proc_conn.as_fd()).map_err(io_err)?;
+        let res: ResultBody = wire::body_as(&hdr, &body, K_RESULT).map_err(io_err)?;
+        if res.errno != 0 {
+            return Err(std::io::Error::from_raw_os_error(res.errno));
+        }
+        Ok(ShimDevice {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Makes reads non-blocking (like `O_NONBLOCK` on the device): a read with no work is
+    /// `EAGAIN`.
+    pub fn set_nonblocking(&self, nonblock: bool) {
+        self.inner.nonblock.store(nonblock, Ordering::Relaxed);
+    }
+
+    /// The socket path of the shim this device talks to.
+    pub fn socket_path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn thread_conn(&self) -> Result<Arc<Mutex<ThreadConn>>, Errno> {
+        let me = std::thread::current().id();
+        let mut threads = self.inner.threads.lock().map_err(|_| Errno::EIO)?;
+        if let Some(c) = threads.get(&me) {
+            return Ok(c.clone());
+        }
+        let sock = UnixStream::connect(&self.inner.path)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::ECONNREFUSED)))?;
+        wire::send_frame(
+            sock.as_fd(),
+            K_OPEN_THREAD,
+            &[&self.inner.token.to_ne_bytes()],
+            &[],
+        )?;
+        let (hdr, body, _) = wire::recv_frame(sock.as_fd())?;
+        let res: ResultBody = wire::body_as(&hdr, &body, K_RESULT)?;
+        if res.errno != 0 {
+            return Err(Errno::from_raw(res.errno));
+        }
+        let conn = Arc::new(Mutex::new(ThreadConn {
+            sock,
+            out: Vec::new(),
+        }));
+        threads.insert(me, conn.clone());
+        drop(threads);
+        let weak = Arc::downgrade(&self.inner);
+        THREAD_GUARD.with(|g| g.borrow_mut().0.push(weak));
+        Ok(conn)
+    }
+
+    fn ioctl(&self, cmd: u32, arg: &[u8]) -> Result<i32, Errno> {
+        let conn = self.thread_conn()?;
+        let conn = conn.lock().map_err(|_| Errno::EIO)?;
+        let mut req = Ioctl {
+            cmd,
+            ..Default::default()
+        };
+        req.arg[..arg.len()].copy_from_slice(arg);
+        wire::send_frame(conn.sock.as_fd(), K_IOCTL, &[bytemuck::bytes_of(&req)], &[])?;
+        let (hdr, body, _) = wire::recv_frame(conn.sock.as_fd())?;
+        let res: ResultBody = wire::body_as(&hdr, &body, K_RESULT)?;
+        if res.errno != 0 {
+            return Err(Errno::from_raw(res.errno));
+        }
+        Ok(res.value)
     }
 }
 
+/// Copies `len` bytes at `addr` of this process into `out`; `EFAULT` when any of it is not
+/// readable memory.
+fn read_own_memory(addr: u64, len: u64, out: &mut Vec<u8>) -> Result<(), Errno> {
+    if len == 0 {
+        return Ok(());
+    }
+    let len = usize::try_from(len).map_err(|_| Errno::EFAULT)?;
+    let start = out.len();
+    out.resize(start + len, 0);
+    let remote = [RemoteIoVec {
+        base: addr as usize,
+        len,
+    }];
+    let mut local = [IoSliceMut::new(&mut out[start..])];
+    match process_vm_readv(Pid::this(), &mut local, &remote) {
+        Ok(n) if n == len => Ok(()),
+        _ => {
+            out.truncate(start);
+            Err(Errno::EFAULT)
+        }
+    }
+}
+
+/// Most bytes one transaction may carry before the sizes are refused outright.
+const MAX_GATHER: u64 = 1 << 30;
+
+/// Appends the [`Gathered`] record for transaction `tr` (and its payload) to `out`, and the
+/// fds its objects name to `fds`.
+fn gather<'a>(
+    tr: &BinderTransactionData,
+    buffers_size: u64,
+    out: &mut Vec<u8>,
+    fds: &mut Vec<BorrowedFd<'a>>,
+) {
+    let rec_at = out.len();
+    out.extend_from_slice(bytemuck::bytes_of(&Gathered::default()));
+    let fds_at = fds.len();
+    let mut rec = Gathered::default();
+    let status = (|| -> Result<(), Errno> {
+        let total = tr
+            .data_size
+            .checked_add(tr.offsets_size)
+            .and_then(|n| n.checked_add(buffers_size))
+            .ok_or(Errno::ENOSPC)?;
+        if total > MAX_GATHER {
+            return Err(Errno::ENOSPC);
+        }
+        let data_at = out.len();
+        read_own_memory(tr.data_buffer, tr.data_size, out)?;
+        let offs_at = out.len();
+        read_own_memory(tr.data_offsets, tr.offsets_size, out)?;
+        rec.data_len = tr.data_size;
+        rec.offsets_len = tr.offsets_size;
+        let sg_at = out.len();
+        // Walk the objects the way the driver will; it re-validates everything.
+        let mut ptr_bufs: Vec<(usize, usize)> = Vec::new(); // (object index, start in out)
+        let n_offsets = (tr.offsets_size / 8) as usize;
+        for i in 0..n_offsets {
+            let off: u64 = bytemuck::pod_read_unaligned(&out[offs_at + i * 8..offs_at + i * 8 + 8]);
+            let Some(obj) = object::object_at(&out[data_at..offs_at], off) else {
+                break;
+            };
+            match obj {
+                Object::Fd(fo) => fds.push(borrow_checked(fo.fd())?),
+                Object::Ptr(bo) => {
+                    let used = (out.len() - sg_at) as u64;
+                    let padded = wire::align8(bo.length);
+                    if used.checked_add(padded).is_none_or(|n| n > buffers_size) {
+                        break;
+                    }
+                    let start = out.len();
+                    read_own_memory(bo.buffer, bo.length, out)?;
+                    out.resize(start + padded as usize, 0);
+                    ptr_bufs.push((i, start));
+                }
+                Object::Fda(fa) => {
+                    let Some(&(_, pstart)) =
+                        ptr_bufs.iter().find(|(idx, _)| *idx as u64 == fa.parent)
+                    else {
+                        break;
+                    };
+                    let first = pstart as u64 + fa.parent_offset;
+                    for k in 0..fa.num_fds.min(4096) {
+                        let at = (first + k * 4) as usize;
+                        let Some(b) = out.get(at..at + 4) else { break };
+                        let fd: i32 = bytemuck::pod_read_unaligned(b);
+                        fds.push(borrow_checked(fd)?);
+                    }
+                }
+                Object::Binder(_) => {}
+            }
+        }
+        rec.sg_len = (out.len() - sg_at) as u64;
+        Ok(())
+    })();
+    if let Err(e) = status {
+        out.truncate(rec_at + size_of::<Gathered>());
+        fds.truncate(fds_at);
+        rec = Gathered {
+            status: e as i32,
+            ..Default::default()
+        };
+    }
+    rec.nfds = (fds.len() - fds_at) as u32;
+    out[rec_at..rec_at + size_of::<Gathered>()].copy_from_slice(bytemuck::bytes_of(&rec));
+}
+
+/// Borrows fd number `fd` for the length of one send, after checking it is open (`EBADF`).
+fn borrow_checked<'a>(fd: i32) -> Result<BorrowedFd<'a>, Errno> {
+    if fd < 0 {
+        return Err(Errno::EBADF);
+    }
+    nix::fcntl::fcntl(
+        // SAFETY: used only for F_GETFD, which fails cleanly on a closed number.
+        unsafe { BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )?;
+    // SAFETY: `fd` is open (checked just above) and the caller's transaction names it; the
+    // borrow lasts only until the frame is sent, within the caller's write_read call, during
+    // which the caller's own parcel keeps the fd open (as the kernel's fget would).
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
 impl Device for ShimDevice {
-    fn write_read(&self, _wr: &mut WriteRead<'_>) -> Result<(), Errno> {
-        Err(Errno::ENOSYS)
+    fn write_read(&self, wr: &mut WriteRead<'_>) -> Result<(), Errno> {
+        let conn = self.thread_conn()?;
+        let mut conn = conn.lock().map_err(|_| Errno::EIO)?;
+        let conn = &mut *conn;
+        let mut out = std::mem::take(&mut conn.out);
+        out.clear();
+        let start = wr.write_consumed.min(wr.write.len());
+        let req = WriteReadReq {
+            write_consumed: start as u64,
+            write_size: wr.write.len() as u64,
+            read_consumed: wr.read_consumed as u64,
+            read_size: wr.read.len() as u64,
+            nonblock: self.inner.nonblock.load(Ordering::Relaxed) as u32,
+            reserved: 0,
+        };
+        out.extend_from_slice(bytemuck::bytes_of(&req));
+        let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
+        let mut r = CommandReader::new(&wr.write[start..]);
+        loop {
+            let at = r.position();
+            let Some((cmd, payload)) = r.next_command() else {
+                out.extend_from_slice(&wr.write[start + at..]);
+                break;
+            };
+            out.extend_from_slice(&wr.write[start + at..start + r.position()]);
+            match cmd {
+                BC_TRANSACTION | BC_REPLY => {
+                    let tr: BinderTransactionData = bytemuck::pod_read_unaligned(payload);
+                    gather(&tr, 0, &mut out, &mut fds);
+                }
+                BC_TRANSACTION_SG | BC_REPLY_SG => {
+                    let sg: BinderTransactionDataSg = bytemuck::pod_read_unaligned(payload);
+                    gather(&sg.transaction_data, sg.buffers_size, &mut out, &mut fds);
+                }
+                _ if command_name(cmd).starts_with("BC_") => {}
+                _ => {
+                    // Unknown: the driver stops here; pass the rest on untouched.
+                    out.extend_from_slice(&wr.write[start + r.position()..]);
+                    break;
+                }
+            }
+        }
+        let sent = wire::send_frame(conn.sock.as_fd(), K_WRITE_READ, &[&out], &fds);
+        conn.out = out;
+        sent?;
+        drop(fds);
+        let (hdr, body, fds) = wire::recv_frame(conn.sock.as_fd())?;
+        let ret: WriteReadRet = wire::body_as_prefix(&hdr, &body, K_WRITE_READ_RET)?;
+        let mut rest = &body[size_of::<WriteReadRet>()..];
+        let read_len = ret.read_len as usize;
+        let fix_len = ret.nfixups as usize * 8;
+        let close_len = ret.nclose as usize * 4;
+        if rest.len() != read_len + fix_len + close_len || fds.len() != ret.nfixups as usize {
+            return Err(Errno::EPROTO);
+        }
+        let read_bytes = &rest[..read_len];
+        rest = &rest[read_len..];
+        let rc_in = wr.read_consumed;
+        let dst = wr
+            .read
+            .get_mut(rc_in..rc_in + read_len)
+            .ok_or(Errno::EPROTO)?;
+        dst.copy_from_slice(read_bytes);
+        for (fix, fd) in rest[..fix_len].chunks_exact(8).zip(fds) {
+            let off: u64 = bytemuck::pod_read_unaligned(fix);
+            let num = fd.as_raw_fd();
+            nix::sys::uio::pwrite(&self.inner.area_fd, &num.to_ne_bytes(), off as i64)?;
+            // The number now lives in the buffer: whoever reads the object owns the fd, as
+            // with the kernel driver.
+            let _ = fd.into_raw_fd();
+        }
+        for c in rest[fix_len..].chunks_exact(4) {
+            let num: i32 = bytemuck::pod_read_unaligned(c);
+            // FDA fds of a buffer this process freed: the driver closes them, as the kernel
+            // does, in this process's table.
+            let _ = nix::unistd::close(num);
+        }
+        wr.write_consumed = ret.write_consumed as usize;
+        wr.read_consumed = ret.read_consumed as usize;
+        if ret.errno != 0 {
+            return Err(Errno::from_raw(ret.errno));
+        }
+        Ok(())
     }
+
     fn version(&self) -> Result<i32, Errno> {
-        Err(Errno::ENOSYS)
+        self.ioctl(BINDER_VERSION, &[])
     }
-    fn set_max_threads(&self, _max: u32) -> Result<(), Errno> {
-        Err(Errno::ENOSYS)
+    fn set_max_threads(&self, max: u32) -> Result<(), Errno> {
+        self.ioctl(BINDER_SET_MAX_THREADS, &max.to_ne_bytes())
+            .map(drop)
     }
     fn set_context_mgr(&self) -> Result<(), Errno> {
-        Err(Errno::ENOSYS)
+        self.ioctl(BINDER_SET_CONTEXT_MGR, &0i32.to_ne_bytes())
+            .map(drop)
     }
-    fn set_context_mgr_ext(&self, _obj: &FlatBinderObject) -> Result<(), Errno> {
-        Err(Errno::ENOSYS)
+    fn set_context_mgr_ext(&self, obj: &FlatBinderObject) -> Result<(), Errno> {
+        self.ioctl(BINDER_SET_CONTEXT_MGR_EXT, bytemuck::bytes_of(obj))
+            .map(drop)
     }
     fn thread_exit(&self) -> Result<(), Errno> {
-        Err(Errno::ENOSYS)
+        let me = std::thread::current().id();
+        let conn = self
+            .inner
+            .threads
+            .lock()
+            .map_err(|_| Errno::EIO)?
+            .remove(&me);
+        // Closing the thread's connection is BINDER_THREAD_EXIT.
+        drop(conn);
+        Ok(())
     }
-    fn enable_oneway_spam_detection(&self, _enable: bool) -> Result<(), Errno> {
-        Err(Errno::ENOSYS)
+    fn enable_oneway_spam_detection(&self, enable: bool) -> Result<(), Errno> {
+        self.ioctl(
+            BINDER_ENABLE_ONEWAY_SPAM_DETECTION,
+            &(enable as u32).to_ne_bytes(),
+        )
+        .map(drop)
     }
     fn buffer_area(&self) -> (u64, usize) {
-        (0, 0)
+        (self.inner.area_base.as_ptr() as u64, self.inner.area_len)
     }
     fn kind(&self) -> DeviceKind {
         DeviceKind::Shim

@@ -1,0 +1,574 @@
+//! The shim's event loop: one mio `Poll` owns every connection and the whole [`State`];
+//! nothing in it blocks. Frames come in with their fds, go to the state, and answers go
+//! out through per-connection queues.
+
+use super::alloc::Area;
+use super::state::{ConnId, State, WriteReadDone};
+use super::wire::*;
+use crate::binder_ipc::uapi::*;
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use nix::errno::Errno;
+use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags};
+use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
+use std::mem::size_of;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    New,
+    Proc(u64),
+    Thread(u64),
+}
+
+/// A piece of output: bytes with fds riding on their first byte.
+struct Piece {
+    bytes: Vec<u8>,
+    pos: usize,
+    fds: Vec<OwnedFd>,
+}
+
+struct Conn {
+    sock: UnixStream,
+    pid: i32,
+    uid: u32,
+    role: Role,
+    inbuf: Vec<u8>,
+    infds: VecDeque<OwnedFd>,
+    out: VecDeque<Piece>,
+    want_write: bool,
+    dead: bool,
+}
+
+/// The event loop and everything it owns.
+pub struct Server {
+    poll: Poll,
+    listener: UnixListener,
+    conns: HashMap<ConnId, Conn>,
+    tokens: HashMap<u64, u64>,
+    state: State,
+    next: usize,
+    stop: Arc<AtomicBool>,
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most `b.len()` bytes into the live buffer `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != 8 {
+        // Fall back to the clock and address entropy; the token is also checked against the
+        // peer's uid and pid.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        return (t as u64) ^ ((&b as *const _ as u64) << 16);
+    }
+    u64::from_ne_bytes(b)
+}
+
+impl Server {
+    /// A server listening on `listener`; returns it and the waker that interrupts it.
+    pub fn new(
+        listener: std::os::unix::net::UnixListener,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<(Server, Arc<Waker>)> {
+        listener.set_nonblocking(true)?;
+        let mut listener = UnixListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok((
+            Server {
+                poll,
+                listener,
+                conns: HashMap::new(),
+                tokens: HashMap::new(),
+                state: State::default(),
+                next: 2,
+                stop,
+            },
+            waker,
+        ))
+    }
+
+    /// Runs until the stop flag is set and the waker fires.
+    pub fn run(&mut self) -> std::io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {
+                        if self.stop.load(Ordering::Acquire) {
+                            return Ok(());
+                        }
+                    }
+                    Token(c) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.read_conn(c);
+                        }
+                        if ev.is_writable() {
+                            self.flush(c);
+                        }
+                    }
+                }
+                self.run_wakes();
+                self.reap();
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut sock, _)) => {
+                    let cred = match getsockopt(&sock.as_fd(), sockopt::PeerCredentials) {
+                        Ok(c) => c,
+                        Err(_) => continue,
+                    };
+                    let id = self.next;
+                    self.next += 1;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut sock, Token(id), Interest::READABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.conns.insert(
+                        id,
+                        Conn {
+                            sock,
+                            pid: cred.pid(),
+                            uid: cred.uid(),
+                            role: Role::New,
+                            inbuf: Vec::new(),
+                            infds: VecDeque::new(),
+                            out: VecDeque::new(),
+                            want_write: false,
+                            dead: false,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn read_conn(&mut self, c: ConnId) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let Some(conn) = self.conns.get_mut(&c) else {
+                return;
+            };
+            let mut fds = Vec::new();
+            match recv_some(
+                conn.sock.as_fd(),
+                &mut buf,
+                &mut fds,
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(0) => {
+                    conn.dead = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.inbuf.extend_from_slice(&buf[..n]);
+                    conn.infds.extend(fds);
+                }
+                Err(Errno::EAGAIN) => break,
+                Err(_) => {
+                    conn.infds.extend(fds);
+                    conn.dead = true;
+                    break;
+                }
+            }
+        }
+        // Whole frames, in order.
+        loop {
+            let Some(conn) = self.conns.get_mut(&c) else {
+                return;
+            };
+            if conn.inbuf.len() < size_of::<FrameHeader>() {
+                break;
+            }
+            let hdr: FrameHeader = bytemuck::pod_read_unaligned(&conn.inbuf[..16]);
+            if hdr.len as usize > MAX_FRAME || hdr.nfds as usize > 1 << 20 {
+                conn.dead = true;
+                break;
+            }
+            let total = 16 + hdr.len as usize;
+            if conn.inbuf.len() < total {
+                break;
+            }
+            if conn.infds.len() < hdr.nfds as usize {
+                // Every fd rides on the frame's own bytes: missing ones mean a lying header.
+                conn.dead = true;
+                break;
+            }
+            let body: Vec<u8> = conn.inbuf[16..total].to_vec();
+            conn.inbuf.drain(..total);
+            let fds: Vec<OwnedFd> = conn.infds.drain(..hdr.nfds as usize).collect();
+            if !self.frame(c, &hdr, &body, fds) {
+                if let Some(conn) = self.conns.get_mut(&c) {
+                    conn.dead = true;
+                }
+                break;
+            }
+        }
+    }
+
+    fn send(&mut self, c: ConnId, kind: u32, parts: &[&[u8]], fds: Vec<OwnedFd>) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let hdr = FrameHeader {
+            len: len as u32,
+            kind,
+            nfds: fds.len() as u32,
+            reserved: 0,
+        };
+        let mut bytes = Vec::with_capacity(16 + len);
+        bytes.extend_from_slice(bytemuck::bytes_of(&hdr));
+        for p in parts {
+            bytes.extend_from_slice(p);
+        }
+        // fds in pieces of at most MAX_FDS_PER_MSG, each on its own byte; the last piece
+        // carries the rest of the bytes.
+        let mut fds = fds;
+        let mut pos = 0;
+        while fds.len() > MAX_FDS_PER_MSG && pos + 1 < bytes.len() {
+            let rest = fds.split_off(MAX_FDS_PER_MSG);
+            conn.out.push_back(Piece {
+                bytes: bytes[pos..pos + 1].to_vec(),
+                pos: 0,
+                fds,
+            });
+            fds = rest;
+            pos += 1;
+        }
+        conn.out.push_back(Piece {
+            bytes: bytes[pos..].to_vec(),
+            pos: 0,
+            fds,
+        });
+        self.flush(c);
+    }
+
+    fn flush(&mut self, c: ConnId) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        while let Some(p) = conn.out.front_mut() {
+            let raw: Vec<RawFd> = p.fds.iter().map(|f| f.as_raw_fd()).collect();
+            let cm = [ControlMessage::ScmRights(&raw)];
+            let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cm };
+            let iov = [IoSlice::new(&p.bytes[p.pos..])];
+            match sendmsg::<()>(
+                conn.sock.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(n) => {
+                    p.pos += n;
+                    p.fds.clear();
+                    if p.pos == p.bytes.len() {
+                        conn.out.pop_front();
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => break,
+                Err(_) => {
+                    conn.out.clear();
+                    conn.dead = true;
+                    break;
+                }
+            }
+        }
+        let want = !conn.out.is_empty();
+        if want != conn.want_write {
+            conn.want_write = want;
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut conn.sock, Token(c), interest);
+        }
+    }
+
+    fn result(&mut self, c: ConnId, r: Result<i32, Errno>) {
+        let body = match r {
+            Ok(v) => ResultBody { errno: 0, value: v },
+            Err(e) => ResultBody {
+                errno: e as i32,
+                value: 0,
+            },
+        };
+        self.send(c, K_RESULT, &[bytemuck::bytes_of(&body)], Vec::new());
+    }
+
+    /// Handles one frame; false closes the connection (protocol error).
+    fn frame(&mut self, c: ConnId, hdr: &FrameHeader, body: &[u8], fds: Vec<OwnedFd>) -> bool {
+        let Some(conn) = self.conns.get(&c) else {
+            return false;
+        };
+        let (role, pid, uid) = (conn.role, conn.pid, conn.uid);
+        match (role, hdr.kind) {
+            (Role::New, K_OPEN_PROC) => {
+                let Some(req) = read_body::<OpenProc>(body) else {
+                    return false;
+                };
+                if req.version != WIRE_VERSION {
+                    let ok = OpenProcOk {
+                        errno: Errno::EPROTO as i32,
+                        ..Default::default()
+                    };
+                    self.send(c, K_OPEN_PROC_OK, &[bytemuck::bytes_of(&ok)], Vec::new());
+                    return true;
+                }
+                match Area::new(req.area_size as usize).and_then(|a| {
+                    a.memfd()
+                        .try_clone()
+                        .map(|fd| (a, fd))
+                        .map_err(|_| Errno::EMFILE)
+                }) {
+                    Ok((area, memfd)) => {
+                        let size = area.size() as u64;
+                        let token = random_u64();
+                        let proc = self.state.open_proc(pid, uid, area, token);
+                        self.tokens.insert(token, proc);
+                        if let Some(conn) = self.conns.get_mut(&c) {
+                            conn.role = Role::Proc(proc);
+                        }
+                        let ok = OpenProcOk {
+                            errno: 0,
+                            reserved: 0,
+                            token,
+                            area_size: size,
+                        };
+                        self.send(c, K_OPEN_PROC_OK, &[bytemuck::bytes_of(&ok)], vec![memfd]);
+                    }
+                    Err(e) => {
+                        let ok = OpenProcOk {
+                            errno: e as i32,
+                            ..Default::default()
+                        };
+                        self.send(c, K_OPEN_PROC_OK, &[bytemuck::bytes_of(&ok)], Vec::new());
+                    }
+                }
+                true
+            }
+            (Role::Proc(p), K_MAP_DONE) => {
+                let Some(base) = read_body::<u64>(body) else {
+                    return false;
+                };
+                if let Some(proc) = self.state.procs.get_mut(&p) {
+                    proc.area.client_base = base;
+                    proc.mapped = true;
+                }
+                self.result(c, Ok(0));
+                true
+            }
+            (Role::New, K_OPEN_THREAD) => {
+                let Some(token) = read_body::<u64>(body) else {
+                    return false;
+                };
+                let proc = self.tokens.get(&token).copied().filter(|p| {
+                    self.state
+                        .procs
+                        .get(p)
+                        .is_some_and(|p| p.pid == pid && p.euid == uid)
+                });
+                match proc {
+                    Some(p) => {
+                        self.state.open_thread(c, p);
+                        if let Some(conn) = self.conns.get_mut(&c) {
+                            conn.role = Role::Thread(p);
+                        }
+                        self.result(c, Ok(0));
+                    }
+                    None => self.result(c, Err(Errno::EPERM)),
+                }
+                true
+            }
+            (Role::New, K_STATE) => {
+                let text = super::dump::dump(&self.state);
+                self.send(c, K_STATE_RET, &[text.as_bytes()], Vec::new());
+                true
+            }
+            (Role::Thread(p), K_IOCTL) => {
+                let Some(req) = read_body::<Ioctl>(body) else {
+                    return false;
+                };
+                let r = self.ioctl(c, p, &req);
+                if let Some(t) = self.state.threads.get_mut(&c) {
+                    t.need_return = false;
+                }
+                self.result(c, r);
+                true
+            }
+            (Role::Thread(_), K_WRITE_READ) => {
+                if self
+                    .state
+                    .threads
+                    .get(&c)
+                    .is_none_or(|t| t.pending.is_some())
+                {
+                    return false;
+                }
+                let Some(req) = read_body_prefix::<WriteReadReq>(body) else {
+                    return false;
+                };
+                let stream = &body[size_of::<WriteReadReq>()..];
+                if let Some(done) = self.state.write_read(
+                    c,
+                    stream,
+                    req.write_consumed,
+                    req.read_consumed,
+                    req.read_size,
+                    req.nonblock != 0,
+                    fds,
+                ) {
+                    self.reply_write_read(c, done);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn ioctl(&mut self, c: ConnId, p: u64, req: &Ioctl) -> Result<i32, Errno> {
+        let arg_u32 = u32::from_ne_bytes([req.arg[0], req.arg[1], req.arg[2], req.arg[3]]);
+        match req.cmd {
+            BINDER_VERSION => Ok(BINDER_CURRENT_PROTOCOL_VERSION),
+            BINDER_SET_MAX_THREADS => {
+                self.state.set_max_threads(c, arg_u32);
+                Ok(0)
+            }
+            BINDER_SET_CONTEXT_MGR => self.state.set_context_mgr(c, None).map(|_| 0),
+            BINDER_SET_CONTEXT_MGR_EXT => {
+                let fbo: FlatBinderObject = bytemuck::pod_read_unaligned(&req.arg);
+                self.state.set_context_mgr(c, Some(fbo)).map(|_| 0)
+            }
+            BINDER_THREAD_EXIT => {
+                self.state.release_thread(c);
+                self.state.open_thread(c, p);
+                Ok(0)
+            }
+            BINDER_ENABLE_ONEWAY_SPAM_DETECTION => {
+                self.state.set_spam_detection(c, arg_u32 != 0);
+                Ok(0)
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn reply_write_read(&mut self, c: ConnId, done: WriteReadDone) {
+        let ret = WriteReadRet {
+            errno: done.errno,
+            nfixups: done.fixups.len() as u32,
+            write_consumed: done.write_consumed,
+            read_consumed: done.read_consumed,
+            read_len: done.read.len() as u32,
+            nclose: done.close.len() as u32,
+        };
+        let mut tail = Vec::with_capacity(done.fixups.len() * 8 + done.close.len() * 4);
+        let mut fds = Vec::with_capacity(done.fixups.len());
+        for (off, fd) in done.fixups {
+            tail.extend_from_slice(&off.to_ne_bytes());
+            fds.push(fd);
+        }
+        for n in done.close {
+            tail.extend_from_slice(&n.to_ne_bytes());
+        }
+        self.send(
+            c,
+            K_WRITE_READ_RET,
+            &[bytemuck::bytes_of(&ret), &done.read, &tail],
+            fds,
+        );
+    }
+
+    fn run_wakes(&mut self) {
+        while let Some(c) = self.state.wake.pop() {
+            if let Some(done) = self.state.retry_read(c) {
+                self.reply_write_read(c, done);
+            }
+        }
+    }
+
+    /// Closes dead connections: a proc connection's end is process exit, a thread's is
+    /// thread exit.
+    fn reap(&mut self) {
+        let dead: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, k)| k.dead)
+            .map(|(&c, _)| c)
+            .collect();
+        for c in dead {
+            let Some(mut conn) = self.conns.remove(&c) else {
+                continue;
+            };
+            let _ = self.poll.registry().deregister(&mut conn.sock);
+            match conn.role {
+                Role::Proc(p) => {
+                    if let Some(token) = self.state.procs.get(&p).map(|p| p.token) {
+                        self.tokens.remove(&token);
+                    }
+                    let threads: Vec<ConnId> = self
+                        .state
+                        .procs
+                        .get(&p)
+                        .map(|p| p.threads.iter().copied().collect())
+                        .unwrap_or_default();
+                    self.state.release_proc(p);
+                    for t in threads {
+                        if let Some(k) = self.conns.get_mut(&t) {
+                            k.role = Role::New;
+                            k.dead = true;
+                        }
+                    }
+                }
+                Role::Thread(_) => self.state.release_thread(c),
+                Role::New => {}
+            }
+            self.run_wakes();
+        }
+        if self.conns.values().any(|k| k.dead) {
+            self.reap();
+        }
+    }
+}
+
+fn read_body<T: bytemuck::Pod>(body: &[u8]) -> Option<T> {
+    (body.len() == size_of::<T>()).then(|| bytemuck::pod_read_unaligned(body))
+}
+
+fn read_body_prefix<T: bytemuck::Pod>(body: &[u8]) -> Option<T> {
+    body.get(..size_of::<T>()).map(bytemuck::pod_read_unaligned)
+}

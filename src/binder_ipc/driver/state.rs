@@ -1,0 +1,1118 @@
+//! The driver's state, owned by its event loop: processes, threads, nodes, refs, death
+//! notifications, transactions and buffers, with the kernel's rules
+//! (`drivers/android/binder.c`). This file holds the types, the BC_ command loop
+//! (`binder_thread_write`) and process/thread release; `transaction.rs`, `read.rs` and
+//! `node.rs` hold the rest.
+//!
+//! Errors follow the kernel's two levels: an errno for the call (`EINVAL` for an unknown
+//! command, `EFAULT` for bytes that are not there) and a BR_ code for the protocol
+//! (`BR_FAILED_REPLY`, `BR_DEAD_REPLY`) queued to the thread. Misuse the kernel only logs
+//! (`binder_user_error`) is counted in [`Stats::user_errors`] and otherwise ignored.
+
+use super::alloc::Area;
+use super::wire::Gathered;
+use crate::binder_ipc::uapi::*;
+use nix::errno::Errno;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::mem::size_of;
+use std::os::fd::OwnedFd;
+
+/// A connection's id in the event loop (a thread's identity).
+pub type ConnId = usize;
+
+/// Looper state bits (`BINDER_LOOPER_STATE_*`).
+pub const LOOPER_REGISTERED: u32 = 0x01;
+/// The thread called BC_ENTER_LOOPER.
+pub const LOOPER_ENTERED: u32 = 0x02;
+/// The thread called BC_EXIT_LOOPER.
+pub const LOOPER_EXITED: u32 = 0x04;
+/// The thread misused the looper commands.
+pub const LOOPER_INVALID: u32 = 0x08;
+
+/// One item of a todo list (`struct binder_work`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// An incoming transaction or reply.
+    Txn(u64),
+    /// BR_TRANSACTION_COMPLETE.
+    Complete,
+    /// BR_ONEWAY_SPAM_SUSPECT (in place of BR_TRANSACTION_COMPLETE).
+    SpamSuspect,
+    /// The thread's `return_error`.
+    ReturnError,
+    /// The thread's `reply_error`.
+    ReplyError,
+    /// Refcount changes of a node, for its owner.
+    Node(u64),
+    /// A death notification (dead binder, clear done, or both).
+    Death(u64),
+}
+
+/// Where a work item is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loc {
+    /// A thread's todo list.
+    Thread(ConnId),
+    /// A process's todo list.
+    Proc(u64),
+}
+
+/// A blocked read, parked until work arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingRead {
+    /// `write_consumed` to report.
+    pub write_consumed: u64,
+    /// `read_consumed` on entry.
+    pub read_consumed: u64,
+    /// `read_size`.
+    pub read_size: u64,
+}
+
+/// A binder thread (`struct binder_thread`).
+#[derive(Debug)]
+pub struct Thread {
+    /// Owning process.
+    pub proc: u64,
+    /// `LOOPER_*` bits.
+    pub looper: u32,
+    /// `looper_need_return`: set at creation, cleared at the end of each call.
+    pub need_return: bool,
+    /// Non-deferred work is queued.
+    pub process_todo: bool,
+    /// Thread-specific work.
+    pub todo: VecDeque<Work>,
+    /// Top of the transaction stack.
+    pub stack: Option<u64>,
+    /// BR_ error for this thread's last command (`return_error`).
+    pub return_error: Option<u32>,
+    /// BR_ error for a call this thread made (`reply_error`).
+    pub reply_error: Option<u32>,
+    /// A parked blocking read.
+    pub pending: Option<PendingRead>,
+    /// fd numbers the process must close after this call (FDA fds of freed buffers).
+    pub close_fds: Vec<i32>,
+}
+
+/// A reference from a process to a node (`struct binder_ref`).
+#[derive(Debug, Clone, Copy)]
+pub struct Ref {
+    /// The node.
+    pub node: u64,
+    /// Strong count.
+    pub strong: u32,
+    /// Weak count.
+    pub weak: u32,
+    /// The registered death notification.
+    pub death: Option<u64>,
+}
+
+/// What a death notification will say next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeathKind {
+    /// Registered, the node alive.
+    Armed,
+    /// BR_DEAD_BINDER is due (or was delivered and awaits BC_DEAD_BINDER_DONE).
+    DeadBinder,
+    /// BR_DEAD_BINDER, then the clear is answered after BC_DEAD_BINDER_DONE.
+    DeadBinderAndClear,
+    /// BR_CLEAR_DEATH_NOTIFICATION_DONE is due.
+    Clear,
+}
+
+/// A death notification (`struct binder_ref_death`).
+#[derive(Debug, Clone, Copy)]
+pub struct Death {
+    /// Its cookie.
+    pub cookie: u64,
+    /// What is due.
+    pub kind: DeathKind,
+    /// Where its work is queued, if it is.
+    pub queued: Option<Loc>,
+}
+
+/// A binder object (`struct binder_node`).
+#[derive(Debug)]
+pub struct Node {
+    /// The owner; `None` once it died.
+    pub owner: Option<u64>,
+    /// The owner's pointer.
+    pub ptr: u64,
+    /// The owner's cookie.
+    pub cookie: u64,
+    /// FLAT_BINDER_FLAG_ACCEPTS_FDS.
+    pub accept_fds: bool,
+    /// Minimum priority (flags & 0xff).
+    pub min_priority: u32,
+    /// Strong refs held by other processes' refs.
+    pub internal_strong_refs: u32,
+    /// Strong refs held by the driver (transactions, the handshake).
+    pub local_strong_refs: u32,
+    /// Weak refs held by the driver.
+    pub local_weak_refs: u32,
+    /// Temporary refs held while a transaction is built.
+    pub tmp_refs: u32,
+    /// The owner was told to hold a strong ref (BR_ACQUIRE sent).
+    pub has_strong_ref: bool,
+    /// BC_ACQUIRE_DONE awaited.
+    pub pending_strong_ref: bool,
+    /// The owner was told to hold a weak ref (BR_INCREFS sent).
+    pub has_weak_ref: bool,
+    /// BC_INCREFS_DONE awaited.
+    pub pending_weak_ref: bool,
+    /// Processes holding a ref to this node.
+    pub refs: BTreeSet<u64>,
+    /// A oneway transaction is being handled.
+    pub has_async: bool,
+    /// Oneway transactions waiting for it.
+    pub async_todo: VecDeque<u64>,
+    /// Where the node's work item is queued.
+    pub work: Option<Loc>,
+}
+
+/// An object reference a buffer holds, released when the buffer is freed.
+#[derive(Debug, Clone, Copy)]
+pub enum Release {
+    /// The receiver owns the node: a local ref.
+    Node {
+        /// The node.
+        node: u64,
+        /// Strong or weak.
+        strong: bool,
+    },
+    /// The receiver holds a ref to the node.
+    Ref {
+        /// The node.
+        node: u64,
+        /// Strong or weak.
+        strong: bool,
+    },
+}
+
+/// An allocated buffer in a process's area (`struct binder_buffer`).
+#[derive(Debug)]
+pub struct Buffer {
+    /// Bytes of data.
+    pub data_size: u64,
+    /// Bytes of offsets.
+    pub offsets_size: u64,
+    /// A oneway buffer (counts against the async half).
+    pub is_async: bool,
+    /// The node the transaction targeted.
+    pub target_node: Option<u64>,
+    /// The transaction still pointing at it.
+    pub txn: Option<u64>,
+    /// Delivered: the process may free it.
+    pub allow_user_free: bool,
+    /// References its objects hold.
+    pub releases: Vec<Release>,
+    /// Area offsets of FDA fd numbers (closed with the buffer).
+    pub fda_fds: Vec<u64>,
+    /// The sender's pid (oneway spam accounting).
+    pub sender_pid: i32,
+}
+
+/// A transaction or reply (`struct binder_transaction`).
+#[derive(Debug)]
+pub struct Txn {
+    /// The calling thread, for sync calls while it waits.
+    pub from: Option<ConnId>,
+    /// The thread handling it (sync calls, once read).
+    pub to_thread: Option<ConnId>,
+    /// The target process.
+    pub to_proc: Option<u64>,
+    /// The code.
+    pub code: u32,
+    /// TF_ flags.
+    pub flags: u32,
+    /// Sender's pid.
+    pub sender_pid: i32,
+    /// Sender's euid.
+    pub sender_euid: u32,
+    /// A reply.
+    pub is_reply: bool,
+    /// The target node (calls).
+    pub node: Option<u64>,
+    /// The buffer's offset in the target's area.
+    pub buffer: Option<u64>,
+    /// The caller's previous transaction.
+    pub from_parent: Option<u64>,
+    /// The handler's previous transaction.
+    pub to_parent: Option<u64>,
+    /// fds to install at read: (area offset for the number, the file).
+    pub fds: Vec<(u64, OwnedFd)>,
+}
+
+/// A binder process (`struct binder_proc`).
+#[derive(Debug)]
+pub struct Proc {
+    /// The OS process id (from SO_PEERCRED).
+    pub pid: i32,
+    /// Its effective uid.
+    pub euid: u32,
+    /// The secret thread connections present.
+    pub token: u64,
+    /// The buffer area.
+    pub area: Area,
+    /// The process mapped its area and may receive.
+    pub mapped: bool,
+    /// Its threads.
+    pub threads: BTreeSet<ConnId>,
+    /// Its nodes by pointer.
+    pub nodes: BTreeMap<u64, u64>,
+    /// Its refs by handle.
+    pub refs: BTreeMap<u32, Ref>,
+    /// Handle by node.
+    pub refs_by_node: HashMap<u64, u32>,
+    /// Process-wide work.
+    pub todo: VecDeque<Work>,
+    /// Death notifications delivered, awaiting BC_DEAD_BINDER_DONE.
+    pub delivered_death: Vec<u64>,
+    /// BINDER_SET_MAX_THREADS.
+    pub max_threads: u32,
+    /// BR_SPAWN_LOOPER sent, BC_REGISTER_LOOPER not yet seen.
+    pub requested_threads: u32,
+    /// Threads started on request.
+    pub requested_threads_started: u32,
+    /// Buffers by area offset.
+    pub buffers: BTreeMap<u64, Buffer>,
+    /// BINDER_ENABLE_ONEWAY_SPAM_DETECTION.
+    pub spam_detection: bool,
+}
+
+/// Counters, like the kernel's binder `stats`.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// BC_ commands by number.
+    pub bc: [u64; 32],
+    /// BR_ commands by number.
+    pub br: [u64; 32],
+    /// Misuse the kernel logs and ignores.
+    pub user_errors: u64,
+    /// Transactions that failed (BR_FAILED_REPLY / BR_DEAD_REPLY).
+    pub failed_transactions: u64,
+    /// Objects created: procs, threads, nodes, refs, deaths, transactions.
+    pub created: [u64; 6],
+    /// Objects deleted, same order.
+    pub deleted: [u64; 6],
+}
+
+/// Indexes of [`Stats::created`] / [`Stats::deleted`].
+pub const OBJ_PROC: usize = 0;
+/// Threads.
+pub const OBJ_THREAD: usize = 1;
+/// Nodes.
+pub const OBJ_NODE: usize = 2;
+/// Refs.
+pub const OBJ_REF: usize = 3;
+/// Death notifications.
+pub const OBJ_DEATH: usize = 4;
+/// Transactions.
+pub const OBJ_TXN: usize = 5;
+
+/// The whole driver state.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Processes by id.
+    pub procs: HashMap<u64, Proc>,
+    /// Threads by connection.
+    pub threads: HashMap<ConnId, Thread>,
+    /// Nodes by id.
+    pub nodes: HashMap<u64, Node>,
+    /// Transactions by id.
+    pub txns: HashMap<u64, Txn>,
+    /// Death notifications by id.
+    pub deaths: HashMap<u64, Death>,
+    /// The context manager's node.
+    pub ctx_mgr: Option<u64>,
+    /// The uid that set the context manager first (the kernel's `binder_context_mgr_uid`).
+    pub ctx_mgr_uid: Option<u32>,
+    next_id: u64,
+    /// Threads whose parked read may now complete.
+    pub wake: Vec<ConnId>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// The result of a `BINDER_WRITE_READ` that did not park.
+#[derive(Debug, Default)]
+pub struct WriteReadDone {
+    /// errno, 0 for success.
+    pub errno: i32,
+    /// `write_consumed` after.
+    pub write_consumed: u64,
+    /// `read_consumed` after.
+    pub read_consumed: u64,
+    /// The BR_ bytes produced.
+    pub read: Vec<u8>,
+    /// fds to install: (area offset for the number, the file).
+    pub fixups: Vec<(u64, OwnedFd)>,
+    /// fd numbers the process must close.
+    pub close: Vec<i32>,
+}
+
+impl State {
+    /// A fresh id for any object.
+    pub fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Registers a process (`binder_open`).
+    pub fn open_proc(&mut self, pid: i32, euid: u32, area: Area, token: u64) -> u64 {
+        let id = self.new_id();
+        self.stats.created[OBJ_PROC] += 1;
+        self.procs.insert(
+            id,
+            Proc {
+                pid,
+                euid,
+                token,
+                area,
+                mapped: false,
+                threads: BTreeSet::new(),
+                nodes: BTreeMap::new(),
+                refs: BTreeMap::new(),
+                refs_by_node: HashMap::new(),
+                todo: VecDeque::new(),
+                delivered_death: Vec::new(),
+                max_threads: 0,
+                requested_threads: 0,
+                requested_threads_started: 0,
+                buffers: BTreeMap::new(),
+                spam_detection: false,
+            },
+        );
+        id
+    }
+
+    /// Registers a thread connection of process `proc` (`binder_get_thread`).
+    pub fn open_thread(&mut self, conn: ConnId, proc: u64) {
+        if let Some(p) = self.procs.get_mut(&proc) {
+            p.threads.insert(conn);
+        }
+        self.stats.created[OBJ_THREAD] += 1;
+        self.threads.insert(
+            conn,
+            Thread {
+                proc,
+                looper: 0,
+                need_return: true,
+                process_todo: false,
+                todo: VecDeque::new(),
+                stack: None,
+                return_error: None,
+                reply_error: None,
+                pending: None,
+                close_fds: Vec::new(),
+            },
+        );
+    }
+
+    pub(super) fn user_error(&mut self) {
+        self.stats.user_errors += 1;
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Work queues
+
+    /// Queues `w` on a thread; `wake` = non-deferred (`binder_enqueue_thread_work`).
+    pub fn enqueue_thread(&mut self, conn: ConnId, w: Work, wake: bool) {
+        if let Some(t) = self.threads.get_mut(&conn) {
+            t.todo.push_back(w);
+            if wake {
+                t.process_todo = true;
+                self.wake.push(conn);
+            }
+        }
+    }
+
+    /// Queues `w` on a process and wakes one waiting thread (`binder_wakeup_proc_ilocked`).
+    pub fn enqueue_proc(&mut self, proc: u64, w: Work) {
+        if let Some(p) = self.procs.get_mut(&proc) {
+            p.todo.push_back(w);
+            self.wake_proc(proc);
+        }
+    }
+
+    /// Queues `w` at `loc`, waking as the kernel would.
+    pub fn enqueue_at(&mut self, loc: Loc, w: Work) {
+        match loc {
+            Loc::Thread(c) => self.enqueue_thread(c, w, true),
+            Loc::Proc(p) => self.enqueue_proc(p, w),
+        }
+    }
+
+    /// Removes `w` from the list at `loc`.
+    pub fn dequeue_at(&mut self, loc: Loc, w: Work) {
+        let list = match loc {
+            Loc::Thread(c) => self.threads.get_mut(&c).map(|t| &mut t.todo),
+            Loc::Proc(p) => self.procs.get_mut(&p).map(|p| &mut p.todo),
+        };
+        if let Some(list) = list {
+            list.retain(|x| *x != w);
+        }
+        if let Loc::Thread(c) = loc {
+            if let Some(t) = self.threads.get_mut(&c) {
+                if t.todo.is_empty() {
+                    t.process_todo = false;
+                }
+            }
+        }
+    }
+
+    /// A thread takes process work when it is idle and a looper.
+    pub fn available_for_proc_work(t: &Thread) -> bool {
+        t.stack.is_none()
+            && t.todo.is_empty()
+            && t.looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0
+    }
+
+    /// A thread parked waiting for process work (the kernel's `waiting_threads`).
+    pub fn waiting_thread(&self, proc: u64) -> Option<ConnId> {
+        let p = self.procs.get(&proc)?;
+        p.threads.iter().copied().find(|c| {
+            self.threads
+                .get(c)
+                .is_some_and(|t| t.pending.is_some() && Self::available_for_proc_work(t))
+        })
+    }
+
+    /// Wakes one thread waiting for process work.
+    pub fn wake_proc(&mut self, proc: u64) {
+        if let Some(c) = self.waiting_thread(proc) {
+            self.wake.push(c);
+        }
+    }
+
+    /// Sets the thread's return error and queues it (`binder_transaction`'s error path).
+    pub fn return_error(&mut self, conn: ConnId, cmd: u32) {
+        self.stats.failed_transactions += 1;
+        if let Some(t) = self.threads.get_mut(&conn) {
+            t.return_error = Some(cmd);
+        }
+        self.enqueue_thread(conn, Work::ReturnError, true);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // BINDER_WRITE_READ
+
+    /// Runs the write half of a `BINDER_WRITE_READ` (`binder_thread_write`): the caller's
+    /// `stream` (with [`Gathered`] records after transactions) from `consumed` on. Returns the
+    /// new `write_consumed`, and an errno when the call fails.
+    pub fn thread_write(
+        &mut self,
+        conn: ConnId,
+        stream: &[u8],
+        mut consumed: u64,
+        fds: Vec<OwnedFd>,
+    ) -> (u64, Option<Errno>) {
+        let mut fds: VecDeque<OwnedFd> = fds.into();
+        let mut pos = 0usize;
+        while pos < stream.len() {
+            if self
+                .threads
+                .get(&conn)
+                .is_none_or(|t| t.return_error.is_some())
+            {
+                break;
+            }
+            let Some(cmd) = read_at::<u32>(stream, pos) else {
+                return (consumed, Some(Errno::EFAULT));
+            };
+            if !command_name(cmd).starts_with("BC_") {
+                // `binder_thread_write`'s default case: the call fails, consumed stays at the
+                // unknown command.
+                return (consumed, Some(Errno::EINVAL));
+            }
+            let size = ioc_size(cmd);
+            let Some(payload) = stream.get(pos + 4..pos + 4 + size) else {
+                // The command's payload lies past the end of the caller's buffer.
+                return (consumed, Some(Errno::EFAULT));
+            };
+            if let Some(i) = bc_index(cmd) {
+                self.stats.bc[i] += 1;
+            }
+            let mut next = pos + 4 + size;
+            let res = match cmd {
+                BC_TRANSACTION | BC_REPLY | BC_TRANSACTION_SG | BC_REPLY_SG => {
+                    let sg = matches!(cmd, BC_TRANSACTION_SG | BC_REPLY_SG);
+                    let tr: BinderTransactionData = bytemuck::pod_read_unaligned(&payload[..64]);
+                    let buffers_size = if sg {
+                        read_at::<u64>(payload, 64).unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    match parse_gathered(stream, next, &mut fds) {
+                        Some((g, body, taken, end)) => {
+                            next = end;
+                            let reply = matches!(cmd, BC_REPLY | BC_REPLY_SG);
+                            self.transaction(conn, &tr, reply, buffers_size, &g, body, taken);
+                            Ok(())
+                        }
+                        None => Err(Errno::EFAULT),
+                    }
+                }
+                BC_INCREFS | BC_ACQUIRE | BC_RELEASE | BC_DECREFS => {
+                    let handle: u32 = bytemuck::pod_read_unaligned(payload);
+                    self.bc_refcount(conn, cmd, handle)
+                }
+                BC_INCREFS_DONE | BC_ACQUIRE_DONE => {
+                    let pc: BinderPtrCookie = bytemuck::pod_read_unaligned(payload);
+                    self.bc_refcount_done(conn, cmd == BC_ACQUIRE_DONE, pc);
+                    Ok(())
+                }
+                BC_FREE_BUFFER => {
+                    let addr: u64 = bytemuck::pod_read_unaligned(payload);
+                    self.bc_free_buffer(conn, addr);
+                    Ok(())
+                }
+                BC_REGISTER_LOOPER | BC_ENTER_LOOPER | BC_EXIT_LOOPER => {
+                    self.bc_looper(conn, cmd);
+                    Ok(())
+                }
+                BC_REQUEST_DEATH_NOTIFICATION | BC_CLEAR_DEATH_NOTIFICATION => {
+                    let hc: BinderHandleCookie = bytemuck::pod_read_unaligned(payload);
+                    let (handle, cookie) = (hc.handle, hc.cookie);
+                    if cmd == BC_REQUEST_DEATH_NOTIFICATION {
+                        self.bc_request_death(conn, handle, cookie);
+                    } else {
+                        self.bc_clear_death(conn, handle, cookie);
+                    }
+                    Ok(())
+                }
+                BC_DEAD_BINDER_DONE => {
+                    let cookie: u64 = bytemuck::pod_read_unaligned(payload);
+                    self.bc_dead_binder_done(conn, cookie);
+                    Ok(())
+                }
+                // BC_ACQUIRE_RESULT and BC_ATTEMPT_ACQUIRE are not supported by the kernel
+                // either; freeze notifications are outside this shim (see ARCHITECTURE.md).
+                _ => Err(Errno::EINVAL),
+            };
+            if let Err(e) = res {
+                return (consumed, Some(e));
+            }
+            consumed += 4 + size as u64;
+            pos = next;
+        }
+        (consumed, None)
+    }
+
+    fn bc_looper(&mut self, conn: ConnId, cmd: u32) {
+        let Some(t) = self.threads.get(&conn) else {
+            return;
+        };
+        let proc = t.proc;
+        let looper = t.looper;
+        let mut bad = false;
+        let mut add = match cmd {
+            BC_REGISTER_LOOPER => {
+                if looper & LOOPER_ENTERED != 0 {
+                    bad = true;
+                } else if let Some(p) = self.procs.get_mut(&proc) {
+                    if p.requested_threads == 0 {
+                        bad = true;
+                    } else {
+                        p.requested_threads -= 1;
+                        p.requested_threads_started += 1;
+                    }
+                }
+                LOOPER_REGISTERED
+            }
+            BC_ENTER_LOOPER => {
+                bad = looper & LOOPER_REGISTERED != 0;
+                LOOPER_ENTERED
+            }
+            _ => LOOPER_EXITED,
+        };
+        if bad {
+            self.user_error();
+            add |= LOOPER_INVALID;
+        }
+        if let Some(t) = self.threads.get_mut(&conn) {
+            t.looper |= add;
+        }
+    }
+
+    /// Runs a whole `BINDER_WRITE_READ`; `None` when the read parks (the thread blocks).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_read(
+        &mut self,
+        conn: ConnId,
+        stream: &[u8],
+        write_consumed: u64,
+        read_consumed: u64,
+        read_size: u64,
+        nonblock: bool,
+        fds: Vec<OwnedFd>,
+    ) -> Option<WriteReadDone> {
+        let proc = self.threads.get(&conn)?.proc;
+        let (wc, err) = self.thread_write(conn, stream, write_consumed, fds);
+        if let Some(e) = err {
+            self.after_call(conn, proc);
+            // The kernel reports read_consumed 0 when the write half failed.
+            return Some(WriteReadDone {
+                errno: e as i32,
+                write_consumed: wc,
+                ..Default::default()
+            });
+        }
+        if read_size == 0 {
+            self.after_call(conn, proc);
+            return Some(WriteReadDone {
+                write_consumed: wc,
+                read_consumed,
+                ..Default::default()
+            });
+        }
+        let pending = PendingRead {
+            write_consumed: wc,
+            read_consumed,
+            read_size,
+        };
+        match self.thread_read(conn, pending, nonblock) {
+            Some(done) => {
+                self.after_call(conn, proc);
+                Some(done)
+            }
+            None => {
+                if let Some(t) = self.threads.get_mut(&conn) {
+                    t.pending = Some(pending);
+                }
+                if self.procs.get(&proc).is_some_and(|p| !p.todo.is_empty()) {
+                    self.wake_proc(proc);
+                }
+                None
+            }
+        }
+    }
+
+    /// Tries to finish the parked read of `conn`.
+    pub fn retry_read(&mut self, conn: ConnId) -> Option<WriteReadDone> {
+        let t = self.threads.get(&conn)?;
+        let pending = t.pending?;
+        let proc = t.proc;
+        let done = self.thread_read(conn, pending, false)?;
+        if let Some(t) = self.threads.get_mut(&conn) {
+            t.pending = None;
+        }
+        self.after_call(conn, proc);
+        Some(done)
+    }
+
+    /// The end of every ioctl: `looper_need_return` clears, and leftover process work wakes
+    /// a waiting thread.
+    fn after_call(&mut self, conn: ConnId, proc: u64) {
+        if let Some(t) = self.threads.get_mut(&conn) {
+            t.need_return = false;
+        }
+        if self.procs.get(&proc).is_some_and(|p| !p.todo.is_empty()) {
+            self.wake_proc(proc);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Other ioctls
+
+    /// `BINDER_SET_MAX_THREADS`.
+    pub fn set_max_threads(&mut self, conn: ConnId, max: u32) {
+        if let Some(p) = self
+            .threads
+            .get(&conn)
+            .and_then(|t| self.procs.get_mut(&t.proc))
+        {
+            p.max_threads = max;
+        }
+    }
+
+    /// `BINDER_SET_CONTEXT_MGR(_EXT)`.
+    pub fn set_context_mgr(
+        &mut self,
+        conn: ConnId,
+        fbo: Option<FlatBinderObject>,
+    ) -> Result<(), Errno> {
+        let proc = self.threads.get(&conn).ok_or(Errno::EINVAL)?.proc;
+        if self.ctx_mgr.is_some() {
+            return Err(Errno::EBUSY);
+        }
+        let euid = self.procs.get(&proc).ok_or(Errno::EINVAL)?.euid;
+        if let Some(uid) = self.ctx_mgr_uid {
+            if uid != euid {
+                return Err(Errno::EPERM);
+            }
+        }
+        let (ptr, cookie, flags) = fbo
+            .map(|f| (f.binder, f.cookie, f.flags))
+            .unwrap_or((0, 0, 0));
+        let node = self.new_node(proc, ptr, cookie, flags);
+        if let Some(n) = self.nodes.get_mut(&node) {
+            n.local_weak_refs += 1;
+            n.local_strong_refs += 1;
+            n.has_strong_ref = true;
+            n.has_weak_ref = true;
+        }
+        self.ctx_mgr = Some(node);
+        self.ctx_mgr_uid = Some(euid);
+        Ok(())
+    }
+
+    /// `BINDER_ENABLE_ONEWAY_SPAM_DETECTION`.
+    pub fn set_spam_detection(&mut self, conn: ConnId, on: bool) {
+        if let Some(p) = self
+            .threads
+            .get(&conn)
+            .and_then(|t| self.procs.get_mut(&t.proc))
+        {
+            p.spam_detection = on;
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Release
+
+    /// A thread's connection closed (`binder_thread_release`).
+    pub fn release_thread(&mut self, conn: ConnId) {
+        let Some(t) = self.threads.get(&conn) else {
+            return;
+        };
+        let proc = t.proc;
+        let mut send_reply = None;
+        let mut cur = t.stack;
+        if let Some(top) = cur {
+            if self
+                .txns
+                .get(&top)
+                .is_some_and(|x| x.to_thread == Some(conn))
+            {
+                send_reply = Some(top);
+            }
+        }
+        while let Some(id) = cur {
+            let Some(x) = self.txns.get_mut(&id) else {
+                break;
+            };
+            if x.to_thread == Some(conn) {
+                x.to_proc = None;
+                x.to_thread = None;
+                cur = x.to_parent;
+                // The buffer stays with the process (freed with it); the transaction lets go.
+                if let Some(off) = x.buffer.take() {
+                    if let Some(b) = self
+                        .procs
+                        .get_mut(&proc)
+                        .and_then(|p| p.buffers.get_mut(&off))
+                    {
+                        b.txn = None;
+                    }
+                }
+            } else if x.from == Some(conn) {
+                x.from = None;
+                cur = x.from_parent;
+            } else {
+                break;
+            }
+        }
+        if let Some(t) = send_reply {
+            self.send_failed_reply(t, BR_DEAD_REPLY);
+        }
+        let todo: Vec<Work> = self
+            .threads
+            .get_mut(&conn)
+            .map(|t| t.todo.drain(..).collect())
+            .unwrap_or_default();
+        self.threads.remove(&conn);
+        self.stats.deleted[OBJ_THREAD] += 1;
+        if let Some(p) = self.procs.get_mut(&proc) {
+            p.threads.remove(&conn);
+        }
+        self.release_work(todo);
+    }
+
+    /// Drops work items of a dying thread or process (`binder_release_work`).
+    pub fn release_work(&mut self, list: Vec<Work>) {
+        for w in list {
+            match w {
+                Work::Txn(id) => {
+                    let sync_call = self
+                        .txns
+                        .get(&id)
+                        .is_some_and(|t| !t.is_reply && t.flags & TF_ONE_WAY == 0);
+                    if sync_call {
+                        self.send_failed_reply(id, BR_DEAD_REPLY);
+                    } else {
+                        self.free_txn(id);
+                    }
+                }
+                Work::Death(d) => {
+                    if let Some(death) = self.deaths.get_mut(&d) {
+                        death.queued = None;
+                        if death.kind == DeathKind::Clear {
+                            self.deaths.remove(&d);
+                            self.stats.deleted[OBJ_DEATH] += 1;
+                        }
+                    }
+                }
+                Work::Node(n) => {
+                    if let Some(node) = self.nodes.get_mut(&n) {
+                        node.work = None;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A process's connection closed: it exited, whatever the cause (`binder_deferred_release`).
+    pub fn release_proc(&mut self, proc: u64) {
+        let Some(p) = self.procs.get(&proc) else {
+            return;
+        };
+        if self
+            .ctx_mgr
+            .is_some_and(|n| self.nodes.get(&n).is_some_and(|n| n.owner == Some(proc)))
+        {
+            self.ctx_mgr = None;
+        }
+        let threads: Vec<ConnId> = p.threads.iter().copied().collect();
+        for c in threads {
+            self.release_thread(c);
+        }
+        let nodes: Vec<u64> = self
+            .procs
+            .get(&proc)
+            .map(|p| p.nodes.values().copied().collect())
+            .unwrap_or_default();
+        for n in nodes {
+            self.release_node(n);
+        }
+        let refs: Vec<u32> = self
+            .procs
+            .get(&proc)
+            .map(|p| p.refs.keys().copied().collect())
+            .unwrap_or_default();
+        for desc in refs {
+            self.delete_ref(proc, desc);
+        }
+        let (todo, delivered): (Vec<Work>, Vec<u64>) = match self.procs.get_mut(&proc) {
+            Some(p) => (
+                p.todo.drain(..).collect(),
+                std::mem::take(&mut p.delivered_death),
+            ),
+            None => return,
+        };
+        self.release_work(todo);
+        for d in delivered {
+            if self.deaths.remove(&d).is_some() {
+                self.stats.deleted[OBJ_DEATH] += 1;
+            }
+        }
+        let bufs: Vec<u64> = self
+            .procs
+            .get(&proc)
+            .map(|p| p.buffers.keys().copied().collect())
+            .unwrap_or_default();
+        for off in bufs {
+            // The process is gone: its fds went with it.
+            self.release_buffer(proc, off);
+        }
+        self.procs.remove(&proc);
+        self.stats.deleted[OBJ_PROC] += 1;
+    }
+
+    /// The owner of node `n` died (`binder_node_release`).
+    fn release_node(&mut self, n: u64) {
+        let async_todo: Vec<u64> = self
+            .nodes
+            .get_mut(&n)
+            .map(|x| x.async_todo.drain(..).collect())
+            .unwrap_or_default();
+        self.release_work(async_todo.into_iter().map(Work::Txn).collect());
+        let Some(node) = self.nodes.get_mut(&n) else {
+            return;
+        };
+        if let (Some(loc), Some(_)) = (node.work.take(), node.owner) {
+            self.dequeue_at(loc, Work::Node(n));
+        }
+        let Some(node) = self.nodes.get_mut(&n) else {
+            return;
+        };
+        if let Some(owner) = node.owner.take() {
+            if let Some(p) = self.procs.get_mut(&owner) {
+                p.nodes.remove(&node.ptr);
+            }
+        }
+        node.local_strong_refs = 0;
+        node.local_weak_refs = 0;
+        if node.refs.is_empty() && node.tmp_refs == 0 {
+            self.nodes.remove(&n);
+            self.stats.deleted[OBJ_NODE] += 1;
+            return;
+        }
+        let holders: Vec<u64> = node.refs.iter().copied().collect();
+        for holder in holders {
+            let death = self
+                .procs
+                .get(&holder)
+                .and_then(|p| p.refs_by_node.get(&n).and_then(|d| p.refs.get(d)))
+                .and_then(|r| r.death);
+            if let Some(d) = death {
+                if let Some(death) = self.deaths.get_mut(&d) {
+                    if death.queued.is_none() {
+                        death.kind = DeathKind::DeadBinder;
+                        death.queued = Some(Loc::Proc(holder));
+                        self.enqueue_proc(holder, Work::Death(d));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frees buffer `off` of `proc` and releases what its objects held. Returns the fd
+    /// numbers of its FDA objects, which the process must close (the kernel closes them in
+    /// the freeing process).
+    pub fn release_buffer(&mut self, proc: u64, off: u64) -> Option<Vec<i32>> {
+        let p = self.procs.get_mut(&proc)?;
+        let b = p.buffers.remove(&off)?;
+        let mut close = Vec::new();
+        if b.allow_user_free {
+            for fo in &b.fda_fds {
+                if let Some(bytes) = p.area.read(*fo, 4) {
+                    close.push(i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+                }
+            }
+        }
+        p.area.free(off, b.is_async);
+        if let Some(t) = b.txn {
+            if let Some(t) = self.txns.get_mut(&t) {
+                t.buffer = None;
+            }
+        }
+        if b.is_async {
+            if let Some(n) = b.target_node {
+                self.next_async(n);
+            }
+        }
+        self.apply_releases(proc, &b.releases);
+        Some(close)
+    }
+
+    /// Drops the references a buffer's objects held (`binder_transaction_buffer_release`).
+    pub fn apply_releases(&mut self, proc: u64, releases: &[Release]) {
+        for r in releases {
+            match *r {
+                Release::Node { node, strong } => {
+                    self.dec_node(node, strong, false);
+                }
+                Release::Ref { node, strong } => {
+                    let desc = self
+                        .procs
+                        .get(&proc)
+                        .and_then(|p| p.refs_by_node.get(&node).copied());
+                    if let Some(desc) = desc {
+                        self.dec_ref(proc, desc, strong);
+                    }
+                }
+            }
+        }
+    }
+
+    /// BC_FREE_BUFFER.
+    fn bc_free_buffer(&mut self, conn: ConnId, addr: u64) {
+        let Some(proc) = self.threads.get(&conn).map(|t| t.proc) else {
+            return;
+        };
+        let Some(p) = self.procs.get(&proc) else {
+            return;
+        };
+        let off = addr.wrapping_sub(p.area.client_base);
+        match p.buffers.get(&off) {
+            Some(b) if b.allow_user_free => {
+                let close = self.release_buffer(proc, off).unwrap_or_default();
+                if let Some(t) = self.threads.get_mut(&conn) {
+                    t.close_fds.extend(close);
+                }
+            }
+            _ => self.user_error(),
+        }
+    }
+
+    /// A oneway buffer of node `n` was freed: the next queued oneway call goes to the process.
+    fn next_async(&mut self, n: u64) {
+        let Some(node) = self.nodes.get_mut(&n) else {
+            return;
+        };
+        match node.async_todo.pop_front() {
+            Some(t) => {
+                if let Some(owner) = node.owner {
+                    self.enqueue_proc(owner, Work::Txn(t));
+                } else {
+                    self.free_txn(t);
+                }
+            }
+            None => node.has_async = false,
+        }
+    }
+
+    /// Frees a transaction record and the buffer it still owns (undelivered).
+    pub fn free_txn(&mut self, id: u64) {
+        let Some(t) = self.txns.remove(&id) else {
+            return;
+        };
+        self.stats.deleted[OBJ_TXN] += 1;
+        if let (Some(off), Some(proc)) = (t.buffer, t.to_proc) {
+            if let Some(b) = self
+                .procs
+                .get_mut(&proc)
+                .and_then(|p| p.buffers.get_mut(&off))
+            {
+                b.txn = None;
+                if !b.allow_user_free {
+                    self.release_buffer(proc, off);
+                }
+            }
+        }
+        // t.fds close here if never installed.
+    }
+}
+
+/// A plain value at `pos` of `bytes`.
+pub fn read_at<T: bytemuck::Pod>(bytes: &[u8], pos: usize) -> Option<T> {
+    bytes
+        .get(pos..pos.checked_add(size_of::<T>())?)
+        .map(bytemuck::pod_read_unaligned)
+}
+
+/// The stats slot of a BC_ command.
+pub fn bc_index(cmd: u32) -> Option<usize> {
+    (cmd >> 8 & 0xff == b'c' as u32).then_some((cmd & 0x1f) as usize)
+}
+
+/// The stats slot of a BR_ command.
+pub fn br_index(cmd: u32) -> Option<usize> {
+    (cmd >> 8 & 0xff == b'r' as u32).then_some((cmd & 0x1f) as usize)
+}
+
+/// The payload of one transaction in a gathered stream: `(record, data ‖ offsets ‖ sg, fds,
+/// end position)`.
+pub type GatheredParts<'a> = (Gathered, &'a [u8], Vec<OwnedFd>, usize);
+
+/// Reads the [`Gathered`] record at `pos` and takes its fds.
+fn parse_gathered<'a>(
+    stream: &'a [u8],
+    pos: usize,
+    fds: &mut VecDeque<OwnedFd>,
+) -> Option<GatheredParts<'a>> {
+    let g: Gathered = read_at(stream, pos)?;
+    let start = pos + size_of::<Gathered>();
+    let len = g
+        .data_len
+        .checked_add(g.offsets_len)?
+        .checked_add(g.sg_len)?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    let body = stream.get(start..end)?;
+    if fds.len() < g.nfds as usize {
+        return None;
+    }
+    let taken: Vec<OwnedFd> = fds.drain(..g.nfds as usize).collect();
+    Some((g, body, taken, end))
+}

@@ -1,0 +1,337 @@
+//! The frames [`ShimDevice`](crate::binder_ipc::device::ShimDevice) and the driver shim
+//! exchange over a Unix stream socket.
+//!
+//! Every frame is a [`FrameHeader`] followed by `len` body bytes; `nfds` file descriptors
+//! travel with the frame's bytes (SCM_RIGHTS, at most [`MAX_FDS_PER_MSG`] per `sendmsg`; a
+//! frame with more is sent in pieces). A stream socket keeps fds in byte order, so the reader
+//! takes them first in, first out.
+//!
+//! A binder process opens one *proc connection* ([`K_OPEN_PROC`], then [`K_MAP_DONE`]); each
+//! of its threads opens a *thread connection* ([`K_OPEN_THREAD`]) that carries the ioctls.
+//! Closing a proc connection is process exit; closing a thread connection is
+//! `BINDER_THREAD_EXIT`.
+//!
+//! A `BC_TRANSACTION`/`BC_REPLY` (and `_SG`) in a [`K_WRITE_READ`] write stream is followed by
+//! a [`Gathered`] record and the bytes its pointers named: data, offsets, then each
+//! scatter-gather buffer padded to 8. The fds its FD and FDA objects name follow in object
+//! order. The driver counts `write_consumed` in the caller's original stream, without these
+//! records.
+
+use bytemuck::{Pod, Zeroable};
+use static_assertions::assert_eq_size;
+
+/// Most fds one `sendmsg` carries (the kernel's SCM_MAX_FD).
+pub const MAX_FDS_PER_MSG: usize = 253;
+/// Largest frame body accepted (bigger frames are a protocol error).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// Wire protocol version, checked at [`K_OPEN_PROC`].
+pub const WIRE_VERSION: u32 = 1;
+
+/// Client → driver: open a binder process. Body [`OpenProc`]. Answer [`K_OPEN_PROC_OK`].
+pub const K_OPEN_PROC: u32 = 1;
+/// Driver → client: body [`OpenProcOk`], with the buffer area memfd when `errno == 0`.
+pub const K_OPEN_PROC_OK: u32 = 2;
+/// Client → driver, on the proc connection: the area is mapped at `base`. Body `u64`.
+/// Answer [`K_RESULT`].
+pub const K_MAP_DONE: u32 = 3;
+/// Client → driver: this connection is a thread of the process `token` names. Body `u64`.
+/// Answer [`K_RESULT`].
+pub const K_OPEN_THREAD: u32 = 4;
+/// Client → driver: an ioctl other than WRITE_READ. Body [`Ioctl`]. Answer [`K_RESULT`].
+pub const K_IOCTL: u32 = 5;
+/// Driver → client: body [`ResultBody`].
+pub const K_RESULT: u32 = 6;
+/// Client → driver: `BINDER_WRITE_READ`. Body [`WriteReadReq`] + the write stream.
+pub const K_WRITE_READ: u32 = 7;
+/// Driver → client: body [`WriteReadRet`] + read bytes + fixups (`u64` area offsets, one per
+/// fd sent with the frame) + fd numbers to close (`i32`).
+pub const K_WRITE_READ_RET: u32 = 8;
+/// Client → driver, on a fresh connection: the state dump. Empty body. Answer [`K_STATE_RET`].
+pub const K_STATE: u32 = 9;
+/// Driver → client: the state dump as UTF-8 text.
+pub const K_STATE_RET: u32 = 10;
+
+/// Header of every frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FrameHeader {
+    /// Body bytes after the header.
+    pub len: u32,
+    /// `K_*`.
+    pub kind: u32,
+    /// File descriptors that travel with this frame.
+    pub nfds: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+assert_eq_size!(FrameHeader, [u8; 16]);
+
+/// Body of [`K_OPEN_PROC`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct OpenProc {
+    /// [`WIRE_VERSION`].
+    pub version: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Size of the buffer area to create.
+    pub area_size: u64,
+}
+
+/// Body of [`K_OPEN_PROC_OK`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct OpenProcOk {
+    /// 0, or the errno of the failure.
+    pub errno: i32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// The secret that binds thread connections to this process.
+    pub token: u64,
+    /// The area's size (page aligned).
+    pub area_size: u64,
+}
+
+/// Body of [`K_IOCTL`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Ioctl {
+    /// The ioctl number (`BINDER_*`).
+    pub cmd: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// The argument bytes (a `flat_binder_object` at most).
+    pub arg: [u8; 24],
+}
+
+/// Body of [`K_RESULT`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ResultBody {
+    /// 0, or the errno of the failure.
+    pub errno: i32,
+    /// A returned value (the protocol version for `BINDER_VERSION`).
+    pub value: i32,
+}
+
+/// Body head of [`K_WRITE_READ`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct WriteReadReq {
+    /// `write_consumed` on entry: where the caller's stream starts.
+    pub write_consumed: u64,
+    /// Bytes of the caller's original write stream (`write_size`).
+    pub write_size: u64,
+    /// `read_consumed` on entry.
+    pub read_consumed: u64,
+    /// `read_size`.
+    pub read_size: u64,
+    /// 1 for a non-blocking call (`O_NONBLOCK`).
+    pub nonblock: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Body head of [`K_WRITE_READ_RET`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct WriteReadRet {
+    /// 0, or the errno the ioctl returns.
+    pub errno: i32,
+    /// Fixups (and fds) that follow.
+    pub nfixups: u32,
+    /// `write_consumed` after the call.
+    pub write_consumed: u64,
+    /// `read_consumed` after the call.
+    pub read_consumed: u64,
+    /// Bytes of read stream that follow (`read_consumed` − entry value).
+    pub read_len: u32,
+    /// fd numbers that follow, for the process to close (FDA fds of a freed buffer).
+    pub nclose: u32,
+}
+
+/// The record after a transaction command in a [`K_WRITE_READ`] stream.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Gathered {
+    /// 0, or the errno met while gathering (`EFAULT`: a pointer named bad memory; `EBADF`: an
+    /// fd object named no open fd; `ENOSPC`: sizes beyond any buffer area).
+    pub status: i32,
+    /// fds that travel with this transaction.
+    pub nfds: u32,
+    /// Bytes of data that follow.
+    pub data_len: u64,
+    /// Bytes of offsets that follow.
+    pub offsets_len: u64,
+    /// Bytes of scatter-gather buffers that follow (each padded to 8).
+    pub sg_len: u64,
+}
+
+/// Rounds `n` up to a multiple of 8.
+pub const fn align8(n: u64) -> u64 {
+    (n + 7) & !7
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocking frame I/O (the client side; the driver has its own non-blocking buffers).
+
+use nix::errno::Errno;
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Sends one frame: header, then `parts` as the body, with `fds` attached (in pieces of at most
+/// [`MAX_FDS_PER_MSG`]; each piece rides on at least one byte of the frame).
+pub fn send_frame(
+    sock: BorrowedFd<'_>,
+    kind: u32,
+    parts: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Errno> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let hdr = FrameHeader {
+        len: u32::try_from(len).map_err(|_| Errno::E2BIG)?,
+        kind,
+        nfds: fds.len() as u32,
+        reserved: 0,
+    };
+    let mut bytes = Vec::with_capacity(16 + len);
+    bytes.extend_from_slice(bytemuck::bytes_of(&hdr));
+    for p in parts {
+        bytes.extend_from_slice(p);
+    }
+    send_bytes_with_fds(sock, &bytes, fds)
+}
+
+/// Sends `bytes` with `fds` attached, on a blocking stream socket.
+pub fn send_bytes_with_fds(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Errno> {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let chunks: Vec<&[RawFd]> = raw.chunks(MAX_FDS_PER_MSG).collect();
+    if chunks.len() > bytes.len() {
+        return Err(Errno::EINVAL);
+    }
+    let mut pos = 0;
+    let mut chunk = 0;
+    while pos < bytes.len() {
+        // Every fd piece but the last rides on exactly one byte.
+        let end = if chunk + 1 < chunks.len() {
+            pos + 1
+        } else {
+            bytes.len()
+        };
+        let cmsg_storage;
+        let cmsgs: &[ControlMessage<'_>] = if chunk < chunks.len() {
+            cmsg_storage = [ControlMessage::ScmRights(chunks[chunk])];
+            &cmsg_storage
+        } else {
+            &[]
+        };
+        let iov = [IoSlice::new(&bytes[pos..end])];
+        let n = match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        };
+        pos += n;
+        chunk += 1;
+        // A partial send keeps going without fds: they already left with the first byte.
+        while pos < end {
+            let iov = [IoSlice::new(&bytes[pos..end])];
+            match sendmsg::<()>(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_NOSIGNAL, None) {
+                Ok(n) => pos += n,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Receives up to `buf.len()` bytes and any fds riding on them (close-on-exec). 0 bytes: the
+/// peer closed.
+pub fn recv_some(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    flags: MsgFlags,
+) -> Result<usize, Errno> {
+    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]);
+    loop {
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            flags | MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => m,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        };
+        let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                for r in raw {
+                    // SAFETY: the kernel just installed `r` in our table for this message;
+                    // nothing else owns it.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(r) });
+                }
+            }
+        }
+        if truncated {
+            return Err(Errno::EMSGSIZE);
+        }
+        return Ok(msg.bytes);
+    }
+}
+
+fn recv_exact(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<(), Errno> {
+    let mut got = 0;
+    while got < buf.len() {
+        match recv_some(sock, &mut buf[got..], fds, MsgFlags::empty())? {
+            0 => return Err(Errno::ECONNRESET),
+            n => got += n,
+        }
+    }
+    Ok(())
+}
+
+/// Receives one whole frame on a blocking stream socket. A closed peer is `ECONNRESET`.
+pub fn recv_frame(sock: BorrowedFd<'_>) -> Result<(FrameHeader, Vec<u8>, Vec<OwnedFd>), Errno> {
+    let mut fds = Vec::new();
+    let mut h = [0u8; 16];
+    recv_exact(sock, &mut h, &mut fds)?;
+    let hdr: FrameHeader = bytemuck::pod_read_unaligned(&h);
+    if hdr.len as usize > MAX_FRAME {
+        return Err(Errno::EPROTO);
+    }
+    let mut body = vec![0u8; hdr.len as usize];
+    recv_exact(sock, &mut body, &mut fds)?;
+    if fds.len() != hdr.nfds as usize {
+        return Err(Errno::EPROTO);
+    }
+    Ok((hdr, body, fds))
+}
+
+/// The body of a frame of kind `kind`, exactly one `T`.
+pub fn body_as<T: Pod>(hdr: &FrameHeader, body: &[u8], kind: u32) -> Result<T, Errno> {
+    if hdr.kind != kind || body.len() != std::mem::size_of::<T>() {
+        return Err(Errno::EPROTO);
+    }
+    Ok(bytemuck::pod_read_unaligned(body))
+}
+
+/// The head of the body of a frame of kind `kind`: a `T` followed by more bytes.
+pub fn body_as_prefix<T: Pod>(hdr: &FrameHeader, body: &[u8], kind: u32) -> Result<T, Errno> {
+    if hdr.kind != kind || body.len() < std::mem::size_of::<T>() {
+        return Err(Errno::EPROTO);
+    }
+    Ok(bytemuck::pod_read_unaligned(
+        &body[..std::mem::size_of::<T>()],
+    ))
+}
