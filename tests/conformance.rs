@@ -37,9 +37,11 @@
 //!   chain goes to the waiting thread (binder_transaction, transaction_stack walk).
 //!
 //! objects
-//! - `weak_binder_becomes_weak_handle`: WEAK_BINDER → WEAK_HANDLE, BR_INCREFS only, calls on a
-//!   weak handle fail, WEAK_HANDLE to the owner → WEAK_BINDER, BR_DECREFS alone at the end
-//!   (binder_translate_binder, binder_get_ref_olocked, binder_translate_handle).
+//! - `weak_binder_becomes_weak_handle`: WEAK_BINDER → WEAK_HANDLE, BR_INCREFS only,
+//!   WEAK_HANDLE to the owner → WEAK_BINDER, BR_DECREFS alone at the end
+//!   (binder_translate_binder, binder_translate_handle).
+//! - `call_on_a_weak_handle_fails`: BR_FAILED_REPLY, oneway or not (binder_get_ref_olocked
+//!   with need_strong_ref).
 //! - `binder_objects_become_handles_and_come_back_as_binders`: BINDER → HANDLE (cookie 0,
 //!   flags kept), handles from 1, one per node (binder_translate_binder,
 //!   binder_get_ref_for_node_olocked); BR_INCREFS + BR_ACQUIRE on the sending thread before

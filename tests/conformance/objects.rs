@@ -178,9 +178,8 @@ const PW: u64 = 0x5700_0000_0030;
 const KW: u64 = 0x5700_0000_0031;
 
 /// Weak references: binder_translate_binder turns WEAK_BINDER into WEAK_HANDLE and the owner
-/// gets BR_INCREFS only (binder_inc_node_nilocked with strong 0; BINDER_WORK_NODE). A call on
-/// a weak handle fails with BR_FAILED_REPLY (binder_get_ref_olocked: "tried to use weak ref
-/// as strong ref"). WEAK_HANDLE sent to the owner becomes WEAK_BINDER (binder_translate_handle).
+/// gets BR_INCREFS only (binder_inc_node_nilocked with strong 0; BINDER_WORK_NODE).
+/// WEAK_HANDLE sent to the owner becomes WEAK_BINDER (binder_translate_handle).
 /// When the last weak reference goes the owner gets BR_DECREFS alone.
 #[test]
 fn weak_binder_becomes_weak_handle() {
@@ -218,8 +217,6 @@ fn weak_binder_becomes_weak_handle() {
                     &["BR_TRANSACTION_COMPLETE"],
                     "manager replying",
                 );
-                let rets = m.transact(1, 1, 0, &Payload::bytes(b"strong call on a weak ref"));
-                assert_stream(&rets, &["BR_FAILED_REPLY"], "call on a weak handle");
                 assert_eq!(child.expect("DONES"), "");
                 let mut w = CommandWriter::new();
                 w.cmd_with(BC_DECREFS, &1u32);
@@ -266,4 +263,57 @@ fn weak_binder_becomes_weak_handle() {
             }
         },
     );
+}
+
+/// A transaction on a weak handle fails with BR_FAILED_REPLY, oneway or not
+/// (binder_transaction → binder_get_ref_olocked(need_strong_ref): "tried to use weak ref as
+/// strong ref").
+#[test]
+fn call_on_a_weak_handle_fails() {
+    run(test_name!(call_on_a_weak_handle_fails), |ctx| {
+        match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, 0xAA, 0xBB);
+                let child = ctx.spawn("owner", &[]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let r = m.received(&find(&rets, BR_TRANSACTION));
+                let obj: FlatBinderObject = r.object(0);
+                assert_eq!((obj.hdr.type_, obj.handle()), (BINDER_TYPE_WEAK_HANDLE, 1));
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_INCREFS, &1u32);
+                bc::reply(&mut w, 0, 0, &Payload::new());
+                bc::free_buffer(&mut w, r.tr.data_buffer);
+                assert_stream(
+                    &m.write_read(w.as_bytes()),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "manager replying",
+                );
+                // Oneway first: a driver that wrongly delivers it cannot leave this test hanging.
+                let rets = m.transact(1, 1, TF_ONE_WAY, &Payload::bytes(b"oneway on a weak ref"));
+                assert_stream(&rets, &["BR_FAILED_REPLY"], "oneway on a weak handle");
+                let rets = m.transact(1, 1, 0, &Payload::bytes(b"call on a weak ref"));
+                assert_stream(&rets, &["BR_FAILED_REPLY"], "call on a weak handle");
+                child.finish();
+            }
+            Some(_) => {
+                let c = Proc::open();
+                let mut p = Payload::new();
+                let mut obj = binder_obj(PW, KW, 0);
+                obj.hdr.type_ = BINDER_TYPE_WEAK_BINDER;
+                p.push_object(&obj);
+                let rets = c.transact(0, 7, 0, &p);
+                assert_stream(
+                    &rets,
+                    &["BR_INCREFS", "BR_TRANSACTION_COMPLETE", "BR_REPLY"],
+                    "owner",
+                );
+                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                // Exit when the parent is done (a wrongly delivered call would arrive here).
+                while hear().is_some() {}
+            }
+        }
+    });
 }
