@@ -68,7 +68,8 @@
 //!   (binder_get_node_refs_for_txn).
 //! - `process_killed_during_a_call_gives_dead_reply`: callee killed mid-call → caller gets
 //!   BR_TRANSACTION_COMPLETE, BR_DEAD_REPLY, then BR_DEAD_BINDER (binder_thread_release,
-//!   binder_send_failed_reply).
+//!   binder_send_failed_reply); afterwards this process's fd table (which holds the embedded
+//!   shim's fds on the shim) returns to its baseline.
 //! - `refs_of_a_killed_process_are_released`: a killed process's refs go, the owner gets
 //!   BR_RELEASE, BR_DECREFS (binder_deferred_release, binder_cleanup_ref_olocked); a BINDER in
 //!   a reply gives the replier BR_INCREFS, BR_ACQUIRE, BR_TRANSACTION_COMPLETE.

@@ -145,6 +145,9 @@ fn process_killed_during_a_call_gives_dead_reply() {
         test_name!(process_killed_during_a_call_gives_dead_reply),
         |ctx| match ctx.role.as_deref() {
             None => {
+                // The shim (embedded in this process) and the kernel alike must give back
+                // every fd once the killed process and our own device are gone.
+                let baseline = open_fds();
                 let m = Proc::open();
                 m.become_context_manager(0, 0x1, 0x2);
                 let mut child = ctx.spawn("owner", &[]);
@@ -178,6 +181,8 @@ fn process_killed_during_a_call_gives_dead_reply() {
                 let rets =
                     m.write_read_until_any(w.as_bytes(), &[BR_CLEAR_DEATH_NOTIFICATION_DONE]);
                 assert_stream(&rets, &["BR_CLEAR_DEATH_NOTIFICATION_DONE"], "clearing");
+                drop(m);
+                assert_fds_return_to(&baseline, "after the killed callee and the manager went");
             }
             Some(_) => {
                 let c = Proc::open();

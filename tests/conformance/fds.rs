@@ -3,33 +3,10 @@
 use crate::harness::*;
 use crate::test_name;
 use bittube::binder_ipc::uapi::*;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
-
-/// This process's open fds and what they name, without the fd of the listing itself.
-fn list_fds() -> BTreeMap<i32, PathBuf> {
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir("/proc/self/fd")
-        .expect("listing /proc/self/fd")
-        .flatten()
-    {
-        let Ok(fd) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(target) = std::fs::read_link(e.path()) else {
-            continue;
-        };
-        let t = target.to_string_lossy();
-        if t.starts_with("/proc/") && t.ends_with("/fd") {
-            continue;
-        }
-        out.insert(fd, target);
-    }
-    out
-}
 
 /// FD_CLOEXEC of an open fd.
 fn cloexec(fd: &OwnedFd) -> bool {
@@ -113,12 +90,12 @@ fn fd_arrives_as_new_cloexec_fd_sharing_the_file_offset() {
                 let r = Proc::open();
                 r.become_context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS, 0xF00D, 0xF00E);
                 let _ = r.call(&[], false);
-                let before = list_fds();
+                let before = open_fds();
                 tell("READY", "");
                 let mut w = CommandWriter::new();
                 w.cmd(BC_ENTER_LOOPER);
                 let rets = r.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
-                let after = list_fds();
+                let after = open_fds();
                 assert_stream(&rets, &["BR_TRANSACTION"], "receiver of an fd");
                 let t = r.received(&find(&rets, BR_TRANSACTION));
                 assert_eq!(t.tr.code, 0xF0);
@@ -157,7 +134,7 @@ fn fd_arrives_as_new_cloexec_fd_sharing_the_file_offset() {
                 let rets = r.write_read(w.as_bytes());
                 assert_stream(&rets, &["BR_TRANSACTION_COMPLETE"], "receiver replying");
                 assert_eq!(
-                    list_fds(),
+                    open_fds(),
                     before,
                     "no fd left behind after closing the received one"
                 );

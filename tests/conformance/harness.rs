@@ -15,7 +15,7 @@ use bittube::binder_ipc::device::{Device, Errno, KernelDevice, ShimDevice, Write
 use bittube::binder_ipc::driver::Driver;
 use bittube::binder_ipc::uapi::*;
 use bytemuck::Pod;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -948,4 +948,51 @@ pub fn kv(text: &str) -> HashMap<String, String> {
 /// `ALIGN(n, 8)`.
 pub fn align8(n: u64) -> u64 {
     (n + 7) & !7
+}
+
+/// This process's open fds and what they name, without the fd of the listing itself.
+pub fn open_fds() -> BTreeMap<i32, PathBuf> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir("/proc/self/fd")
+        .expect("listing /proc/self/fd")
+        .flatten()
+    {
+        let Ok(fd) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let t = target.to_string_lossy();
+        if t.starts_with("/proc/") && t.ends_with("/fd") {
+            continue;
+        }
+        out.insert(fd, target);
+    }
+    out
+}
+
+/// Waits (generously) until this process's fd table is back to `baseline`; panics with the
+/// difference otherwise. Closing after a peer's death is asynchronous in both drivers.
+#[track_caller]
+pub fn assert_fds_return_to(baseline: &BTreeMap<i32, PathBuf>, what: &str) {
+    let start = Instant::now();
+    loop {
+        let now = open_fds();
+        if &now == baseline {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let extra: Vec<_> = now
+                .iter()
+                .filter(|(k, _)| !baseline.contains_key(k))
+                .collect();
+            let gone: Vec<_> = baseline
+                .iter()
+                .filter(|(k, _)| !now.contains_key(k))
+                .collect();
+            panic!("{what}: fd table did not return to its baseline: extra {extra:?}, missing {gone:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
