@@ -33,6 +33,8 @@
 //!   binder_free_buf); double free ignored (binder_alloc_prepare_to_free).
 //! - `reply_without_transaction_fails_and_stops_the_write`: BC_REPLY with an empty stack →
 //!   BR_FAILED_REPLY; binder_thread_write stops while thread->return_error is pending.
+//! - `one_transaction_per_read`: binder_thread_read stops after one BR_TRANSACTION; queued
+//!   work comes out in order with each node's ptr/cookie.
 //! - `nested_call_goes_to_the_waiting_thread`: a call back into a process of the caller's
 //!   chain goes to the waiting thread (binder_transaction, transaction_stack walk).
 //!

@@ -318,3 +318,88 @@ fn nested_call_goes_to_the_waiting_thread() {
         },
     );
 }
+
+/// binder_thread_read delivers at most one transaction per read (the loop breaks after a
+/// BR_TRANSACTION): two oneways queued on the process (two nodes, so neither waits on the
+/// other's async_todo) come out in two reads, in the order they were sent, with the target
+/// ptr/cookie of their own node and sender_pid 0.
+#[test]
+fn one_transaction_per_read() {
+    const N1: u64 = 0x6100_0001;
+    const C1: u64 = 0x6100_0002;
+    const N2: u64 = 0x6200_0001;
+    const C2: u64 = 0x6200_0002;
+    run(test_name!(one_transaction_per_read), |ctx| {
+        match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, MGR_PTR, MGR_COOKIE);
+                let mut child = ctx.spawn("owner", &[]);
+                let rets = m.write_read_until_any(&enter_looper(), &[BR_TRANSACTION]);
+                let r = m.received(&find(&rets, BR_TRANSACTION));
+                let h1 = r.object::<FlatBinderObject>(0).handle();
+                let h2 = r.object::<FlatBinderObject>(24).handle();
+                assert_eq!((h1, h2), (1, 2));
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_ACQUIRE, &h1).cmd_with(BC_ACQUIRE, &h2);
+                bc::reply(&mut w, 0, 0, &Payload::new());
+                bc::free_buffer(&mut w, r.tr.data_buffer);
+                assert_stream(
+                    &m.write_read(w.as_bytes()),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "manager replying",
+                );
+                assert_eq!(child.expect("REGISTERED"), "");
+                for (h, text) in [(h1, &b"to node 1"[..]), (h2, &b"to node 2"[..])] {
+                    let rets = m.transact(h, 0x21, TF_ONE_WAY, &Payload::bytes(text));
+                    assert_stream(&rets, &["BR_TRANSACTION_COMPLETE"], "oneway to the child");
+                }
+                child.send("SENT");
+                assert_eq!(child.expect("OK"), "");
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_RELEASE, &h1).cmd_with(BC_RELEASE, &h2);
+                m.write(w.as_bytes());
+                child.finish();
+            }
+            Some(_) => {
+                let c = Proc::open();
+                let mut p = Payload::new();
+                p.push_object(&binder_obj(N1, C1, 0));
+                p.push_object(&binder_obj(N2, C2, 0));
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                bc::transaction(&mut w, 0, 1, 0, &p);
+                let rets = c.write_read_until_any(
+                    w.as_bytes(),
+                    &[BR_REPLY, BR_FAILED_REPLY, BR_DEAD_REPLY],
+                );
+                assert_eq!(find(&rets, BR_REPLY).txn().data_size, 0);
+                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                tell("REGISTERED", "");
+                hear_exact("SENT");
+                for (node, cookie, text) in
+                    [(N1, C1, &b"to node 1"[..]), (N2, C2, &b"to node 2"[..])]
+                {
+                    // One read (retrying only reads that brought nothing but BR_NOOP).
+                    let mut rets = c.write_read(&[]);
+                    while without_noop(&rets).is_empty() {
+                        rets = c.write_read(&[]);
+                    }
+                    assert_stream(
+                        &rets,
+                        &["BR_TRANSACTION"],
+                        "one read with two oneways queued",
+                    );
+                    let r = c.received(&find(&rets, BR_TRANSACTION));
+                    assert_eq!(
+                        (r.tr.target, r.tr.cookie, r.tr.sender_pid),
+                        (node, cookie, 0)
+                    );
+                    assert_eq!(r.data, text);
+                    c.free(r.tr.data_buffer);
+                }
+                tell("OK", "");
+            }
+        }
+    });
+}
