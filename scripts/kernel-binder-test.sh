@@ -145,7 +145,7 @@ if [ ! -f "$kdir/vmlinuz" ] || [ ! -f "$kdir/binder_linux.ko" ]; then
         deb=$(apt_fetch "$pkg" "$work/dl") || { say "cannot download $pkg"; continue; }
         members=$(dpkg-deb --fsys-tarfile "$deb" | tar -t)
         vmlinuz=$(grep -m1 -E '^\./boot/vmlinuz-' <<<"$members" || true)
-        module=$(grep -m1 -E '/binder_linux\.ko(\.xz)?$' <<<"$members" || true)
+        module=$(grep -m1 -E '/binder_linux\.ko(\.xz|\.zst)?$' <<<"$members" || true)
         if [ -z "$vmlinuz" ] || [ -z "$module" ]; then
             say "$pkg ships no binder_linux module; trying an older one"
             continue
@@ -156,6 +156,8 @@ if [ ! -f "$kdir/vmlinuz" ] || [ ! -f "$kdir/binder_linux.ko" ]; then
         cp "$work/dl/x/$vmlinuz" "$kdir.tmp/vmlinuz"
         case "$module" in
             *.xz) xz -dc "$work/dl/x/$module" >"$kdir.tmp/binder_linux.ko" ;;
+            *.zst) need_tool zstd zstd
+                   zstd -dcq "$work/dl/x/$module" >"$kdir.tmp/binder_linux.ko" ;;
             *) cp "$work/dl/x/$module" "$kdir.tmp/binder_linux.ko" ;;
         esac
         echo "$pkg $(basename "$deb")" >"$kdir.tmp/package"
@@ -206,7 +208,7 @@ rootfs="$work/initramfs"
 rm -rf "$rootfs"
 mkdir -p "$rootfs"/{bin,proc,sys,dev,tmp}
 cp "$busybox" "$rootfs/bin/busybox"
-for tool in sh mount insmod mkdir cat poweroff dmesg grep echo sleep; do
+for tool in sh mount insmod mkdir cat poweroff dmesg grep echo sleep ifconfig; do
     ln -s busybox "$rootfs/bin/$tool"
 done
 cp "$kdir/binder_linux.ko" "$rootfs/binder_linux.ko"
@@ -226,7 +228,10 @@ export PATH=/bin HOME=/tmp TMPDIR=/tmp BITTUBE_REQUIRE_KERNEL=1 RUST_BACKTRACE=1
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
+# /tmp stays a plain directory of the initramfs (writable, in RAM): a tmpfs mounted over it
+# would hide the binaries of a checkout that lives under /tmp.
+mkdir -p /dev/shm && mount -t tmpfs shm /dev/shm
+ifconfig lo 127.0.0.1 up
 echo "kernel-binder: kernel \$(cat /proc/sys/kernel/osrelease)"
 if insmod /binder_linux.ko devices=binder,hwbinder,vndbinder; then
     echo "kernel-binder: binder module loaded"
@@ -297,6 +302,10 @@ done <"$log"
 ran=$(grep -c '^kernel-binder: exit ' "$log" || true)
 [ "$ran" = "${#tests[@]}" ] || problems+=("$ran of ${#tests[@]} test binaries finished")
 
+# SeaBIOS turns off line wrapping (ESC[?7l); turn it back on for a terminal. The guest's
+# output may end without a newline: the total goes on a line of its own.
+if [ -t 1 ]; then printf '\033[?7h'; fi
+echo
 echo "kernel: $passed passed, $failed failed"
 if [ ${#problems[@]} -gt 0 ] || [ "$failed" != 0 ] || [ "$passed" = 0 ]; then
     for p in ${problems[@]+"${problems[@]}"}; do say "FAIL: $p"; done

@@ -9,12 +9,28 @@
 //! the same test function, which acts out its role and returns.
 //!
 //! Every test asserts the exact BR_ sequences the kernel returns, so they double as the
-//! record of kernel behaviour the driver shim must match.
+//! record of kernel behaviour the driver shim must match. Observed on Debian's 6.12 kernel:
+//!
+//! - Every read from `read_consumed == 0` starts with `BR_NOOP`. A read can return a lone
+//!   `BR_NOOP` (no work): the kernel wakes all threads of a binder process whenever any fd of
+//!   its device is closed, including the close-on-exec copy in a child it spawns.
+//! - A sync call's `BR_TRANSACTION_COMPLETE` is held back until the reply: the caller reads
+//!   `BR_NOOP, BR_TRANSACTION_COMPLETE, BR_REPLY` in one read, unless its thread is woken for
+//!   another reason, when the complete comes alone first. Reference requests caused by the
+//!   call (`BR_INCREFS`, `BR_ACQUIRE` on the sent binder) come before it in the same read. A
+//!   oneway call completes at once. `BC_REPLY` gives the replier `BR_NOOP,
+//!   BR_TRANSACTION_COMPLETE` at once.
+//! - Failed calls give `BR_NOOP, BR_FAILED_REPLY` with no transaction complete; a dead or
+//!   missing context manager gives `BR_DEAD_REPLY` (after the held-back complete, when the
+//!   manager dies with the call in hand).
+//! - A read needs room for `BR_NOOP` + 4 + `binder_transaction_data_secctx` (80 bytes) to get a
+//!   transaction; with less it returns `BR_NOOP` alone, without blocking.
+//! - An interrupted blocking read fails with `EINTR`, even with `SA_RESTART`.
 
 use bittube::binder_ipc::device::{Device, Errno, KernelDevice, WriteRead};
 use bittube::binder_ipc::uapi::*;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::io::{ErrorKind, Read, Seek};
+use std::io::{ErrorKind, Read, Seek, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::process::{Child, Command};
@@ -40,7 +56,10 @@ fn device(test: &str) -> Option<KernelDevice> {
             if std::env::var("BITTUBE_REQUIRE_KERNEL").as_deref() == Ok("1") {
                 panic!("{test}: BITTUBE_REQUIRE_KERNEL=1 but {e}");
             }
-            eprintln!("{test}: not run: {e} (set BITTUBE_REQUIRE_KERNEL=1 to make this fail)");
+            // Straight to fd 2, past libtest's output capture, so the skip is always visible.
+            let msg =
+                format!("{test}: not run: {e} (set BITTUBE_REQUIRE_KERNEL=1 to make this fail)\n");
+            let _ = std::io::stderr().write_all(msg.as_bytes());
             None
         }
         Err(e) => panic!("{test}: kernel binder device present but unusable: {e}"),
@@ -85,14 +104,23 @@ fn expect_child_ok(mut child: Child) {
 /// `EBUSY` is retried for a while.
 fn become_context_manager(dev: &KernelDevice, obj: Option<&FlatBinderObject>) {
     let start = Instant::now();
+    let mut busy = 0;
     loop {
         let r = match obj {
             Some(obj) => dev.set_context_mgr_ext(obj),
             None => dev.set_context_mgr(),
         };
         match r {
-            Ok(()) => return,
+            Ok(()) => {
+                if busy > 0 {
+                    eprintln!(
+                        "observed: context manager still held by a closed device: {busy} EBUSY"
+                    );
+                }
+                return;
+            }
             Err(Errno::EBUSY) if start.elapsed() < Duration::from_secs(10) => {
+                busy += 1;
                 std::thread::sleep(Duration::from_millis(10))
             }
             Err(e) => panic!("set context manager: {e}"),
@@ -258,6 +286,27 @@ fn open_of_a_file_that_is_not_binder_says_so() {
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(err.to_string().contains("not a binder device"), "{err}");
     assert_eq!(open_fds(), before, "the fd of a rejected device is closed");
+}
+
+#[test]
+fn open_default_honours_the_env_override() {
+    let test = "open_default_honours_the_env_override";
+    if role().as_deref() == Some("override") {
+        assert_eq!(
+            KernelDevice::default_path().as_deref(),
+            Some(Path::new("/dev/null"))
+        );
+        let err = KernelDevice::open_default().expect_err("/dev/null is no binder");
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        assert!(err.to_string().contains("/dev/null"), "{err}");
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().expect("current_exe"));
+    child
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "override")
+        .env("BITTUBE_KERNEL_DEVICE", "/dev/null");
+    expect_child_ok(child.spawn().expect("spawn"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -615,4 +664,479 @@ fn fd_to_a_node_that_does_not_accept_fds_fails() {
         got.is_empty(),
         "the failed call reached the manager: {got:?}"
     );
+}
+
+/// Waits until thread `tid` of this process sleeps inside `ioctl` (x86_64 syscall 16).
+fn wait_in_ioctl(tid: nix::unistd::Pid) {
+    let path = format!("/proc/self/task/{tid}/syscall");
+    let start = Instant::now();
+    loop {
+        let s = std::fs::read_to_string(&path).expect("read the thread's syscall");
+        if s.starts_with("16 ") {
+            return;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "thread {tid} never blocked in ioctl: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+static SIGNALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn a_signal_does_not_break_a_blocking_read() {
+    let test = "a_signal_does_not_break_a_blocking_read";
+    if role().as_deref() == Some("client") {
+        let dev = device(test).expect("the parent found a device");
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_TRANSACTION, &call_to_manager(3, 0, &CALL_DATA, &[]));
+        let rets = write_and_read(&dev, w.as_bytes(), "client: call after the signal");
+        assert_eq!(
+            names(&rets),
+            ["BR_NOOP", "BR_TRANSACTION_COMPLETE", "BR_REPLY"]
+        );
+        return;
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    become_context_manager(&dev, None);
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    // The interrupted ioctl fails with EINTR (binder returns EINTR itself, so SA_RESTART would
+    // not help: measured), which KernelDevice retries.
+    let action = SigAction::new(
+        SigHandler::Handler(count_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only increments an atomic counter, which is async-signal-safe.
+    unsafe { sigaction(Signal::SIGUSR1, &action) }.expect("install the SIGUSR1 handler");
+
+    let child = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dev = &dev;
+        let reader = s.spawn(move || {
+            let mut w = CommandWriter::new();
+            w.cmd(BC_ENTER_LOOPER);
+            let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+            dev.write_read(&mut wr).expect("BC_ENTER_LOOPER");
+            tx.send((nix::unistd::gettid(), {
+                // SAFETY: pthread_self has no preconditions.
+                unsafe { libc::pthread_self() }
+            }))
+            .expect("send");
+            // A blocking read straight into the ioctl (no poll first), until real work comes.
+            let rets = loop {
+                let mut buf = [0u8; 256];
+                let mut wr = WriteRead::new(&[], &mut buf);
+                dev.write_read(&mut wr)
+                    .expect("a blocking read survives signals");
+                let rets = parse(wr.returned());
+                eprintln!("observed: reader after the signal: {:?}", names(&rets));
+                if rets.len() > 1 {
+                    break rets;
+                }
+            };
+            assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
+            // The reply comes from the thread that took the call.
+            let t = rets[1].txn();
+            let mut w = CommandWriter::new();
+            w.cmd_with(BC_FREE_BUFFER, &t.data_buffer)
+                .cmd_with(BC_REPLY, &reply(&REPLY_DATA));
+            let rets = write_and_read(dev, w.as_bytes(), "reader: reply");
+            assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE"]);
+            t
+        });
+        let (tid, pthread) = rx.recv().expect("reader started");
+        wait_in_ioctl(tid);
+        let before = SIGNALS.load(std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: `pthread` names the reader thread, alive until it is joined below.
+        let r = unsafe { libc::pthread_kill(pthread, libc::SIGUSR1) };
+        assert_eq!(r, 0, "pthread_kill");
+        let start = Instant::now();
+        while SIGNALS.load(std::sync::atomic::Ordering::SeqCst) == before {
+            assert!(start.elapsed() < WAIT, "the signal handler never ran");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The reader goes back into the ioctl instead of failing with EINTR.
+        wait_in_ioctl(tid);
+        let child = spawn_child(test, "client", &[]);
+        let t = reader.join().expect("reader thread");
+        assert_eq!((t.code, t.sender_pid), (3, child.id() as i32));
+        child
+    });
+    expect_child_ok(child);
+}
+
+#[test]
+fn oneway_call_and_a_read_buffer_too_small_for_it() {
+    let test = "oneway_call_and_a_read_buffer_too_small_for_it";
+    if role().as_deref() == Some("client") {
+        let dev = device(test).expect("the parent found a device");
+        let mut w = CommandWriter::new();
+        w.cmd_with(
+            BC_TRANSACTION,
+            &call_to_manager(9, TF_ONE_WAY, &CALL_DATA, &[]),
+        );
+        // A oneway call completes at once: no reply to wait for.
+        let rets = write_and_read(&dev, w.as_bytes(), "client: oneway call");
+        assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE"]);
+        return;
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    become_context_manager(&dev, None);
+    let mut w = CommandWriter::new();
+    w.cmd(BC_ENTER_LOOPER);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    // The client has exited when its oneway call is read: it is delivered all the same.
+    expect_child_ok(spawn_child(test, "client", &[]));
+    wait_readable(dev.as_fd(), Instant::now() + WAIT, "the oneway call");
+    let read_with = |room: usize| {
+        let mut buf = vec![0u8; room];
+        let mut wr = WriteRead::new(&[], &mut buf);
+        dev.write_read(&mut wr).expect("read");
+        let rets = parse(wr.returned());
+        eprintln!(
+            "observed: read with {room} bytes of room: {:?}",
+            names(&rets)
+        );
+        rets
+    };
+    // The first read may be a wake-up without work (the child's exec closed its copy of the
+    // fd); from the second on, the work is there and the read does not block.
+    let _ = read_with(79);
+    // The kernel wants room for BR_NOOP + a command + binder_transaction_data_secctx
+    // (4 + 4 + 72 = 80 bytes) before it hands out a transaction, even a plain one.
+    assert_eq!(names(&read_with(79)), ["BR_NOOP"]);
+    let rets = read_with(80);
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
+    let t = rets[1].txn();
+    assert_eq!(t.code, 9);
+    assert_eq!(t.flags, TF_ONE_WAY);
+    assert_eq!(t.sender_pid, 0, "oneway calls carry no sender pid");
+    assert_eq!(t.sender_euid, nix::unistd::geteuid().as_raw());
+    assert_eq!(dev.buffer_bytes(t.data_buffer, 4), Some(&CALL_DATA[..]));
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_FREE_BUFFER, &t.data_buffer);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    let got = drain(&dev, "manager after freeing the oneway buffer");
+    assert!(got.is_empty(), "nothing follows a oneway call: {got:?}");
+}
+
+#[test]
+fn binder_object_becomes_a_handle_and_the_owner_gets_refs() {
+    let test = "binder_object_becomes_a_handle_and_the_owner_gets_refs";
+    const PTR: u64 = 0x1000;
+    const COOKIE: u64 = 0x2000;
+    if role().as_deref() == Some("owner") {
+        let dev = device(test).expect("the parent found a device");
+        let obj = FlatBinderObject {
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_BINDER,
+            },
+            flags: FLAT_BINDER_FLAG_ACCEPTS_FDS,
+            binder: PTR,
+            cookie: COOKIE,
+        };
+        let offsets = [0u64];
+        let tr = call_to_manager(2, TF_ACCEPT_FDS, bytemuck::bytes_of(&obj), &offsets);
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_TRANSACTION, &tr);
+        // The manager took a strong and a weak reference before replying: the requests for
+        // them come to the calling thread, in the same read as the reply.
+        let rets = write_and_read(&dev, w.as_bytes(), "owner: call carrying a binder");
+        assert_eq!(
+            names(&rets),
+            [
+                "BR_NOOP",
+                "BR_INCREFS",
+                "BR_ACQUIRE",
+                "BR_TRANSACTION_COMPLETE",
+                "BR_REPLY"
+            ]
+        );
+        let mut w = CommandWriter::new();
+        for r in &rets[1..3] {
+            let pc: BinderPtrCookie = bytemuck::pod_read_unaligned(&r.payload);
+            assert_eq!((pc.ptr, pc.cookie), (PTR, COOKIE));
+            let done = if r.cmd == BR_INCREFS {
+                BC_INCREFS_DONE
+            } else {
+                BC_ACQUIRE_DONE
+            };
+            w.cmd_with(done, &pc);
+        }
+        w.cmd_with(BC_FREE_BUFFER, &rets[4].txn().data_buffer);
+        let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+        assert_eq!(dev.write_read(&mut wr), Ok(()));
+        let rest = drain(&dev, "owner: after the DONEs");
+        assert!(rest.is_empty(), "{:?}", names(&rest));
+        return;
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    become_context_manager(&dev, None);
+    let mut w = CommandWriter::new();
+    w.cmd(BC_ENTER_LOOPER);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    let child = spawn_child(test, "owner", &[]);
+    let rets = read_work(&dev, "manager: call carrying a binder");
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
+    let t = rets[1].txn();
+    let obj: FlatBinderObject =
+        bytemuck::pod_read_unaligned(dev.buffer_bytes(t.data_buffer, 24).expect("object"));
+    eprintln!("observed: the manager received {obj:?}");
+    assert_eq!(obj.hdr.type_, BINDER_TYPE_HANDLE);
+    assert_eq!(obj.handle(), 1, "the first handle of a process is 1");
+    assert_eq!(obj.binder >> 32, 0);
+    assert_eq!(obj.cookie, 0, "the cookie does not leave its owner");
+    assert_eq!(obj.flags, FLAT_BINDER_FLAG_ACCEPTS_FDS, "the flags travel");
+    // Keep the handle, as a proxy would, then free the buffer and reply.
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_INCREFS, &1u32).cmd_with(BC_ACQUIRE, &1u32);
+    w.cmd_with(BC_FREE_BUFFER, &t.data_buffer)
+        .cmd_with(BC_REPLY, &reply(&[]));
+    let rets = write_and_read(&dev, w.as_bytes(), "manager: take refs, free, reply");
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE"]);
+    expect_child_ok(child);
+}
+
+#[test]
+fn malformed_calls_fail_with_br_failed_reply() {
+    let test = "malformed_calls_fail_with_br_failed_reply";
+    if role().as_deref() == Some("client") {
+        let dev = device(test).expect("the parent found a device");
+        let fd_obj = |fd: u32| BinderFdObject {
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_FD,
+            },
+            pad_binder: u64::from(fd),
+            ..Default::default()
+        };
+        let bad_fd = fd_obj(9999);
+        let offsets = [0u64, 0];
+        let far = [64u64];
+        let odd = [2u64];
+        let mut unmapped = call_to_manager(1, 0, &CALL_DATA, &[]);
+        unmapped.data_buffer = 8;
+        let mut unmapped_offsets =
+            call_to_manager(1, 0, bytemuck::bytes_of(&bad_fd), &offsets[..1]);
+        unmapped_offsets.data_offsets = 8;
+        let cases = [
+            ("data pointer not mapped", unmapped),
+            ("offsets pointer not mapped", unmapped_offsets),
+            (
+                "offsets_size not a multiple of 8",
+                BinderTransactionData {
+                    offsets_size: 4,
+                    ..call_to_manager(1, 0, bytemuck::bytes_of(&bad_fd), &offsets[..1])
+                },
+            ),
+            (
+                "object offset beyond the data",
+                call_to_manager(1, 0, &[0; 24], &far),
+            ),
+            (
+                "object offset not 4-aligned",
+                call_to_manager(1, 0, &[0; 32], &odd),
+            ),
+            (
+                "fd that is not open",
+                call_to_manager(1, 0, bytemuck::bytes_of(&bad_fd), &offsets[..1]),
+            ),
+            (
+                "unknown object type",
+                call_to_manager(1, 0, &[0x55; 24], &offsets[..1]),
+            ),
+            (
+                "the same object twice",
+                call_to_manager(1, 0, bytemuck::bytes_of(&fd_obj(0)), &offsets),
+            ),
+        ];
+        for (what, tr) in cases {
+            let mut w = CommandWriter::new();
+            w.cmd_with(BC_TRANSACTION, &tr);
+            let rets = write_and_read(&dev, w.as_bytes(), &format!("client: {what}"));
+            assert_eq!(names(&rets), ["BR_NOOP", "BR_FAILED_REPLY"], "{what}");
+        }
+        return;
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    let manager = FlatBinderObject {
+        hdr: BinderObjectHeader {
+            type_: BINDER_TYPE_BINDER,
+        },
+        flags: FLAT_BINDER_FLAG_ACCEPTS_FDS,
+        ..Default::default()
+    };
+    become_context_manager(&dev, Some(&manager));
+    let mut w = CommandWriter::new();
+    w.cmd(BC_ENTER_LOOPER);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    expect_child_ok(spawn_child(test, "client", &[]));
+    let got = drain(&dev, "manager after the malformed calls");
+    assert!(
+        got.is_empty(),
+        "a malformed call reached the manager: {:?}",
+        names(&got)
+    );
+}
+
+#[test]
+fn a_manager_that_dies_mid_call_gives_br_dead_reply() {
+    let test = "a_manager_that_dies_mid_call_gives_br_dead_reply";
+    if role().as_deref() == Some("manager") {
+        let dev = device(test).expect("the parent found a device");
+        become_context_manager(&dev, None);
+        let mut w = CommandWriter::new();
+        w.cmd(BC_ENTER_LOOPER);
+        let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+        assert_eq!(dev.write_read(&mut wr), Ok(()));
+        println!("manager ready");
+        let rets = read_work(&dev, "dying manager: incoming call");
+        assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
+        // Exit with the call unanswered and the buffer held.
+        std::process::exit(0);
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut child = Command::new(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "manager")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the manager");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut out, &mut line).expect("read the manager");
+        assert!(n > 0, "the manager exited before it was ready");
+        if line.trim_end().ends_with("manager ready") {
+            break;
+        }
+    }
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_TRANSACTION, &call_to_manager(5, 0, &CALL_DATA, &[]));
+    // This process spawned the manager, so its thread may carry a pending wake-up (see
+    // `read_work`): the held-back BR_TRANSACTION_COMPLETE then comes alone, in the first read.
+    let mut rets = write_and_read(&dev, w.as_bytes(), "client: call to a manager that dies");
+    let mut got: Vec<_> = rets
+        .iter()
+        .map(|r| r.cmd)
+        .filter(|c| *c != BR_NOOP)
+        .collect();
+    while !got.contains(&BR_DEAD_REPLY) && got.len() < 4 {
+        rets = read_work(&dev, "client: waiting for the dead reply");
+        got.extend(rets.iter().map(|r| r.cmd).filter(|c| *c != BR_NOOP));
+    }
+    let got: Vec<_> = got.into_iter().map(command_name).collect();
+    assert_eq!(got, ["BR_TRANSACTION_COMPLETE", "BR_DEAD_REPLY"]);
+    drop(out);
+    expect_child_ok(child);
+}
+
+#[test]
+fn death_notification_when_the_owner_exits() {
+    let test = "death_notification_when_the_owner_exits";
+    const PTR: u64 = 0x3000;
+    const COOKIE: u64 = 0x4000;
+    const DEATH_COOKIE: u64 = 0xdead;
+    if role().as_deref() == Some("owner") {
+        let dev = device(test).expect("the parent found a device");
+        let obj = FlatBinderObject {
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_BINDER,
+            },
+            flags: 0,
+            binder: PTR,
+            cookie: COOKIE,
+        };
+        let offsets = [0u64];
+        let tr = call_to_manager(2, 0, bytemuck::bytes_of(&obj), &offsets);
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_TRANSACTION, &tr);
+        let rets = write_and_read(&dev, w.as_bytes(), "owner: call carrying a binder");
+        assert_eq!(
+            names(&rets),
+            [
+                "BR_NOOP",
+                "BR_INCREFS",
+                "BR_ACQUIRE",
+                "BR_TRANSACTION_COMPLETE",
+                "BR_REPLY"
+            ]
+        );
+        let mut w = CommandWriter::new();
+        for r in &rets[1..3] {
+            let pc: BinderPtrCookie = bytemuck::pod_read_unaligned(&r.payload);
+            let done = if r.cmd == BR_INCREFS {
+                BC_INCREFS_DONE
+            } else {
+                BC_ACQUIRE_DONE
+            };
+            w.cmd_with(done, &pc);
+        }
+        w.cmd_with(BC_FREE_BUFFER, &rets[4].txn().data_buffer);
+        let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+        assert_eq!(dev.write_read(&mut wr), Ok(()));
+        // Exit holding the node: the manager's handle dies with this process.
+        return;
+    }
+    let Some(dev) = device(test) else { return };
+    let _cm = lock_context_manager();
+    become_context_manager(&dev, None);
+    let mut w = CommandWriter::new();
+    w.cmd(BC_ENTER_LOOPER);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    let child = spawn_child(test, "owner", &[]);
+    let rets = read_work(&dev, "manager: call carrying a binder");
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION"]);
+    let t = rets[1].txn();
+    let obj: FlatBinderObject =
+        bytemuck::pod_read_unaligned(dev.buffer_bytes(t.data_buffer, 24).expect("object"));
+    assert_eq!((obj.hdr.type_, obj.handle()), (BINDER_TYPE_HANDLE, 1));
+    let death = BinderHandleCookie {
+        handle: 1,
+        cookie: DEATH_COOKIE,
+    };
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_INCREFS, &1u32).cmd_with(BC_ACQUIRE, &1u32);
+    w.cmd_with(BC_REQUEST_DEATH_NOTIFICATION, &death);
+    w.cmd_with(BC_FREE_BUFFER, &t.data_buffer)
+        .cmd_with(BC_REPLY, &reply(&[]));
+    let rets = write_and_read(&dev, w.as_bytes(), "manager: refs, death request, reply");
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_TRANSACTION_COMPLETE"]);
+    expect_child_ok(child);
+
+    let rets = read_work(&dev, "manager: after the owner exited");
+    assert_eq!(names(&rets), ["BR_NOOP", "BR_DEAD_BINDER"]);
+    assert_eq!(rets[1].payload, DEATH_COOKIE.to_ne_bytes());
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_DEAD_BINDER_DONE, &DEATH_COOKIE);
+    w.cmd_with(BC_CLEAR_DEATH_NOTIFICATION, &death);
+    w.cmd_with(BC_RELEASE, &1u32).cmd_with(BC_DECREFS, &1u32);
+    let mut wr = WriteRead::new(w.as_bytes(), &mut []);
+    assert_eq!(dev.write_read(&mut wr), Ok(()));
+    let rets = read_work(&dev, "manager: clear after death");
+    assert_eq!(
+        names(&rets),
+        ["BR_NOOP", "BR_CLEAR_DEATH_NOTIFICATION_DONE"]
+    );
+    assert_eq!(rets[1].payload, DEATH_COOKIE.to_ne_bytes());
+    let got = drain(&dev, "manager: after releasing the dead handle");
+    assert!(got.is_empty(), "{:?}", names(&got));
 }

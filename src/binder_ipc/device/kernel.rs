@@ -37,18 +37,12 @@ pub const DEFAULT_PATHS: [&str; 2] = ["/dev/binderfs/binder", "/dev/binder"];
 #[derive(Debug)]
 pub struct KernelDevice {
     fd: OwnedFd,
-    /// Start of the read-only mapping of `map_len` bytes.
-    map: NonNull<c_void>,
+    /// Start of the read-only mapping of `map_len` bytes (an address, so the device is
+    /// `Send + Sync` without more unsafe code: nothing writes through it in user space).
+    map: usize,
     map_len: usize,
     path: PathBuf,
 }
-
-// SAFETY: `map` is only an address of a read-only mapping owned by this value; nothing writes
-// through it in user space, so sharing or moving it between threads is sound. The fd is
-// thread-safe like any fd, and the binder driver serialises calls itself.
-unsafe impl Send for KernelDevice {}
-// SAFETY: see `Send`: all methods take `&self` and only issue ioctls or read the mapping.
-unsafe impl Sync for KernelDevice {}
 
 impl KernelDevice {
     /// The path [`open_default`](Self::open_default) would open: the one named by
@@ -132,7 +126,7 @@ impl KernelDevice {
         .map_err(|e| fail("mmap of the buffer area", e))?;
         Ok(KernelDevice {
             fd,
-            map,
+            map: map.as_ptr() as usize,
             map_len: BINDER_VM_SIZE,
             path: path.to_owned(),
         })
@@ -173,9 +167,11 @@ fn ioctl_pod<T: Pod>(fd: BorrowedFd<'_>, request: u32, arg: &mut T) -> Result<()
 
 impl Drop for KernelDevice {
     fn drop(&mut self) {
-        // SAFETY: `map`/`map_len` is the mapping made in `open`, unmapped only here; every
-        // slice `buffer_bytes` handed out borrows `self`, so none outlives the mapping.
-        let _ = unsafe { munmap(self.map, self.map_len) };
+        if let Some(map) = NonNull::new(self.map as *mut c_void) {
+            // SAFETY: `map`/`map_len` is the mapping made in `open`, unmapped only here; every
+            // slice `buffer_bytes` handed out borrows `self`, so none outlives the mapping.
+            let _ = unsafe { munmap(map, self.map_len) };
+        }
     }
 }
 
@@ -267,7 +263,7 @@ impl Device for KernelDevice {
     }
 
     fn buffer_area(&self) -> (u64, usize) {
-        (self.map.as_ptr() as u64, self.map_len)
+        (self.map as u64, self.map_len)
     }
 
     fn kind(&self) -> DeviceKind {
