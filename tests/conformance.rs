@@ -44,6 +44,9 @@
 //!   (binder_translate_binder, binder_translate_handle).
 //! - `call_on_a_weak_handle_fails`: BR_FAILED_REPLY, oneway or not (binder_get_ref_olocked
 //!   with need_strong_ref).
+//! - `handle_0_references_need_no_handshake`: BC_INCREFS/ACQUIRE/RELEASE/DECREFS of handle 0
+//!   by a client send nothing to the manager (binder_thread_write, binder_inc_node_nilocked,
+//!   binder_ioctl_set_ctx_mgr sets has_strong_ref/has_weak_ref).
 //! - `binder_objects_become_handles_and_come_back_as_binders`: BINDER → HANDLE (cookie 0,
 //!   flags kept), handles from 1, one per node (binder_translate_binder,
 //!   binder_get_ref_for_node_olocked); BR_INCREFS + BR_ACQUIRE on the sending thread before
@@ -101,6 +104,8 @@
 //! - `spawn_looper_when_no_thread_waits`: BR_SPAWN_LOOPER overwrites BR_NOOP when no thread
 //!   waits, none requested, started < max_threads, and the reader is a looper
 //!   (binder_thread_read end; BC_REGISTER_LOOPER / BC_ENTER_LOOPER in binder_thread_write).
+//! - `spawn_looper_when_the_last_looper_gets_work`: the only looper taking a call with
+//!   max_threads 1 gets exactly one BR_SPAWN_LOOPER (same place in binder_thread_read).
 //!
 //! malformed
 //! - `unknown_command_is_einval`: -EINVAL, write_consumed at the command, read_consumed 0;

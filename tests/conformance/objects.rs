@@ -317,3 +317,73 @@ fn call_on_a_weak_handle_fails() {
         }
     });
 }
+
+/// References to handle 0 need no handshake: BC_INCREFS / BC_ACQUIRE of handle 0 by a client
+/// create its desc-0 reference (binder_thread_write → binder_inc_ref_for_node on the manager
+/// node, which set_ctx_mgr created with has_strong_ref / has_weak_ref), and neither they nor
+/// BC_RELEASE / BC_DECREFS send anything to anyone.
+#[test]
+fn handle_0_references_need_no_handshake() {
+    run(
+        test_name!(handle_0_references_need_no_handshake),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, 0x1, 0x2);
+                let mut child = ctx.spawn("client", &[]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                assert_stream(
+                    &rets,
+                    &["BR_TRANSACTION"],
+                    "manager: no BR_INCREFS/BR_ACQUIRE for its own node",
+                );
+                let t = find(&rets, BR_TRANSACTION).txn();
+                let mut w = CommandWriter::new();
+                bc::reply(&mut w, 0, 0, &Payload::new());
+                bc::free_buffer(&mut w, t.data_buffer);
+                assert_stream(
+                    &m.write_read(w.as_bytes()),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "reply",
+                );
+                assert_eq!(child.expect("RELEASED"), "");
+                let probe = m.probe_process_work();
+                assert_eq!(
+                    names(&probe),
+                    ["BR_NOOP"],
+                    "no BR_RELEASE/BR_DECREFS for the manager node: {probe:?}"
+                );
+                child.send("BYE");
+                child.finish();
+            }
+            Some(_) => {
+                let c = Proc::open();
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_INCREFS, &0u32).cmd_with(BC_ACQUIRE, &0u32);
+                let (consumed, rets) = c.write_then_marker(w.as_bytes());
+                assert_eq!(consumed, w.len() + 68);
+                assert_stream(
+                    &rets,
+                    &["BR_FAILED_REPLY"],
+                    "acquiring handle 0, then the marker",
+                );
+                let rets = c.transact(0, 1, 0, &Payload::new());
+                assert_stream(&rets, &["BR_TRANSACTION_COMPLETE", "BR_REPLY"], "call");
+                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_RELEASE, &0u32).cmd_with(BC_DECREFS, &0u32);
+                let (consumed, rets) = c.write_then_marker(w.as_bytes());
+                assert_eq!(consumed, w.len() + 68);
+                assert_stream(
+                    &rets,
+                    &["BR_FAILED_REPLY"],
+                    "releasing handle 0, then the marker",
+                );
+                tell("RELEASED", "");
+                hear_exact("BYE");
+            }
+        },
+    );
+}
