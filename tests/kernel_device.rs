@@ -26,6 +26,10 @@
 //! - A read needs room for `BR_NOOP` + 4 + `binder_transaction_data_secctx` (80 bytes) to get a
 //!   transaction; with less it returns `BR_NOOP` alone, without blocking.
 //! - An interrupted blocking read fails with `EINTR`, even with `SA_RESTART`.
+//! - A thread's first call returns at once (a lone `BR_NOOP` when nothing is pending).
+//! - The `BR_INCREFS`/`BR_ACQUIRE` a sent binder causes are queued, without waking it, on the
+//!   sending thread and computed when it next reads: if the receiver dropped the reference
+//!   by then (freed the buffer without `BC_INCREFS`/`BC_ACQUIRE`), the owner gets none.
 
 use bittube::binder_ipc::device::{Device, Errno, KernelDevice, WriteRead};
 use bittube::binder_ipc::uapi::*;
@@ -1139,4 +1143,25 @@ fn death_notification_when_the_owner_exits() {
     assert_eq!(rets[1].payload, DEATH_COOKIE.to_ne_bytes());
     let got = drain(&dev, "manager: after releasing the dead handle");
     assert!(got.is_empty(), "{:?}", names(&got));
+}
+
+#[test]
+fn a_new_threads_first_read_returns_at_once() {
+    let Some(dev) = device("a_new_threads_first_read_returns_at_once") else {
+        return;
+    };
+    // Nothing is pending for this process, yet a thread the driver has not seen before is
+    // readable and its first read returns a lone BR_NOOP without blocking; after that it is
+    // not readable any more.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(readable_now(dev.as_fd()), "a new thread is readable");
+            let rets = read_once(&dev, "first read of a new thread");
+            assert_eq!(names(&rets), ["BR_NOOP"]);
+            assert!(
+                !readable_now(dev.as_fd()),
+                "only the first read returns at once"
+            );
+        });
+    });
 }

@@ -73,7 +73,7 @@ impl State {
                     }
                     break 'retry;
                 };
-                if room.saturating_sub(out.len()) < TXN_RECORD + 4 {
+                if room.saturating_sub(out.len()) < TXN_RECORD {
                     break 'retry;
                 }
                 let w = match from {

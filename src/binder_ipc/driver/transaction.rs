@@ -117,7 +117,11 @@ impl State {
                 .get(&node)
                 .and_then(|n| n.owner)
                 .ok_or(BR_DEAD_REPLY)?;
-            if owner == proc {
+            // The kernel compares OS pids here: no binder process of the context manager's
+            // own OS process may call it through handle 0.
+            let same_pid =
+                handle == 0 && self.procs.get(&owner).is_some_and(|p| p.pid == sender_pid);
+            if owner == proc || same_pid {
                 self.user_error();
                 return Err(BR_FAILED_REPLY);
             }
@@ -593,5 +597,6 @@ impl State {
     }
 }
 
-/// Size of a BR_TRANSACTION/BR_REPLY record: command + transaction data.
-pub const TXN_RECORD: usize = 4 + size_of::<BinderTransactionData>();
+/// Room a read needs before the kernel delivers a transaction: command + the secctx form
+/// of the transaction data (the kernel sizes its check for the larger record).
+pub const TXN_RECORD: usize = 4 + size_of::<BinderTransactionDataSecctx>();

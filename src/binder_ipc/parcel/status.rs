@@ -1,0 +1,181 @@
+//! AIDL reply headers: an `i32` exception code (0 = none) before the returned values.
+//!
+//! The layout is libbinder's `binder::Status`: a non-zero code is followed by a String16
+//! message, an `i32` remote stack-trace header size (0 from native code; skipped when read),
+//! then an `i32` service-specific error code for [`EX_SERVICE_SPECIFIC`] or an `i32`
+//! parcelable-blob header size for [`EX_PARCELABLE`]. A reply that starts with
+//! [`EX_HAS_REPLY_HEADER`] carries a "fat" header that readers skip and treat as no exception.
+
+use super::{Parcel, ParcelError};
+
+/// No exception.
+pub const EX_NONE: i32 = 0;
+/// `SecurityException`.
+pub const EX_SECURITY: i32 = -1;
+/// `BadParcelableException`.
+pub const EX_BAD_PARCELABLE: i32 = -2;
+/// `IllegalArgumentException`.
+pub const EX_ILLEGAL_ARGUMENT: i32 = -3;
+/// `NullPointerException`.
+pub const EX_NULL_POINTER: i32 = -4;
+/// `IllegalStateException`.
+pub const EX_ILLEGAL_STATE: i32 = -5;
+/// `NetworkOnMainThreadException`.
+pub const EX_NETWORK_MAIN_THREAD: i32 = -6;
+/// `UnsupportedOperationException`.
+pub const EX_UNSUPPORTED_OPERATION: i32 = -7;
+/// `ServiceSpecificException`: carries an `i32` error code.
+pub const EX_SERVICE_SPECIFIC: i32 = -8;
+/// An exception carried as a parcelable.
+pub const EX_PARCELABLE: i32 = -9;
+/// A "fat" reply header (skipped; means no exception).
+pub const EX_HAS_REPLY_HEADER: i32 = -128;
+/// The transaction failed (never written to a parcel by libbinder).
+pub const EX_TRANSACTION_FAILED: i32 = -129;
+
+/// The name libbinder gives an exception code.
+pub fn exception_name(code: i32) -> &'static str {
+    match code {
+        EX_NONE => "EX_NONE",
+        EX_SECURITY => "EX_SECURITY",
+        EX_BAD_PARCELABLE => "EX_BAD_PARCELABLE",
+        EX_ILLEGAL_ARGUMENT => "EX_ILLEGAL_ARGUMENT",
+        EX_NULL_POINTER => "EX_NULL_POINTER",
+        EX_ILLEGAL_STATE => "EX_ILLEGAL_STATE",
+        EX_NETWORK_MAIN_THREAD => "EX_NETWORK_MAIN_THREAD",
+        EX_UNSUPPORTED_OPERATION => "EX_UNSUPPORTED_OPERATION",
+        EX_SERVICE_SPECIFIC => "EX_SERVICE_SPECIFIC",
+        EX_PARCELABLE => "EX_PARCELABLE",
+        EX_HAS_REPLY_HEADER => "EX_HAS_REPLY_HEADER",
+        EX_TRANSACTION_FAILED => "EX_TRANSACTION_FAILED",
+        _ => "unknown exception",
+    }
+}
+
+/// An exception raised by the remote side of an AIDL call.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} ({code}){}: {message}", exception_name(*.code),
+        .service_specific.map(|e| format!(" service error {e}")).unwrap_or_default())]
+pub struct AidlException {
+    /// The exception code (`EX_*`, never [`EX_NONE`]).
+    pub code: i32,
+    /// The message sent with it.
+    pub message: String,
+    /// The error code of an [`EX_SERVICE_SPECIFIC`] exception.
+    pub service_specific: Option<i32>,
+}
+
+impl AidlException {
+    /// An exception with a code and a message.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        AidlException {
+            code,
+            message: message.into(),
+            service_specific: None,
+        }
+    }
+
+    /// A service-specific exception with its error code.
+    pub fn service_specific(error: i32, message: impl Into<String>) -> Self {
+        AidlException {
+            code: EX_SERVICE_SPECIFIC,
+            message: message.into(),
+            service_specific: Some(error),
+        }
+    }
+}
+
+impl Parcel {
+    /// Writes the reply header of a call that succeeded: `i32` 0.
+    pub fn write_no_exception(&mut self) -> Result<(), ParcelError> {
+        self.write_i32(EX_NONE)
+    }
+
+    /// Writes the reply header of a call that raised `ex` (as libbinder's
+    /// `Status::writeToParcel`). An exception code of [`EX_NONE`] writes no exception.
+    pub fn write_exception(&mut self, ex: &AidlException) -> Result<(), ParcelError> {
+        let start = self.data_position();
+        let result = self.write_exception_inner(ex);
+        if result.is_err() {
+            self.set_data_position(start);
+        }
+        result
+    }
+
+    fn write_exception_inner(&mut self, ex: &AidlException) -> Result<(), ParcelError> {
+        self.write_i32(ex.code)?;
+        if ex.code == EX_NONE {
+            return Ok(());
+        }
+        self.write_string16(&ex.message)?;
+        self.write_i32(0)?; // empty remote stack trace header
+        match ex.code {
+            EX_SERVICE_SPECIFIC => self.write_i32(ex.service_specific.unwrap_or(0)),
+            EX_PARCELABLE => self.write_i32(0), // no parcelable blob
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads a reply header: `Ok(())` when the call raised no exception,
+    /// [`ParcelError::Exception`] with the remote exception otherwise, another
+    /// [`ParcelError`] when the header is malformed.
+    pub fn read_exception(&mut self) -> Result<(), ParcelError> {
+        let start = self.data_position();
+        let result = self.read_exception_inner();
+        if matches!(result, Err(ref e) if !matches!(e, ParcelError::Exception(_))) {
+            self.set_data_position(start);
+        }
+        result
+    }
+
+    fn read_exception_inner(&mut self) -> Result<(), ParcelError> {
+        let code = self.read_i32()?;
+        if code == EX_HAS_REPLY_HEADER {
+            self.skip_sized_header("reply header")?;
+            return Ok(());
+        }
+        if code == EX_NONE {
+            return Ok(());
+        }
+        let message = self.read_string16()?.unwrap_or_default();
+        self.skip_sized_header("remote stack trace header")?;
+        let mut service_specific = None;
+        match code {
+            EX_SERVICE_SPECIFIC => service_specific = Some(self.read_i32()?),
+            EX_PARCELABLE => self.skip_sized_header("exception parcelable")?,
+            _ => {}
+        }
+        Err(ParcelError::Exception(AidlException {
+            code,
+            message,
+            service_specific,
+        }))
+    }
+
+    /// Skips a header that starts with its own `i32` size (the size counts itself); a size of
+    /// 0 skips only the size word.
+    fn skip_sized_header(&mut self, what: &'static str) -> Result<(), ParcelError> {
+        let start = self.data_position();
+        let size = self.read_i32()?;
+        let available = self.data_size().saturating_sub(start);
+        if size < 0 {
+            return Err(ParcelError::NegativeLength {
+                what,
+                pos: start,
+                len: size,
+            });
+        }
+        if size as usize > available {
+            return Err(ParcelError::LengthTooLarge {
+                what,
+                pos: start,
+                len: size,
+                available,
+            });
+        }
+        if size != 0 {
+            self.set_data_position(start + size as usize);
+        }
+        Ok(())
+    }
+}
