@@ -1,0 +1,337 @@
+//! Sync binder round trips through the driver shim vs a direct Unix-socket ping-pong between
+//! the same two OS processes, in the same run.
+//!
+//! `cargo bench --bench binder` (set `BINDER_BENCH_ITERS` for another count per configuration;
+//! the default is 20 000).
+//!
+//! This process starts the shim embedded ([`Driver::start`]) and re-executes itself as the
+//! server (`BITTUBE_BENCH_CHILD` set, `BITTUBE_BINDER` naming the shim). The server opens a
+//! [`ShimDevice`], becomes the context manager, enters the looper on a thread of its own and
+//! answers every `BR_TRANSACTION` with a `BC_REPLY` of the same size followed by the
+//! `BC_FREE_BUFFER` of the transaction's buffer, as libbinder's `sendReply` does. Its main
+//! thread echoes every packet that arrives on its stdin, one end of a SOCK_SEQPACKET
+//! socketpair whose other end this process keeps.
+//!
+//! Per payload size (0 and 1024 bytes), this process then times, in alternating rounds:
+//!
+//! - **shim**: `BC_TRANSACTION` to handle 0 and reads until `BR_REPLY`, the `BC_FREE_BUFFER` of
+//!   the previous reply riding in front of the next call (as libbinder piggybacks it); only
+//!   the [`Device`] trait's BC/BR bytes are used;
+//! - **direct**: one packet of an 8-byte sequence number plus the payload out, the same
+//!   packet back (a zero-length SEQPACKET packet would read as end of file, hence the
+//!   header).
+//!
+//! Each line prints the median and p99 round trip in µs and the shim/direct ratio of the
+//! medians (the shim's goal is ≤ 2.5×: two relay hops each way instead of one).
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bittube::binder_ipc::device::{Device, ShimDevice, WriteRead};
+use bittube::binder_ipc::driver::{Driver, ENV_SOCKET};
+use bittube::binder_ipc::uapi::*;
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+
+const CHILD_ENV: &str = "BITTUBE_BENCH_CHILD";
+const ITERS_ENV: &str = "BINDER_BENCH_ITERS";
+const SIZES: [usize; 2] = [0, 1024];
+const ROUNDS: usize = 10;
+const READY: &[u8] = b"ready!!!";
+/// The code the server checks, so a stray transaction is noticed (libbinder's
+/// FIRST_CALL_TRANSACTION).
+const CODE: u32 = 1;
+
+fn main() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child();
+        return;
+    }
+    let iters: usize = std::env::var(ITERS_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000)
+        .max(ROUNDS);
+    let per_round = iters / ROUNDS;
+
+    let driver = Driver::start().expect("start the embedded driver shim");
+    let (mine, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("socketpair");
+    let mut server = Server::spawn(driver.socket_path(), theirs);
+    let mut buf = vec![0u8; 64];
+    let n = recv(mine.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("wait for the server");
+    assert_eq!(&buf[..n], READY, "the server did not start");
+
+    let dev = ShimDevice::open(driver.socket_path()).expect("open the shim");
+    let mut client = Client::new(&dev);
+
+    println!(
+        "sync round trip, {iters} per configuration ({ROUNDS} alternating rounds), µs:\n\
+         {:>7} | {:>9} {:>9} | {:>9} {:>9} | {:>12} {:>9}",
+        "payload", "shim p50", "shim p99", "direct p50", "p99", "ratio p50", "ratio p99"
+    );
+    let started = Instant::now();
+    for size in SIZES {
+        let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        // Warm-up: caches, the allocator, the shim's first-use paths.
+        let warm = (iters / 10).max(100);
+        let mut sink = Vec::with_capacity(warm);
+        client.run(&payload, warm, &mut sink);
+        sink.clear();
+        direct(mine.as_fd(), &payload, warm, &mut sink);
+
+        let mut shim_ns = Vec::with_capacity(iters);
+        let mut direct_ns = Vec::with_capacity(iters);
+        for round in 0..ROUNDS {
+            if round % 2 == 0 {
+                client.run(&payload, per_round, &mut shim_ns);
+                direct(mine.as_fd(), &payload, per_round, &mut direct_ns);
+            } else {
+                direct(mine.as_fd(), &payload, per_round, &mut direct_ns);
+                client.run(&payload, per_round, &mut shim_ns);
+            }
+        }
+        let (s50, s99) = percentiles(&mut shim_ns);
+        let (d50, d99) = percentiles(&mut direct_ns);
+        println!(
+            "{:>5} B | {:>9.1} {:>9.1} | {:>10.1} {:>9.1} | {:>11.2}× {:>8.2}×",
+            size,
+            us(s50),
+            us(s99),
+            us(d50),
+            us(d99),
+            s50 as f64 / d50 as f64,
+            s99 as f64 / d99 as f64
+        );
+    }
+    client.finish();
+    println!("({:.1} s)", started.elapsed().as_secs_f64());
+
+    drop(mine); // end of file: the server exits
+    server.wait();
+    let state = driver.state().expect("shim state");
+    assert!(
+        !state.contains("  buffer at "),
+        "buffers left allocated after the run:\n{state}"
+    );
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+/// Median and 99th percentile.
+fn percentiles(v: &mut [u64]) -> (u64, u64) {
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// The direct ping-pong: `n` round trips of one packet, their durations appended to `out`.
+fn direct(sock: BorrowedFd<'_>, payload: &[u8], n: usize, out: &mut Vec<u64>) {
+    let mut msg = vec![0u8; 8 + payload.len()];
+    msg[8..].copy_from_slice(payload);
+    let mut back = vec![0u8; msg.len() + 64];
+    for i in 0..n as u64 {
+        msg[..8].copy_from_slice(&i.to_ne_bytes());
+        let t = Instant::now();
+        send(sock.as_raw_fd(), &msg, MsgFlags::empty()).expect("send to the server");
+        let got = recv(sock.as_raw_fd(), &mut back, MsgFlags::empty()).expect("recv echo");
+        out.push(t.elapsed().as_nanos() as u64);
+        assert_eq!(got, msg.len(), "echo of the wrong size");
+        assert_eq!(&back[..8], &msg[..8], "echo out of order");
+    }
+}
+
+/// The calling side: one binder thread (this one) of this process's binder process.
+struct Client<'d> {
+    dev: &'d ShimDevice,
+    write: CommandWriter,
+    read: Vec<u8>,
+    /// The last reply's buffer, freed in front of the next call.
+    to_free: Option<u64>,
+}
+
+impl<'d> Client<'d> {
+    fn new(dev: &'d ShimDevice) -> Self {
+        Client {
+            dev,
+            write: CommandWriter::new(),
+            read: vec![0u8; 256],
+            to_free: None,
+        }
+    }
+
+    /// `n` calls to handle 0 with `payload`, their durations appended to `out`.
+    fn run(&mut self, payload: &[u8], n: usize, out: &mut Vec<u64>) {
+        for _ in 0..n {
+            let t = Instant::now();
+            let size = self.call(payload);
+            out.push(t.elapsed().as_nanos() as u64);
+            assert_eq!(size, payload.len() as u64, "reply of the wrong size");
+        }
+    }
+
+    /// One sync call; returns the reply's data size.
+    fn call(&mut self, payload: &[u8]) -> u64 {
+        self.write.clear();
+        if let Some(buf) = self.to_free.take() {
+            self.write.cmd_with(BC_FREE_BUFFER, &buf);
+        }
+        let tr = BinderTransactionData {
+            target: 0,
+            code: CODE,
+            flags: TF_ACCEPT_FDS,
+            data_size: payload.len() as u64,
+            data_buffer: payload.as_ptr() as u64,
+            ..Default::default()
+        };
+        self.write.cmd_with(BC_TRANSACTION, &tr);
+        let mut write: &[u8] = self.write.as_bytes();
+        loop {
+            let mut wr = WriteRead::new(write, &mut self.read);
+            self.dev.write_read(&mut wr).expect("BINDER_WRITE_READ");
+            assert_eq!(wr.write_consumed, write.len(), "write not consumed");
+            write = &[];
+            let mut r = CommandReader::new(wr.returned());
+            while let Some((cmd, body)) = r.next_command() {
+                match cmd {
+                    BR_NOOP | BR_TRANSACTION_COMPLETE | BR_SPAWN_LOOPER => {}
+                    BR_REPLY => {
+                        let reply: BinderTransactionData = bytemuck::pod_read_unaligned(body);
+                        self.to_free = Some(reply.data_buffer);
+                        assert_eq!(reply.flags & TF_STATUS_CODE, 0, "status reply");
+                        return reply.data_size;
+                    }
+                    other => panic!("unexpected {} in the caller", command_name(other)),
+                }
+            }
+        }
+    }
+
+    /// Frees the last reply's buffer.
+    fn finish(&mut self) {
+        if let Some(buf) = self.to_free.take() {
+            self.write.clear();
+            self.write.cmd_with(BC_FREE_BUFFER, &buf);
+            let mut wr = WriteRead::new(self.write.as_bytes(), &mut []);
+            self.dev.write_read(&mut wr).expect("BC_FREE_BUFFER");
+        }
+    }
+}
+
+/// The server process, seen from here.
+struct Server(Child);
+
+impl Server {
+    fn spawn(socket: &std::path::Path, sock: OwnedFd) -> Server {
+        let exe = std::env::current_exe().expect("current_exe");
+        let child = Command::new(exe)
+            .env(CHILD_ENV, "server")
+            .env(ENV_SOCKET, socket)
+            .stdin(Stdio::from(sock))
+            .spawn()
+            .expect("spawn the server process");
+        Server(child)
+    }
+
+    fn wait(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().expect("wait for the server") {
+                assert!(status.success(), "server exited with {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("the server did not exit");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server process.
+
+fn child() {
+    let stdin = std::io::stdin();
+    let sock = stdin.as_fd();
+    let dev = ShimDevice::open_from_env().expect("server: open the shim");
+    // The binder thread registers as context manager itself, then loops.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("binder".into())
+        .spawn(move || binder_loop(&dev, tx))
+        .expect("server: spawn the binder thread");
+    rx.recv().expect("server: binder thread failed to start");
+    send(sock.as_raw_fd(), READY, MsgFlags::empty()).expect("server: ready");
+
+    // The direct echo, until the caller closes its end.
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("server: recv");
+        if n == 0 {
+            break;
+        }
+        send(sock.as_raw_fd(), &buf[..n], MsgFlags::empty()).expect("server: echo");
+    }
+    // The binder thread is still blocked in write_read: leave it to process exit.
+    std::process::exit(0);
+}
+
+fn binder_loop(dev: &ShimDevice, ready: std::sync::mpsc::Sender<()>) {
+    dev.set_context_mgr()
+        .expect("server: BINDER_SET_CONTEXT_MGR");
+    let mut write = CommandWriter::new();
+    write.cmd(BC_ENTER_LOOPER);
+    ready.send(()).expect("server: ready");
+    let mut read = vec![0u8; 4096];
+    loop {
+        let mut wr = WriteRead::new(write.as_bytes(), &mut read);
+        dev.write_read(&mut wr).expect("server: BINDER_WRITE_READ");
+        assert_eq!(wr.write_consumed, write.as_bytes().len());
+        let mut next = CommandWriter::new();
+        let mut r = CommandReader::new(wr.returned());
+        while let Some((cmd, body)) = r.next_command() {
+            match cmd {
+                BR_NOOP | BR_TRANSACTION_COMPLETE | BR_SPAWN_LOOPER => {}
+                BR_INCREFS => {
+                    let pc: BinderPtrCookie = bytemuck::pod_read_unaligned(body);
+                    next.cmd_with(BC_INCREFS_DONE, &pc);
+                }
+                BR_ACQUIRE => {
+                    let pc: BinderPtrCookie = bytemuck::pod_read_unaligned(body);
+                    next.cmd_with(BC_ACQUIRE_DONE, &pc);
+                }
+                BR_RELEASE | BR_DECREFS => {}
+                BR_TRANSACTION => {
+                    let tr: BinderTransactionData = bytemuck::pod_read_unaligned(body);
+                    assert_eq!(tr.code, CODE, "server: unexpected code");
+                    // Reply with the same bytes: they lie in this process's buffer area,
+                    // readable until the free that follows the reply.
+                    let reply = BinderTransactionData {
+                        data_size: tr.data_size,
+                        data_buffer: tr.data_buffer,
+                        ..Default::default()
+                    };
+                    next.cmd_with(BC_REPLY, &reply);
+                    next.cmd_with(BC_FREE_BUFFER, &tr.data_buffer);
+                }
+                other => panic!("server: unexpected {}", command_name(other)),
+            }
+        }
+        write = next;
+    }
+}
