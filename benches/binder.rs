@@ -19,10 +19,14 @@
 //!   the [`Device`] trait's BC/BR bytes are used;
 //! - **direct**: one packet of an 8-byte sequence number plus the payload out, the same
 //!   packet back (a zero-length SEQPACKET packet would read as end of file, hence the
-//!   header).
+//!   header);
+//! - **relay**: the same packets, but through a forwarding thread of this process (poll,
+//!   recv, send), to the server's second echo socket (its stdout): the floor of any design
+//!   that relays through a driver thread, two hops each way like the shim.
 //!
-//! Each line prints the median and p99 round trip in µs and the shim/direct ratio of the
-//! medians (the shim's goal is ≤ 2.5×: two relay hops each way instead of one).
+//! Each line prints the median and p99 round trip in µs for the three, and the shim/direct
+//! ratios of the medians and of the p99s (the shim's goal is ≤ 2.5× direct: close to the
+//! relay floor).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
@@ -31,6 +35,7 @@ use std::time::{Duration, Instant};
 use bittube::binder_ipc::device::{Device, ShimDevice, WriteRead};
 use bittube::binder_ipc::driver::{Driver, ENV_SOCKET};
 use bittube::binder_ipc::uapi::*;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 
 const CHILD_ENV: &str = "BITTUBE_BENCH_CHILD";
@@ -55,14 +60,15 @@ fn main() {
     let per_round = iters / ROUNDS;
 
     let driver = Driver::start().expect("start the embedded driver shim");
-    let (mine, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .expect("socketpair");
-    let mut server = Server::spawn(driver.socket_path(), theirs);
+    let (mine, theirs) = seqpacket_pair();
+    // The relay: this thread <-> relay thread <-> server's stdout.
+    let (relay_near, relay_far) = seqpacket_pair();
+    let (relay_out, theirs_relayed) = seqpacket_pair();
+    let mut server = Server::spawn(driver.socket_path(), theirs, theirs_relayed);
+    let relay_thread = std::thread::Builder::new()
+        .name("relay".into())
+        .spawn(move || relay(relay_far, relay_out))
+        .expect("spawn the relay thread");
     let mut buf = vec![0u8; 64];
     let n = recv(mine.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("wait for the server");
     assert_eq!(&buf[..n], READY, "the server did not start");
@@ -72,8 +78,8 @@ fn main() {
 
     println!(
         "sync round trip, {iters} per configuration ({ROUNDS} alternating rounds), µs:\n\
-         {:>7} | {:>9} {:>9} | {:>9} {:>9} | {:>12} {:>9}",
-        "payload", "shim p50", "shim p99", "direct p50", "p99", "ratio p50", "ratio p99"
+         {:>7} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | shim/direct p50 p99",
+        "payload", "shim p50", "p99", "direct", "p99", "relay", "p99"
     );
     let started = Instant::now();
     for size in SIZES {
@@ -84,27 +90,34 @@ fn main() {
         client.run(&payload, warm, &mut sink);
         sink.clear();
         direct(mine.as_fd(), &payload, warm, &mut sink);
+        sink.clear();
+        direct(relay_near.as_fd(), &payload, warm, &mut sink);
 
         let mut shim_ns = Vec::with_capacity(iters);
         let mut direct_ns = Vec::with_capacity(iters);
+        let mut relay_ns = Vec::with_capacity(iters);
         for round in 0..ROUNDS {
-            if round % 2 == 0 {
-                client.run(&payload, per_round, &mut shim_ns);
-                direct(mine.as_fd(), &payload, per_round, &mut direct_ns);
-            } else {
-                direct(mine.as_fd(), &payload, per_round, &mut direct_ns);
-                client.run(&payload, per_round, &mut shim_ns);
+            // Which one goes first turns with the round.
+            for k in 0..3 {
+                match (round + k) % 3 {
+                    0 => client.run(&payload, per_round, &mut shim_ns),
+                    1 => direct(mine.as_fd(), &payload, per_round, &mut direct_ns),
+                    _ => direct(relay_near.as_fd(), &payload, per_round, &mut relay_ns),
+                }
             }
         }
         let (s50, s99) = percentiles(&mut shim_ns);
         let (d50, d99) = percentiles(&mut direct_ns);
+        let (r50, r99) = percentiles(&mut relay_ns);
         println!(
-            "{:>5} B | {:>9.1} {:>9.1} | {:>10.1} {:>9.1} | {:>11.2}× {:>8.2}×",
+            "{:>5} B | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>6.2}× {:>6.2}×",
             size,
             us(s50),
             us(s99),
             us(d50),
             us(d99),
+            us(r50),
+            us(r99),
             s50 as f64 / d50 as f64,
             s99 as f64 / d99 as f64
         );
@@ -112,6 +125,8 @@ fn main() {
     client.finish();
     println!("({:.1} s)", started.elapsed().as_secs_f64());
 
+    drop(relay_near); // end of file: the relay thread ends, closing the server's stdout
+    relay_thread.join().expect("relay thread");
     drop(mine); // end of file: the server exits
     server.wait();
     let state = driver.state().expect("shim state");
@@ -130,6 +145,43 @@ fn percentiles(v: &mut [u64]) -> (u64, u64) {
     v.sort_unstable();
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.99))
+}
+
+fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("socketpair")
+}
+
+/// Forwards packets both ways between `a` and `b` until either end closes.
+fn relay(a: OwnedFd, b: OwnedFd) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut fds = [
+            PollFd::new(a.as_fd(), PollFlags::POLLIN),
+            PollFd::new(b.as_fd(), PollFlags::POLLIN),
+        ];
+        poll(&mut fds, PollTimeout::NONE).expect("relay: poll");
+        let ready = [
+            fds[0].revents().unwrap_or(PollFlags::empty()),
+            fds[1].revents().unwrap_or(PollFlags::empty()),
+        ];
+        for (i, ev) in ready.into_iter().enumerate() {
+            if ev.is_empty() {
+                continue;
+            }
+            let (from, to) = if i == 0 { (&a, &b) } else { (&b, &a) };
+            let n = recv(from.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("relay: recv");
+            if n == 0 {
+                return;
+            }
+            send(to.as_raw_fd(), &buf[..n], MsgFlags::empty()).expect("relay: send");
+        }
+    }
 }
 
 /// The direct ping-pong: `n` round trips of one packet, their durations appended to `out`.
@@ -229,12 +281,14 @@ impl<'d> Client<'d> {
 struct Server(Child);
 
 impl Server {
-    fn spawn(socket: &std::path::Path, sock: OwnedFd) -> Server {
+    /// The server echoes packets on `sock` (its stdin) and `relayed` (its stdout).
+    fn spawn(socket: &std::path::Path, sock: OwnedFd, relayed: OwnedFd) -> Server {
         let exe = std::env::current_exe().expect("current_exe");
         let child = Command::new(exe)
             .env(CHILD_ENV, "server")
             .env(ENV_SOCKET, socket)
             .stdin(Stdio::from(sock))
+            .stdout(Stdio::from(relayed))
             .spawn()
             .expect("spawn the server process");
         Server(child)
@@ -276,19 +330,28 @@ fn child() {
         .spawn(move || binder_loop(&dev, tx))
         .expect("server: spawn the binder thread");
     rx.recv().expect("server: binder thread failed to start");
+    // The relayed echo on stdout, on a thread of its own.
+    std::thread::Builder::new()
+        .name("echo-relayed".into())
+        .spawn(|| echo(std::io::stdout().as_fd()))
+        .expect("server: spawn the echo thread");
     send(sock.as_raw_fd(), READY, MsgFlags::empty()).expect("server: ready");
-
     // The direct echo, until the caller closes its end.
+    echo(sock);
+    // The binder thread is still blocked in write_read: leave it to process exit.
+    std::process::exit(0);
+}
+
+/// Sends every packet back, until end of file.
+fn echo(sock: BorrowedFd<'_>) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("server: recv");
         if n == 0 {
-            break;
+            return;
         }
         send(sock.as_raw_fd(), &buf[..n], MsgFlags::empty()).expect("server: echo");
     }
-    // The binder thread is still blocked in write_read: leave it to process exit.
-    std::process::exit(0);
 }
 
 fn binder_loop(dev: &ShimDevice, ready: std::sync::mpsc::Sender<()>) {
