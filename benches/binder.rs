@@ -26,7 +26,10 @@
 //!
 //! Each line prints the median and p99 round trip in µs for the three, and the shim/direct
 //! ratios of the medians and of the p99s (the shim's goal is ≤ 2.5× direct: close to the
-//! relay floor).
+//! relay floor). A second table gives, per round trip, the CPU time all threads of both
+//! processes spent (`/proc/<pid>/task/*/schedstat`, first field) and the time they spent
+//! runnable but waiting for a CPU (second field): on a busy machine the latencies follow the
+//! waits, while the CPU time stays a fair measure of the work each way does.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
@@ -82,6 +85,7 @@ fn main() {
         "payload", "shim p50", "p99", "direct", "p99", "relay", "p99"
     );
     let started = Instant::now();
+    let mut cpu_lines = Vec::new();
     for size in SIZES {
         let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
         // Warm-up: caches, the allocator, the shim's first-use paths.
@@ -96,16 +100,21 @@ fn main() {
         let mut shim_ns = Vec::with_capacity(iters);
         let mut direct_ns = Vec::with_capacity(iters);
         let mut relay_ns = Vec::with_capacity(iters);
+        let mut sched = [Sched::default(); 3];
         for round in 0..ROUNDS {
             // Which one goes first turns with the round.
             for k in 0..3 {
-                match (round + k) % 3 {
+                let way = (round + k) % 3;
+                let before = Sched::now(server.pid());
+                match way {
                     0 => client.run(&payload, per_round, &mut shim_ns),
                     1 => direct(mine.as_fd(), &payload, per_round, &mut direct_ns),
                     _ => direct(relay_near.as_fd(), &payload, per_round, &mut relay_ns),
                 }
+                sched[way].add(Sched::now(server.pid()).since(before));
             }
         }
+        cpu_lines.push((size, sched.map(|s| s.per(per_round * ROUNDS))));
         let (s50, s99) = percentiles(&mut shim_ns);
         let (d50, d99) = percentiles(&mut direct_ns);
         let (r50, r99) = percentiles(&mut relay_ns);
@@ -123,6 +132,24 @@ fn main() {
         );
     }
     client.finish();
+    println!(
+        "per round trip, both processes, µs on CPU / µs runnable waiting for a CPU:\n\
+         {:>7} | {:>17} | {:>17} | {:>17} | shim/direct CPU",
+        "payload", "shim", "direct", "relay"
+    );
+    for (size, [s, d, r]) in cpu_lines {
+        println!(
+            "{:>5} B | {:>7.1} / {:>7.1} | {:>7.1} / {:>7.1} | {:>7.1} / {:>7.1} | {:>6.2}×",
+            size,
+            s.0,
+            s.1,
+            d.0,
+            d.1,
+            r.0,
+            r.1,
+            s.0 / d.0
+        );
+    }
     println!("({:.1} s)", started.elapsed().as_secs_f64());
 
     drop(relay_near); // end of file: the relay thread ends, closing the server's stdout
@@ -134,6 +161,56 @@ fn main() {
         !state.contains("  buffer at "),
         "buffers left allocated after the run:\n{state}"
     );
+}
+
+/// Scheduler times of every thread of this process and the server: ns on a CPU, ns runnable
+/// but waiting for one.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sched {
+    run: u64,
+    wait: u64,
+}
+
+impl Sched {
+    fn now(server: u32) -> Sched {
+        let mut s = Sched::default();
+        for pid in [std::process::id(), server] {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                let Ok(text) = std::fs::read_to_string(t.path().join("schedstat")) else {
+                    continue;
+                };
+                let mut f = text
+                    .split_whitespace()
+                    .map(|x| x.parse::<u64>().unwrap_or(0));
+                s.run += f.next().unwrap_or(0);
+                s.wait += f.next().unwrap_or(0);
+            }
+        }
+        s
+    }
+
+    fn since(self, before: Sched) -> Sched {
+        Sched {
+            run: self.run.saturating_sub(before.run),
+            wait: self.wait.saturating_sub(before.wait),
+        }
+    }
+
+    fn add(&mut self, d: Sched) {
+        self.run += d.run;
+        self.wait += d.wait;
+    }
+
+    /// µs on CPU and µs waiting, per one of `n` round trips.
+    fn per(self, n: usize) -> (f64, f64) {
+        (
+            self.run as f64 / n as f64 / 1000.0,
+            self.wait as f64 / n as f64 / 1000.0,
+        )
+    }
 }
 
 fn us(ns: u64) -> f64 {
@@ -292,6 +369,10 @@ impl Server {
             .spawn()
             .expect("spawn the server process");
         Server(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
     }
 
     fn wait(&mut self) {
