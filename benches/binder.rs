@@ -27,9 +27,10 @@
 //! Each line prints the median and p99 round trip in µs for the three, and the shim/direct
 //! ratios of the medians and of the p99s (the shim's goal is ≤ 2.5× direct: close to the
 //! relay floor). A second table gives, per round trip, the CPU time all threads of both
-//! processes spent (`/proc/<pid>/task/*/schedstat`, first field) and the time they spent
-//! runnable but waiting for a CPU (second field): on a busy machine the latencies follow the
-//! waits, while the CPU time stays a fair measure of the work each way does.
+//! processes spent (`/proc/<pid>/task/*/schedstat`, first field), the time they spent
+//! runnable but waiting for a CPU (second field) and how many times a thread was switched in
+//! (third field): on a busy machine the latencies follow the waits, while CPU time and
+//! switches count the work each way does.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
@@ -133,21 +134,14 @@ fn main() {
     }
     client.finish();
     println!(
-        "per round trip, both processes, µs on CPU / µs runnable waiting for a CPU:\n\
-         {:>7} | {:>17} | {:>17} | {:>17} | shim/direct CPU",
+        "per round trip, both processes: µs on CPU / µs runnable waiting for a CPU / switches:\n\
+         {:>7} | {:>20} | {:>20} | {:>20} | shim/direct CPU",
         "payload", "shim", "direct", "relay"
     );
     for (size, [s, d, r]) in cpu_lines {
         println!(
-            "{:>5} B | {:>7.1} / {:>7.1} | {:>7.1} / {:>7.1} | {:>7.1} / {:>7.1} | {:>6.2}×",
-            size,
-            s.0,
-            s.1,
-            d.0,
-            d.1,
-            r.0,
-            r.1,
-            s.0 / d.0
+            "{:>5} B | {:>6.1} / {:>6.1} / {:>4.1} | {:>6.1} / {:>6.1} / {:>4.1} | {:>6.1} / {:>6.1} / {:>4.1} | {:>6.2}×",
+            size, s.0, s.1, s.2, d.0, d.1, d.2, r.0, r.1, r.2, s.0 / d.0
         );
     }
     println!("({:.1} s)", started.elapsed().as_secs_f64());
@@ -169,6 +163,7 @@ fn main() {
 struct Sched {
     run: u64,
     wait: u64,
+    switches: u64,
 }
 
 impl Sched {
@@ -187,6 +182,7 @@ impl Sched {
                     .map(|x| x.parse::<u64>().unwrap_or(0));
                 s.run += f.next().unwrap_or(0);
                 s.wait += f.next().unwrap_or(0);
+                s.switches += f.next().unwrap_or(0);
             }
         }
         s
@@ -196,19 +192,23 @@ impl Sched {
         Sched {
             run: self.run.saturating_sub(before.run),
             wait: self.wait.saturating_sub(before.wait),
+            switches: self.switches.saturating_sub(before.switches),
         }
     }
 
     fn add(&mut self, d: Sched) {
         self.run += d.run;
         self.wait += d.wait;
+        self.switches += d.switches;
     }
 
-    /// µs on CPU and µs waiting, per one of `n` round trips.
-    fn per(self, n: usize) -> (f64, f64) {
+    /// µs on CPU, µs waiting and switches in, per one of `n` round trips.
+    fn per(self, n: usize) -> (f64, f64, f64) {
+        let n = n as f64;
         (
-            self.run as f64 / n as f64 / 1000.0,
-            self.wait as f64 / n as f64 / 1000.0,
+            self.run as f64 / n / 1000.0,
+            self.wait as f64 / n / 1000.0,
+            self.switches as f64 / n,
         )
     }
 }
