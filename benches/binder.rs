@@ -82,7 +82,7 @@ fn main() {
 
     println!(
         "sync round trip, {iters} per configuration ({ROUNDS} alternating rounds), µs:\n\
-         {:>7} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | shim/direct p50 p99",
+         {:>7} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | shim/direct p50 p99 | relay/direct p50",
         "payload", "shim p50", "p99", "direct", "p99", "relay", "p99"
     );
     let started = Instant::now();
@@ -120,7 +120,7 @@ fn main() {
         let (d50, d99) = percentiles(&mut direct_ns);
         let (r50, r99) = percentiles(&mut relay_ns);
         println!(
-            "{:>5} B | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>6.2}× {:>6.2}×",
+            "{:>5} B | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>6.2}× {:>6.2}×       | {:>6.2}×",
             size,
             us(s50),
             us(s99),
@@ -129,7 +129,8 @@ fn main() {
             us(r50),
             us(r99),
             s50 as f64 / d50 as f64,
-            s99 as f64 / d99 as f64
+            s99 as f64 / d99 as f64,
+            r50 as f64 / d50 as f64
         );
     }
     client.finish();
