@@ -33,9 +33,9 @@ pub mod event;
 pub mod sensors;
 pub mod service;
 
-pub use client::{latency_ns, LatencySummary, QueueStats, SensorEventQueue, MAX_RECEIVE_EVENTS};
 #[cfg(feature = "tokio")]
 pub use client::SensorEventStream;
+pub use client::{latency_ns, LatencySummary, QueueStats, SensorEventQueue, MAX_RECEIVE_EVENTS};
 pub use connection::{ConnectionStats, MAX_EVENTS_PER_PACKET};
 pub use direct::{DirectChannelError, DirectChannelReader, DirectRate, DirectRing};
 pub use event::{SensorEvent, EVENT_SIZE, WAKE_UP_NEEDS_ACK};

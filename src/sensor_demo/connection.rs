@@ -157,7 +157,9 @@ impl Connection {
         }
         // Take the next event one period later, less a tenth for a HAL that samples faster
         // and not in step.
-        sub.next_ts = event.timestamp.saturating_add(sub.period_ns - sub.period_ns / 10);
+        sub.next_ts = event
+            .timestamp
+            .saturating_add(sub.period_ns - sub.period_ns / 10);
         let latency = sub.latency_ns;
         self.queue(*event, latency);
         true
@@ -257,7 +259,9 @@ impl Connection {
             let flagged = self
                 .scratch
                 .iter_mut()
-                .find(|e| !e.is_meta() && (0..64).contains(&e.sensor) && (mask >> e.sensor) & 1 != 0)
+                .find(|e| {
+                    !e.is_meta() && (0..64).contains(&e.sensor) && (mask >> e.sensor) & 1 != 0
+                })
                 .map(|e| e.flags |= WAKE_UP_NEEDS_ACK)
                 .is_some();
             match self.tube.send_batch(&self.scratch) {

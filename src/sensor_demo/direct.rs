@@ -199,7 +199,9 @@ impl DirectRing {
         record.reserved0 = counter as i32;
         let words: [u32; WORDS] = bytemuck::cast(record);
         let base = ((counter - 1) as usize % self.slots) * WORDS;
-        self.map.word(base + COUNTER_WORD).store(0, Ordering::Relaxed);
+        self.map
+            .word(base + COUNTER_WORD)
+            .store(0, Ordering::Relaxed);
         fence(Ordering::Release);
         for (i, w) in words.iter().enumerate() {
             if i != COUNTER_WORD {

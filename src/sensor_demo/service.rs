@@ -323,7 +323,11 @@ impl SensorService {
 
     /// Flush `sensor` on `conn`: everything pending for the connection is sent now, followed
     /// by a flush-complete meta event for `sensor`.
-    pub fn flush(&self, conn: ConnectionId, sensor: SensorHandle) -> Result<FlushInfo, SensorError> {
+    pub fn flush(
+        &self,
+        conn: ConnectionId,
+        sensor: SensorHandle,
+    ) -> Result<FlushInfo, SensorError> {
         self.call(|reply| Command::Flush {
             conn,
             sensor,
@@ -478,7 +482,11 @@ impl Loop {
                         Interest::READABLE
                     };
                     let token = Token(id.0 as usize);
-                    match self.poll.registry().reregister(&mut conn.tube, token, interest) {
+                    match self
+                        .poll
+                        .registry()
+                        .reregister(&mut conn.tube, token, interest)
+                    {
                         Ok(()) => conn.wants_writable = conn.blocked,
                         Err(e) => dead.push((id, Closed::Error(e.into()))),
                     }
