@@ -216,7 +216,9 @@ fn client_process_receives_200hz_stream() {
     std::thread::sleep(Duration::from_secs(2));
     svc.disable(id, ACCELEROMETER).unwrap();
     let elapsed = start.elapsed();
-    wait_stats(&svc, id, "an empty cache", |s| s.cached == 0);
+    wait_stats(&svc, id, "an empty cache", |s| {
+        s.cached == 0 && s.pending == 0
+    });
     let stats = svc.destroy(id).unwrap();
     wait_success(child);
     let report = recv_report(&control);
@@ -281,7 +283,9 @@ fn stalled_client_fills_its_cache_and_others_are_unaffected() {
     assert!(s.tube_full > 0);
     svc.disable(stalled, ACCELEROMETER).unwrap();
     svc.disable(healthy, ACCELEROMETER).unwrap();
-    wait_stats(&svc, healthy, "an empty cache", |s| s.cached == 0);
+    wait_stats(&svc, healthy, "an empty cache", |s| {
+        s.cached == 0 && s.pending == 0
+    });
     let stalled_stats = svc.destroy(stalled).unwrap();
     let healthy_stats = svc.destroy(healthy).unwrap();
     drop(idle_control);
@@ -341,8 +345,12 @@ fn flush_complete_follows_the_events_pending_before_it() {
     let flush = svc.flush(id, ACCELEROMETER).unwrap();
     assert!(flush.events_before >= 50);
     svc.disable(id, ACCELEROMETER).unwrap();
-    let stats = wait_stats(&svc, id, "an empty cache", |s| s.cached == 0);
+    // Disabling sends what was batched since the flush.
+    let stats = wait_stats(&svc, id, "nothing pending or cached", |s| {
+        s.cached == 0 && s.pending == 0
+    });
     assert_eq!(stats.events_dropped, 0);
+    assert_eq!(stats.events_sent, stats.events_queued);
     assert!(
         stats.packets_sent < stats.events_sent,
         "events travel in batches"
@@ -351,6 +359,7 @@ fn flush_complete_follows_the_events_pending_before_it() {
     wait_success(child);
     let report = recv_report(&control);
 
+    assert_eq!(report.events, stats.events_sent);
     assert_eq!(report.flush_completes, 1);
     assert_eq!(report.flushed_sensor, ACCELEROMETER as u64);
     assert_eq!(
@@ -451,6 +460,17 @@ fn killed_client_connection_is_cleaned_up() {
                 }
             }
         }
+        Some("holder") => {
+            // Holds its tube end without any sensor enabled: only the hang-up tells the
+            // service it died.
+            let control = control_in_child();
+            let _tube = recv_fd(&control);
+            send_with_fds(&control, b"reading", &[]).unwrap();
+            let mut buf = [0u8; 8];
+            let _ = recv_with_fds(&control, &mut buf, 0);
+            std::thread::sleep(LONG);
+            return;
+        }
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -460,22 +480,35 @@ fn killed_client_connection_is_cleaned_up() {
 }
 
 fn killed_client_service() {
+    let test = "killed_client_connection_is_cleaned_up";
     let svc = SensorService::start().unwrap();
     let baseline = open_fds();
-    let (id, end) = svc.create_connection().unwrap();
-    svc.enable(id, ACCELEROMETER, Duration::from_millis(1), Duration::ZERO)
-        .unwrap();
-    let (mut client, control) =
-        spawn_child("killed_client_connection_is_cleaned_up", "reader-forever");
-    send_fd(&control, &end);
-    drop(end);
-    let mut buf = [0u8; 16];
-    let got = recv_with_fds(&control, &mut buf, 0).unwrap();
-    assert_eq!(&buf[..got.len], b"reading");
-    assert_eq!(svc.stats().unwrap().connections, 1);
-    client.kill().unwrap();
-    client.wait().unwrap();
-    drop(control);
+    // One client streams at 1 kHz when it dies, the other has no sensor enabled.
+    let (streaming, streaming_end) = svc.create_connection().unwrap();
+    let (quiet, quiet_end) = svc.create_connection().unwrap();
+    svc.enable(
+        streaming,
+        ACCELEROMETER,
+        Duration::from_millis(1),
+        Duration::ZERO,
+    )
+    .unwrap();
+    let mut clients = Vec::new();
+    for (role, end) in [("reader-forever", streaming_end), ("holder", quiet_end)] {
+        let (client, control) = spawn_child(test, role);
+        send_fd(&control, &end);
+        drop(end);
+        let mut buf = [0u8; 16];
+        let got = recv_with_fds(&control, &mut buf, 0).unwrap();
+        assert_eq!(&buf[..got.len], b"reading");
+        clients.push((client, control));
+    }
+    assert_eq!(svc.stats().unwrap().connections, 2);
+    for (mut client, control) in clients {
+        client.kill().unwrap();
+        client.wait().unwrap();
+        drop(control);
+    }
 
     let deadline = Instant::now() + LONG;
     let stats = loop {
@@ -485,19 +518,21 @@ fn killed_client_service() {
         }
         assert!(
             Instant::now() < deadline,
-            "connection not cleaned up: {stats:?}"
+            "connections not cleaned up: {stats:?}"
         );
         std::thread::sleep(Duration::from_millis(5));
     };
-    assert_eq!(stats.closed_by_peer, 1, "{stats:?}");
+    assert_eq!(stats.closed_by_peer, 2, "{stats:?}");
     assert!(
         stats.active_sensors.is_empty(),
         "HAL still running: {stats:?}"
     );
-    assert!(matches!(
-        svc.connection_stats(id),
-        Err(bittube::sensor_demo::SensorError::NoSuchConnection(_))
-    ));
+    for id in [streaming, quiet] {
+        assert!(matches!(
+            svc.connection_stats(id),
+            Err(bittube::sensor_demo::SensorError::NoSuchConnection(_))
+        ));
+    }
     assert_eq!(open_fds(), baseline, "fds leaked");
 }
 

@@ -27,6 +27,8 @@ pub struct ConnectionStats {
     pub events_dropped: u64,
     /// Events still pending or cached when the connection was destroyed or closed.
     pub events_discarded: u64,
+    /// Events waiting for their batch to be sent (max report latency not yet reached).
+    pub pending: usize,
     /// Events in the cache now (written when the tube has room again).
     pub cached: usize,
     /// Most events the cache ever held.
@@ -169,6 +171,7 @@ impl Connection {
     pub(crate) fn queue(&mut self, event: SensorEvent, latency_ns: i64) {
         self.stats.events_queued += 1;
         self.pending.push(event);
+        self.stats.pending = self.pending.len();
         if latency_ns <= 0 {
             self.urgent = true;
         } else {
@@ -181,6 +184,14 @@ impl Connection {
     pub(crate) fn queue_flush_complete(&mut self, sensor: SensorHandle, now: i64) {
         self.stats.flushes += 1;
         self.queue(SensorEvent::flush_complete(sensor, now), 0);
+    }
+
+    /// Send whatever is pending with the next write, whatever its latency (a sensor was
+    /// disabled: its batched events should not wait for a deadline that no longer matters).
+    pub(crate) fn send_soon(&mut self) {
+        if !self.pending.is_empty() {
+            self.urgent = true;
+        }
     }
 
     /// Whether pending events must be sent now.
@@ -217,6 +228,7 @@ impl Connection {
             self.push_cache(event);
         }
         self.pending.clear();
+        self.stats.pending = 0;
         self.pending_deadline = None;
         self.urgent = false;
         if self.blocked {
@@ -341,6 +353,7 @@ impl Connection {
     pub(crate) fn finish(mut self) -> ConnectionStats {
         self.stats.events_discarded += (self.pending.len() + self.cache.len()) as u64;
         self.stats.cached = 0;
+        self.stats.pending = 0;
         self.outstanding.clear();
         self.stats.wakeup_outstanding = 0;
         self.stats

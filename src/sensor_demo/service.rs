@@ -85,9 +85,11 @@ pub struct ServiceStats {
     pub hal_events: u64,
     /// Records written into direct channels.
     pub direct_records: u64,
-    /// Connections ended by another tube error, and the last such error.
+    /// Connections ended by a tube error other than the peer closing.
     pub closed_by_error: u64,
-    /// The last error that ended a connection (other than the peer closing).
+    /// HAL threads that could not be started.
+    pub hal_start_failures: u64,
+    /// The last such error (a connection's tube error or a HAL thread start failure).
     pub last_error: Option<String>,
 }
 
@@ -580,6 +582,7 @@ impl Loop {
             } => {
                 let r = self.conn(conn).map(|c| {
                     c.subs.remove(&sensor);
+                    c.send_soon();
                 });
                 let r = r.and_then(|()| self.resize_buffer(conn));
                 self.update_hals();
@@ -809,8 +812,14 @@ impl Loop {
             let wake = Arc::new(move || {
                 let _ = waker.wake();
             });
-            if let Ok(hal) = HalSensor::start(info, period, self.hal_tx.clone(), wake) {
-                self.hals.insert(handle, hal);
+            match HalSensor::start(info, period, self.hal_tx.clone(), wake) {
+                Ok(hal) => {
+                    self.hals.insert(handle, hal);
+                }
+                Err(e) => {
+                    self.stats.hal_start_failures += 1;
+                    self.stats.last_error = Some(format!("HAL thread for sensor {handle}: {e}"));
+                }
             }
         }
     }
