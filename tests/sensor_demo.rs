@@ -669,3 +669,55 @@ async fn queue_is_a_tokio_stream_that_acks() {
         item.unwrap();
     }
 }
+
+#[test]
+fn every_sensor_of_the_list_delivers_its_events() {
+    let svc = SensorService::start().unwrap();
+    let list = svc.sensor_list();
+    assert_eq!(list.len(), 6);
+    assert!(list.iter().any(|s| s.is_wake_up()));
+    let (id, end) = svc.create_connection().unwrap();
+    let mut queue = SensorEventQueue::new(end);
+    for s in &list {
+        // Period 0 asks for the fastest rate: clamped to the sensor's min delay.
+        svc.enable(id, s.handle, Duration::ZERO, Duration::ZERO)
+            .unwrap();
+    }
+    let stats = svc.stats().unwrap();
+    let accel = stats
+        .active_sensors
+        .iter()
+        .find(|(h, _)| *h == ACCELEROMETER)
+        .expect("accelerometer HAL running");
+    assert_eq!(accel.1, Duration::from_micros(568), "1760 Hz ceiling");
+
+    let mut seen = std::collections::BTreeMap::new();
+    let mut buf = [SensorEvent::zeroed(); MAX_RECEIVE_EVENTS];
+    let deadline = Instant::now() + LONG;
+    while seen.len() < list.len() {
+        assert!(Instant::now() < deadline, "only saw {seen:?}");
+        let n = queue.read_timeout(&mut buf, LONG).unwrap();
+        for e in &buf[..n] {
+            let info = list
+                .iter()
+                .find(|s| s.handle == e.sensor)
+                .expect("known sensor");
+            assert_eq!(e.kind, info.kind);
+            assert!(!e.needs_ack() || info.is_wake_up());
+            *seen.entry(e.sensor).or_insert(0u64) += 1;
+        }
+    }
+    // Significant motion is one-shot: it fired once and disabled itself.
+    assert_eq!(seen[&SIGNIFICANT_MOTION], 1);
+    let active = svc.stats().unwrap().active_sensors;
+    assert!(
+        active.iter().all(|(h, _)| *h != SIGNIFICANT_MOTION),
+        "{active:?}"
+    );
+    assert!(
+        svc.flush(id, SIGNIFICANT_MOTION).is_err(),
+        "one-shot cannot flush"
+    );
+    svc.destroy(id).unwrap();
+    assert!(svc.stats().unwrap().active_sensors.is_empty());
+}
