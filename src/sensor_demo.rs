@@ -13,6 +13,8 @@
 //!   flush-complete meta event behind the pending events; counters.
 //! - [`direct`]: the direct channel, a sealed memfd ring of records with atomic counters.
 //! - [`client`]: [`SensorEventQueue`] (blocking, mio, tokio `Stream`), latency helpers.
+//! - [`binder`]: the ISensorServer / ISensorEventConnection interfaces on the binder
+//!   runtime ([`binder::sensor_server`]) and the client's [`SensorManager`].
 //!
 //! **Clock.** Timestamps are `CLOCK_MONOTONIC` nanoseconds ([`clock_now_ns`]): the clock of
 //! `Instant`, mio and poll timeouts. Android stamps with `CLOCK_BOOTTIME`
@@ -22,10 +24,12 @@
 //! plain method of [`SensorService`] ([`SensorService::sensor_list`],
 //! [`SensorService::create_connection`] which returns the tube end that travels as a
 //! `BINDER_TYPE_FD`, [`SensorService::enable`], [`SensorService::disable`],
-//! [`SensorService::set_rate`], [`SensorService::flush`], [`SensorService::destroy`],
-//! [`SensorService::create_direct_channel`], ...). A binder interface only decodes parcels
-//! and calls them.
+//! [`SensorService::set_rate`], [`SensorService::flush`] / [`SensorService::flush_all`],
+//! [`SensorService::destroy`], [`SensorService::create_direct_channel`], ...). The
+//! [`binder`] module only decodes parcels and calls them; tests drive the same methods
+//! directly, handing tube ends to client processes by SCM_RIGHTS.
 
+pub mod binder;
 pub mod client;
 pub mod connection;
 pub mod direct;
@@ -33,6 +37,7 @@ pub mod event;
 pub mod sensors;
 pub mod service;
 
+pub use binder::{sensor_server, SensorDirectConnection, SensorEventConnection, SensorManager};
 #[cfg(feature = "tokio")]
 pub use client::SensorEventStream;
 pub use client::{latency_ns, LatencySummary, QueueStats, SensorEventQueue, MAX_RECEIVE_EVENTS};

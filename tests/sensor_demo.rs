@@ -9,17 +9,22 @@
 //! counts back as one `Report` packet on the control socket. Assertions are on counts; time
 //! limits only guard against hangs.
 
+use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bittube::binder_ipc::driver::ENV_SOCKET;
+use bittube::binder_ipc::runtime::ProcessState;
+use bittube::binder_ipc::service_manager::{default_policy, ServiceManager};
 use bittube::bittube::{TubeEnd, TubeError};
 use bittube::fd_transfer::{recv_with_fds, send_with_fds};
+use bittube::sensor_demo::binder::SERVICE_NAME;
 use bittube::sensor_demo::event::TYPE_ACCELEROMETER;
 use bittube::sensor_demo::sensors::{ACCELEROMETER, ACCELEROMETER_WAKE_UP, SIGNIFICANT_MOTION};
 use bittube::sensor_demo::{
-    ConnectionId, ConnectionStats, DirectChannelReader, DirectRate, SensorEvent, SensorEventQueue,
-    SensorService, ServiceConfig, MAX_RECEIVE_EVENTS,
+    sensor_server, ConnectionId, ConnectionStats, DirectChannelReader, DirectRate, SensorEvent,
+    SensorEventQueue, SensorManager, SensorService, ServiceConfig, MAX_RECEIVE_EVENTS,
 };
 use bytemuck::{Pod, Zeroable};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -57,6 +62,10 @@ fn child_role() -> Option<String> {
 }
 
 fn spawn_child(test: &str, role: &str) -> (Child, OwnedFd) {
+    spawn_child_env(test, role, &[])
+}
+
+fn spawn_child_env(test: &str, role: &str, env: &[(&str, &OsStr)]) -> (Child, OwnedFd) {
     let (parent, child) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -67,6 +76,7 @@ fn spawn_child(test: &str, role: &str) -> (Child, OwnedFd) {
     let child = Command::new(std::env::current_exe().expect("test binary path"))
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, role)
+        .envs(env.iter().copied())
         .stdin(Stdio::from(child))
         .stdout(Stdio::null())
         .spawn()
@@ -720,4 +730,121 @@ fn every_sensor_of_the_list_delivers_its_events() {
     );
     svc.destroy(id).unwrap();
     assert!(svc.stats().unwrap().active_sensors.is_empty());
+}
+
+/// Read from `queue` until `stop` says so for an event; returns the events read.
+fn read_until(
+    queue: &mut SensorEventQueue,
+    mut stop: impl FnMut(&SensorEvent) -> bool,
+) -> Vec<SensorEvent> {
+    let mut got = Vec::new();
+    let mut buf = [SensorEvent::zeroed(); MAX_RECEIVE_EVENTS];
+    loop {
+        let n = queue.read_timeout(&mut buf, LONG).expect("events");
+        for e in &buf[..n] {
+            got.push(*e);
+            if stop(e) {
+                return got;
+            }
+        }
+    }
+}
+
+/// The client process of `sensor_service_over_binder`: everything through binder.
+fn binder_client() {
+    let ps = ProcessState::open().expect("binder (BITTUBE_BINDER)");
+    ps.start_thread_pool().unwrap();
+    let mgr = SensorManager::connect(&ps, LONG).expect("sensorservice");
+    assert_eq!(
+        mgr.sensor_list().unwrap(),
+        bittube::sensor_demo::sensor_list()
+    );
+
+    // An event connection: the tube end comes out of the reply as a BINDER_TYPE_FD object.
+    let (conn, mut queue) = mgr.create_event_queue().unwrap();
+    assert!(
+        conn.channel().is_err(),
+        "the channel can be taken only once"
+    );
+    assert!(conn.enable(99, Duration::ZERO, Duration::ZERO).is_err());
+    conn.enable(ACCELEROMETER, Duration::from_millis(5), Duration::ZERO)
+        .unwrap();
+    let mut count = 0;
+    let got = read_until(&mut queue, |e| {
+        count += u32::from(e.sensor == ACCELEROMETER);
+        count >= 100
+    });
+    assert!(got.windows(2).all(|w| w[0].timestamp < w[1].timestamp));
+    conn.flush().unwrap();
+    let got = read_until(&mut queue, |e| e.flushed_sensor().is_some());
+    assert_eq!(got.last().unwrap().flushed_sensor(), Some(ACCELEROMETER));
+    conn.destroy().unwrap();
+    let mut buf = [SensorEvent::zeroed(); MAX_RECEIVE_EVENTS];
+    loop {
+        match queue.read_timeout(&mut buf, LONG) {
+            Ok(_) => {}
+            Err(TubeError::PeerClosed) => break,
+            Err(e) => panic!("after destroy: {e}"),
+        }
+    }
+
+    // A connection whose proxy is dropped: the service's object is released and the
+    // connection destroyed, which the client sees as the tube closing.
+    let (conn, mut queue) = mgr.create_event_queue().unwrap();
+    conn.enable(ACCELEROMETER, Duration::from_millis(5), Duration::ZERO)
+        .unwrap();
+    read_until(&mut queue, |_| true);
+    drop(conn);
+    loop {
+        match queue.read_timeout(&mut buf, LONG) {
+            Ok(_) => {}
+            Err(TubeError::PeerClosed) => break,
+            Err(e) => panic!("after dropping the connection: {e}"),
+        }
+    }
+
+    // The direct channel: the ring's memfd comes through binder too.
+    let (direct, mut reader) = mgr.create_direct_connection(64).unwrap();
+    let token = direct.configure(ACCELEROMETER, DirectRate::Fast).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + LONG;
+    while records.len() < 50 {
+        assert!(Instant::now() < deadline);
+        reader.read(&mut records, usize::MAX);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(records.iter().all(|r| r.sensor == token));
+    assert!(records
+        .windows(2)
+        .all(|w| (w[0].reserved0 as u32) < (w[1].reserved0 as u32)));
+    direct.destroy().unwrap();
+    ps.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn sensor_service_over_binder() {
+    if let Some(role) = child_role() {
+        assert_eq!(role, "binder-client");
+        return binder_client();
+    }
+    let (ps, driver) = ProcessState::embedded().unwrap();
+    let sm = ServiceManager::serve(&ps, default_policy()).unwrap();
+    let svc = SensorService::start().unwrap();
+    sm.add_local(SERVICE_NAME, sensor_server(svc.clone()));
+    let (child, _control) = spawn_child_env(
+        "sensor_service_over_binder",
+        "binder-client",
+        &[(ENV_SOCKET, driver.socket_path().as_os_str())],
+    );
+    wait_success(child);
+    let deadline = Instant::now() + LONG;
+    loop {
+        let stats = svc.stats().unwrap();
+        if stats.connections == 0 && stats.direct_channels == 0 && stats.active_sensors.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left behind: {stats:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    ps.shutdown(Duration::from_secs(5)).unwrap();
 }

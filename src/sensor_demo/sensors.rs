@@ -42,7 +42,7 @@ pub struct SensorInfo {
     /// Handle used in enable/disable/flush and in events' `sensor` field.
     pub handle: SensorHandle,
     /// Human-readable name.
-    pub name: &'static str,
+    pub name: String,
     /// Sensor type: one of the `event::TYPE_*` constants.
     pub kind: i32,
     /// Smallest sampling period in µs (0: on-change, -1: one-shot), as Android's `minDelay`.
@@ -108,7 +108,7 @@ pub fn sensor_list() -> Vec<SensorInfo> {
     vec![
         SensorInfo {
             handle: ACCELEROMETER,
-            name: "Simulated Accelerometer",
+            name: "Simulated Accelerometer".into(),
             kind: TYPE_ACCELEROMETER,
             min_delay_us: 568,
             max_delay_us: 1_000_000,
@@ -116,7 +116,7 @@ pub fn sensor_list() -> Vec<SensorInfo> {
         },
         SensorInfo {
             handle: GYROSCOPE,
-            name: "Simulated Gyroscope",
+            name: "Simulated Gyroscope".into(),
             kind: TYPE_GYROSCOPE,
             min_delay_us: 568,
             max_delay_us: 1_000_000,
@@ -124,7 +124,7 @@ pub fn sensor_list() -> Vec<SensorInfo> {
         },
         SensorInfo {
             handle: MAGNETOMETER,
-            name: "Simulated Magnetometer",
+            name: "Simulated Magnetometer".into(),
             kind: TYPE_MAGNETIC_FIELD,
             min_delay_us: 5_000,
             max_delay_us: 1_000_000,
@@ -132,7 +132,7 @@ pub fn sensor_list() -> Vec<SensorInfo> {
         },
         SensorInfo {
             handle: ACCELEROMETER_WAKE_UP,
-            name: "Simulated Accelerometer (wake-up)",
+            name: "Simulated Accelerometer (wake-up)".into(),
             kind: TYPE_ACCELEROMETER,
             min_delay_us: 5_000,
             max_delay_us: 1_000_000,
@@ -140,7 +140,7 @@ pub fn sensor_list() -> Vec<SensorInfo> {
         },
         SensorInfo {
             handle: SIGNIFICANT_MOTION,
-            name: "Simulated Significant Motion",
+            name: "Simulated Significant Motion".into(),
             kind: TYPE_SIGNIFICANT_MOTION,
             min_delay_us: -1,
             max_delay_us: 0,
@@ -148,7 +148,7 @@ pub fn sensor_list() -> Vec<SensorInfo> {
         },
         SensorInfo {
             handle: STEP_COUNTER,
-            name: "Simulated Step Counter",
+            name: "Simulated Step Counter".into(),
             kind: TYPE_STEP_COUNTER,
             min_delay_us: 0,
             max_delay_us: 10_000_000,

@@ -155,6 +155,10 @@ enum Command {
         sensor: SensorHandle,
         reply: Reply<FlushInfo>,
     },
+    FlushAll {
+        conn: ConnectionId,
+        reply: Reply<Vec<(SensorHandle, FlushInfo)>>,
+    },
     Destroy {
         conn: ConnectionId,
         reply: Reply<ConnectionStats>,
@@ -335,6 +339,16 @@ impl SensorService {
             sensor,
             reply,
         })
+    }
+
+    /// Flush every sensor enabled on `conn` (one-shot sensors excepted), in handle order:
+    /// one flush-complete meta event each, behind the events pending before the call
+    /// (ISensorEventConnection::flush).
+    pub fn flush_all(
+        &self,
+        conn: ConnectionId,
+    ) -> Result<Vec<(SensorHandle, FlushInfo)>, SensorError> {
+        self.call(|reply| Command::FlushAll { conn, reply })
     }
 
     /// Destroy `conn`: its sensors are disabled, the service closes its tube end (the client
@@ -605,6 +619,24 @@ impl Loop {
                 // Events the HAL produced before the call go out before the meta event.
                 self.drain_hal();
                 let r = self.flush(conn, sensor);
+                let _ = reply.send(r);
+            }
+            Command::FlushAll { conn, reply } => {
+                self.drain_hal();
+                let r = self
+                    .conn(conn)
+                    .map(|c| c.subs.keys().copied().collect::<Vec<_>>());
+                let r = r.and_then(|handles| {
+                    let mut done = Vec::new();
+                    for h in handles {
+                        match self.flush(conn, h) {
+                            Ok(info) => done.push((h, info)),
+                            Err(SensorError::OneShot(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(done)
+                });
                 let _ = reply.send(r);
             }
             Command::Destroy { conn, reply } => {
