@@ -823,20 +823,43 @@ fn binder_client() {
 
 #[test]
 fn sensor_service_over_binder() {
-    if let Some(role) = child_role() {
-        assert_eq!(role, "binder-client");
-        return binder_client();
+    match child_role().as_deref() {
+        Some("binder-client") => return binder_client(),
+        Some("binder-victim") => {
+            // Streams until it is killed.
+            let control = control_in_child();
+            let ps = ProcessState::open().expect("binder (BITTUBE_BINDER)");
+            ps.start_thread_pool().unwrap();
+            let mgr = SensorManager::connect(&ps, LONG).expect("sensorservice");
+            let (conn, mut queue) = mgr.create_event_queue().unwrap();
+            conn.enable(ACCELEROMETER, Duration::from_millis(1), Duration::ZERO)
+                .unwrap();
+            read_until(&mut queue, |_| true);
+            send_with_fds(&control, b"reading", &[]).unwrap();
+            loop {
+                read_until(&mut queue, |_| true);
+            }
+        }
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
     }
+    let test = "sensor_service_over_binder";
     let (ps, driver) = ProcessState::embedded().unwrap();
     let sm = ServiceManager::serve(&ps, default_policy()).unwrap();
     let svc = SensorService::start().unwrap();
     sm.add_local(SERVICE_NAME, sensor_server(svc.clone()));
-    let (child, _control) = spawn_child_env(
-        "sensor_service_over_binder",
-        "binder-client",
-        &[(ENV_SOCKET, driver.socket_path().as_os_str())],
-    );
+    let env = [(ENV_SOCKET, driver.socket_path().as_os_str())];
+    let (child, _control) = spawn_child_env(test, "binder-client", &env);
     wait_success(child);
+    // A client killed while streaming: its connection goes too (its tube closes and the
+    // driver releases its reference on the connection object).
+    let (mut victim, control) = spawn_child_env(test, "binder-victim", &env);
+    let mut buf = [0u8; 16];
+    let got = recv_with_fds(&control, &mut buf, 0).unwrap();
+    assert_eq!(&buf[..got.len], b"reading");
+    assert_eq!(svc.stats().unwrap().connections, 1);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
     let deadline = Instant::now() + LONG;
     loop {
         let stats = svc.stats().unwrap();
