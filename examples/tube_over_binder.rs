@@ -58,15 +58,26 @@ impl Service for EventService {
         "bittube.example.IEvents"
     }
 
-    fn on_transact(&self, code: u32, data: &mut Parcel, reply: &mut Parcel, _: &CallContext) -> Result<(), BinderError> {
+    fn on_transact(
+        &self,
+        code: u32,
+        data: &mut Parcel,
+        reply: &mut Parcel,
+        _: &CallContext,
+    ) -> Result<(), BinderError> {
         if code != OPEN_STREAM {
             return Err(BinderError::UnknownTransaction(code));
         }
         let count = data.read_u64()?;
         let batch = data.read_u32()?.clamp(1, 39) as usize;
-        let mut tube = BitTube::with_buffer_size(100 * 1024).map_err(|e| BinderError::BadValue(e.to_string()))?;
+        let mut tube = BitTube::with_buffer_size(100 * 1024)
+            .map_err(|e| BinderError::BadValue(e.to_string()))?;
         write_tube(reply, &mut tube)?;
-        let done = self.done.lock().map_err(|_| BinderError::BadValue("poisoned".into()))?.clone();
+        let done = self
+            .done
+            .lock()
+            .map_err(|_| BinderError::BadValue("poisoned".into()))?
+            .clone();
         std::thread::spawn(move || {
             let mut tx = EventSender::<Event>::new(tube.into_local());
             let mut buf = vec![Event::default(); batch];
@@ -98,7 +109,9 @@ fn service() -> Result<(), Box<dyn std::error::Error>> {
     let ps = ProcessState::open()?;
     ps.start_thread_pool()?;
     let (tx, rx) = mpsc::channel();
-    let svc = Binder::new(EventService { done: Mutex::new(tx) });
+    let svc = Binder::new(EventService {
+        done: Mutex::new(tx),
+    });
     ServiceManagerClient::new(&ps)?.add_service(NAME, &svc)?;
     let (sent, acked) = rx.recv_timeout(Duration::from_secs(120))?;
     println!("service: sent {sent} events, {acked} acknowledged");
@@ -144,7 +157,9 @@ fn client(events: u64, batch: u32) -> Result<(), Box<dyn std::error::Error>> {
     let mut one = [Event::default()];
     match rx.recv_timeout(&mut one, Duration::from_secs(10)) {
         Err(TubeError::PeerClosed) => {}
-        other => return Err(format!("expected the service to close the tube, got {other:?}").into()),
+        other => {
+            return Err(format!("expected the service to close the tube, got {other:?}").into())
+        }
     }
     ps.shutdown(Duration::from_secs(5))?;
     Ok(())
@@ -153,12 +168,20 @@ fn client(events: u64, batch: u32) -> Result<(), Box<dyn std::error::Error>> {
 fn parent(events: u64, batch: u64) -> Result<(), Box<dyn std::error::Error>> {
     let (ps, driver) = ProcessState::embedded()?;
     let _sm = ServiceManager::serve(&ps, default_policy())?;
-    println!("driver shim at {}; service manager running", driver.socket_path().display());
+    println!(
+        "driver shim at {}; service manager running",
+        driver.socket_path().display()
+    );
     let me = std::env::current_exe()?;
     let start = |role: &str| {
         Command::new(&me)
             .arg(role)
-            .args(["--events", &events.to_string(), "--batch", &batch.to_string()])
+            .args([
+                "--events",
+                &events.to_string(),
+                "--batch",
+                &batch.to_string(),
+            ])
             .env(ENV_SOCKET, driver.socket_path())
             .spawn()
     };

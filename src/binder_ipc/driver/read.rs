@@ -92,7 +92,14 @@ impl State {
                     Work::SpamSuspect => {
                         // The sender's own setting decides what it hears.
                         let on = self.procs.get(&proc).is_some_and(|p| p.spam_detection);
-                        self.put(&mut out, if on { BR_ONEWAY_SPAM_SUSPECT } else { BR_TRANSACTION_COMPLETE });
+                        self.put(
+                            &mut out,
+                            if on {
+                                BR_ONEWAY_SPAM_SUSPECT
+                            } else {
+                                BR_TRANSACTION_COMPLETE
+                            },
+                        );
                     }
                     Work::ReturnError | Work::ReplyError => {
                         let t = self.threads.get_mut(&conn)?;

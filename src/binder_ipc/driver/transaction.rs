@@ -437,8 +437,13 @@ impl State {
                             .iter()
                             .find(|p| p.index == bo.parent)
                             .ok_or(BR_FAILED_REPLY)?;
-                        if !validate_fixup(&ptrs, parent.data_off, bo.parent_offset, last_fixup_obj, last_fixup_min)
-                            || parent.obj.length < 8
+                        if !validate_fixup(
+                            &ptrs,
+                            parent.data_off,
+                            bo.parent_offset,
+                            last_fixup_obj,
+                            last_fixup_min,
+                        ) || parent.obj.length < 8
                             || bo.parent_offset > parent.obj.length - 8
                         {
                             return Err(BR_FAILED_REPLY);
@@ -450,7 +455,12 @@ impl State {
                     }
                     last_fixup_obj = off;
                     last_fixup_min = 0;
-                    ptrs.push(PtrSeen { index: idx as u64, data_off: off, at, obj: bo });
+                    ptrs.push(PtrSeen {
+                        index: idx as u64,
+                        data_off: off,
+                        at,
+                        obj: bo,
+                    });
                     bytemuck::bytes_of(&bo).to_vec()
                 }
                 Object::Fda(fa) => {
@@ -461,7 +471,13 @@ impl State {
                         .iter()
                         .find(|p| p.index == fa.parent)
                         .ok_or(BR_FAILED_REPLY)?;
-                    if !validate_fixup(&ptrs, parent.data_off, fa.parent_offset, last_fixup_obj, last_fixup_min) {
+                    if !validate_fixup(
+                        &ptrs,
+                        parent.data_off,
+                        fa.parent_offset,
+                        last_fixup_obj,
+                        last_fixup_min,
+                    ) {
                         return Err(BR_FAILED_REPLY);
                     }
                     let (p_at, p_len) = (parent.at, parent.obj.length);
@@ -636,7 +652,13 @@ struct PtrSeen {
 /// PTR object at data offset `parent_data_off` is allowed only in order — into the buffer
 /// last fixed up or one of its ancestors, at or past the last fixed-up position. Like the
 /// kernel, "no fixup yet" is data offset 0, so a parent at offset 0 takes no fixups.
-fn validate_fixup(ptrs: &[PtrSeen], parent_data_off: u64, fixup_offset: u64, last_obj: u64, last_min: u64) -> bool {
+fn validate_fixup(
+    ptrs: &[PtrSeen],
+    parent_data_off: u64,
+    fixup_offset: u64,
+    last_obj: u64,
+    last_min: u64,
+) -> bool {
     if last_obj == 0 {
         return false;
     }

@@ -32,7 +32,9 @@ pub struct Inner {
     pub(super) context_object: Mutex<Option<Arc<dyn Service>>>,
     pub(super) max_threads: AtomicU32,
     pub(super) pool_started: AtomicBool,
-    pub(super) pool_threads: AtomicU32,
+    /// Pool threads alive; shared so a thread counts itself out only after it let go of
+    /// the process (then the device closes with the last handle, not later).
+    pub(super) pool_threads: Arc<AtomicU32>,
     pub(super) stopping: AtomicBool,
     pub(super) weak_self: Weak<Inner>,
 }
@@ -113,7 +115,7 @@ impl ProcessState {
             context_object: Mutex::new(None),
             max_threads: AtomicU32::new(DEFAULT_MAX_THREADS),
             pool_started: AtomicBool::new(false),
-            pool_threads: AtomicU32::new(0),
+            pool_threads: Arc::new(AtomicU32::new(0)),
             stopping: AtomicBool::new(false),
             weak_self: weak.clone(),
         });
