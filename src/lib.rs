@@ -10,3 +10,4 @@
 pub mod binder_ipc;
 pub mod bittube;
 pub mod fd_transfer;
+pub mod input_demo;
