@@ -48,8 +48,8 @@ pub mod publisher;
 pub use channel::{ChannelError, InputChannel, INPUT_CHANNEL_BUFFER_SIZE};
 pub use consumer::{ConsumedEvent, ConsumerStats, InputConsumer};
 pub use dispatcher::{
-    Bounds, DispatchError, DispatchEvent, Dispatcher, DispatcherConfig, DispatcherStats,
-    Injected, LatencySummary, RemovalReason, WindowInfo, WindowToken, DEFAULT_ANR_TIMEOUT,
+    Bounds, DispatchError, DispatchEvent, Dispatcher, DispatcherConfig, DispatcherStats, Injected,
+    LatencySummary, RemovalReason, WindowInfo, WindowToken, DEFAULT_ANR_TIMEOUT,
 };
 pub use message::{
     InputMessage, KeyEvent, MessageError, MotionEvent, Pointer, KEY_ACTION_DOWN, KEY_ACTION_UP,
@@ -66,7 +66,10 @@ pub fn now_nanos() -> i64 {
         // CLOCK_MONOTONIC always exists on Linux; fall back to a process-local clock.
         Err(_) => {
             static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-            START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as i64
+            START
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_nanos() as i64
         }
     }
 }

@@ -131,10 +131,7 @@ impl InputConsumer {
     /// nothing is ready. [`ChannelError::DeadObject`] once the publisher is gone and every
     /// event it sent was delivered; [`ChannelError::Malformed`] / [`ChannelError::Unexpected`]
     /// for a rejected packet (reported after the events read before it).
-    pub fn consume(
-        &mut self,
-        frame_time: Option<i64>,
-    ) -> Result<Vec<ConsumedEvent>, ChannelError> {
+    pub fn consume(&mut self, frame_time: Option<i64>) -> Result<Vec<ConsumedEvent>, ChannelError> {
         let mut out = Vec::new();
         if self.deferred_error.is_none() {
             loop {
@@ -233,7 +230,10 @@ impl InputConsumer {
         let samples = &mut self.batches[i].samples;
         let take = match until {
             None => samples.len(),
-            Some(t) => samples.iter().take_while(|(_, e)| e.event_time <= t).count(),
+            Some(t) => samples
+                .iter()
+                .take_while(|(_, e)| e.event_time <= t)
+                .count(),
         };
         if take == 0 {
             return;

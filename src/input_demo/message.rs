@@ -401,7 +401,14 @@ impl InputMessage {
         buf.fill(0);
         let len = match self {
             InputMessage::Key { seq, event } => {
-                let at = put(buf, 0, &Header { kind: KIND_KEY, seq: *seq });
+                let at = put(
+                    buf,
+                    0,
+                    &Header {
+                        kind: KIND_KEY,
+                        seq: *seq,
+                    },
+                );
                 put(buf, at, event)
             }
             InputMessage::Motion { seq, event } => {

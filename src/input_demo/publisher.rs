@@ -34,7 +34,8 @@ impl InputPublisher {
 
     /// Publish a key event with sequence number `seq`.
     pub fn publish_key(&self, seq: u32, event: &KeyEvent) -> Result<(), ChannelError> {
-        self.channel.send_message(&InputMessage::Key { seq, event: *event })
+        self.channel
+            .send_message(&InputMessage::Key { seq, event: *event })
     }
 
     /// Publish a motion event with sequence number `seq`; a bad pointer count (0 or more

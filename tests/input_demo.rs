@@ -1,0 +1,768 @@
+//! input_demo with real processes: ordering and finished signals, MOVE batching, ANRs, a
+//! killed application removed with its fds released, malformed messages rejected.
+//!
+//! Cross-process tests re-execute this test binary with `BITTUBE_CHILD=<role>`: the named test
+//! then acts as the child (an application, or a dispatcher that itself starts an application).
+//! The child's stdin is one end of a SEQPACKET control socketpair; the client end of the
+//! window's input channel reaches the application over it by SCM_RIGHTS (where binder will
+//! carry it as a `BINDER_TYPE_FD` object), and the application sends its report back on it.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bittube::bittube::TubeEnd;
+use bittube::fd_transfer::{recv_with_fds, send_with_fds, FdTransferError};
+use bittube::input_demo::message::{Header, MotionBody, KIND_FINISHED, KIND_KEY, KIND_MOTION};
+use bittube::input_demo::*;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+const CHILD_ENV: &str = "BITTUBE_CHILD";
+/// Only to avoid hangs; nothing asserts on durations.
+const LONG: Duration = Duration::from_secs(30);
+const SCREEN: Bounds = Bounds {
+    left: 0.0,
+    top: 0.0,
+    right: 1000.0,
+    bottom: 1000.0,
+};
+const APP: WindowToken = WindowToken(7);
+
+fn child_role() -> Option<String> {
+    std::env::var(CHILD_ENV).ok()
+}
+
+fn spawn_child(test: &str, role: &str) -> (Child, OwnedFd) {
+    let (parent, child) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("control socketpair");
+    let child = Command::new(std::env::current_exe().expect("test binary path"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, role)
+        .stdin(Stdio::from(child))
+        .stdout(Stdio::null()) // the child's harness chatter; its panics go to stderr
+        .spawn()
+        .expect("start child");
+    (child, parent)
+}
+
+fn control_in_child() -> OwnedFd {
+    std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .expect("dup stdin")
+}
+
+fn wait_success(mut child: Child) {
+    let deadline = Instant::now() + LONG;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait child") {
+            assert!(status.success(), "child failed: {status}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child did not finish in {LONG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Hand the client end of a window's channel to the application (what binder will do with a
+/// `BINDER_TYPE_FD` object).
+fn send_end(control: &OwnedFd, name: &str, end: TubeEnd) {
+    send_with_fds(control, name.as_bytes(), &[end.as_fd()]).expect("send client end");
+    drop(end); // the application holds the only client end now
+}
+
+fn recv_end(control: &OwnedFd) -> InputChannel {
+    let mut buf = [0u8; 64];
+    let got = recv_with_fds(control, &mut buf, 1).expect("receive client end");
+    let name = std::str::from_utf8(&buf[..got.len])
+        .expect("name")
+        .to_owned();
+    let fd = got.fds.into_iter().next().expect("one fd");
+    InputChannel::from_tube_end(&name, TubeEnd::try_from_socket(fd).expect("a tube"))
+}
+
+/// Receive one message on the control socket, waiting up to [`LONG`].
+fn recv_control(control: &OwnedFd) -> Result<String, FdTransferError> {
+    let mut fds = [PollFd::new(control.as_fd(), PollFlags::POLLIN)];
+    let n = poll(&mut fds, PollTimeout::try_from(LONG).unwrap()).expect("poll control");
+    assert!(n > 0, "no report in {LONG:?}");
+    let mut buf = [0u8; 256];
+    let got = recv_with_fds(control, &mut buf, 0)?;
+    Ok(String::from_utf8_lossy(&buf[..got.len]).into_owned())
+}
+
+/// What an application saw, sent back as text.
+#[derive(Debug, Default, PartialEq)]
+struct Report {
+    keys: u64,
+    motion_events: u64,
+    motion_seqs: u64,
+    focus: u64,
+    batches: u64,
+}
+
+impl Report {
+    fn to_text(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.keys, self.motion_events, self.motion_seqs, self.focus, self.batches
+        )
+    }
+
+    fn parse(text: &str) -> Report {
+        let v: Vec<u64> = text
+            .split(' ')
+            .map(|f| f.parse().expect("number"))
+            .collect();
+        Report {
+            keys: v[0],
+            motion_events: v[1],
+            motion_seqs: v[2],
+            focus: v[3],
+            batches: v[4],
+        }
+    }
+}
+
+fn key(code: i32) -> KeyEvent {
+    let t = now_nanos();
+    KeyEvent {
+        device_id: 2,
+        source: SOURCE_KEYBOARD,
+        display_id: 0,
+        action: KEY_ACTION_DOWN,
+        flags: 0,
+        key_code: code,
+        scan_code: 0,
+        meta_state: 0,
+        repeat_count: 0,
+        policy_flags: 0,
+        down_time: t,
+        event_time: t,
+    }
+}
+
+fn touch(action: u32, x: f32, y: f32) -> MotionEvent {
+    let t = now_nanos();
+    MotionEvent::touch(action, x, y, t, t)
+}
+
+/// Pump until `done` holds, collecting what the dispatcher reports.
+fn pump_until(
+    d: &mut Dispatcher,
+    events: &mut Vec<DispatchEvent>,
+    mut done: impl FnMut(&Dispatcher, &[DispatchEvent]) -> bool,
+) {
+    let deadline = Instant::now() + LONG;
+    while !done(d, events) {
+        assert!(
+            Instant::now() < deadline,
+            "not done in {LONG:?}: {events:?}"
+        );
+        events.extend(d.pump(Duration::from_millis(50)).expect("pump"));
+    }
+}
+
+/// An application: receives its channel's client end, consumes, finishes, checks order.
+///
+/// Modes: `ordered` (no batching), `batching` (frame-paced MOVE batching), `stall` (answers
+/// two events, then stops reading), `malformed` (sends bad messages before its answers).
+/// Returns when the dispatcher closes the channel, after sending its [`Report`].
+fn run_app(mode: &str) {
+    let control = control_in_child();
+    let channel = recv_end(&control);
+    let mut consumer = InputConsumer::new(channel);
+    let mut report = Report::default();
+    let mut last_seq = 0u32;
+    let mut last_key_code = 0;
+    let mut last_motion_time = i64::MIN;
+    let deadline = Instant::now() + LONG;
+    loop {
+        assert!(Instant::now() < deadline, "app ran for {LONG:?}");
+        let frame_time = match mode {
+            "batching" => {
+                // One frame every 8 ms: samples that arrive in between are batched.
+                std::thread::sleep(Duration::from_millis(8));
+                Some(now_nanos())
+            }
+            _ => {
+                consumer
+                    .channel()
+                    .wait_readable(Duration::from_millis(100))
+                    .expect("wait");
+                None
+            }
+        };
+        let events = match consumer.consume(frame_time) {
+            Ok(events) => events,
+            Err(ChannelError::DeadObject) => break,
+            Err(e) => panic!("consume: {e}"),
+        };
+        for event in &events {
+            for &seq in event.seqs() {
+                assert!(seq > last_seq, "seq {seq} after {last_seq}: out of order");
+                last_seq = seq;
+            }
+            match event {
+                ConsumedEvent::Key { event, .. } => {
+                    assert_eq!(event.key_code, last_key_code + 1, "keys in order");
+                    last_key_code = event.key_code;
+                    report.keys += 1;
+                }
+                ConsumedEvent::Motion { seqs, event } => {
+                    assert!(event.event_time >= last_motion_time, "motions in order");
+                    last_motion_time = event.event_time;
+                    report.motion_events += 1;
+                    report.motion_seqs += seqs.len() as u64;
+                }
+                ConsumedEvent::Focus { has_focus, .. } => {
+                    assert!(has_focus);
+                    report.focus += 1;
+                }
+            }
+            if mode == "malformed" {
+                send_bad_messages(consumer.channel().tube());
+            }
+            consumer.finish(event, true).expect("finish");
+            if mode == "stall" && last_seq >= 2 {
+                // Stop reading; the channel stays open until the test closes the control
+                // socket.
+                let mut buf = [0u8; 16];
+                let _ = recv_with_fds(&control, &mut buf, 0);
+                return;
+            }
+        }
+        consumer.flush_finished().expect("flush finished");
+    }
+    assert_eq!(
+        consumer.unsent_finished(),
+        0,
+        "every finished signal was sent"
+    );
+    report.batches = consumer.stats().batches;
+    send_with_fds(&control, report.to_text().as_bytes(), &[]).expect("send report");
+}
+
+/// Four bad messages: a finished of the wrong size, motions with 0 and 17 pointers, and a
+/// finished for a seq that was never published.
+fn send_bad_messages(tube: &TubeEnd) {
+    let header = |kind, seq| bytemuck::bytes_of(&Header { kind, seq }).to_vec();
+    let mut wrong_size = header(KIND_FINISHED, 1);
+    wrong_size.resize(30, 0);
+    tube.send_batch::<u8>(&wrong_size).unwrap();
+    for count in [0u32, 17] {
+        tube.send_batch::<u8>(&motion_bytes(count, count as usize))
+            .unwrap();
+    }
+    let mut unknown_seq = header(KIND_FINISHED, 999_999);
+    unknown_seq.resize(24, 0);
+    tube.send_batch::<u8>(&unknown_seq).unwrap();
+}
+
+/// A motion message whose body says `count` pointers and which carries `carried` of them.
+fn motion_bytes(count: u32, carried: usize) -> Vec<u8> {
+    let mut bytes = bytemuck::bytes_of(&Header {
+        kind: KIND_MOTION,
+        seq: 5,
+    })
+    .to_vec();
+    let body = MotionBody {
+        device_id: 1,
+        source: SOURCE_TOUCHSCREEN,
+        display_id: 0,
+        action: MOTION_ACTION_MOVE,
+        action_button: 0,
+        flags: 0,
+        button_state: 0,
+        meta_state: 0,
+        pointer_count: count,
+        reserved: 0,
+        down_time: 0,
+        event_time: 0,
+    };
+    bytes.extend_from_slice(bytemuck::bytes_of(&body));
+    for _ in 0..carried {
+        bytes.extend_from_slice(bytemuck::bytes_of(&Pointer::default()));
+    }
+    bytes
+}
+
+fn dispatcher(anr_timeout: Duration) -> Dispatcher {
+    Dispatcher::new(DispatcherConfig { anr_timeout }).expect("dispatcher")
+}
+
+/// Unregister the window (the app sees a dead channel) and read the app's report.
+fn finish_app(d: &mut Dispatcher, control: &OwnedFd, child: Child) -> Report {
+    assert!(d.unregister_window(APP));
+    let report = Report::parse(&recv_control(control).expect("report"));
+    wait_success(child);
+    report
+}
+
+#[test]
+fn keys_and_motions_arrive_in_order_and_every_seq_is_finished() {
+    const TEST: &str = "keys_and_motions_arrive_in_order_and_every_seq_is_finished";
+    if let Some(role) = child_role() {
+        return run_app(&role);
+    }
+    let mut d = dispatcher(LONG);
+    let client = d.register_window("app", SCREEN, APP).unwrap();
+    let (child, control) = spawn_child(TEST, "ordered");
+    send_end(&control, "app", client);
+    d.set_focus(Some(APP)).unwrap();
+
+    let (mut keys, mut motions) = (0u64, 0u64);
+    for i in 0..200 {
+        let sent = d.inject_key(&key(i + 1)).unwrap();
+        assert_eq!(sent.token, APP);
+        keys += 1;
+        let action = match i % 10 {
+            0 => MOTION_ACTION_DOWN,
+            9 => MOTION_ACTION_UP,
+            _ => MOTION_ACTION_MOVE,
+        };
+        d.inject_motion(&touch(action, 10.0 + i as f32, 20.0))
+            .unwrap();
+        motions += 1;
+        if i % 50 == 0 {
+            d.pump(Duration::ZERO).unwrap();
+        }
+    }
+    let total = keys + motions + 1; // and the focus event
+    let mut events = Vec::new();
+    pump_until(&mut d, &mut events, |d, _| {
+        d.is_idle() && d.stats().finished == total
+    });
+    assert!(
+        events.is_empty(),
+        "no ANR, removal or bad message: {events:?}"
+    );
+    let stats = d.stats();
+    assert_eq!(stats.dispatched, total);
+    assert_eq!(stats.finished, total);
+    assert_eq!(stats.anrs, 0);
+    assert_eq!(stats.finish_latency.count, total);
+    assert!(stats.finish_latency.p50_us <= stats.finish_latency.p99_us);
+
+    let report = finish_app(&mut d, &control, child);
+    assert_eq!(
+        report,
+        Report {
+            keys,
+            motion_events: motions,
+            motion_seqs: motions,
+            focus: 1,
+            batches: 0
+        }
+    );
+}
+
+#[test]
+fn move_batching_reduces_messages_but_every_seq_is_answered() {
+    const TEST: &str = "move_batching_reduces_messages_but_every_seq_is_answered";
+    if let Some(role) = child_role() {
+        return run_app(&role);
+    }
+    let mut d = dispatcher(LONG);
+    let client = d.register_window("app", SCREEN, APP).unwrap();
+    let (child, control) = spawn_child(TEST, "batching");
+    send_end(&control, "app", client);
+
+    const MOVES: u64 = 300;
+    d.inject_motion(&touch(MOTION_ACTION_DOWN, 1.0, 1.0))
+        .unwrap();
+    for i in 0..MOVES {
+        d.inject_motion(&touch(MOTION_ACTION_MOVE, 1.0 + i as f32, 1.0))
+            .unwrap();
+    }
+    d.inject_motion(&touch(MOTION_ACTION_UP, 500.0, 1.0))
+        .unwrap();
+    let total = MOVES + 2;
+    let mut events = Vec::new();
+    pump_until(&mut d, &mut events, |d, _| {
+        d.is_idle() && d.stats().finished == total
+    });
+    assert!(events.is_empty(), "{events:?}");
+    let stats = d.stats();
+    assert_eq!(stats.dispatched, total);
+    assert!(
+        stats.batches >= 1,
+        "finished signals of a batch share a time: {stats:?}"
+    );
+
+    let report = finish_app(&mut d, &control, child);
+    assert_eq!(report.motion_seqs, total, "every seq was delivered");
+    assert!(
+        report.motion_events < total,
+        "batching delivered {} events for {total} messages",
+        report.motion_events
+    );
+    assert!(report.batches >= 1);
+}
+
+#[test]
+fn an_app_that_stops_reading_triggers_an_anr() {
+    const TEST: &str = "an_app_that_stops_reading_triggers_an_anr";
+    if let Some(role) = child_role() {
+        return run_app(&role);
+    }
+    let mut d = dispatcher(Duration::from_millis(300));
+    let client = d.register_window("sleepy", SCREEN, APP).unwrap();
+    let (child, control) = spawn_child(TEST, "stall");
+    send_end(&control, "sleepy", client);
+    d.set_focus(Some(APP)).unwrap(); // seq 1
+    d.inject_key(&key(1)).unwrap(); // seq 2: the last one answered
+    let mut events = Vec::new();
+    pump_until(&mut d, &mut events, |d, _| d.stats().finished == 2);
+    assert!(
+        events.is_empty(),
+        "answered events raise no ANR: {events:?}"
+    );
+
+    let unanswered = d.inject_key(&key(2)).unwrap();
+    pump_until(&mut d, &mut events, |_, e| !e.is_empty());
+    match &events[0] {
+        DispatchEvent::Anr {
+            token, name, seq, ..
+        } => {
+            assert_eq!(
+                (*token, name.as_str(), *seq),
+                (APP, "sleepy", unanswered.seq)
+            );
+        }
+        other => panic!("expected an ANR, got {other:?}"),
+    }
+    assert_eq!(d.stats().anrs, 1);
+    assert_eq!(d.windows().len(), 1, "an ANR does not remove the window");
+    assert_eq!(d.windows()[0].waiting, 1);
+
+    drop(control); // lets the app exit
+    wait_success(child);
+}
+
+#[test]
+fn a_killed_app_is_removed_and_its_fds_are_released() {
+    const TEST: &str = "a_killed_app_is_removed_and_its_fds_are_released";
+    match child_role().as_deref() {
+        // The dispatcher runs in a child of its own: no other test opens fds in its process.
+        Some("dispatcher") => return killed_app_dispatcher(TEST),
+        Some(role) => return run_app(role),
+        None => {}
+    }
+    let (child, _control) = spawn_child(TEST, "dispatcher");
+    wait_success(child);
+}
+
+fn killed_app_dispatcher(test: &str) {
+    let mut d = dispatcher(LONG);
+    let before = open_fds();
+    let client = d.register_window("doomed", SCREEN, APP).unwrap();
+    let (mut app, control) = spawn_child(test, "ordered");
+    send_end(&control, "doomed", client);
+    d.set_focus(Some(APP)).unwrap();
+    d.inject_key(&key(1)).unwrap();
+    let mut events = Vec::new();
+    pump_until(&mut d, &mut events, |d, _| d.stats().finished == 2);
+    assert!(
+        open_fds() > before,
+        "the server end and control socket are open"
+    );
+
+    app.kill().expect("kill app");
+    app.wait().expect("reap app");
+    pump_until(&mut d, &mut events, |_, e| !e.is_empty());
+    assert_eq!(
+        events,
+        [DispatchEvent::WindowRemoved {
+            token: APP,
+            name: "doomed".into(),
+            reason: RemovalReason::DeadObject,
+            abandoned: 0,
+        }]
+    );
+    assert!(d.windows().is_empty());
+    assert_eq!(d.focused(), None);
+    assert!(matches!(
+        d.inject_key(&key(2)),
+        Err(DispatchError::NoFocusedWindow)
+    ));
+    drop(control);
+    assert_eq!(open_fds(), before, "every fd of the window was released");
+}
+
+#[test]
+fn malformed_messages_from_an_app_are_rejected_and_skipped() {
+    const TEST: &str = "malformed_messages_from_an_app_are_rejected_and_skipped";
+    if let Some(role) = child_role() {
+        return run_app(&role);
+    }
+    let mut d = dispatcher(LONG);
+    let client = d.register_window("rogue", SCREEN, APP).unwrap();
+    let (child, control) = spawn_child(TEST, "malformed");
+    send_end(&control, "rogue", client);
+    d.set_focus(Some(APP)).unwrap();
+    d.inject_key(&key(1)).unwrap();
+    let mut events = Vec::new();
+    pump_until(&mut d, &mut events, |d, _| {
+        d.stats().finished == 2 && d.stats().bad_messages == 8
+    });
+    let errors: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            DispatchEvent::BadMessage { token, error, .. } => {
+                assert_eq!(*token, APP);
+                error.clone()
+            }
+            other => panic!("expected bad messages only, got {other:?}"),
+        })
+        .collect();
+    // Four per answered event (focus and key).
+    for chunk in errors.chunks(4) {
+        assert!(
+            chunk[0].contains("wrong size for a finished message: 30 bytes, expected exactly 24"),
+            "{}",
+            chunk[0]
+        );
+        assert!(chunk[1].contains("bad pointer count 0"), "{}", chunk[1]);
+        assert!(chunk[2].contains("bad pointer count 17"), "{}", chunk[2]);
+        assert!(chunk[3].contains("seq 999999"), "{}", chunk[3]);
+    }
+    assert_eq!(d.windows().len(), 1, "the window stays");
+    assert!(d.is_idle());
+    let report = finish_app(&mut d, &control, child);
+    assert_eq!((report.keys, report.focus), (1, 1));
+}
+
+#[test]
+fn malformed_messages_are_rejected_on_receipt() {
+    let (server, client) = InputChannel::pair("app").unwrap();
+    let raw = server.tube();
+    let header = |kind, seq| bytemuck::bytes_of(&Header { kind, seq }).to_vec();
+
+    let mut short_key = header(KIND_KEY, 1);
+    short_key.resize(60, 0);
+    let long_motion = motion_bytes(2, 1); // says 2 pointers, carries 1
+    let mut unknown = header(99, 4);
+    unknown.resize(64, 0);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            short_key,
+            "wrong size for a key message: 60 bytes, expected exactly 64",
+        ),
+        (motion_bytes(0, 0), "bad pointer count 0"),
+        (motion_bytes(17, 17), "bad pointer count 17"),
+        (motion_bytes(u32::MAX, 1), "bad pointer count 4294967295"),
+        (
+            long_motion,
+            "wrong size for a motion message: 100 bytes, expected exactly 136",
+        ),
+        (
+            motion_bytes(1, 0)[..40].to_vec(),
+            "motion message of 40 bytes is too short",
+        ),
+        (
+            vec![1, 0, 0],
+            "message of 3 bytes is shorter than the 8-byte header",
+        ),
+        (unknown, "unknown message type 99"),
+        (vec![0; 5000], "packet of 5000 bytes"), // far beyond MAX_MESSAGE_SIZE
+    ];
+    for (bytes, _) in &cases {
+        raw.send_batch::<u8>(bytes).unwrap();
+    }
+    for (_, expected) in &cases {
+        match client.receive_message() {
+            Err(e @ ChannelError::Malformed(_)) => {
+                assert!(e.to_string().contains(expected), "{e} / {expected}")
+            }
+            other => panic!("expected {expected:?}, got {other:?}"),
+        }
+    }
+    // Nothing of them was read as an event, and the channel still works.
+    let publisher = InputPublisher::new(server);
+    publisher.publish_key(9, &key(1)).unwrap();
+    let mut consumer = InputConsumer::new(client);
+    let events = consumer.consume(None).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].seqs(), &[9]);
+
+    // The consumer reports a bad packet after the events read before it.
+    publisher.publish_key(10, &key(2)).unwrap();
+    publisher
+        .channel()
+        .tube()
+        .send_batch::<u8>(&motion_bytes(17, 17))
+        .unwrap();
+    publisher.publish_key(11, &key(3)).unwrap();
+    assert_eq!(consumer.consume(None).unwrap()[0].seqs(), &[10]);
+    assert!(matches!(
+        consumer.consume(None),
+        Err(ChannelError::Malformed(MessageError::BadPointerCount {
+            count: 17
+        }))
+    ));
+    assert_eq!(consumer.consume(None).unwrap()[0].seqs(), &[11]);
+    assert_eq!(consumer.stats().rejected, 1);
+
+    // A publisher refuses bad pointer counts before sending anything.
+    let mut none = touch(MOTION_ACTION_DOWN, 0.0, 0.0);
+    none.pointers.clear();
+    let mut many = touch(MOTION_ACTION_DOWN, 0.0, 0.0);
+    many.pointers = vec![many.pointers[0]; MAX_POINTERS + 1];
+    for bad in [none, many] {
+        assert!(matches!(
+            publisher.publish_motion(12, &bad),
+            Err(ChannelError::Malformed(
+                MessageError::BadPointerCount { .. }
+            ))
+        ));
+    }
+    assert!(matches!(consumer.consume(None), Ok(v) if v.is_empty()));
+}
+
+#[test]
+fn would_block_and_dead_object_are_distinct() {
+    let (server, client) = InputChannel::pair("app").unwrap();
+    assert!(server.tube().send_buffer_size().unwrap() >= INPUT_CHANNEL_BUFFER_SIZE);
+    assert!(client.tube().recv_buffer_size().unwrap() >= INPUT_CHANNEL_BUFFER_SIZE);
+    assert!(matches!(
+        client.receive_message(),
+        Err(ChannelError::WouldBlock)
+    ));
+    let publisher = InputPublisher::new(server);
+    let mut sent = 0;
+    loop {
+        match publisher.publish_key(sent + 1, &key(1)) {
+            Ok(()) => sent += 1,
+            Err(ChannelError::WouldBlock) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(sent > 0);
+    drop(publisher);
+    let mut consumer = InputConsumer::new(client);
+    let events = consumer.consume(None).unwrap();
+    assert_eq!(
+        events.len(),
+        sent as usize,
+        "what was sent before the close is read"
+    );
+    assert!(matches!(
+        consumer.consume(None),
+        Err(ChannelError::DeadObject)
+    ));
+    assert!(matches!(
+        consumer.finish(&events[0], true),
+        Err(ChannelError::DeadObject)
+    ));
+}
+
+#[test]
+fn touches_go_to_the_topmost_window_under_the_pointer() {
+    let mut d = dispatcher(LONG);
+    let bottom = d.register_window("bottom", SCREEN, WindowToken(1)).unwrap();
+    let top_bounds = Bounds {
+        left: 0.0,
+        top: 0.0,
+        right: 100.0,
+        bottom: 100.0,
+    };
+    let top = d
+        .register_window("top", top_bounds, WindowToken(2))
+        .unwrap();
+    assert!(matches!(
+        d.register_window("again", SCREEN, WindowToken(2)),
+        Err(DispatchError::DuplicateToken(_))
+    ));
+    let down = d
+        .inject_motion(&touch(MOTION_ACTION_DOWN, 50.0, 50.0))
+        .unwrap();
+    assert_eq!(down.token, WindowToken(2));
+    // The gesture stays with its window even outside its bounds.
+    let moved = d
+        .inject_motion(&touch(MOTION_ACTION_MOVE, 500.0, 500.0))
+        .unwrap();
+    assert_eq!(moved.token, WindowToken(2));
+    d.inject_motion(&touch(MOTION_ACTION_UP, 500.0, 500.0))
+        .unwrap();
+    let next = d
+        .inject_motion(&touch(MOTION_ACTION_DOWN, 500.0, 500.0))
+        .unwrap();
+    assert_eq!(next.token, WindowToken(1));
+    assert!(matches!(
+        d.inject_motion(&touch(MOTION_ACTION_DOWN, 5000.0, 5.0)),
+        Err(DispatchError::NoWindowAt { .. })
+    ));
+    let top = InputChannel::from_tube_end("top", top);
+    let bottom = InputChannel::from_tube_end("bottom", bottom);
+    let seqs = |c: &InputChannel| {
+        let mut seqs = Vec::new();
+        while let Ok(m) = c.receive_message() {
+            seqs.push(m.seq());
+        }
+        seqs
+    };
+    assert_eq!(seqs(&top), [down.seq, moved.seq, moved.seq + 1]);
+    assert_eq!(seqs(&bottom), [next.seq]);
+}
+
+#[test]
+fn a_channel_that_blocks_with_nothing_waiting_is_broken() {
+    // An application that answers events it never read: the dispatcher's wait queue empties
+    // while the channel fills up.
+    let mut d = dispatcher(LONG);
+    let client =
+        InputChannel::from_tube_end("liar", d.register_window("liar", SCREEN, APP).unwrap());
+    d.set_focus(Some(APP)).unwrap();
+    let mut seq_answered = 1;
+    let mut events = Vec::new();
+    for i in 0..10_000 {
+        let sent = match d.inject_key(&key(i + 1)) {
+            Ok(sent) => sent,
+            Err(DispatchError::NoFocusedWindow) => break,
+            Err(e) => panic!("{e}"),
+        };
+        if d.windows().is_empty() {
+            break; // removed while publishing
+        }
+        while seq_answered <= sent.seq {
+            let finished = InputMessage::Finished {
+                seq: seq_answered,
+                handled: true,
+                consume_time: now_nanos(),
+            };
+            client.send_message(&finished).unwrap();
+            seq_answered += 1;
+        }
+        events.extend(d.pump(Duration::ZERO).unwrap());
+        if !events.is_empty() {
+            break;
+        }
+    }
+    events.extend(d.pump(Duration::ZERO).unwrap());
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            DispatchEvent::WindowRemoved {
+                reason: RemovalReason::BrokenChannel,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(d.windows().is_empty());
+}
