@@ -11,6 +11,8 @@
 //!   answers one finished signal per sequence number.
 //! - [`dispatcher`]: [`Dispatcher`], windows with connections, focus and touch routing,
 //!   outbound and wait queues, ANRs, removal of dead or broken windows, latency statistics.
+//! - [`thread`]: [`DispatcherThread`], the dispatcher behind a mutex with a thread that pumps
+//!   it, for callers on other threads (a binder thread pool).
 //!
 //! The dispatcher is reached through plain calls — [`Dispatcher::register_window`] (which
 //! returns the client end of the window's channel, to hand to the application),
@@ -44,6 +46,7 @@ pub mod consumer;
 pub mod dispatcher;
 pub mod message;
 pub mod publisher;
+pub mod thread;
 
 pub use channel::{ChannelError, InputChannel, INPUT_CHANNEL_BUFFER_SIZE};
 pub use consumer::{ConsumedEvent, ConsumerStats, InputConsumer};
@@ -57,6 +60,7 @@ pub use message::{
     SOURCE_KEYBOARD, SOURCE_TOUCHSCREEN, TOOL_TYPE_FINGER,
 };
 pub use publisher::{Finished, InputPublisher};
+pub use thread::DispatcherThread;
 
 /// Now on `CLOCK_MONOTONIC`, in nanoseconds: the time base of event, consume and publish
 /// times (shared by all processes of the machine).

@@ -818,3 +818,59 @@ fn a_channel_that_blocks_with_nothing_waiting_is_broken() {
     );
     assert!(d.windows().is_empty());
 }
+
+#[test]
+fn a_dispatcher_thread_serves_calls_from_other_threads() {
+    const TEST: &str = "a_dispatcher_thread_serves_calls_from_other_threads";
+    if let Some(role) = child_role() {
+        return run_app(&role);
+    }
+    let service = DispatcherThread::start(DispatcherConfig { anr_timeout: LONG }).unwrap();
+    let (child, control) = spawn_child(TEST, "ordered");
+    std::thread::scope(|s| {
+        // What binder threads will do: register (and hand out the client end), focus, inject.
+        s.spawn(|| {
+            let client = service.lock().register_window("app", SCREEN, APP).unwrap();
+            send_end(&control, "app", client);
+            service.lock().set_focus(Some(APP)).unwrap();
+        })
+        .join()
+        .unwrap();
+        let injectors: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        service
+                            .lock()
+                            .inject_motion(&touch(MOTION_ACTION_DOWN, 1.0, 1.0))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for injector in injectors {
+            injector.join().unwrap();
+        }
+    });
+    // Only the dispatcher's own thread reads the finished signals.
+    let deadline = Instant::now() + LONG;
+    while service.lock().stats().finished < 101 {
+        assert!(Instant::now() < deadline, "{:?}", service.lock().stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(service.lock().is_idle());
+    // What a death notification will do, from yet another thread.
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(service.lock().unregister_window(APP)));
+    });
+    match service.events().recv_timeout(LONG).unwrap() {
+        DispatchEvent::WindowRemoved { token, reason, .. } => {
+            assert_eq!((token, reason), (APP, RemovalReason::Unregistered))
+        }
+        other => panic!("expected the window's removal, got {other:?}"),
+    }
+    let report = Report::parse(&recv_control(&control).expect("report"));
+    assert_eq!((report.motion_seqs, report.focus), (100, 1));
+    wait_success(child);
+    service.stop().unwrap();
+}

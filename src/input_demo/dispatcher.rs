@@ -27,7 +27,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -466,13 +466,8 @@ impl Dispatcher {
     pub fn pump(&mut self, timeout: Duration) -> Result<Vec<DispatchEvent>, DispatchError> {
         self.flush_all();
         let wait = if self.notifications.is_empty() {
-            match self.next_anr_deadline() {
-                Some(deadline) => {
-                    let left = Duration::from_nanos((deadline - now_nanos()).max(0) as u64);
-                    timeout.min(left)
-                }
-                None => timeout,
-            }
+            self.next_timeout()
+                .map_or(timeout, |left| timeout.min(left))
         } else {
             Duration::ZERO
         };
@@ -490,6 +485,20 @@ impl Dispatcher {
         self.flush_all();
         self.check_anrs(now_nanos());
         Ok(std::mem::take(&mut self.notifications))
+    }
+
+    /// How long [`pump`](Self::pump) may wait before an ANR falls due (`None`: no event is
+    /// waiting to be finished, or its ANR was already reported).
+    pub fn next_timeout(&self) -> Option<Duration> {
+        let deadline = self.next_anr_deadline()?;
+        Some(Duration::from_nanos((deadline - now_nanos()).max(0) as u64))
+    }
+
+    /// A descriptor (a duplicate of the dispatcher's epoll fd) that is readable whenever a
+    /// channel has activity or the waker was woken: a thread can wait on it without holding
+    /// the dispatcher, then call `pump(Duration::ZERO)`.
+    pub fn poll_fd(&self) -> Result<OwnedFd, DispatchError> {
+        Ok(self.poll.registry().as_fd().try_clone_to_owned()?)
     }
 
     /// The windows, bottom to top.
