@@ -874,3 +874,69 @@ fn a_dispatcher_thread_serves_calls_from_other_threads() {
     wait_success(child);
     service.stop().unwrap();
 }
+
+mod decode_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pointer() -> impl Strategy<Value = Pointer> {
+        (any::<i32>(), any::<u32>(), any::<[f32; 7]>()).prop_map(|(id, tool_type, a)| Pointer {
+            id,
+            tool_type,
+            x: a[0],
+            y: a[1],
+            pressure: a[2],
+            size: a[3],
+            touch_major: a[4],
+            touch_minor: a[5],
+            orientation: a[6],
+        })
+    }
+
+    proptest! {
+        /// Any bytes: an error or a message, never a panic; a message re-encodes to the
+        /// same bytes except reserved fields and booleans, which are normalised.
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..800)) {
+            if let Ok(message) = InputMessage::decode(&bytes) {
+                let mut buf = [0u8; message::MAX_MESSAGE_SIZE];
+                let len = message.encode(&mut buf).unwrap();
+                prop_assert_eq!(len, bytes.len());
+            }
+        }
+
+        /// Headers of a known type followed by any bytes of any length.
+        #[test]
+        fn typed_garbage_is_rejected_or_exact(kind in 1u32..=4, seq in any::<u32>(),
+                                              tail in proptest::collection::vec(any::<u8>(), 0..700)) {
+            let mut bytes = bytemuck::bytes_of(&Header { kind, seq }).to_vec();
+            bytes.extend_from_slice(&tail);
+            match InputMessage::decode(&bytes) {
+                Ok(m) => prop_assert_eq!(m.seq(), seq),
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+
+        /// Valid motions survive the trip through a real channel.
+        #[test]
+        fn motions_round_trip(seq in 1u32.., pointers in proptest::collection::vec(pointer(), 1..=16),
+                              device_id in any::<i32>(), event_time in any::<i64>()) {
+            let (server, client) = InputChannel::pair("p").unwrap();
+            let mut event = MotionEvent::touch(MOTION_ACTION_MOVE, 0.0, 0.0, 1, event_time);
+            event.device_id = device_id;
+            event.pointers = pointers;
+            InputPublisher::new(server).publish_motion(seq, &event).unwrap();
+            match client.receive_message().unwrap() {
+                InputMessage::Motion { seq: got_seq, event: got } => {
+                    prop_assert_eq!(got_seq, seq);
+                    // Compare bit patterns: NaN axes must survive too.
+                    prop_assert_eq!(format!("{:?}", got.pointers.iter().map(|p| bytemuck::bytes_of(p).to_vec()).collect::<Vec<_>>()),
+                                    format!("{:?}", event.pointers.iter().map(|p| bytemuck::bytes_of(p).to_vec()).collect::<Vec<_>>()));
+                    prop_assert_eq!(got.event_time, event_time);
+                    prop_assert_eq!(got.device_id, device_id);
+                }
+                other => prop_assert!(false, "got {:?}", other),
+            }
+        }
+    }
+}
