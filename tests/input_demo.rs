@@ -940,3 +940,39 @@ mod decode_props {
         }
     }
 }
+
+#[test]
+fn finished_signals_wait_in_the_consumer_while_the_channel_is_full() {
+    let (server, client) = InputChannel::pair("app").unwrap();
+    let publisher = InputPublisher::new(server);
+    let mut consumer = InputConsumer::new(client);
+    // The publisher does not read: answers pile up until the channel is full.
+    let mut seq = 0;
+    while consumer.unsent_finished() == 0 {
+        seq += 1;
+        assert!(seq < 100_000, "the channel never filled up");
+        publisher.publish_key(seq, &key(1)).unwrap();
+        let events = consumer.consume(None).unwrap();
+        assert_eq!(events.len(), 1);
+        consumer.finish(&events[0], true).unwrap();
+    }
+    let mut answered = Vec::new();
+    loop {
+        match publisher.receive_finished() {
+            Ok(f) => answered.push(f.seq),
+            Err(ChannelError::WouldBlock) => {
+                if consumer.unsent_finished() == 0 {
+                    break;
+                }
+                consumer.flush_finished().unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        answered,
+        (1..=seq).collect::<Vec<_>>(),
+        "every seq, in order"
+    );
+    assert_eq!(consumer.stats().finished_sent, u64::from(seq));
+}
