@@ -4,8 +4,14 @@
 //! - [`device`]: the [`device::Device`] trait and its two implementations.
 //! - [`driver`]: the user-space driver shim (embedded on a thread, or a daemon).
 //! - [`parcel`]: libbinder-compatible Parcel encoding.
+//! - [`runtime`]: processes, threads, services, proxies, death recipients.
+//! - [`service_manager`]: the context manager that maps names to binders, and its client.
+//! - [`tube`]: BitTube ends through binder, and a typed event channel on top.
 
 pub mod device;
 pub mod driver;
 pub mod parcel;
+pub mod runtime;
+pub mod service_manager;
+pub mod tube;
 pub mod uapi;

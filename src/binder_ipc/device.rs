@@ -83,6 +83,12 @@ pub trait Device: Send + Sync + std::fmt::Debug {
     /// Which driver this is.
     fn kind(&self) -> DeviceKind;
 
+    /// Wakes every thread blocked in [`write_read`](Device::write_read) on this device, for
+    /// a runtime that is shutting down. The shim closes the process's connections (every
+    /// later call fails with `ECONNRESET`); the kernel driver wakes its threads with a lone
+    /// `BR_NOOP` (closing a copy of the fd flushes the process), and the caller stops.
+    fn shutdown(&self);
+
     /// The bytes `[addr, addr + len)` of a received buffer, when they lie inside the buffer
     /// area; `None` otherwise. Valid until the buffer is freed with `BC_FREE_BUFFER`.
     fn buffer_bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {

@@ -269,4 +269,12 @@ impl Device for KernelDevice {
     fn kind(&self) -> DeviceKind {
         DeviceKind::Kernel
     }
+
+    fn shutdown(&self) {
+        // Closing any copy of the device fd runs the driver's flush, which wakes every
+        // thread of this binder process (`binder_flush`).
+        if let Ok(copy) = self.fd.try_clone() {
+            drop(copy);
+        }
+    }
 }

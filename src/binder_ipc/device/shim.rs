@@ -46,7 +46,8 @@ struct Inner {
     area_base: NonNull<u8>,
     area_len: usize,
     nonblock: AtomicBool,
-    threads: Mutex<HashMap<ThreadId, Arc<Mutex<ThreadConn>>>>,
+    closed: AtomicBool,
+    threads: Mutex<HashMap<ThreadId, Arc<ThreadConn>>>,
 }
 
 // SAFETY: `area_base` points at a read-only shared mapping owned by `Inner` for its whole
@@ -55,10 +56,12 @@ unsafe impl Send for Inner {}
 // SAFETY: as above; all mutable state is behind `Mutex` or atomics.
 unsafe impl Sync for Inner {}
 
+/// A thread's connection. Only its own thread sends and receives on `sock`; another thread
+/// may only shut it down ([`Device::shutdown`]).
 #[derive(Debug)]
 struct ThreadConn {
     sock: UnixStream,
-    out: Vec<u8>,
+    out: Mutex<Vec<u8>>,
 }
 
 impl Drop for Inner {
@@ -154,6 +157,7 @@ impl ShimDevice {
             area_base: base,
             area_len,
             nonblock: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             threads: Mutex::new(HashMap::new()),
         };
         let addr = base.as_ptr() as u64;
@@ -185,7 +189,10 @@ impl ShimDevice {
         &self.inner.path
     }
 
-    fn thread_conn(&self) -> Result<Arc<Mutex<ThreadConn>>, Errno> {
+    fn thread_conn(&self) -> Result<Arc<ThreadConn>, Errno> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Errno::ECONNRESET);
+        }
         let me = std::thread::current().id();
         let mut threads = self.inner.threads.lock().map_err(|_| Errno::EIO)?;
         if let Some(c) = threads.get(&me) {
@@ -204,10 +211,10 @@ impl ShimDevice {
         if res.errno != 0 {
             return Err(Errno::from_raw(res.errno));
         }
-        let conn = Arc::new(Mutex::new(ThreadConn {
+        let conn = Arc::new(ThreadConn {
             sock,
-            out: Vec::new(),
-        }));
+            out: Mutex::new(Vec::new()),
+        });
         threads.insert(me, conn.clone());
         drop(threads);
         let weak = Arc::downgrade(&self.inner);
@@ -217,7 +224,6 @@ impl ShimDevice {
 
     fn ioctl(&self, cmd: u32, arg: &[u8]) -> Result<i32, Errno> {
         let conn = self.thread_conn()?;
-        let conn = conn.lock().map_err(|_| Errno::EIO)?;
         let mut req = Ioctl {
             cmd,
             ..Default::default()
@@ -359,9 +365,7 @@ fn borrow_checked<'a>(fd: i32) -> Result<BorrowedFd<'a>, Errno> {
 impl Device for ShimDevice {
     fn write_read(&self, wr: &mut WriteRead<'_>) -> Result<(), Errno> {
         let conn = self.thread_conn()?;
-        let mut conn = conn.lock().map_err(|_| Errno::EIO)?;
-        let conn = &mut *conn;
-        let mut out = std::mem::take(&mut conn.out);
+        let mut out = std::mem::take(&mut *conn.out.lock().map_err(|_| Errno::EIO)?);
         out.clear();
         let start = wr.write_consumed.min(wr.write.len());
         let req = WriteReadReq {
@@ -400,7 +404,9 @@ impl Device for ShimDevice {
             }
         }
         let sent = wire::send_frame(conn.sock.as_fd(), K_WRITE_READ, &[&out], &fds);
-        conn.out = out;
+        if let Ok(mut keep) = conn.out.lock() {
+            *keep = out;
+        }
         sent?;
         drop(fds);
         let (hdr, body, fds) = wire::recv_frame(conn.sock.as_fd())?;
@@ -481,5 +487,18 @@ impl Device for ShimDevice {
     }
     fn kind(&self) -> DeviceKind {
         DeviceKind::Shim
+    }
+
+    fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        let _ = self.inner._proc_conn.shutdown(std::net::Shutdown::Both);
+        let conns: Vec<Arc<ThreadConn>> = match self.inner.threads.lock() {
+            Ok(t) => t.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for c in conns {
+            // Wakes the owner if it is blocked in a read: it gets ECONNRESET.
+            let _ = c.sock.shutdown(std::net::Shutdown::Both);
+        }
     }
 }

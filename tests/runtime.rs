@@ -1,0 +1,673 @@
+//! The binder runtime and service manager across real processes, on the embedded shim.
+//!
+//! Every test starts a *host* process (this test binary re-executed) that runs the driver
+//! shim and the service manager, and the host starts the *service* and *client* processes
+//! the scenario needs. Processes report with `@@ key value` lines on stdout; every process
+//! checks that its `/proc/self/fd` count is back where it started.
+//!
+//! (The context manager cannot be called from its own OS process, so the host never calls
+//! it; services and clients are other processes, as on Android.)
+
+use bittube::binder_ipc::driver::{Driver, ENV_SOCKET};
+use bittube::binder_ipc::parcel::Parcel;
+use bittube::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
+use bittube::binder_ipc::service_manager::{
+    default_policy, AccessPolicy, ServiceManager, ServiceManagerClient,
+};
+use bittube::binder_ipc::tube::{read_tube, write_tube, EventReceiver, EventSender};
+use bittube::bittube::{BitTube, TubeError};
+use bytemuck::{Pod, Zeroable};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "BITTUBE_TEST_ROLE";
+const ARG: &str = "BITTUBE_TEST_ARG";
+const SERVICE: &str = "bittube.test.events";
+const OPEN_CHANNEL: u32 = 1;
+const ECHO: u32 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct Event {
+    seq: u64,
+    payload: [u32; 24],
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn say(key: &str, value: impl std::fmt::Display) {
+    println!("@@ {key} {value}");
+    let _ = std::io::stdout().flush();
+}
+
+/// A child process of this test binary, with its `@@` lines collected by a reader thread.
+struct Proc {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<(String, String)>,
+    seen: HashMap<String, String>,
+}
+
+/// Runs `role` of test `test` as a child process of this binary.
+fn spawn(test: &str, role: &str, arg: &str, socket: Option<&std::path::Path>) -> Proc {
+    let mut c = Command::new(std::env::current_exe().expect("test binary"));
+    c.args([
+        "--exact",
+        test,
+        "--nocapture",
+        "--test-threads=1",
+        "--quiet",
+    ])
+    .env(ROLE, role)
+    .env(ARG, arg)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    if let Some(s) = socket {
+        c.env(ENV_SOCKET, s);
+    }
+    let mut child = c.spawn().expect("spawning a test process");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("@@ ") {
+                let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
+                if tx.send((k.to_owned(), v.to_owned())).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Proc {
+        child,
+        lines,
+        seen: HashMap::new(),
+    }
+}
+
+impl Proc {
+    /// Waits for line `key` (up to 60 s, or until the child ends).
+    fn wait_line(&mut self, key: &str) -> Option<String> {
+        if let Some(v) = self.seen.get(key) {
+            return Some(v.clone());
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Ok((k, v)) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.insert(k.clone(), v.clone());
+            if k == key {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for `p` (up to `timeout`), returning its `@@` lines and whether it succeeded.
+fn finish(mut p: Proc, timeout: Duration) -> (bool, HashMap<String, String>) {
+    let deadline = Instant::now() + timeout;
+    let ok = loop {
+        match p.child.try_wait().expect("waiting for a child") {
+            Some(status) => break status.success(),
+            None if Instant::now() > deadline => {
+                p.kill();
+                break false;
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    while let Ok((k, v)) = p.lines.recv_timeout(Duration::from_secs(5)) {
+        p.seen.insert(k, v);
+    }
+    (ok, p.seen)
+}
+
+/// Waits until the service manager has dropped `name` (its process died).
+fn wait_gone(sm: &ServiceManager, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sm.lookup(name).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        sm.lookup(name).is_none(),
+        "the dead service {name} left the list"
+    );
+}
+
+fn role() -> Option<(String, String)> {
+    let r = std::env::var(ROLE).ok()?;
+    Some((r, std::env::var(ARG).unwrap_or_default()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The host: driver + service manager
+
+/// Runs the driver and the service manager, then `scenario` (which starts the other
+/// processes); then shuts the service manager down and checks that the host's fds and the
+/// driver's state come back to where they were before it opened binder.
+fn host(policy: AccessPolicy, scenario: impl FnOnce(&std::path::Path, &Arc<ServiceManager>)) {
+    let driver = Driver::start().expect("driver");
+    let before = fd_count();
+    {
+        let ps = ProcessState::open_shim(driver.socket_path()).expect("process");
+        let sm = ServiceManager::serve(&ps, policy).expect("service manager");
+        scenario(driver.socket_path(), &sm);
+        // Death notifications and connection teardown settle asynchronously.
+        let settled = |s: &String| s.matches("\nproc ").count() == 1 && !s.contains("buffer at");
+        let state = wait_for(|| driver.state().expect("state"), settled);
+        assert!(
+            settled(&state),
+            "only the service manager is left, with no buffers:\n{state}"
+        );
+        ps.shutdown(Duration::from_secs(10)).expect("shutdown");
+    }
+    let gone = |s: &String| !s.contains("\nproc ");
+    let state = wait_for(|| driver.state().expect("state"), gone);
+    assert!(
+        gone(&state),
+        "the service manager's binder process is gone:\n{state}"
+    );
+    let fds = wait_for(fd_count, |n| *n == before);
+    assert_eq!(
+        fds, before,
+        "the host's fds (driver and service manager) are back"
+    );
+    say("host_ok", 1);
+}
+
+/// Polls `get` until `done` holds (up to 10 s); returns the last value.
+fn wait_for<T>(get: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = get();
+        if done(&v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run_host_test(test: &str) {
+    let child = spawn(test, "host", "", None);
+    let (ok, kv) = finish(child, Duration::from_secs(120));
+    assert!(
+        ok && kv.contains_key("host_ok"),
+        "host of {test} failed: {kv:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service and the client
+
+/// The test service: ECHO answers the i32 it gets plus one; OPEN_CHANNEL(count, batch,
+/// token binder) answers with a tube end and streams `count` events on it, counting acks.
+struct EventService {
+    acked: Arc<AtomicU64>,
+    clients_died: Arc<AtomicU64>,
+    streams: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Clients' tokens: a death recipient fires only while its proxy lives.
+    tokens: Mutex<Vec<Binder>>,
+}
+
+impl EventService {
+    fn new() -> Arc<EventService> {
+        Arc::new(EventService {
+            acked: Arc::new(AtomicU64::new(0)),
+            clients_died: Arc::new(AtomicU64::new(0)),
+            streams: Mutex::new(Vec::new()),
+            tokens: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl Service for EventService {
+    fn descriptor(&self) -> &str {
+        "bittube.test.IEvents"
+    }
+
+    fn on_transact(
+        &self,
+        code: u32,
+        data: &mut Parcel,
+        reply: &mut Parcel,
+        call: &CallContext,
+    ) -> Result<(), BinderError> {
+        match code {
+            ECHO => {
+                let v = data.read_i32()?;
+                reply.write_i32(v + 1)?;
+                reply.write_i32(call.pid)?;
+                Ok(())
+            }
+            OPEN_CHANNEL => {
+                let count = data.read_u64()?;
+                let batch = data.read_u32()? as usize;
+                let token = call.process.read_binder(data)?;
+                let mut tube = BitTube::with_buffer_size(100 * 1024)
+                    .map_err(|e| BinderError::BadValue(e.to_string()))?;
+                write_tube(reply, &mut tube)?;
+                if let Some(Binder::Remote(p)) = &token {
+                    let died = self.clients_died.clone();
+                    p.link_to_death(Arc::new(move || {
+                        died.fetch_add(1, Ordering::AcqRel);
+                    }))?;
+                }
+                self.tokens.lock().unwrap().extend(token);
+                let acked = self.acked.clone();
+                let t = std::thread::spawn(move || {
+                    let mut tx = EventSender::<Event>::new(tube.into_local());
+                    stream(&mut tx, count, batch.max(1));
+                    acked.fetch_add(tx.poll_acks().unwrap_or(0), Ordering::AcqRel);
+                });
+                self.streams.lock().unwrap().push(t);
+                Ok(())
+            }
+            c => Err(BinderError::UnknownTransaction(c)),
+        }
+    }
+}
+
+/// Sends `count` events in batches; then waits for every acknowledgement or a dead peer.
+fn stream(tx: &mut EventSender<Event>, count: u64, batch: usize) {
+    let mut seq = 0u64;
+    let mut buf = vec![Event::default(); batch];
+    while seq < count {
+        let n = batch.min((count - seq) as usize);
+        for (i, e) in buf[..n].iter_mut().enumerate() {
+            e.seq = seq + i as u64;
+            e.payload[0] = (seq as u32).wrapping_mul(31);
+        }
+        match tx.send_timeout(&buf[..n], Duration::from_secs(20)) {
+            Ok(_) => seq += n as u64,
+            Err(_) => return,
+        }
+        let _ = tx.poll_acks();
+    }
+    while tx.poll_acks().map(|a| a < count).unwrap_or(false) {
+        if tx.wait_acks(Duration::from_secs(20)).is_err() {
+            return;
+        }
+    }
+}
+
+fn run_service(expect_clients: u64) {
+    let before = fd_count();
+    {
+        let ps = ProcessState::open().expect("process");
+        ps.start_thread_pool().expect("pool");
+        let svc = EventService::new();
+        let sm = ServiceManagerClient::new(&ps).expect("sm");
+        sm.add_service(SERVICE, &Binder::Local(svc.clone()))
+            .expect("add_service");
+        say("registered", 1);
+        // Serve until every expected client has died or finished streaming.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let done = svc
+                .streams
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| t.is_finished())
+                .count() as u64;
+            let died = svc.clients_died.load(Ordering::Acquire);
+            if (done >= expect_clients && died >= expect_clients) || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for t in svc.streams.lock().unwrap().drain(..) {
+            let _ = t.join();
+        }
+        say("acked", svc.acked.load(Ordering::Acquire));
+        say("clients_died", svc.clients_died.load(Ordering::Acquire));
+        ps.shutdown(Duration::from_secs(10)).expect("shutdown");
+    }
+    say("fds_delta", fd_count() as i64 - before as i64);
+}
+
+/// A client: finds the service (waiting for it), echoes, opens a channel and reads `count`
+/// events in order, acknowledging each packet.
+fn run_client(count: u64, batch: u32) {
+    let before = fd_count();
+    client_session(count, batch);
+    say("fds_delta", fd_count() as i64 - before as i64);
+}
+
+fn client_session(count: u64, batch: u32) {
+    let ps = ProcessState::open().expect("process");
+    ps.start_thread_pool().expect("pool");
+    let sm = ServiceManagerClient::new(&ps).expect("sm");
+    let svc = sm
+        .wait_for_service(SERVICE, Duration::from_secs(30))
+        .expect("wait_for_service");
+    let mut data = Parcel::new();
+    data.write_i32(41).unwrap();
+    let mut reply = svc.transact(ECHO, &data).expect("echo");
+    assert_eq!(reply.read_i32().unwrap(), 42);
+    let token = Binder::new(Token);
+    let mut data = Parcel::new();
+    data.write_u64(count).unwrap();
+    data.write_u32(batch).unwrap();
+    ps.write_binder(&mut data, &token).unwrap();
+    let mut reply = svc.transact(OPEN_CHANNEL, &data).expect("open channel");
+    let rx = EventReceiver::<Event>::new(read_tube(&mut reply).expect("tube end"));
+    drop(reply);
+    let mut buf = vec![Event::default(); 256];
+    let mut next = 0u64;
+    while next < count {
+        let n = rx
+            .recv_timeout(&mut buf, Duration::from_secs(20))
+            .expect("events");
+        for e in &buf[..n] {
+            assert_eq!(e.seq, next, "events arrive in order, none lost");
+            assert_eq!(e.payload[0], (e.seq - e.seq % batch as u64) as u32 * 31);
+            next += 1;
+        }
+        rx.ack(n as u32).expect("ack");
+    }
+    say("received", next);
+    // Stay until the service has read the acks (it closes its end then).
+    let mut one = [Event::default()];
+    assert!(matches!(
+        rx.recv_timeout(&mut one, Duration::from_secs(20)),
+        Err(TubeError::PeerClosed)
+    ));
+    say("peer_closed", 1);
+    ps.shutdown(Duration::from_secs(10)).expect("shutdown");
+}
+
+struct Token;
+
+impl Service for Token {
+    fn descriptor(&self) -> &str {
+        "bittube.test.IToken"
+    }
+    fn on_transact(
+        &self,
+        code: u32,
+        _: &mut Parcel,
+        _: &mut Parcel,
+        _: &CallContext,
+    ) -> Result<(), BinderError> {
+        Err(BinderError::UnknownTransaction(code))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn client_waits_for_the_service_then_streams_a_million_events_with_acks() {
+    const TEST: &str = "client_waits_for_the_service_then_streams_a_million_events_with_acks";
+    match role() {
+        Some((r, _)) if r == "host" => host(default_policy(), |socket, sm| {
+            // The client starts first and waits for the name.
+            let client = spawn(TEST, "client", "1000000", Some(socket));
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(sm.lookup(SERVICE).is_none());
+            let service = spawn(TEST, "service", "1", Some(socket));
+            let (cok, ckv) = finish(client, Duration::from_secs(100));
+            let (sok, skv) = finish(service, Duration::from_secs(100));
+            assert!(cok, "client: {ckv:?}");
+            assert!(sok, "service: {skv:?}");
+            assert_eq!(ckv["received"], "1000000");
+            assert_eq!(ckv["fds_delta"], "0", "the client's fds are back");
+            assert_eq!(skv["acked"], "1000000", "every ack came back");
+            assert_eq!(skv["clients_died"], "1", "the client's token died with it");
+            assert_eq!(skv["fds_delta"], "0");
+            wait_gone(sm, SERVICE);
+        }),
+        Some((r, a)) if r == "client" => run_client(a.parse().unwrap(), 39),
+        Some((r, a)) if r == "service" => run_service(a.parse().unwrap()),
+        Some(_) => {}
+        None => run_host_test(TEST),
+    }
+}
+
+#[test]
+fn hundred_clients_at_once() {
+    const TEST: &str = "hundred_clients_at_once";
+    const PROCS: usize = 10;
+    const PER_PROC: usize = 10;
+    match role() {
+        Some((r, _)) if r == "host" => host(default_policy(), |socket, _sm| {
+            let mut service = spawn(
+                TEST,
+                "service",
+                &(PROCS * PER_PROC).to_string(),
+                Some(socket),
+            );
+            assert_eq!(service.wait_line("registered").as_deref(), Some("1"));
+            let clients: Vec<Proc> = (0..PROCS)
+                .map(|_| spawn(TEST, "clients", "", Some(socket)))
+                .collect();
+            for c in clients {
+                let (ok, kv) = finish(c, Duration::from_secs(100));
+                assert!(ok, "client process: {kv:?}");
+                assert_eq!(kv["received"], (PER_PROC * 1000).to_string());
+            }
+            let (ok, kv) = finish(service, Duration::from_secs(100));
+            assert!(ok, "service: {kv:?}");
+            assert_eq!(kv["acked"], (PROCS * PER_PROC * 1000).to_string());
+        }),
+        Some((r, _)) if r == "clients" => {
+            // Ten binder processes in this OS process, each a client on its own thread.
+            let total: u64 = (0..PER_PROC)
+                .map(|_| std::thread::spawn(|| client_in_thread(1000)))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().expect("client thread"))
+                .sum();
+            say("received", total);
+        }
+        Some((r, a)) if r == "service" => run_service(a.parse().unwrap()),
+        Some(_) => {}
+        None => run_host_test(TEST),
+    }
+}
+
+fn client_in_thread(count: u64) -> u64 {
+    let socket = std::env::var_os(ENV_SOCKET).expect("socket");
+    let ps = ProcessState::open_shim(std::path::Path::new(&socket)).expect("process");
+    ps.start_thread_pool().expect("pool");
+    let sm = ServiceManagerClient::new(&ps).expect("sm");
+    let svc = sm
+        .wait_for_service(SERVICE, Duration::from_secs(30))
+        .expect("service");
+    let token = Binder::new(Token);
+    let mut data = Parcel::new();
+    data.write_u64(count).unwrap();
+    data.write_u32(8).unwrap();
+    ps.write_binder(&mut data, &token).unwrap();
+    let mut reply = svc.transact(OPEN_CHANNEL, &data).expect("open channel");
+    let rx = EventReceiver::<Event>::new(read_tube(&mut reply).expect("tube"));
+    let mut buf = [Event::default(); 64];
+    let mut next = 0;
+    while next < count {
+        let n = rx
+            .recv_timeout(&mut buf, Duration::from_secs(20))
+            .expect("events");
+        for e in &buf[..n] {
+            assert_eq!(e.seq, next);
+            next += 1;
+        }
+        rx.ack(n as u32).expect("ack");
+    }
+    let mut one = [Event::default()];
+    let _ = rx.recv_timeout(&mut one, Duration::from_secs(20));
+    // The token must outlive the service's stream (it counts the death at the end).
+    drop(token);
+    next
+}
+
+#[test]
+fn killed_client_fires_the_services_death_recipient() {
+    const TEST: &str = "killed_client_fires_the_services_death_recipient";
+    match role() {
+        Some((r, _)) if r == "host" => host(default_policy(), |socket, _| {
+            let mut service = spawn(TEST, "service", "1", Some(socket));
+            assert_eq!(service.wait_line("registered").as_deref(), Some("1"));
+            let mut client = spawn(TEST, "client", "", Some(socket));
+            assert_eq!(client.wait_line("streaming").as_deref(), Some("1"));
+            client.kill();
+            let (ok, kv) = finish(service, Duration::from_secs(60));
+            assert!(ok, "service: {kv:?}");
+            assert_eq!(kv["clients_died"], "1", "death recipient fired");
+            assert_eq!(
+                kv["fds_delta"], "0",
+                "the service cleaned up the dead client's connection"
+            );
+        }),
+        Some((r, _)) if r == "client" => {
+            let ps = ProcessState::open().expect("process");
+            ps.start_thread_pool().expect("pool");
+            let sm = ServiceManagerClient::new(&ps).expect("sm");
+            let svc = sm
+                .wait_for_service(SERVICE, Duration::from_secs(30))
+                .expect("service");
+            let token = Binder::new(Token);
+            let mut data = Parcel::new();
+            data.write_u64(u64::MAX).unwrap();
+            data.write_u32(8).unwrap();
+            ps.write_binder(&mut data, &token).unwrap();
+            let mut reply = svc.transact(OPEN_CHANNEL, &data).expect("open channel");
+            let rx = EventReceiver::<Event>::new(read_tube(&mut reply).expect("tube"));
+            let mut buf = [Event::default(); 8];
+            rx.recv_timeout(&mut buf, Duration::from_secs(20))
+                .expect("first events");
+            say("streaming", 1);
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        Some((r, a)) if r == "service" => run_service(a.parse().unwrap()),
+        Some(_) => {}
+        None => run_host_test(TEST),
+    }
+}
+
+#[test]
+fn killed_service_gives_dead_object_and_fires_the_clients_recipient() {
+    const TEST: &str = "killed_service_gives_dead_object_and_fires_the_clients_recipient";
+    match role() {
+        Some((r, _)) if r == "host" => host(default_policy(), |socket, sm| {
+            let mut service = spawn(TEST, "service", "1", Some(socket));
+            assert_eq!(service.wait_line("registered").as_deref(), Some("1"));
+            let mut client = spawn(TEST, "client", "", Some(socket));
+            assert_eq!(client.wait_line("linked").as_deref(), Some("1"));
+            service.kill();
+            let (ok, kv) = finish(client, Duration::from_secs(60));
+            assert!(ok, "client: {kv:?}");
+            assert_eq!(kv["recipient"], "fired");
+            assert_eq!(kv["call_after_death"], "DeadObject");
+            assert_eq!(kv["fds_delta"], "0", "the client's fds are back");
+            wait_gone(sm, SERVICE);
+        }),
+        Some((r, _)) if r == "client" => {
+            let before = fd_count();
+            {
+                let ps = ProcessState::open().expect("process");
+                ps.start_thread_pool().expect("pool");
+                let sm = ServiceManagerClient::new(&ps).expect("sm");
+                let svc = sm
+                    .wait_for_service(SERVICE, Duration::from_secs(30))
+                    .expect("service");
+                let (tx, rx) = std::sync::mpsc::channel();
+                let tx = Mutex::new(tx);
+                svc.as_proxy()
+                    .expect("a proxy")
+                    .link_to_death(Arc::new(move || {
+                        let _ = tx.lock().unwrap().send(());
+                    }))
+                    .expect("link_to_death");
+                say("linked", 1);
+                rx.recv_timeout(Duration::from_secs(30))
+                    .expect("death recipient fired");
+                say("recipient", "fired");
+                let mut data = Parcel::new();
+                data.write_i32(1).unwrap();
+                match svc.transact(ECHO, &data) {
+                    Err(BinderError::DeadObject) => say("call_after_death", "DeadObject"),
+                    other => say("call_after_death", format!("{other:?}")),
+                }
+                ps.shutdown(Duration::from_secs(10)).expect("shutdown");
+            }
+            say("fds_delta", fd_count() as i64 - before as i64);
+        }
+        Some((r, _)) if r == "service" => {
+            let ps = ProcessState::open().expect("process");
+            ps.start_thread_pool().expect("pool");
+            let sm = ServiceManagerClient::new(&ps).expect("sm");
+            let svc = EventService::new();
+            sm.add_service(SERVICE, &Binder::Local(svc)).expect("add");
+            say("registered", 1);
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        Some(_) => {}
+        None => run_host_test(TEST),
+    }
+}
+
+#[test]
+fn unauthorised_add_is_refused_with_the_reason() {
+    const TEST: &str = "unauthorised_add_is_refused_with_the_reason";
+    match role() {
+        Some((r, _)) if r == "host" => {
+            let policy: AccessPolicy = Arc::new(|req| {
+                if req.name.starts_with("system.") {
+                    Err(format!(
+                        "pid {} may not add '{}': system names are reserved",
+                        req.pid, req.name
+                    ))
+                } else {
+                    Ok(())
+                }
+            });
+            host(policy, |socket, sm| {
+                let (ok, kv) = finish(
+                    spawn(TEST, "adder", "", Some(socket)),
+                    Duration::from_secs(60),
+                );
+                assert!(ok, "adder: {kv:?}");
+                assert!(
+                    kv["refused"].contains("system names are reserved"),
+                    "{kv:?}"
+                );
+                assert_eq!(kv["allowed"], "ok");
+                assert!(sm.lookup("system.clock").is_none());
+            });
+        }
+        Some((r, _)) if r == "adder" => {
+            let ps = ProcessState::open().expect("process");
+            ps.start_thread_pool().expect("pool");
+            let sm = ServiceManagerClient::new(&ps).expect("sm");
+            let b = Binder::new(Token);
+            match sm.add_service("system.clock", &b) {
+                Err(BinderError::PermissionDenied(why)) => say("refused", why),
+                other => say("refused", format!("not refused: {other:?}")),
+            }
+            sm.add_service("app.clock", &b).expect("an allowed name");
+            assert!(sm
+                .list_services()
+                .unwrap()
+                .contains(&"app.clock".to_owned()));
+            assert!(sm.check_service("app.clock").unwrap().is_some());
+            say("allowed", "ok");
+        }
+        Some(_) => {}
+        None => run_host_test(TEST),
+    }
+}
