@@ -13,6 +13,10 @@
 //!   outbound and wait queues, ANRs, removal of dead or broken windows, latency statistics.
 //! - [`thread`]: [`DispatcherThread`], the dispatcher behind a mutex with a thread that pumps
 //!   it, for callers on other threads (a binder thread pool).
+//! - [`binder`]: [`binder::InputService`], the dispatcher as a binder service (windows
+//!   register with a token binder and get their channel's client end as a `BINDER_TYPE_FD`
+//!   object; the token's death removes the window), and [`binder::InputClient`], the
+//!   application's side.
 //!
 //! The dispatcher is reached through plain calls — [`Dispatcher::register_window`] (which
 //! returns the client end of the window's channel, to hand to the application),
@@ -41,6 +45,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod binder;
 pub mod channel;
 pub mod consumer;
 pub mod dispatcher;

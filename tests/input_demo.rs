@@ -9,10 +9,15 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bittube::binder_ipc::driver::{Driver, ENV_SOCKET};
+use bittube::binder_ipc::runtime::{Binder, BinderError, ProcessState};
+use bittube::binder_ipc::service_manager::{default_policy, ServiceManager, ServiceManagerClient};
 use bittube::bittube::TubeEnd;
 use bittube::fd_transfer::{recv_with_fds, send_with_fds, FdTransferError};
+use bittube::input_demo::binder::{InputClient, InputService, WindowTokenService, SERVICE_NAME};
 use bittube::input_demo::message::{Header, MotionBody, KIND_FINISHED, KIND_KEY, KIND_MOTION};
 use bittube::input_demo::*;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -34,6 +39,11 @@ fn child_role() -> Option<String> {
 }
 
 fn spawn_child(test: &str, role: &str) -> (Child, OwnedFd) {
+    spawn_child_env(test, role, &[])
+}
+
+/// [`spawn_child`] with more environment variables.
+fn spawn_child_env(test: &str, role: &str, env: &[(&str, &std::ffi::OsStr)]) -> (Child, OwnedFd) {
     let (parent, child) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -44,6 +54,7 @@ fn spawn_child(test: &str, role: &str) -> (Child, OwnedFd) {
     let child = Command::new(std::env::current_exe().expect("test binary path"))
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, role)
+        .envs(env.iter().copied())
         .stdin(Stdio::from(child))
         .stdout(Stdio::null()) // the child's harness chatter; its panics go to stderr
         .spawn()
@@ -975,4 +986,174 @@ fn finished_signals_wait_in_the_consumer_while_the_channel_is_full() {
         "every seq, in order"
     );
     assert_eq!(consumer.stats().finished_sent, u64::from(seq));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through binder: a host process runs the driver shim and the service manager; the dispatcher
+// service and the application are two more processes.
+
+#[test]
+fn windows_register_through_binder_and_a_dead_apps_window_is_removed() {
+    const TEST: &str = "windows_register_through_binder_and_a_dead_apps_window_is_removed";
+    match child_role().as_deref() {
+        Some("host") => return binder_host(TEST),
+        Some("service") => return binder_service(),
+        Some("app") => return binder_app(),
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
+    }
+    let (child, _control) = spawn_child(TEST, "host");
+    wait_success(child);
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + LONG;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not done in {LONG:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn binder_host(test: &str) {
+    let driver = Driver::start().expect("driver shim");
+    let ps = ProcessState::open_shim(driver.socket_path()).expect("host process");
+    let _sm = ServiceManager::serve(&ps, default_policy()).expect("service manager");
+    let env = [(ENV_SOCKET, driver.socket_path().as_os_str())];
+    let (service, service_control) = spawn_child_env(test, "service", &env);
+    assert_eq!(recv_control(&service_control).unwrap(), "registered");
+    let (mut app, app_control) = spawn_child_env(test, "app", &env);
+    assert_eq!(recv_control(&app_control).unwrap(), "consuming");
+    assert_eq!(recv_control(&service_control).unwrap(), "all finished");
+    app.kill().expect("kill app");
+    app.wait().expect("reap app");
+    assert_eq!(
+        recv_control(&service_control).unwrap(),
+        "windows 0 tokens 0 fds 0",
+        "the dead app's window, its token and every fd are gone"
+    );
+    wait_success(service);
+    ps.shutdown(LONG).expect("host shutdown");
+}
+
+fn binder_service() {
+    let control = control_in_child();
+    let before = open_fds();
+    let (windows, tokens) = {
+        let ps = ProcessState::open().expect("binder");
+        ps.start_thread_pool().expect("thread pool");
+        let dispatcher = Arc::new(
+            DispatcherThread::start(DispatcherConfig { anr_timeout: LONG }).expect("dispatcher"),
+        );
+        let service = InputService::new(Arc::clone(&dispatcher));
+        let sm = ServiceManagerClient::new(&ps).expect("service manager");
+        sm.add_service(SERVICE_NAME, &Binder::Local(service.clone()))
+            .expect("add service");
+        send_with_fds(&control, b"registered", &[]).unwrap();
+
+        // The app registers two windows, drops one, focuses the other and injects 10 keys.
+        let stats = || dispatcher.lock().stats();
+        wait_until("the app's keys", || stats().dispatched >= 11);
+        assert_eq!(dispatcher.lock().windows().len(), 1);
+        assert_eq!(service.token_count(), 1);
+        // Motions from this process, as an input reader would inject them.
+        let t = now_nanos();
+        let mut gesture = vec![MotionEvent::touch(MOTION_ACTION_DOWN, 5.0, 5.0, t, t)];
+        for i in 0..48 {
+            gesture.push(touch(MOTION_ACTION_MOVE, 5.0 + i as f32, 5.0));
+        }
+        gesture.push(touch(MOTION_ACTION_UP, 60.0, 5.0));
+        for event in &gesture {
+            dispatcher
+                .lock()
+                .inject_motion(event)
+                .expect("inject motion");
+        }
+        wait_until("every event finished", || {
+            let d = dispatcher.lock();
+            d.stats().finished == 61 && d.is_idle()
+        });
+        send_with_fds(&control, b"all finished", &[]).unwrap();
+
+        // The host kills the app: the token's death notification removes its window (unless
+        // the dead channel was noticed first) and lets go of the token either way.
+        wait_until("the dead app's window removed", || {
+            dispatcher.lock().windows().is_empty() && service.token_count() == 0
+        });
+        let removed: Vec<_> = dispatcher.events().try_iter().collect();
+        assert!(
+            removed.iter().any(|e| matches!(
+                e,
+                DispatchEvent::WindowRemoved {
+                    name,
+                    reason: RemovalReason::DeadObject | RemovalReason::Unregistered,
+                    ..
+                } if name == "binder-app"
+            )),
+            "{removed:?}"
+        );
+        let left = (dispatcher.lock().windows().len(), service.token_count());
+        service.clear();
+        drop(sm);
+        ps.shutdown(LONG).expect("service shutdown");
+        left
+    };
+    let fds = open_fds() as i64 - before as i64;
+    let report = format!("windows {windows} tokens {tokens} fds {fds}");
+    send_with_fds(&control, report.as_bytes(), &[]).unwrap();
+}
+
+fn binder_app() {
+    let control = control_in_child();
+    let ps = ProcessState::open().expect("binder");
+    ps.start_thread_pool().expect("thread pool");
+    let sm = ServiceManagerClient::new(&ps).expect("service manager");
+    let service = sm
+        .wait_for_service(SERVICE_NAME, LONG)
+        .expect("input service");
+    let client = InputClient::new(&ps, service);
+
+    let token = Binder::new(WindowTokenService);
+    let channel = client
+        .register_window("binder-app", SCREEN, &token)
+        .expect("register window");
+    assert!(matches!(
+        client.register_window("again", SCREEN, &token),
+        Err(BinderError::BadValue(_))
+    ));
+    let other = Binder::new(WindowTokenService);
+    let small = Bounds {
+        left: 900.0,
+        top: 900.0,
+        right: 950.0,
+        bottom: 950.0,
+    };
+    let other_channel = client.register_window("other", small, &other).unwrap();
+    assert!(client.unregister_window(&other).unwrap());
+    assert!(!client.unregister_window(&other).unwrap());
+    let mut gone = InputConsumer::new(other_channel);
+    assert!(matches!(gone.consume(None), Err(ChannelError::DeadObject)));
+
+    client.set_focus(Some(&token)).expect("focus");
+    for i in 0..10 {
+        client.inject_key(&key(i + 1)).expect("inject key");
+    }
+    assert!(matches!(
+        client.inject_bytes(&motion_bytes(17, 17)),
+        Err(BinderError::BadValue(_))
+    ));
+    send_with_fds(&control, b"consuming", &[]).unwrap();
+
+    // Consume until killed.
+    let mut consumer = InputConsumer::new(channel);
+    let deadline = Instant::now() + LONG;
+    while Instant::now() < deadline {
+        consumer
+            .channel()
+            .wait_readable(Duration::from_millis(100))
+            .unwrap();
+        for event in consumer.consume(None).expect("consume") {
+            consumer.finish(&event, true).expect("finish");
+        }
+    }
+    panic!("the app was not killed");
 }
