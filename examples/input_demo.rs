@@ -1,18 +1,20 @@
-//! An input dispatcher with application processes: finished signals, MOVE batching, an ANR.
+//! An input dispatcher service with application processes, all talking binder: finished
+//! signals, MOVE batching, an ANR.
 //!
-//! The parent runs a [`Dispatcher`] with `--windows N` windows side by side (default 3), each
-//! owned by an application process (this program again, with `BITTUBE_INPUT_DEMO_ROLE` set),
-//! which gets the client end of its window's input channel by fd passing over its stdin (where
-//! a binder service would return it as a `BINDER_TYPE_FD` object). Synthetic input: one touch
-//! gesture per window whose MOVE samples come at `--rate` Hz (default 1000), and a key every
-//! 100 ms to the focused window (the first). Applications consume once per frame
-//! (`--frame-ms`, default 8; 0 = no batching, every event at once) and finish every sequence
-//! number. With three windows or more, the last application stops answering after one second:
-//! its ANR is reported after `--anr-ms` (default 1000).
+//! Processes: this program starts the binder driver shim and the service manager (the *host*),
+//! then the *dispatcher* process (this program again, with `BITTUBE_INPUT_DEMO_ROLE` set),
+//! which publishes the input service ([`InputService`]) and starts `--windows N` *application*
+//! processes (default 3). Each application finds the service through the service manager and
+//! registers a window (name, bounds, a token binder); the client end of the window's input
+//! channel comes back in the reply as a `BINDER_TYPE_FD` object. The dispatcher then injects
+//! synthetic input: one touch gesture per window whose MOVE samples come at `--rate` Hz
+//! (default 1000), and a key every 100 ms to the focused window (the first). Applications
+//! consume once per frame (`--frame-ms`, default 8; 0 = no batching, every event at once) and
+//! finish every sequence number. With three windows or more, the last application stops
+//! answering after one second: its ANR is reported after `--anr-ms` (default 1000).
 //!
-//! Before the dispatcher runs, a raw baseline is measured in the same run: one-way latency of
-//! a 104-byte packet over a SEQPACKET socketpair to another process, one packet per tick at the
-//! same rate.
+//! Before that, a raw baseline is measured in the same run: one-way latency of a 104-byte
+//! packet over a SEQPACKET socketpair to another process, one packet per tick at the same rate.
 //!
 //! ```text
 //! cargo run --release --example input_demo -- [--windows N] [--seconds S] [--rate HZ]
@@ -24,10 +26,15 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bittube::binder_ipc::driver::{Driver, ENV_SOCKET};
+use bittube::binder_ipc::runtime::{Binder, ProcessState};
+use bittube::binder_ipc::service_manager::{default_policy, ServiceManager, ServiceManagerClient};
 use bittube::bittube::{BitTube, TubeEnd, TubeError};
 use bittube::fd_transfer::{recv_with_fds, send_with_fds};
+use bittube::input_demo::binder::{InputClient, InputService, WindowTokenService, SERVICE_NAME};
 use bittube::input_demo::*;
 use hdrhistogram::Histogram;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -114,18 +121,28 @@ fn summary(name: &str, s: &LatencySummary) {
     );
 }
 
-/// Application: consume per frame, finish every seq; stop reading after `stall_ms` if set.
-fn app(frame_ms: u64, stall_ms: Option<u64>) -> Result<(), Error> {
+/// Application: register window `index` of `windows` through binder, consume per frame,
+/// finish every seq; stop reading after `stall_ms` if set.
+fn app(index: usize, windows: usize, frame_ms: u64, stall_ms: Option<u64>) -> Result<(), Error> {
     let control = std::io::stdin().as_fd().try_clone_to_owned()?;
-    let mut consumer =
-        InputConsumer::new(InputChannel::from_tube_end("app", receive_end(&control)?));
+    let ps = ProcessState::open()?;
+    ps.start_thread_pool()?;
+    let sm = ServiceManagerClient::new(&ps)?;
+    let client = InputClient::new(&ps, sm.wait_for_service(SERVICE_NAME, TIMEOUT)?);
+    let token = Binder::new(WindowTokenService);
+    let channel = client.register_window(
+        &format!("app{index}"),
+        window_bounds(index, windows),
+        &token,
+    )?;
+    let mut consumer = InputConsumer::new(channel);
     let start = Instant::now();
-    loop {
+    let result = loop {
         if stall_ms.is_some_and(|ms| start.elapsed() > Duration::from_millis(ms)) {
             // Stop reading; wait for the dispatcher to end the demo.
             let mut buf = [0u8; 8];
             let _ = recv_with_fds(&control, &mut buf, 0);
-            return Ok(());
+            break Ok(());
         }
         let frame_time = if frame_ms > 0 {
             std::thread::sleep(Duration::from_millis(frame_ms));
@@ -138,13 +155,27 @@ fn app(frame_ms: u64, stall_ms: Option<u64>) -> Result<(), Error> {
         };
         let events = match consumer.consume(frame_time) {
             Ok(events) => events,
-            Err(ChannelError::DeadObject) => return Ok(()),
-            Err(e) => return Err(e.into()),
+            Err(ChannelError::DeadObject) => break Ok(()),
+            Err(e) => break Err(e.into()),
         };
         for event in &events {
             consumer.finish(event, true)?;
         }
         consumer.flush_finished()?;
+    };
+    drop((client, sm, token));
+    ps.shutdown(TIMEOUT)?;
+    result
+}
+
+/// Window `index` of `windows`: side by side on a 1000 × 1000 display.
+fn window_bounds(index: usize, windows: usize) -> Bounds {
+    let width = 1000.0 / windows as f32;
+    Bounds {
+        left: index as f32 * width,
+        top: 0.0,
+        right: (index + 1) as f32 * width,
+        bottom: 1000.0,
     }
 }
 
@@ -199,28 +230,45 @@ fn run(o: &Options) -> Result<bool, Error> {
     );
     let raw = baseline(o)?;
 
-    let mut d = Dispatcher::new(DispatcherConfig {
+    let ps = ProcessState::open()?;
+    ps.start_thread_pool()?;
+    let dispatcher = Arc::new(DispatcherThread::start(DispatcherConfig {
         anr_timeout: Duration::from_millis(o.anr_ms),
-    })?;
+    })?);
+    let service = InputService::new(Arc::clone(&dispatcher));
+    let sm = ServiceManagerClient::new(&ps)?;
+    sm.add_service(SERVICE_NAME, &Binder::Local(service.clone()))?;
     let width = 1000.0 / o.windows as f32;
+    let stalled_name = format!("app{}", o.windows - 1);
     let stalled = (o.stall && o.windows >= 3).then_some(o.windows - 1);
     let mut apps = Vec::new();
     for i in 0..o.windows {
-        let bounds = Bounds {
-            left: i as f32 * width,
-            top: 0.0,
-            right: (i + 1) as f32 * width,
-            bottom: 1000.0,
-        };
-        let name = format!("app{i}");
-        let end = d.register_window(&name, bounds, WindowToken(i as u64 + 1))?;
         let stall = if stalled == Some(i) { "1000" } else { "" };
-        let (child, control) = spawn(&format!("app:{}:{stall}", o.frame_ms))?;
-        send_with_fds(&control, name.as_bytes(), &[end.as_fd()])?;
-        drop(end);
-        apps.push((child, control));
+        apps.push(spawn(&format!(
+            "app:{i}:{}:{}:{stall}",
+            o.windows, o.frame_ms
+        ))?);
     }
-    d.set_focus(Some(WindowToken(1)))?;
+    // The applications register through binder.
+    let deadline = Instant::now() + TIMEOUT;
+    while dispatcher.lock().windows().len() < o.windows {
+        if Instant::now() > deadline {
+            return Err("the applications did not register their windows".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let token_of = |name: &str| {
+        dispatcher
+            .lock()
+            .windows()
+            .into_iter()
+            .find(|w| w.name == name)
+            .map(|w| w.token)
+    };
+    let first = token_of("app0");
+    dispatcher.lock().set_focus(first)?;
+    let stalled_token = stalled.and_then(|_| token_of(&stalled_name));
+    let is_stalled = |name: &str| stalled.is_some() && name == stalled_name;
 
     let mut notes = Vec::new();
     let start = Instant::now();
@@ -230,9 +278,10 @@ fn run(o: &Options) -> Result<bool, Error> {
     let mut to_stalled = 0u64;
     for tick in 0..=ticks {
         let due = start + period * tick as u32;
-        while let Some(rest) = due.checked_duration_since(Instant::now()) {
-            notes.extend(d.pump(rest)?);
+        if let Some(rest) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(rest);
         }
+        let mut d = dispatcher.lock();
         for i in 0..o.windows {
             let x = i as f32 * width + 1.0 + (tick % 100) as f32 * width / 200.0;
             let y = 10.0 + (tick % 500) as f32;
@@ -246,7 +295,7 @@ fn run(o: &Options) -> Result<bool, Error> {
             match d.inject_motion(&event) {
                 Ok(sent) => {
                     injected += 1;
-                    if Some(sent.token) == stalled.map(|s| WindowToken(s as u64 + 1)) {
+                    if Some(sent.token) == stalled_token {
                         to_stalled += 1;
                     }
                 }
@@ -275,34 +324,35 @@ fn run(o: &Options) -> Result<bool, Error> {
             }
         }
     }
+    notes.extend(dispatcher.events().try_iter());
     // Let the answering applications finish what is in flight.
     let deadline = Instant::now() + TIMEOUT;
-    let answering_idle = |d: &Dispatcher| {
-        d.windows().iter().all(|w| {
-            Some(w.token) == stalled.map(|s| WindowToken(s as u64 + 1))
-                || (w.waiting == 0 && w.outbound == 0)
-        })
+    let answering_idle = || {
+        dispatcher
+            .lock()
+            .windows()
+            .iter()
+            .all(|w| is_stalled(&w.name) || (w.waiting == 0 && w.outbound == 0))
     };
-    while !answering_idle(&d) && Instant::now() < deadline {
-        notes.extend(d.pump(Duration::from_millis(20))?);
+    while !answering_idle() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let ok = answering_idle(&d);
-    let windows = d.windows();
+    let ok = answering_idle();
+    let windows = dispatcher.lock().windows();
     for w in &windows {
         println!(
             "  window {:<6} outbound {:>5}  waiting {:>5}",
             w.name, w.outbound, w.waiting
         );
     }
-    for token in windows.iter().map(|w| w.token) {
-        d.unregister_window(token);
-    }
-    notes.extend(d.pump(Duration::ZERO)?);
+    // Closing the windows' channels ends the applications.
+    service.clear();
     for (mut child, control) in apps {
         drop(control);
         child.wait()?;
     }
-
+    notes.extend(dispatcher.events().try_iter());
+    let d = dispatcher.lock();
     let s = d.stats();
     println!("results:");
     percentiles("raw SEQPACKET one-way (baseline)", &raw);
@@ -321,19 +371,48 @@ fn run(o: &Options) -> Result<bool, Error> {
             println!("  ANR: {name} has not finished seq {seq} for {waited:?}");
         }
     }
+    drop(d);
+    drop(sm);
+    ps.shutdown(TIMEOUT)?;
     Ok(ok)
+}
+
+/// The host: the driver shim and the service manager; the dispatcher runs in a child (the
+/// context manager is not called from its own process).
+fn host() -> Result<bool, Error> {
+    options()?; // check the arguments before starting anything
+    let driver = Driver::start()?;
+    let ps = ProcessState::open_shim(driver.socket_path())?;
+    let _sm = ServiceManager::serve(&ps, default_policy())?;
+    let status = Command::new(std::env::current_exe()?)
+        .args(std::env::args().skip(1))
+        .env(ROLE_ENV, "dispatcher")
+        .env(ENV_SOCKET, driver.socket_path())
+        .status()?;
+    ps.shutdown(TIMEOUT)?;
+    Ok(status.success())
 }
 
 fn main() -> ExitCode {
     let result = match std::env::var(ROLE_ENV) {
         Ok(role) if role == "echo" => echo().map(|()| true),
+        Ok(role) if role == "dispatcher" => options().and_then(|o| run(&o)),
         Ok(role) => {
-            let mut parts = role.split(':').skip(1);
-            let frame_ms = parts.next().and_then(|f| f.parse().ok()).unwrap_or(0);
-            let stall_ms = parts.next().and_then(|f| f.parse().ok());
-            app(frame_ms, stall_ms).map(|()| true)
+            // app:<index>:<windows>:<frame ms>:<stall ms or empty>
+            let parts: Vec<&str> = role.split(':').skip(1).collect();
+            let number = |i: usize| parts.get(i).and_then(|f| f.parse::<u64>().ok());
+            match (number(0), number(1)) {
+                (Some(index), Some(windows)) => app(
+                    index as usize,
+                    windows as usize,
+                    number(2).unwrap_or(0),
+                    number(3),
+                )
+                .map(|()| true),
+                _ => Err(format!("bad role {role}").into()),
+            }
         }
-        Err(_) => options().and_then(|o| run(&o)),
+        Err(_) => host(),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
