@@ -21,10 +21,10 @@
 //! The dispatcher is reached through plain calls — [`Dispatcher::register_window`] (which
 //! returns the client end of the window's channel, to hand to the application),
 //! [`Dispatcher::unregister_window`], [`Dispatcher::set_focus`], [`Dispatcher::inject_key`],
-//! [`Dispatcher::inject_motion`] — so that a binder service can sit in front of it: the
-//! binder layer maps a window's binder token to a [`WindowToken`], sends the client end back
-//! as a `BINDER_TYPE_FD` object, and calls `unregister_window` from the window's death
-//! notification.
+//! [`Dispatcher::inject_motion`] — and [`binder::InputService`] puts binder in front of them:
+//! it names a window by the handle of the token binder the application sends, returns the
+//! client end as a `BINDER_TYPE_FD` object, and calls `unregister_window` from the token's
+//! death notification.
 //!
 //! ```
 //! use bittube::input_demo::*;
