@@ -154,18 +154,20 @@ impl InputService {
                 let _ = d.lock().waker().wake();
             }
             if let Some(t) = tokens.upgrade() {
-                lock_tokens(&t).remove(&window);
+                let token = lock_tokens(&t).remove(&window);
+                drop(token); // outside the lock
             }
         };
-        let linked = match token.as_proxy() {
-            Some(proxy) => proxy.link_to_death(Arc::new(died)),
-            None => Ok(()),
-        };
-        if let Err(e) = linked {
+        // Keep the token before linking: a binder already dead is reported at once, and the
+        // notification must find it to let it go.
+        let proxy = token.as_proxy().cloned();
+        lock_tokens(&self.tokens).insert(window, token);
+        if let Some(Err(e)) = proxy.map(|p| p.link_to_death(Arc::new(died))) {
             self.dispatcher.lock().unregister_window(window);
+            let token = lock_tokens(&self.tokens).remove(&window);
+            drop(token); // outside the lock
             return Err(e);
         }
-        lock_tokens(&self.tokens).insert(window, token);
         reply.write_fd(end.into())?;
         Ok(())
     }
@@ -193,8 +195,9 @@ impl Service for InputService {
                     .ok_or_else(|| BinderError::BadValue("the window token is null".into()))?;
                 let window = Self::window_of(&token)?;
                 let removed = self.dispatcher.lock().unregister_window(window);
-                // Dropping the kept proxy also drops its death notification.
-                lock_tokens(&self.tokens).remove(&window);
+                // Dropping the kept proxy (outside the lock) also drops its death notification.
+                let token = lock_tokens(&self.tokens).remove(&window);
+                drop(token);
                 reply.write_bool(removed)?;
                 Ok(())
             }
