@@ -1157,3 +1157,69 @@ fn binder_app() {
     }
     panic!("the app was not killed");
 }
+
+#[test]
+fn moves_batch_per_device_and_source_until_the_frame_time() {
+    let (server, client) = InputChannel::pair("app").unwrap();
+    let publisher = InputPublisher::new(server);
+    let mut consumer = InputConsumer::new(client);
+    let motion = |device: i32, source: u32, action: u32, time: i64| {
+        let mut e = MotionEvent::touch(action, time as f32, 0.0, 0, time);
+        e.device_id = device;
+        e.source = source;
+        e
+    };
+    // Device 1 and device 2 move in turns; device 1 also on a second source.
+    let mut seq = 0;
+    let mut publish = |e: MotionEvent| {
+        seq += 1;
+        publisher.publish_motion(seq, &e).unwrap();
+        seq
+    };
+    for t in 1..=4 {
+        publish(motion(1, SOURCE_TOUCHSCREEN, MOTION_ACTION_MOVE, t * 10)); // 1 3 5 7
+        publish(motion(
+            2,
+            SOURCE_TOUCHSCREEN,
+            MOTION_ACTION_MOVE,
+            t * 10 + 1,
+        )); // 2 4 6 8
+    }
+    publish(motion(1, 0x2002, MOTION_ACTION_MOVE, 25)); // 9: another source
+                                                        // Frame at 25: samples taken after it wait for the next frame.
+    let events = consumer.consume(Some(25)).unwrap();
+    let batches: Vec<(i32, u32, Vec<u32>, i64)> = events
+        .iter()
+        .map(|e| match e {
+            ConsumedEvent::Motion { seqs, event } => (
+                event.device_id,
+                event.source,
+                seqs.clone(),
+                event.event_time,
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        batches,
+        [
+            (1, SOURCE_TOUCHSCREEN, vec![1, 3], 20),
+            (2, SOURCE_TOUCHSCREEN, vec![2, 4], 21),
+            (1, 0x2002, vec![9], 25),
+        ],
+        "one event per (device, source), the newest sample at or before the frame"
+    );
+    assert!(consumer.has_pending_batch());
+    // An UP of device 1 flushes device 1's batch first, whatever the frame time.
+    publish(motion(1, SOURCE_TOUCHSCREEN, MOTION_ACTION_UP, 50)); // 10
+    let events = consumer.consume(Some(0)).unwrap();
+    let seqs: Vec<Vec<u32>> = events.iter().map(|e| e.seqs().to_vec()).collect();
+    assert_eq!(seqs, [vec![5, 7], vec![10]]);
+    // Without a frame time nothing waits.
+    let events = consumer.consume(None).unwrap();
+    let seqs: Vec<Vec<u32>> = events.iter().map(|e| e.seqs().to_vec()).collect();
+    assert_eq!(seqs, [vec![6, 8]]);
+    assert!(!consumer.has_pending_batch());
+    let stats = consumer.stats();
+    assert_eq!((stats.batches, stats.batched_samples), (4, 8));
+}
