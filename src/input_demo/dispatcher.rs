@@ -2,8 +2,8 @@
 //!
 //! A window is registered with a name, its bounds and a [`WindowToken`]; the dispatcher makes
 //! an [`InputChannel`] pair, keeps the server end and returns the client end, which the caller
-//! hands to the application (today by fd passing; through binder as a `BINDER_TYPE_FD` object
-//! once the runtime exists). Windows stack in registration order, the newest on top.
+//! hands to the application (by fd passing, or through binder as a `BINDER_TYPE_FD` object:
+//! see [`super::binder`]). Windows stack in registration order, the newest on top.
 //!
 //! Routing: key events go to the focused window ([`Dispatcher::set_focus`]); a touch DOWN goes
 //! to the topmost window whose bounds contain its first pointer, and the rest of that gesture
@@ -16,14 +16,16 @@
 //! - an ANR when the oldest unfinished event of a connection is older than the timeout (once
 //!   per event; it is cleared when that event is finished);
 //! - a window removed when its channel is dead (`DeadObject`: the application closed it or
-//!   died) or broken (the channel would block while nothing waits to be finished, which means
-//!   the application is not reading at all), or when it was unregistered;
+//!   died) or broken (the channel would block while nothing waits to be finished: every event
+//!   published was answered, so the application's side should be empty, and a full channel
+//!   means the channel no longer works as a channel should), or when it was unregistered;
 //! - a bad message (malformed, unexpected, or a finished signal for an unknown seq): reported,
 //!   skipped, and the connection keeps going.
 //!
 //! `pump` waits with a `mio::Poll` for the channels (and for the next ANR deadline), so one
-//! thread can drive the dispatcher; another thread may hold it behind a mutex and wake a
-//! waiting `pump` with [`Dispatcher::waker`] before taking the lock.
+//! thread can drive the dispatcher. For calls from other threads, [`super::DispatcherThread`]
+//! keeps it behind a mutex and waits on [`Dispatcher::poll_fd`] without the lock;
+//! [`Dispatcher::waker`] makes a waiting `pump` return early.
 
 use std::collections::VecDeque;
 use std::io;
