@@ -8,6 +8,7 @@
 //! (The context manager cannot be called from its own OS process, so the host never calls
 //! it; services and clients are other processes, as on Android.)
 
+use bittube::binder_ipc::device::KernelDevice;
 use bittube::binder_ipc::driver::{Driver, ENV_SOCKET};
 use bittube::binder_ipc::parcel::Parcel;
 use bittube::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
@@ -57,6 +58,7 @@ struct Proc {
 
 /// Runs `role` of test `test` as a child process of this binary.
 fn spawn(test: &str, role: &str, arg: &str, socket: Option<&std::path::Path>) -> Proc {
+    // `socket` is None on the kernel driver: children open it themselves.
     let mut c = Command::new(std::env::current_exe().expect("test binary"));
     c.args([
         "--exact",
@@ -156,30 +158,45 @@ fn role() -> Option<(String, String)> {
 // ---------------------------------------------------------------------------------------------
 // The host: driver + service manager
 
-/// Runs the driver and the service manager, then `scenario` (which starts the other
-/// processes); then shuts the service manager down and checks that the host's fds and the
-/// driver's state come back to where they were before it opened binder.
-fn host(policy: AccessPolicy, scenario: impl FnOnce(&std::path::Path, &Arc<ServiceManager>)) {
-    let driver = Driver::start().expect("driver");
+/// Runs the service manager (on the kernel driver when this machine has one, else on a
+/// driver shim started here), then `scenario` (which starts the other processes); then shuts
+/// the service manager down and checks that the host's fds (and the shim's state) come back
+/// to where they were before it opened binder.
+fn host(
+    policy: AccessPolicy,
+    scenario: impl FnOnce(Option<&std::path::Path>, &Arc<ServiceManager>),
+) {
+    let driver = match KernelDevice::default_path() {
+        Some(_) => None,
+        None => Some(Driver::start().expect("driver")),
+    };
+    let socket = driver.as_ref().map(|d| d.socket_path().to_owned());
+    let state = || driver.as_ref().map(|d| d.state().expect("state"));
     let before = fd_count();
     {
-        let ps = ProcessState::open_shim(driver.socket_path()).expect("process");
+        let ps = match &socket {
+            Some(s) => ProcessState::open_shim(s).expect("process"),
+            None => ProcessState::open().expect("kernel binder"),
+        };
         let sm = ServiceManager::serve(&ps, policy).expect("service manager");
-        scenario(driver.socket_path(), &sm);
+        scenario(socket.as_deref(), &sm);
         // Death notifications and connection teardown settle asynchronously.
-        let settled = |s: &String| s.matches("\nproc ").count() == 1 && !s.contains("buffer at");
-        let state = wait_for(|| driver.state().expect("state"), settled);
+        let settled = |s: &Option<String>| {
+            s.as_ref()
+                .is_none_or(|s| s.matches("\nproc ").count() == 1 && !s.contains("buffer at"))
+        };
+        let last = wait_for(state, settled);
         assert!(
-            settled(&state),
-            "only the service manager is left, with no buffers:\n{state}"
+            settled(&last),
+            "only the service manager is left, with no buffers:\n{last:?}"
         );
         ps.shutdown(Duration::from_secs(10)).expect("shutdown");
     }
-    let gone = |s: &String| !s.contains("\nproc ");
-    let state = wait_for(|| driver.state().expect("state"), gone);
+    let gone = |s: &Option<String>| s.as_ref().is_none_or(|s| !s.contains("\nproc "));
+    let last = wait_for(state, gone);
     assert!(
-        gone(&state),
-        "the service manager's binder process is gone:\n{state}"
+        gone(&last),
+        "the service manager's binder process is gone:\n{last:?}"
     );
     let fds = wait_for(fd_count, |n| *n == before);
     assert_eq!(
@@ -417,10 +434,10 @@ fn client_waits_for_the_service_then_streams_a_million_events_with_acks() {
     match role() {
         Some((r, _)) if r == "host" => host(default_policy(), |socket, sm| {
             // The client starts first and waits for the name.
-            let client = spawn(TEST, "client", "1000000", Some(socket));
+            let client = spawn(TEST, "client", "1000000", socket);
             std::thread::sleep(Duration::from_millis(300));
             assert!(sm.lookup(SERVICE).is_none());
-            let service = spawn(TEST, "service", "1", Some(socket));
+            let service = spawn(TEST, "service", "1", socket);
             let (cok, ckv) = finish(client, Duration::from_secs(100));
             let (sok, skv) = finish(service, Duration::from_secs(100));
             assert!(cok, "client: {ckv:?}");
@@ -446,15 +463,10 @@ fn hundred_clients_at_once() {
     const PER_PROC: usize = 10;
     match role() {
         Some((r, _)) if r == "host" => host(default_policy(), |socket, _sm| {
-            let mut service = spawn(
-                TEST,
-                "service",
-                &(PROCS * PER_PROC).to_string(),
-                Some(socket),
-            );
+            let mut service = spawn(TEST, "service", &(PROCS * PER_PROC).to_string(), socket);
             assert_eq!(service.wait_line("registered").as_deref(), Some("1"));
             let clients: Vec<Proc> = (0..PROCS)
-                .map(|_| spawn(TEST, "clients", "", Some(socket)))
+                .map(|_| spawn(TEST, "clients", "", socket))
                 .collect();
             for c in clients {
                 let (ok, kv) = finish(c, Duration::from_secs(100));
@@ -482,8 +494,7 @@ fn hundred_clients_at_once() {
 }
 
 fn client_in_thread(count: u64) -> u64 {
-    let socket = std::env::var_os(ENV_SOCKET).expect("socket");
-    let ps = ProcessState::open_shim(std::path::Path::new(&socket)).expect("process");
+    let ps = ProcessState::open().expect("process");
     ps.start_thread_pool().expect("pool");
     let sm = ServiceManagerClient::new(&ps).expect("sm");
     let svc = sm
@@ -520,9 +531,9 @@ fn killed_client_fires_the_services_death_recipient() {
     const TEST: &str = "killed_client_fires_the_services_death_recipient";
     match role() {
         Some((r, _)) if r == "host" => host(default_policy(), |socket, _| {
-            let mut service = spawn(TEST, "service", "1", Some(socket));
+            let mut service = spawn(TEST, "service", "1", socket);
             assert_eq!(service.wait_line("registered").as_deref(), Some("1"));
-            let mut client = spawn(TEST, "client", "", Some(socket));
+            let mut client = spawn(TEST, "client", "", socket);
             assert_eq!(client.wait_line("streaming").as_deref(), Some("1"));
             client.kill();
             let (ok, kv) = finish(service, Duration::from_secs(60));
@@ -564,9 +575,9 @@ fn killed_service_gives_dead_object_and_fires_the_clients_recipient() {
     const TEST: &str = "killed_service_gives_dead_object_and_fires_the_clients_recipient";
     match role() {
         Some((r, _)) if r == "host" => host(default_policy(), |socket, sm| {
-            let mut service = spawn(TEST, "service", "1", Some(socket));
+            let mut service = spawn(TEST, "service", "1", socket);
             assert_eq!(service.wait_line("registered").as_deref(), Some("1"));
-            let mut client = spawn(TEST, "client", "", Some(socket));
+            let mut client = spawn(TEST, "client", "", socket);
             assert_eq!(client.wait_line("linked").as_deref(), Some("1"));
             service.kill();
             let (ok, kv) = finish(client, Duration::from_secs(60));
@@ -637,10 +648,7 @@ fn unauthorised_add_is_refused_with_the_reason() {
                 }
             });
             host(policy, |socket, sm| {
-                let (ok, kv) = finish(
-                    spawn(TEST, "adder", "", Some(socket)),
-                    Duration::from_secs(60),
-                );
+                let (ok, kv) = finish(spawn(TEST, "adder", "", socket), Duration::from_secs(60));
                 assert!(ok, "adder: {kv:?}");
                 assert!(
                     kv["refused"].contains("system names are reserved"),

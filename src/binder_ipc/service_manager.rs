@@ -105,7 +105,16 @@ impl ServiceManager {
     ) -> Result<Arc<ServiceManager>, BinderError> {
         let sm = ServiceManager::new(policy);
         let _ = sm.process.set(ps.clone());
-        ps.become_context_manager(sm.clone())?;
+        // The kernel lets go of a dead manager's role a little after its process exits.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match ps.become_context_manager(sm.clone()) {
+                Err(BinderError::Device(nix::errno::Errno::EBUSY)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                r => break r?,
+            }
+        }
         ps.start_thread_pool()?;
         Ok(sm)
     }

@@ -23,6 +23,8 @@ pub struct Area {
     used: BTreeMap<u64, u64>,
     /// Space left for oneway buffers.
     pub free_async_space: u64,
+    /// A oneway spammer was reported since async space last ran low (reported once).
+    pub spam_detected: bool,
 }
 
 // SAFETY: the mapping is owned by the `Area` and only touched through `&mut self` or `&self`
@@ -79,6 +81,7 @@ impl Area {
             free,
             used: BTreeMap::new(),
             free_async_space: size as u64 / 2,
+            spam_detected: false,
         })
     }
 
@@ -95,6 +98,11 @@ impl Area {
     /// Bytes currently allocated.
     pub fn allocated(&self) -> u64 {
         self.used.values().sum()
+    }
+
+    /// The allocated length of the buffer at `off`.
+    pub fn len_of(&self, off: u64) -> Option<u64> {
+        self.used.get(&off).copied()
     }
 
     /// Number of allocated buffers.

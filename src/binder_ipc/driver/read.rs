@@ -89,7 +89,18 @@ impl State {
                 };
                 match w {
                     Work::Complete => self.put(&mut out, BR_TRANSACTION_COMPLETE),
-                    Work::SpamSuspect => self.put(&mut out, BR_ONEWAY_SPAM_SUSPECT),
+                    Work::SpamSuspect => {
+                        // The sender's own setting decides what it hears.
+                        let on = self.procs.get(&proc).is_some_and(|p| p.spam_detection);
+                        self.put(
+                            &mut out,
+                            if on {
+                                BR_ONEWAY_SPAM_SUSPECT
+                            } else {
+                                BR_TRANSACTION_COMPLETE
+                            },
+                        );
+                    }
                     Work::ReturnError | Work::ReplyError => {
                         let t = self.threads.get_mut(&conn)?;
                         let e = if w == Work::ReturnError {

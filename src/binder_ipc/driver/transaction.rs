@@ -102,10 +102,13 @@ impl State {
             let node = if handle == 0 {
                 self.ctx_mgr.ok_or(BR_DEAD_REPLY)?
             } else {
+                // `binder_get_ref_olocked(.., need_strong_ref = true)`: a weak ref cannot
+                // be called.
                 let r = self
                     .procs
                     .get(&proc)
                     .and_then(|p| p.refs.get(&handle))
+                    .filter(|r| r.strong > 0)
                     .ok_or_else(|| {
                         self.stats.user_errors += 1;
                         BR_FAILED_REPLY
@@ -329,29 +332,33 @@ impl State {
         }
     }
 
-    /// Oneway spam: the target's async space runs low and this sender holds much of it
-    /// (`debug_low_async_space_locked`).
-    fn oneway_spam(&self, target_proc: u64, sender_pid: i32, size: u64) -> bool {
-        let Some(tp) = self.procs.get(&target_proc) else {
+    /// Oneway spam (`debug_low_async_space_locked`): once the target's async space is below
+    /// a tenth of its area, a sender holding more than 50 oneway buffers or a quarter of the
+    /// area is reported, once until space recovers. Whether the sender hears
+    /// BR_ONEWAY_SPAM_SUSPECT depends on its own BINDER_ENABLE_ONEWAY_SPAM_DETECTION.
+    fn oneway_spam(&mut self, target_proc: u64, sender_pid: i32, size: u64) -> bool {
+        let Some(tp) = self.procs.get_mut(&target_proc) else {
             return false;
         };
-        if !tp.spam_detection {
-            return false;
-        }
         let total = tp.area.size() as u64;
         if tp.area.free_async_space >= total / 10 {
+            tp.area.spam_detected = false;
             return false;
         }
-        let (mut n, mut bytes) = (1u64, size);
-        for b in tp
+        let (mut n, mut bytes) = (1u64, align8(size).max(8));
+        for (off, _) in tp
             .buffers
-            .values()
-            .filter(|b| b.is_async && b.sender_pid == sender_pid)
+            .iter()
+            .filter(|(_, b)| b.is_async && b.sender_pid == sender_pid)
         {
             n += 1;
-            bytes += align8(b.data_size) + align8(b.offsets_size);
+            bytes += tp.area.len_of(*off).unwrap_or(0);
         }
-        n > 50 || bytes > total / 4
+        if (n > 50 || bytes > total / 4) && !tp.area.spam_detected {
+            tp.area.spam_detected = true;
+            return true;
+        }
+        false
     }
 
     /// Translates the objects of a new buffer into the target's terms, writing them into the
@@ -378,8 +385,10 @@ impl State {
         let mut off_min = 0u64;
         let mut sg_used = 0u64;
         let sg_end = sg_start + extra;
-        // (object index, offset in buffer of its data, length) of PTR objects so far.
-        let mut ptrs: Vec<(u64, u64, u64)> = Vec::new();
+        // PTR objects so far, and the kernel's fixup order state (`last_fixup_obj_off`, 0
+        // meaning none, and `last_fixup_min_off`).
+        let mut ptrs: Vec<PtrSeen> = Vec::new();
+        let (mut last_fixup_obj, mut last_fixup_min) = (0u64, 0u64);
         let client_base = self
             .procs
             .get(&target_proc)
@@ -424,29 +433,54 @@ impl State {
                     sg_used += len;
                     bo.buffer = client_base + buf_off + at;
                     if bo.flags & BINDER_BUFFER_FLAG_HAS_PARENT != 0 {
-                        let &(_, p_at, p_len) = ptrs
+                        let parent = *ptrs
                             .iter()
-                            .find(|(i, _, _)| *i == bo.parent)
+                            .find(|p| p.index == bo.parent)
                             .ok_or(BR_FAILED_REPLY)?;
-                        if bo.parent_offset.checked_add(8).is_none_or(|e| e > p_len) {
+                        if !validate_fixup(
+                            &ptrs,
+                            parent.data_off,
+                            bo.parent_offset,
+                            last_fixup_obj,
+                            last_fixup_min,
+                        ) || parent.obj.length < 8
+                            || bo.parent_offset > parent.obj.length - 8
+                        {
                             return Err(BR_FAILED_REPLY);
                         }
                         let fix = area
-                            .bytes_mut(buf_off + p_at + bo.parent_offset, 8)
+                            .bytes_mut(buf_off + parent.at + bo.parent_offset, 8)
                             .ok_or(BR_FAILED_REPLY)?;
                         fix.copy_from_slice(&bo.buffer.to_ne_bytes());
                     }
-                    ptrs.push((idx as u64, at, bo.length));
+                    last_fixup_obj = off;
+                    last_fixup_min = 0;
+                    ptrs.push(PtrSeen {
+                        index: idx as u64,
+                        data_off: off,
+                        at,
+                        obj: bo,
+                    });
                     bytemuck::bytes_of(&bo).to_vec()
                 }
                 Object::Fda(fa) => {
                     if !accept_fds {
                         return Err(BR_FAILED_REPLY);
                     }
-                    let &(_, p_at, p_len) = ptrs
+                    let parent = *ptrs
                         .iter()
-                        .find(|(i, _, _)| *i == fa.parent)
+                        .find(|p| p.index == fa.parent)
                         .ok_or(BR_FAILED_REPLY)?;
+                    if !validate_fixup(
+                        &ptrs,
+                        parent.data_off,
+                        fa.parent_offset,
+                        last_fixup_obj,
+                        last_fixup_min,
+                    ) {
+                        return Err(BR_FAILED_REPLY);
+                    }
+                    let (p_at, p_len) = (parent.at, parent.obj.length);
                     let bytes = fa.num_fds.checked_mul(4).ok_or(BR_FAILED_REPLY)?;
                     if fa.parent_offset % 4 != 0
                         || fa
@@ -462,6 +496,8 @@ impl State {
                         fixups.push((pos, file));
                         fda_fds.push(pos);
                     }
+                    last_fixup_obj = parent.data_off;
+                    last_fixup_min = fa.parent_offset + bytes;
                     bytemuck::bytes_of(&fa).to_vec()
                 }
             };
@@ -520,6 +556,8 @@ impl State {
                 .get(&proc)
                 .and_then(|p| p.refs.get(&handle))
                 .copied()
+                // A strong HANDLE object needs a strong ref.
+                .filter(|r| !strong || r.strong > 0)
             else {
                 self.user_error();
                 return Err(BR_FAILED_REPLY);
@@ -595,6 +633,50 @@ impl State {
             }
         }
     }
+}
+
+/// A PTR object met while translating.
+#[derive(Clone, Copy)]
+struct PtrSeen {
+    /// Its index in the offsets array.
+    index: u64,
+    /// Its offset in the data.
+    data_off: u64,
+    /// Where its buffer landed, from the start of the transaction buffer.
+    at: u64,
+    /// The object.
+    obj: BinderBufferObject,
+}
+
+/// The kernel's `binder_validate_fixup`: a fixup at `fixup_offset` inside the buffer of the
+/// PTR object at data offset `parent_data_off` is allowed only in order — into the buffer
+/// last fixed up or one of its ancestors, at or past the last fixed-up position. Like the
+/// kernel, "no fixup yet" is data offset 0, so a parent at offset 0 takes no fixups.
+fn validate_fixup(
+    ptrs: &[PtrSeen],
+    parent_data_off: u64,
+    fixup_offset: u64,
+    last_obj: u64,
+    last_min: u64,
+) -> bool {
+    if last_obj == 0 {
+        return false;
+    }
+    let (mut last, mut min) = (last_obj, last_min);
+    while last != parent_data_off {
+        let Some(p) = ptrs.iter().find(|p| p.data_off == last) else {
+            return false;
+        };
+        if p.obj.flags & BINDER_BUFFER_FLAG_HAS_PARENT == 0 {
+            return false;
+        }
+        min = p.obj.parent_offset + 8;
+        let Some(parent) = ptrs.iter().find(|q| q.index == p.obj.parent) else {
+            return false;
+        };
+        last = parent.data_off;
+    }
+    fixup_offset >= min
 }
 
 /// Room a read needs before the kernel delivers a transaction: command + the secctx form

@@ -354,10 +354,13 @@ impl Inner {
     pub(super) fn spawn_pool_thread(&self, main: bool) -> Result<(), BinderError> {
         let inner: Arc<Inner> = self.weak_self.upgrade().ok_or(BinderError::DeadObject)?;
         let n = self.pool_threads.fetch_add(1, Ordering::AcqRel);
+        let count = self.pool_threads.clone();
         std::thread::Builder::new()
             .name(format!("binder:{}_{n}", std::process::id()))
             .spawn(move || {
                 let _ = inner.join_pool(main);
+                drop(inner);
+                count.fetch_sub(1, Ordering::AcqRel);
             })
             .map_err(|_| BinderError::Device(Errno::EAGAIN))?;
         Ok(())
@@ -392,7 +395,6 @@ impl Inner {
             }
         };
         drop(busy);
-        self.pool_threads.fetch_sub(1, Ordering::AcqRel);
         let mut w = CommandWriter::new();
         w.cmd(BC_EXIT_LOOPER);
         let _ = self.write_now(w.as_bytes());
