@@ -72,6 +72,8 @@ fn options() -> Result<Options, Error> {
             "--frame-ms" => o.frame_ms = value()?.parse()?,
             "--anr-ms" => o.anr_ms = value()?.parse()?,
             "--no-stall" => o.stall = false,
+            // `cargo bench` passes this to benches/input_dispatch.rs, which runs this program.
+            "--bench" => {}
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -393,7 +395,8 @@ fn host() -> Result<bool, Error> {
     Ok(status.success())
 }
 
-fn main() -> ExitCode {
+/// The demo (also run by `benches/input_dispatch.rs`).
+pub fn main() -> ExitCode {
     let result = match std::env::var(ROLE_ENV) {
         Ok(role) if role == "echo" => echo().map(|()| true),
         Ok(role) if role == "dispatcher" => options().and_then(|o| run(&o)),
