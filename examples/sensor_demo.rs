@@ -208,6 +208,9 @@ pub fn make_plans(args: &Args) -> Result<Vec<Plan>, Error> {
     let mut unique = handles.clone();
     unique.sort_unstable();
     unique.dedup();
+    if handles.len() != unique.len() {
+        return Err("--sensors lists a sensor twice".into());
+    }
     if args.per_client == 0 || args.per_client > unique.len() {
         return Err(format!(
             "--per-client {}: 1 to {} (the distinct sensors given)",
@@ -215,9 +218,6 @@ pub fn make_plans(args: &Args) -> Result<Vec<Plan>, Error> {
             unique.len()
         )
         .into());
-    }
-    if handles.len() != unique.len() {
-        return Err("--sensors lists a sensor twice".into());
     }
     // (handle, hz) per client.
     let mut wanted: Vec<Vec<(i32, u32)>> = Vec::new();
@@ -945,7 +945,8 @@ fn drive(
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(rest) = line.strip_prefix(PREFIX) {
+                    // Anywhere in the line: a test harness may print before it.
+                    if let Some(rest) = line.find(PREFIX).map(|at| &line[at + PREFIX.len()..]) {
                         let fields = rest.split_whitespace().map(String::from).collect();
                         if tx.send((i, Msg::Line(fields))).is_err() {
                             return;
