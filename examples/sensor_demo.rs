@@ -506,6 +506,7 @@ fn client_session(ps: &ProcessState, plan: &Plan) -> Result<(), Error> {
         let now = clock_now_ns();
         if t0.is_some() && now >= t1 && !flushing {
             // Everything sampled before the flush arrives before its flush-complete events.
+            say(format_args!("{} closed", plan.index));
             conn.flush()?;
             flushing = true;
             waited_since = Instant::now();
@@ -830,7 +831,7 @@ pub struct Summary {
     pub latency: Option<Histogram<u64>>,
     /// The service's CPU during the windows.
     pub cpu: ServiceCpu,
-    /// Wall time from go to the last report, ns.
+    /// Wall time from go to the first window's end, ns.
     pub wall_ns: u64,
     /// Problems not tied to one client.
     pub problems: Vec<String>,
@@ -996,7 +997,19 @@ fn drive(
             }
             match rx.recv_timeout(next_print.saturating_duration_since(Instant::now())) {
                 Ok((i, Msg::Line(f))) => {
-                    if f.get(1).map(String::as_str) == Some("tick") {
+                    if f.get(1).map(String::as_str) == Some("closed") {
+                        // The first window closed (they all open and close together): the
+                        // service's CPU over the window, while its HAL threads still run.
+                        if summary.wall_ns == 0 {
+                            summary.wall_ns = go.elapsed().as_nanos() as u64;
+                            let (svc_ns, hal_ns) = cpu_delta(&before, &thread_cpu());
+                            summary.cpu = ServiceCpu {
+                                service_thread: svc_ns,
+                                hal_threads: hal_ns,
+                                process: process_cpu_ns().saturating_sub(process_before),
+                            };
+                        }
+                    } else if f.get(1).map(String::as_str) == Some("tick") {
                         ticks[i] = Some(f);
                     } else if absorb(&mut results[i], &f)? {
                         finals += 1;
@@ -1010,13 +1023,6 @@ fn drive(
                 Err(_) => {}
             }
         }
-        summary.wall_ns = go.elapsed().as_nanos() as u64;
-        let (svc_ns, hal_ns) = cpu_delta(&before, &thread_cpu());
-        summary.cpu = ServiceCpu {
-            service_thread: svc_ns,
-            hal_threads: hal_ns,
-            process: process_cpu_ns().saturating_sub(process_before),
-        };
         on_phase(Phase::Done);
         Ok(())
     })();
