@@ -207,6 +207,30 @@ fn bench() -> Result<(), Error> {
         rate,
         summary.clients.len()
     );
+    let (sent, packets) = summary
+        .clients
+        .iter()
+        .filter_map(|c| c.service.as_ref())
+        .fold((0, 0), |(e, p), st| {
+            (e + st.events_sent, p + st.packets_sent)
+        });
+    let tube_full: u64 = summary
+        .clients
+        .iter()
+        .filter_map(|c| c.service.as_ref())
+        .map(|st| st.tube_full)
+        .sum();
+    let cache_peak = summary
+        .clients
+        .iter()
+        .filter_map(|c| c.service.as_ref())
+        .map(|st| st.cache_peak)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "service sends: {sent} events in {packets} packets ({:.2} events/packet), tube full {tube_full} times, largest cache {cache_peak} events",
+        sent as f64 / packets.max(1) as f64
+    );
     let lat = summary.latency.as_ref().ok_or("no latency samples")?;
     println!("end-to-end (HAL timestamp → client): {}", describe(lat));
     println!(
