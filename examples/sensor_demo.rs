@@ -990,10 +990,12 @@ fn drive(
             if now >= deadline {
                 return Err("clients did not report their windows in time".into());
             }
-            if now >= next_print {
+            if now >= next_print && summary.wall_ns == 0 {
                 second += 1;
                 next_print += Duration::from_secs(1);
                 print_ticks(args.quiet, second, plans, &ticks, &running, svc);
+            } else if now >= next_print {
+                next_print += Duration::from_secs(1); // windows closed: no more ticks
             }
             match rx.recv_timeout(next_print.saturating_duration_since(Instant::now())) {
                 Ok((i, Msg::Line(f))) => {
