@@ -4,12 +4,15 @@
 //! - [`device`]: the [`device::Device`] trait and its two implementations.
 //! - [`driver`]: the user-space driver shim (embedded on a thread, or a daemon).
 //! - [`parcel`]: libbinder-compatible Parcel encoding.
+//! - [`interface`]: declare an interface once ([`binder_interface!`](crate::binder_interface)),
+//!   get a typed client and server.
 //! - [`runtime`]: processes, threads, services, proxies, death recipients.
 //! - [`service_manager`]: the context manager that maps names to binders, and its client.
 //! - [`tube`]: BitTube ends through binder, and a typed event channel on top.
 
 pub mod device;
 pub mod driver;
+pub mod interface;
 pub mod parcel;
 pub mod runtime;
 pub mod service_manager;

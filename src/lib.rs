@@ -10,4 +10,5 @@
 pub mod binder_ipc;
 pub mod bittube;
 pub mod fd_transfer;
+pub mod input_demo;
 pub mod sensor_demo;

@@ -6,12 +6,17 @@
 //! - `bittube state [--socket PATH]`: prints the state dump of a running shim (processes,
 //!   threads, nodes, refs, transactions, buffers, counters), like the kernel's binder debugfs
 //!   `state` and `stats`. The socket defaults to `$BITTUBE_BINDER`.
+//! - `bittube service list [--socket PATH]`: the names the service manager holds, one a line,
+//!   asked over binder (the kernel driver when this machine has one and no socket is given,
+//!   else the shim).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bittube::binder_ipc::driver::{query_state, Driver, ENV_SOCKET};
+use bittube::binder_ipc::runtime::ProcessState;
+use bittube::binder_ipc::service_manager::ServiceManagerClient;
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
 
@@ -23,7 +28,7 @@ struct Cli {
     command: Command,
 }
 
-/// The subcommands. `service ...` (service manager queries) will join them.
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the binder driver shim as a daemon; prints the socket path once it listens.
@@ -39,6 +44,22 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+    /// Ask the service manager.
+    Service {
+        #[command(subcommand)]
+        query: ServiceQuery,
+    },
+}
+
+/// Service manager queries.
+#[derive(Debug, Subcommand)]
+enum ServiceQuery {
+    /// List the registered services.
+    List {
+        /// The shim's socket [default: the kernel driver if present, else $BITTUBE_BINDER].
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +67,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Driver { socket } => driver(&socket),
         Command::State { socket } => state(socket),
+        Command::Service {
+            query: ServiceQuery::List { socket },
+        } => service_list(socket),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,4 +133,22 @@ fn state(socket: Option<PathBuf>) -> Result<(), String> {
     out.write_all(dump.as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| format!("cannot write to stdout: {e}"))
+}
+
+/// Prints the service manager's names.
+fn service_list(socket: Option<PathBuf>) -> Result<(), String> {
+    let ps = match &socket {
+        Some(s) => ProcessState::open_shim(s),
+        None => ProcessState::open(),
+    }
+    .map_err(|e| format!("cannot open binder: {e}"))?;
+    let names = ServiceManagerClient::new(&ps)
+        .and_then(|sm| sm.list_services())
+        .map_err(|e| format!("cannot ask the service manager: {e}"))?;
+    let _ = ps.shutdown(std::time::Duration::from_secs(2));
+    let mut out = std::io::stdout().lock();
+    for n in names {
+        writeln!(out, "{n}").map_err(|e| format!("cannot write to stdout: {e}"))?;
+    }
+    Ok(())
 }

@@ -272,3 +272,59 @@ fn state_names_the_socket_when_nothing_listens() {
     assert!(!out.status.success());
     assert!(err.contains("BITTUBE_BINDER"), "{err}");
 }
+
+#[test]
+fn service_list_asks_the_service_manager_over_binder() {
+    use bittube::binder_ipc::parcel::Parcel;
+    use bittube::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
+    use bittube::binder_ipc::service_manager::{default_policy, ServiceManager};
+
+    struct Clock;
+    impl Service for Clock {
+        fn descriptor(&self) -> &str {
+            "test.IClock"
+        }
+        fn on_transact(
+            &self,
+            code: u32,
+            _: &mut Parcel,
+            _: &mut Parcel,
+            _: &CallContext,
+        ) -> Result<(), BinderError> {
+            Err(BinderError::UnknownTransaction(code))
+        }
+    }
+
+    let dir = TempDir::new(0o700);
+    let socket = dir.0.join("binder");
+    let daemon = Daemon::start(&socket);
+    // This test process hosts the service manager; `bittube` is another process, so it may
+    // call it through handle 0.
+    let ps = ProcessState::open_shim(&socket).expect("binder process on the daemon");
+    let sm = ServiceManager::serve(&ps, default_policy()).expect("service manager");
+    sm.add_local("test.clock", Binder::new(Clock));
+    sm.add_local("test.alarm", Binder::new(Clock));
+
+    let out = run(
+        &["service", "list", "--socket", socket.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "test.alarm\ntest.clock\n");
+
+    ps.shutdown(Duration::from_secs(5)).expect("shutdown");
+    drop(sm);
+    drop(ps);
+    let gone = run(
+        &["service", "list", "--socket", socket.to_str().unwrap()],
+        None,
+    );
+    assert!(!gone.status.success(), "no service manager any more");
+    assert!(
+        text(&gone.stderr).contains("cannot ask the service manager"),
+        "{}",
+        text(&gone.stderr)
+    );
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}

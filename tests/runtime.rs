@@ -679,3 +679,105 @@ fn unauthorised_add_is_refused_with_the_reason() {
         None => run_host_test(TEST),
     }
 }
+
+bittube::binder_interface! {
+    /// A declared interface, used across processes below.
+    mod calc("bittube.test.ICalc") {
+        /// a + b.
+        fn add(a: i64, b: i64) -> i64 = 1;
+        /// a / b; dividing by zero is refused.
+        fn divide(a: i64, b: i64) -> i64 = 2;
+        /// A tube with one packet already in it: [first, first + 1, first + 2].
+        fn tube(first: u64) -> bittube::bittube::TubeEnd = 3;
+        /// The caller's pid, as the driver reported it.
+        fn whoami() -> i32 = 4;
+    }
+}
+
+struct Calc;
+
+impl calc::Interface for Calc {
+    fn add(&self, _: &CallContext, a: i64, b: i64) -> Result<i64, BinderError> {
+        Ok(a + b)
+    }
+    fn divide(&self, _: &CallContext, a: i64, b: i64) -> Result<i64, BinderError> {
+        a.checked_div(b)
+            .ok_or_else(|| BinderError::BadValue(format!("{a} / {b}: division by zero")))
+    }
+    fn tube(&self, _: &CallContext, first: u64) -> Result<bittube::bittube::TubeEnd, BinderError> {
+        let (local, remote) = BitTube::new()
+            .and_then(|t| t.into_ends())
+            .map_err(|e| BinderError::BadValue(e.to_string()))?;
+        local
+            .send_batch(&[first, first + 1, first + 2])
+            .map_err(|e| BinderError::BadValue(e.to_string()))?;
+        Ok(remote)
+    }
+    fn whoami(&self, call: &CallContext) -> Result<i32, BinderError> {
+        Ok(call.pid)
+    }
+}
+
+#[test]
+fn declared_interface_across_processes() {
+    const TEST: &str = "declared_interface_across_processes";
+    match role() {
+        Some((r, _)) if r == "host" => host(default_policy(), |socket, _| {
+            let mut service = spawn(TEST, "service", "", socket);
+            assert_eq!(service.wait_line("registered").as_deref(), Some("1"));
+            let (ok, kv) = finish(spawn(TEST, "client", "", socket), Duration::from_secs(60));
+            service.kill();
+            assert!(ok, "client: {kv:?}");
+            assert_eq!(kv["add"], "42");
+            assert!(kv["divide"].contains("division by zero"), "{kv:?}");
+            assert_eq!(kv["tube"], "[7, 8, 9]");
+            assert_eq!(kv["whoami"], "self");
+            assert_eq!(kv["fds_delta"], "0");
+        }),
+        Some((r, _)) if r == "service" => {
+            let ps = ProcessState::open().expect("process");
+            ps.start_thread_pool().expect("pool");
+            let sm = ServiceManagerClient::new(&ps).expect("sm");
+            sm.add_service("bittube.test.calc", &Binder::new(calc::Server(Calc)))
+                .expect("add");
+            say("registered", 1);
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        Some((r, _)) if r == "client" => {
+            let before = fd_count();
+            {
+                let ps = ProcessState::open().expect("process");
+                let sm = ServiceManagerClient::new(&ps).expect("sm");
+                let b = sm
+                    .wait_for_service("bittube.test.calc", Duration::from_secs(30))
+                    .expect("calc");
+                assert_eq!(b.descriptor().unwrap(), calc::DESCRIPTOR);
+                let calc = calc::Proxy::new(b, &ps);
+                say("add", calc.add(40, 2).expect("add"));
+                match calc.divide(1, 0) {
+                    Err(BinderError::BadValue(why)) => say("divide", why),
+                    other => say("divide", format!("{other:?}")),
+                }
+                let end = calc.tube(7).expect("tube");
+                let mut got = [0u64; 3];
+                end.recv_batch_timeout(&mut got, Duration::from_secs(10))
+                    .expect("packet");
+                say("tube", format!("{got:?}"));
+                let pid = calc.whoami().expect("whoami");
+                say(
+                    "whoami",
+                    if pid == std::process::id() as i32 {
+                        "self".to_owned()
+                    } else {
+                        pid.to_string()
+                    },
+                );
+                drop(end);
+                ps.shutdown(Duration::from_secs(10)).expect("shutdown");
+            }
+            say("fds_delta", fd_count() as i64 - before as i64);
+        }
+        Some(_) => {}
+        None => run_host_test(TEST),
+    }
+}

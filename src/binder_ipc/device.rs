@@ -12,7 +12,7 @@ pub use nix::errno::Errno;
 mod shim;
 pub use shim::ShimDevice;
 mod kernel;
-pub use kernel::KernelDevice;
+pub use kernel::{KernelDevice, DEFAULT_PATHS, KERNEL_DEVICE_ENV};
 
 /// The arguments of one `BINDER_WRITE_READ`, as slices instead of raw addresses.
 ///

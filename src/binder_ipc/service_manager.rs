@@ -10,9 +10,7 @@
 //! root); a refusal reaches the caller as [`BinderError::PermissionDenied`] with the reason.
 //! A service whose process dies leaves the list.
 
-use crate::binder_ipc::parcel::{
-    AidlException, Parcel, ParcelError, EX_ILLEGAL_ARGUMENT, EX_SECURITY,
-};
+use crate::binder_ipc::parcel::{AidlException, Parcel, EX_ILLEGAL_ARGUMENT, EX_SECURITY};
 use crate::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -275,16 +273,6 @@ pub struct ServiceManagerClient {
     sm: Binder,
 }
 
-fn aidl(e: ParcelError) -> BinderError {
-    match e {
-        ParcelError::Exception(ex) if ex.code == EX_SECURITY => {
-            BinderError::PermissionDenied(ex.message)
-        }
-        ParcelError::Exception(ex) => BinderError::BadValue(ex.to_string()),
-        e => BinderError::Parcel(e),
-    }
-}
-
 impl ServiceManagerClient {
     /// The service manager of `ps`'s driver.
     pub fn new(ps: &ProcessState) -> Result<ServiceManagerClient, BinderError> {
@@ -296,7 +284,9 @@ impl ServiceManagerClient {
 
     fn call(&self, code: u32, data: &Parcel) -> Result<Parcel, BinderError> {
         let mut reply = self.sm.transact(code, data)?;
-        reply.read_exception().map_err(aidl)?;
+        reply
+            .read_exception()
+            .map_err(crate::binder_ipc::interface::from_reply_error)?;
         Ok(reply)
     }
 

@@ -181,7 +181,9 @@ fn process_killed_during_a_call_gives_dead_reply() {
                 let rets =
                     m.write_read_until_any(w.as_bytes(), &[BR_CLEAR_DEATH_NOTIFICATION_DONE]);
                 assert_stream(&rets, &["BR_CLEAR_DEATH_NOTIFICATION_DONE"], "clearing");
+                assert_shim_accounting(1, "after the callee was killed mid-call");
                 drop(m);
+                assert_shim_accounting(0, "after the manager went too");
                 assert_fds_return_to(&baseline, "after the killed callee and the manager went");
             }
             Some(_) => {

@@ -975,6 +975,30 @@ pub fn open_fds() -> BTreeMap<i32, PathBuf> {
 /// Waits (generously) until this process's fd table is back to `baseline`; panics with the
 /// difference otherwise. Closing after a peer's death is asynchronous in both drivers.
 #[track_caller]
+/// On the shim: waits until its state dump shows `procs` binder processes, no allocated
+/// buffer and no live transaction (the driver's own accounting; the kernel's is not visible
+/// through the `Device` trait, so nothing is checked there).
+pub fn assert_shim_accounting(procs: usize, what: &str) {
+    if on_kernel() {
+        return;
+    }
+    let want = format!("proc: active {procs} ");
+    let start = Instant::now();
+    loop {
+        let dump = bittube::binder_ipc::driver::query_state(&shim_socket()).expect("shim state");
+        if dump.contains(&want)
+            && !dump.contains("buffer at")
+            && dump.contains("transaction: active 0 ")
+        {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            panic!("{what}: the shim's accounting did not return (want {want:?}, no buffers, no transactions):\n{dump}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn assert_fds_return_to(baseline: &BTreeMap<i32, PathBuf>, what: &str) {
     let start = Instant::now();
     loop {

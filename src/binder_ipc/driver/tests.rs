@@ -85,3 +85,102 @@ fn no_context_manager_is_dead_reply_and_unknown_command_is_einval() {
     assert_eq!(dev.write_read(&mut wr), Err(nix::errno::Errno::EINVAL));
     assert_eq!(wr.write_consumed, 4);
 }
+
+mod untrusted {
+    //! Whatever a client sends, the shim answers or drops that client, and keeps serving.
+
+    use super::super::wire::{FrameHeader, K_IOCTL, K_OPEN_PROC, K_OPEN_THREAD, K_WRITE_READ};
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    /// A BC_ command with arbitrary payload bytes, or arbitrary bytes.
+    fn command() -> impl Strategy<Value = Vec<u8>> {
+        let codes = prop::sample::select(vec![
+            BC_TRANSACTION,
+            BC_REPLY,
+            BC_FREE_BUFFER,
+            BC_INCREFS,
+            BC_ACQUIRE,
+            BC_RELEASE,
+            BC_DECREFS,
+            BC_INCREFS_DONE,
+            BC_ACQUIRE_DONE,
+            BC_REGISTER_LOOPER,
+            BC_ENTER_LOOPER,
+            BC_EXIT_LOOPER,
+            BC_REQUEST_DEATH_NOTIFICATION,
+            BC_CLEAR_DEATH_NOTIFICATION,
+            BC_DEAD_BINDER_DONE,
+            BC_TRANSACTION_SG,
+            BC_REPLY_SG,
+        ]);
+        prop_oneof![
+            (codes, prop::collection::vec(any::<u8>(), 0..80)).prop_map(|(c, p)| {
+                let mut v = c.to_ne_bytes().to_vec();
+                v.extend_from_slice(&p[..ioc_size(c).min(p.len())]);
+                v.resize(4 + ioc_size(c), 0);
+                v
+            }),
+            prop::collection::vec(any::<u8>(), 0..40),
+        ]
+    }
+
+    fn still_serves(driver: &Driver) {
+        let dev = ShimDevice::open(driver.socket_path()).expect("a fresh process opens");
+        assert_eq!(dev.version(), Ok(8));
+        driver.state().expect("state dump");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_command_streams(streams in prop::collection::vec(prop::collection::vec(command(), 1..6), 1..4)) {
+            let driver = Driver::start().unwrap();
+            let dev = ShimDevice::open(driver.socket_path()).unwrap();
+            for stream in streams {
+                let bytes: Vec<u8> = stream.concat();
+                // Write-only calls never block; errors are fine, panics and hangs are not.
+                let mut wr = WriteRead::new(&bytes, &mut []);
+                let _ = dev.write_read(&mut wr);
+                prop_assert!(wr.write_consumed <= bytes.len());
+            }
+            still_serves(&driver);
+        }
+
+        #[test]
+        fn random_frames_on_the_socket(kind in prop::sample::select(vec![K_OPEN_PROC, K_OPEN_THREAD, K_IOCTL, K_WRITE_READ, 0, 99]),
+                                       lie in any::<bool>(),
+                                       body in prop::collection::vec(any::<u8>(), 0..200)) {
+            let driver = Driver::start().unwrap();
+            let mut sock = UnixStream::connect(driver.socket_path()).unwrap();
+            let len = if lie { body.len() as u32 + 1000 } else { body.len() as u32 };
+            let hdr = FrameHeader { len, kind, nfds: lie as u32, reserved: 0 };
+            let _ = sock.write_all(bytemuck::bytes_of(&hdr));
+            let _ = sock.write_all(&body);
+            drop(sock);
+            still_serves(&driver);
+        }
+    }
+
+    #[test]
+    fn thread_connection_without_a_proc_is_refused() {
+        let driver = Driver::start().unwrap();
+        let sock = UnixStream::connect(driver.socket_path()).unwrap();
+        super::super::wire::send_frame(
+            std::os::fd::AsFd::as_fd(&sock),
+            K_OPEN_THREAD,
+            &[&42u64.to_ne_bytes()],
+            &[],
+        )
+        .unwrap();
+        let (hdr, body, _) =
+            super::super::wire::recv_frame(std::os::fd::AsFd::as_fd(&sock)).unwrap();
+        let res: super::super::wire::ResultBody =
+            super::super::wire::body_as(&hdr, &body, super::super::wire::K_RESULT).unwrap();
+        assert_eq!(res.errno, libc::EPERM, "a guessed token names no process");
+        still_serves(&driver);
+    }
+}

@@ -178,7 +178,7 @@ impl ProcessState {
 
     /// The context manager (handle 0), as a proxy.
     pub fn context_object(&self) -> Result<Binder, BinderError> {
-        Ok(Binder::Remote(self.inner.proxy_for(0, false)?))
+        Ok(Binder::Remote(self.inner.proxy_for(0)?))
     }
 
     /// Becomes the context manager with `service` as the object behind handle 0
@@ -244,7 +244,7 @@ impl ProcessState {
                 .map(|n| Binder::Local(n.service.clone()))
                 .ok_or_else(|| BinderError::BadValue(format!("no local binder at {ptr:#x}"))),
             BinderObject::Handle { handle, .. } => {
-                Ok(Binder::Remote(self.inner.proxy_for(handle, true)?))
+                Ok(Binder::Remote(self.inner.proxy_for(handle)?))
             }
         }
     }
@@ -278,9 +278,9 @@ impl ProcessState {
 }
 
 impl Inner {
-    /// The proxy for `handle`, created when missing. `acquire`: take the proxy's references
-    /// now (a handle that arrived in a parcel, whose own reference ends with the buffer).
-    pub(super) fn proxy_for(&self, handle: u32, acquire: bool) -> Result<Arc<Proxy>, BinderError> {
+    /// The proxy for `handle`, created when missing, with its references taken at once (a
+    /// handle that arrived in a parcel is held by the buffer only until it is freed).
+    pub(super) fn proxy_for(&self, handle: u32) -> Result<Arc<Proxy>, BinderError> {
         let mut map = lock(&self.proxies);
         if let Some(p) = map.get(&handle).and_then(Weak::upgrade) {
             return Ok(p);
@@ -294,7 +294,6 @@ impl Inner {
         });
         map.insert(handle, Arc::downgrade(&p));
         drop(map);
-        let _ = acquire;
         // The references go to the driver before anything else this thread writes, so a
         // buffer freed later cannot drop the handle first.
         let mut w = CommandWriter::new();
