@@ -453,6 +453,11 @@ impl Server {
                     req.nonblock != 0,
                     fds,
                 ) {
+                    // Threads this call woke are served first, as the kernel wakes the
+                    // target before the caller returns: each thread only sees its own
+                    // answers, so the order of sends cannot change what any thread reads,
+                    // and the woken side (a caller waiting for BR_REPLY) runs sooner.
+                    self.run_wakes();
                     self.reply_write_read(c, done);
                 }
                 true
