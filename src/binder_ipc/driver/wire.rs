@@ -260,13 +260,31 @@ pub fn recv_some(
     fds: &mut Vec<OwnedFd>,
     flags: MsgFlags,
 ) -> Result<usize, Errno> {
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]);
+    let mut cmsg = cmsg_buffer();
+    recv_some_with(sock, buf, &mut cmsg, fds, flags)
+}
+
+/// A control-message buffer for [`recv_some_with`]: room for [`MAX_FDS_PER_MSG`] fds.
+pub fn cmsg_buffer() -> Vec<u8> {
+    nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG])
+}
+
+/// [`recv_some`] with a control-message buffer the caller keeps (from [`cmsg_buffer`]: a
+/// smaller one truncates fds, reported as `EMSGSIZE`), so a hot loop does not allocate one
+/// per call.
+pub fn recv_some_with(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    flags: MsgFlags,
+) -> Result<usize, Errno> {
     loop {
         let mut iov = [IoSliceMut::new(buf)];
         let msg = match recvmsg::<()>(
             sock.as_raw_fd(),
             &mut iov,
-            Some(&mut cmsg),
+            Some(&mut *cmsg),
             flags | MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
             Ok(m) => m,
