@@ -155,14 +155,29 @@ fn main() {
     }
     client.finish();
     println!(
-        "per round trip, both processes: µs on CPU / µs runnable waiting for a CPU / switches:\n\
-         {:>7} | {:>20} | {:>20} | {:>20} | shim/direct CPU",
+        "per round trip, both processes: µs on CPU / µs runnable waiting for a CPU / switches \
+         (of them preemptions):\n\
+         {:>7} | {:>26} | {:>26} | {:>26} | shim/direct CPU",
         "payload", "shim", "direct", "relay"
     );
     for (size, [s, d, r]) in cpu_lines {
         println!(
-            "{:>5} B | {:>6.1} / {:>6.1} / {:>4.1} | {:>6.1} / {:>6.1} / {:>4.1} | {:>6.1} / {:>6.1} / {:>4.1} | {:>6.2}×",
-            size, s.0, s.1, s.2, d.0, d.1, d.2, r.0, r.1, r.2, s.0 / d.0
+            "{:>5} B | {:>6.1} / {:>6.1} / {:>4.1} ({:>3.1}) | {:>6.1} / {:>6.1} / {:>4.1} ({:>3.1}) \
+             | {:>6.1} / {:>6.1} / {:>4.1} ({:>3.1}) | {:>6.2}×",
+            size,
+            s.0,
+            s.1,
+            s.2,
+            s.3,
+            d.0,
+            d.1,
+            d.2,
+            d.3,
+            r.0,
+            r.1,
+            r.2,
+            r.3,
+            s.0 / d.0
         );
     }
     println!("({:.1} s)", started.elapsed().as_secs_f64());
@@ -185,6 +200,8 @@ struct Sched {
     run: u64,
     wait: u64,
     switches: u64,
+    /// Involuntary switches (preemptions), from `/proc/<pid>/task/*/status`.
+    preempted: u64,
 }
 
 impl Sched {
@@ -204,6 +221,13 @@ impl Sched {
                 s.run += f.next().unwrap_or(0);
                 s.wait += f.next().unwrap_or(0);
                 s.switches += f.next().unwrap_or(0);
+                if let Ok(status) = std::fs::read_to_string(t.path().join("status")) {
+                    s.preempted += status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
             }
         }
         s
@@ -214,6 +238,7 @@ impl Sched {
             run: self.run.saturating_sub(before.run),
             wait: self.wait.saturating_sub(before.wait),
             switches: self.switches.saturating_sub(before.switches),
+            preempted: self.preempted.saturating_sub(before.preempted),
         }
     }
 
@@ -221,15 +246,18 @@ impl Sched {
         self.run += d.run;
         self.wait += d.wait;
         self.switches += d.switches;
+        self.preempted += d.preempted;
     }
 
-    /// µs on CPU, µs waiting and switches in, per one of `n` round trips.
-    fn per(self, n: usize) -> (f64, f64, f64) {
+    /// µs on CPU, µs waiting, switches in and of them preemptions, per one of `n` round
+    /// trips.
+    fn per(self, n: usize) -> (f64, f64, f64, f64) {
         let n = n as f64;
         (
             self.run as f64 / n / 1000.0,
             self.wait as f64 / n / 1000.0,
             self.switches as f64 / n,
+            self.preempted as f64 / n,
         )
     }
 }
