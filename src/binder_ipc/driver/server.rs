@@ -3,14 +3,14 @@
 //! out through per-connection queues.
 
 use super::alloc::Area;
-use super::state::{ConnId, State, WriteReadDone};
+use super::state::{ConnId, IdMap, State, WriteReadDone};
 use super::wire::*;
 use crate::binder_ipc::uapi::*;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use nix::errno::Errno;
 use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -52,8 +52,8 @@ struct Conn {
 pub struct Server {
     poll: Poll,
     listener: UnixListener,
-    conns: HashMap<ConnId, Conn>,
-    tokens: HashMap<u64, u64>,
+    conns: IdMap<ConnId, Conn>,
+    tokens: IdMap<u64, u64>,
     state: State,
     next: usize,
     stop: Arc<AtomicBool>,
@@ -95,8 +95,8 @@ impl Server {
             Server {
                 poll,
                 listener,
-                conns: HashMap::new(),
-                tokens: HashMap::new(),
+                conns: IdMap::default(),
+                tokens: IdMap::default(),
                 state: State::default(),
                 next: 2,
                 stop,
