@@ -27,7 +27,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 
@@ -73,9 +73,34 @@ struct ThreadIo {
     inb: Vec<u8>,
     /// Control messages of receives.
     cmsg: Vec<u8>,
-    /// This process, as the thread that opened the connection saw it (for
-    /// `process_vm_readv`).
+    /// This process (for `process_vm_readv`), as seen in fork generation `pid_gen`.
     pid: Pid,
+    /// [`FORK_GEN`] when `pid` was read.
+    pid_gen: u64,
+}
+
+/// Counts `fork`s of this process (bumped in the child), so a cached pid is read again in a
+/// forked child instead of naming the parent.
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn bump_fork_gen() {
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This process's pid, without a `getpid` per call: cached in `io`, read again after a fork.
+fn own_pid(pid: &mut Pid, pid_gen: &mut u64) -> Pid {
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a child handler that only does an atomic add (async-signal
+        // safe); the function lives for the whole program.
+        unsafe { libc::pthread_atfork(None, None, Some(bump_fork_gen)) };
+    });
+    let now = FORK_GEN.load(Ordering::Relaxed);
+    if now != *pid_gen {
+        *pid = Pid::this();
+        *pid_gen = now;
+    }
+    *pid
 }
 
 impl Drop for Inner {
@@ -232,6 +257,7 @@ impl ShimDevice {
                 inb: Vec::new(),
                 cmsg: wire::cmsg_buffer(),
                 pid: Pid::this(),
+                pid_gen: u64::MAX,
             }),
         });
         threads.insert(me, conn.clone());
@@ -391,8 +417,9 @@ impl Device for ShimDevice {
             inb,
             cmsg,
             pid,
+            pid_gen,
         } = &mut *io;
-        let pid = *pid;
+        let pid = own_pid(pid, pid_gen);
         out.clear();
         let start = wr.write_consumed.min(wr.write.len());
         let req = WriteReadReq {
