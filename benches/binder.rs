@@ -2,7 +2,8 @@
 //! the same two OS processes, in the same run.
 //!
 //! `cargo bench --bench binder` (set `BINDER_BENCH_ITERS` for another count per configuration;
-//! the default is 20 000).
+//! the default is 20 000; set `BINDER_BENCH_ONLY` to `shim`, `direct` or `relay` to run only
+//! that way, e.g. under `strace -c -f` to count system calls per round trip).
 //!
 //! This process starts the shim embedded ([`Driver::start`]) and re-executes itself as the
 //! server (`BITTUBE_BENCH_CHILD` set, `BITTUBE_BINDER` naming the shim). The server opens a
@@ -44,6 +45,8 @@ use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag
 
 const CHILD_ENV: &str = "BITTUBE_BENCH_CHILD";
 const ITERS_ENV: &str = "BINDER_BENCH_ITERS";
+const ONLY_ENV: &str = "BINDER_BENCH_ONLY";
+const WAYS: [&str; 3] = ["shim", "direct", "relay"];
 const SIZES: [usize; 2] = [0, 1024];
 const ROUNDS: usize = 10;
 const READY: &[u8] = b"ready!!!";
@@ -62,6 +65,14 @@ fn main() {
         .unwrap_or(20_000)
         .max(ROUNDS);
     let per_round = iters / ROUNDS;
+    let only = std::env::var(ONLY_ENV).ok();
+    if let Some(o) = &only {
+        assert!(
+            WAYS.contains(&o.as_str()),
+            "{ONLY_ENV} must be one of {WAYS:?}"
+        );
+    }
+    let wanted = |way: usize| only.as_deref().is_none_or(|o| o == WAYS[way]);
 
     let driver = Driver::start().expect("start the embedded driver shim");
     let (mine, theirs) = seqpacket_pair();
@@ -92,11 +103,17 @@ fn main() {
         // Warm-up: caches, the allocator, the shim's first-use paths.
         let warm = (iters / 10).max(100);
         let mut sink = Vec::with_capacity(warm);
-        client.run(&payload, warm, &mut sink);
+        if wanted(0) {
+            client.run(&payload, warm, &mut sink);
+        }
         sink.clear();
-        direct(mine.as_fd(), &payload, warm, &mut sink);
+        if wanted(1) {
+            direct(mine.as_fd(), &payload, warm, &mut sink);
+        }
         sink.clear();
-        direct(relay_near.as_fd(), &payload, warm, &mut sink);
+        if wanted(2) {
+            direct(relay_near.as_fd(), &payload, warm, &mut sink);
+        }
 
         let mut shim_ns = Vec::with_capacity(iters);
         let mut direct_ns = Vec::with_capacity(iters);
@@ -106,6 +123,9 @@ fn main() {
             // Which one goes first turns with the round.
             for k in 0..3 {
                 let way = (round + k) % 3;
+                if !wanted(way) {
+                    continue;
+                }
                 let before = Sched::now(server.pid());
                 match way {
                     0 => client.run(&payload, per_round, &mut shim_ns),
@@ -135,14 +155,29 @@ fn main() {
     }
     client.finish();
     println!(
-        "per round trip, both processes: µs on CPU / µs runnable waiting for a CPU / switches:\n\
-         {:>7} | {:>20} | {:>20} | {:>20} | shim/direct CPU",
+        "per round trip, both processes: µs on CPU / µs runnable waiting for a CPU / switches \
+         (of them preemptions):\n\
+         {:>7} | {:>26} | {:>26} | {:>26} | shim/direct CPU",
         "payload", "shim", "direct", "relay"
     );
     for (size, [s, d, r]) in cpu_lines {
         println!(
-            "{:>5} B | {:>6.1} / {:>6.1} / {:>4.1} | {:>6.1} / {:>6.1} / {:>4.1} | {:>6.1} / {:>6.1} / {:>4.1} | {:>6.2}×",
-            size, s.0, s.1, s.2, d.0, d.1, d.2, r.0, r.1, r.2, s.0 / d.0
+            "{:>5} B | {:>6.1} / {:>6.1} / {:>4.1} ({:>3.1}) | {:>6.1} / {:>6.1} / {:>4.1} ({:>3.1}) \
+             | {:>6.1} / {:>6.1} / {:>4.1} ({:>3.1}) | {:>6.2}×",
+            size,
+            s.0,
+            s.1,
+            s.2,
+            s.3,
+            d.0,
+            d.1,
+            d.2,
+            d.3,
+            r.0,
+            r.1,
+            r.2,
+            r.3,
+            s.0 / d.0
         );
     }
     println!("({:.1} s)", started.elapsed().as_secs_f64());
@@ -165,6 +200,8 @@ struct Sched {
     run: u64,
     wait: u64,
     switches: u64,
+    /// Involuntary switches (preemptions), from `/proc/<pid>/task/*/status`.
+    preempted: u64,
 }
 
 impl Sched {
@@ -184,6 +221,13 @@ impl Sched {
                 s.run += f.next().unwrap_or(0);
                 s.wait += f.next().unwrap_or(0);
                 s.switches += f.next().unwrap_or(0);
+                if let Ok(status) = std::fs::read_to_string(t.path().join("status")) {
+                    s.preempted += status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
             }
         }
         s
@@ -194,6 +238,7 @@ impl Sched {
             run: self.run.saturating_sub(before.run),
             wait: self.wait.saturating_sub(before.wait),
             switches: self.switches.saturating_sub(before.switches),
+            preempted: self.preempted.saturating_sub(before.preempted),
         }
     }
 
@@ -201,15 +246,18 @@ impl Sched {
         self.run += d.run;
         self.wait += d.wait;
         self.switches += d.switches;
+        self.preempted += d.preempted;
     }
 
-    /// µs on CPU, µs waiting and switches in, per one of `n` round trips.
-    fn per(self, n: usize) -> (f64, f64, f64) {
+    /// µs on CPU, µs waiting, switches in and of them preemptions, per one of `n` round
+    /// trips.
+    fn per(self, n: usize) -> (f64, f64, f64, f64) {
         let n = n as f64;
         (
             self.run as f64 / n / 1000.0,
             self.wait as f64 / n / 1000.0,
             self.switches as f64 / n,
+            self.preempted as f64 / n,
         )
     }
 }
@@ -218,8 +266,11 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
-/// Median and 99th percentile.
+/// Median and 99th percentile (zeros when the way did not run).
 fn percentiles(v: &mut [u64]) -> (u64, u64) {
+    if v.is_empty() {
+        return (0, 0);
+    }
     v.sort_unstable();
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.99))

@@ -27,7 +27,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 
@@ -61,7 +61,46 @@ unsafe impl Sync for Inner {}
 #[derive(Debug)]
 struct ThreadConn {
     sock: UnixStream,
-    out: Mutex<Vec<u8>>,
+    io: Mutex<ThreadIo>,
+}
+
+/// Buffers a thread connection reuses from call to call.
+#[derive(Debug)]
+struct ThreadIo {
+    /// The frame being sent.
+    out: Vec<u8>,
+    /// The frame being received.
+    inb: Vec<u8>,
+    /// Control messages of receives.
+    cmsg: Vec<u8>,
+    /// This process (for `process_vm_readv`), as seen in fork generation `pid_gen`.
+    pid: Pid,
+    /// [`FORK_GEN`] when `pid` was read.
+    pid_gen: u64,
+}
+
+/// Counts `fork`s of this process (bumped in the child), so a cached pid is read again in a
+/// forked child instead of naming the parent.
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn bump_fork_gen() {
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This process's pid, without a `getpid` per call: cached in `io`, read again after a fork.
+fn own_pid(pid: &mut Pid, pid_gen: &mut u64) -> Pid {
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a child handler that only does an atomic add (async-signal
+        // safe); the function lives for the whole program.
+        unsafe { libc::pthread_atfork(None, None, Some(bump_fork_gen)) };
+    });
+    let now = FORK_GEN.load(Ordering::Relaxed);
+    if now != *pid_gen {
+        *pid = Pid::this();
+        *pid_gen = now;
+    }
+    *pid
 }
 
 impl Drop for Inner {
@@ -213,7 +252,13 @@ impl ShimDevice {
         }
         let conn = Arc::new(ThreadConn {
             sock,
-            out: Mutex::new(Vec::new()),
+            io: Mutex::new(ThreadIo {
+                out: Vec::new(),
+                inb: Vec::new(),
+                cmsg: wire::cmsg_buffer(),
+                pid: Pid::this(),
+                pid_gen: u64::MAX,
+            }),
         });
         threads.insert(me, conn.clone());
         drop(threads);
@@ -241,7 +286,7 @@ impl ShimDevice {
 
 /// Copies `len` bytes at `addr` of this process into `out`; `EFAULT` when any of it is not
 /// readable memory.
-fn read_own_memory(addr: u64, len: u64, out: &mut Vec<u8>) -> Result<(), Errno> {
+fn read_own_memory(pid: Pid, addr: u64, len: u64, out: &mut Vec<u8>) -> Result<(), Errno> {
     if len == 0 {
         return Ok(());
     }
@@ -253,7 +298,7 @@ fn read_own_memory(addr: u64, len: u64, out: &mut Vec<u8>) -> Result<(), Errno> 
         len,
     }];
     let mut local = [IoSliceMut::new(&mut out[start..])];
-    match process_vm_readv(Pid::this(), &mut local, &remote) {
+    match process_vm_readv(pid, &mut local, &remote) {
         Ok(n) if n == len => Ok(()),
         _ => {
             out.truncate(start);
@@ -268,6 +313,7 @@ const MAX_GATHER: u64 = 1 << 30;
 /// Appends the [`Gathered`] record for transaction `tr` (and its payload) to `out`, and the
 /// fds its objects name to `fds`.
 fn gather<'a>(
+    pid: Pid,
     tr: &BinderTransactionData,
     buffers_size: u64,
     out: &mut Vec<u8>,
@@ -287,9 +333,9 @@ fn gather<'a>(
             return Err(Errno::ENOSPC);
         }
         let data_at = out.len();
-        read_own_memory(tr.data_buffer, tr.data_size, out)?;
+        read_own_memory(pid, tr.data_buffer, tr.data_size, out)?;
         let offs_at = out.len();
-        read_own_memory(tr.data_offsets, tr.offsets_size, out)?;
+        read_own_memory(pid, tr.data_offsets, tr.offsets_size, out)?;
         rec.data_len = tr.data_size;
         rec.offsets_len = tr.offsets_size;
         let sg_at = out.len();
@@ -310,7 +356,7 @@ fn gather<'a>(
                         break;
                     }
                     let start = out.len();
-                    read_own_memory(bo.buffer, bo.length, out)?;
+                    read_own_memory(pid, bo.buffer, bo.length, out)?;
                     out.resize(start + padded as usize, 0);
                     ptr_bufs.push((i, start));
                 }
@@ -365,7 +411,15 @@ fn borrow_checked<'a>(fd: i32) -> Result<BorrowedFd<'a>, Errno> {
 impl Device for ShimDevice {
     fn write_read(&self, wr: &mut WriteRead<'_>) -> Result<(), Errno> {
         let conn = self.thread_conn()?;
-        let mut out = std::mem::take(&mut *conn.out.lock().map_err(|_| Errno::EIO)?);
+        let mut io = conn.io.lock().map_err(|_| Errno::EIO)?;
+        let ThreadIo {
+            out,
+            inb,
+            cmsg,
+            pid,
+            pid_gen,
+        } = &mut *io;
+        let pid = own_pid(pid, pid_gen);
         out.clear();
         let start = wr.write_consumed.min(wr.write.len());
         let req = WriteReadReq {
@@ -389,11 +443,11 @@ impl Device for ShimDevice {
             match cmd {
                 BC_TRANSACTION | BC_REPLY => {
                     let tr: BinderTransactionData = bytemuck::pod_read_unaligned(payload);
-                    gather(&tr, 0, &mut out, &mut fds);
+                    gather(pid, &tr, 0, out, &mut fds);
                 }
                 BC_TRANSACTION_SG | BC_REPLY_SG => {
                     let sg: BinderTransactionDataSg = bytemuck::pod_read_unaligned(payload);
-                    gather(&sg.transaction_data, sg.buffers_size, &mut out, &mut fds);
+                    gather(pid, &sg.transaction_data, sg.buffers_size, out, &mut fds);
                 }
                 _ if command_name(cmd).starts_with("BC_") => {}
                 _ => {
@@ -403,14 +457,12 @@ impl Device for ShimDevice {
                 }
             }
         }
-        let sent = wire::send_frame(conn.sock.as_fd(), K_WRITE_READ, &[&out], &fds);
-        if let Ok(mut keep) = conn.out.lock() {
-            *keep = out;
-        }
-        sent?;
+        wire::send_frame(conn.sock.as_fd(), K_WRITE_READ, &[out], &fds)?;
         drop(fds);
-        let (hdr, body, fds) = wire::recv_frame(conn.sock.as_fd())?;
-        let ret: WriteReadRet = wire::body_as_prefix(&hdr, &body, K_WRITE_READ_RET)?;
+        let mut fds = Vec::new();
+        let hdr = wire::recv_frame_into(conn.sock.as_fd(), inb, cmsg, &mut fds)?;
+        let body = &inb[16..16 + hdr.len as usize];
+        let ret: WriteReadRet = wire::body_as_prefix(&hdr, body, K_WRITE_READ_RET)?;
         let mut rest = &body[size_of::<WriteReadRet>()..];
         let read_len = ret.read_len as usize;
         let fix_len = ret.nfixups as usize * 8;

@@ -3,14 +3,14 @@
 //! out through per-connection queues.
 
 use super::alloc::Area;
-use super::state::{ConnId, State, WriteReadDone};
+use super::state::{ConnId, IdMap, State, WriteReadDone};
 use super::wire::*;
 use crate::binder_ipc::uapi::*;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use nix::errno::Errno;
 use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
+/// Bytes one read takes from a connection.
+const READ_BUF: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -50,11 +52,15 @@ struct Conn {
 pub struct Server {
     poll: Poll,
     listener: UnixListener,
-    conns: HashMap<ConnId, Conn>,
-    tokens: HashMap<u64, u64>,
+    conns: IdMap<ConnId, Conn>,
+    tokens: IdMap<u64, u64>,
     state: State,
     next: usize,
     stop: Arc<AtomicBool>,
+    /// The read buffer, kept between reads.
+    rbuf: Vec<u8>,
+    /// The control-message buffer for reads.
+    cmsg: Vec<u8>,
 }
 
 fn random_u64() -> u64 {
@@ -89,11 +95,13 @@ impl Server {
             Server {
                 poll,
                 listener,
-                conns: HashMap::new(),
-                tokens: HashMap::new(),
+                conns: IdMap::default(),
+                tokens: IdMap::default(),
                 state: State::default(),
                 next: 2,
                 stop,
+                rbuf: vec![0u8; READ_BUF],
+                cmsg: cmsg_buffer(),
             },
             waker,
         ))
@@ -173,15 +181,17 @@ impl Server {
     }
 
     fn read_conn(&mut self, c: ConnId) {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let Some(conn) = self.conns.get_mut(&c) else {
-                return;
-            };
-            let mut fds = Vec::new();
-            match recv_some(
+        // One read buffer for the whole loop (taken out while frames borrow it).
+        let mut buf = std::mem::take(&mut self.rbuf);
+        if buf.len() < READ_BUF {
+            buf.resize(READ_BUF, 0);
+        }
+        let mut fds = Vec::new();
+        while let Some(conn) = self.conns.get_mut(&c) {
+            match recv_some_with(
                 conn.sock.as_fd(),
                 &mut buf,
+                &mut self.cmsg,
                 &mut fds,
                 MsgFlags::MSG_DONTWAIT,
             ) {
@@ -190,47 +200,78 @@ impl Server {
                     break;
                 }
                 Ok(n) => {
-                    conn.inbuf.extend_from_slice(&buf[..n]);
-                    conn.infds.extend(fds);
+                    let got_fds = !fds.is_empty();
+                    conn.infds.extend(fds.drain(..));
+                    if conn.inbuf.is_empty() {
+                        // Whole frames straight from the read buffer; only a partial tail
+                        // is kept.
+                        let used = self.frames(c, &buf[..n]);
+                        if let Some(conn) = self.conns.get_mut(&c) {
+                            conn.inbuf.extend_from_slice(&buf[used..n]);
+                        }
+                    } else {
+                        conn.inbuf.extend_from_slice(&buf[..n]);
+                        let inbuf = std::mem::take(&mut conn.inbuf);
+                        let used = self.frames(c, &inbuf);
+                        if let Some(conn) = self.conns.get_mut(&c) {
+                            let mut inbuf = inbuf;
+                            inbuf.drain(..used);
+                            conn.inbuf = inbuf;
+                        }
+                    }
+                    // A stream read shorter than the buffer, with no fds, took everything
+                    // queued (a read stops early only after a message with fds, or between
+                    // writers of different credentials, which one thread's connection does
+                    // not have): no need for the read that would say EAGAIN. Data that
+                    // arrives later is a new edge for the poll.
+                    if n < buf.len() && !got_fds {
+                        break;
+                    }
                 }
                 Err(Errno::EAGAIN) => break,
                 Err(_) => {
-                    conn.infds.extend(fds);
+                    conn.infds.extend(fds.drain(..));
                     conn.dead = true;
                     break;
                 }
             }
         }
-        // Whole frames, in order.
+        self.rbuf = buf;
+    }
+
+    /// Handles the whole frames at the front of `bytes` in order; returns how many bytes they
+    /// took. A malformed header or a refused frame marks the connection dead.
+    fn frames(&mut self, c: ConnId, bytes: &[u8]) -> usize {
+        let mut at = 0;
         loop {
             let Some(conn) = self.conns.get_mut(&c) else {
-                return;
+                return bytes.len();
             };
-            if conn.inbuf.len() < size_of::<FrameHeader>() {
-                break;
+            let rest = &bytes[at..];
+            if rest.len() < size_of::<FrameHeader>() {
+                return at;
             }
-            let hdr: FrameHeader = bytemuck::pod_read_unaligned(&conn.inbuf[..16]);
+            let hdr: FrameHeader = bytemuck::pod_read_unaligned(&rest[..16]);
             if hdr.len as usize > MAX_FRAME || hdr.nfds as usize > 1 << 20 {
                 conn.dead = true;
-                break;
+                return bytes.len();
             }
             let total = 16 + hdr.len as usize;
-            if conn.inbuf.len() < total {
-                break;
+            if rest.len() < total {
+                return at;
             }
             if conn.infds.len() < hdr.nfds as usize {
                 // Every fd rides on the frame's own bytes: missing ones mean a lying header.
                 conn.dead = true;
-                break;
+                return bytes.len();
             }
-            let body: Vec<u8> = conn.inbuf[16..total].to_vec();
-            conn.inbuf.drain(..total);
             let fds: Vec<OwnedFd> = conn.infds.drain(..hdr.nfds as usize).collect();
-            if !self.frame(c, &hdr, &body, fds) {
+            at += total;
+            if !self.frame(c, &hdr, &rest[16..total], fds) {
                 if let Some(conn) = self.conns.get_mut(&c) {
                     conn.dead = true;
                 }
-                break;
+                return bytes.len();
             }
         }
     }
@@ -246,8 +287,54 @@ impl Server {
             nfds: fds.len() as u32,
             reserved: 0,
         };
-        let mut bytes = Vec::with_capacity(16 + len);
-        bytes.extend_from_slice(bytemuck::bytes_of(&hdr));
+        let hdr_bytes = bytemuck::bytes_of(&hdr);
+        let total = 16 + len;
+        // Fast path: nothing queued, fds fit one message: send straight from the parts and
+        // queue only what the socket did not take.
+        if conn.out.is_empty() && fds.len() <= MAX_FDS_PER_MSG && parts.len() < 4 {
+            let mut iov = [IoSlice::new(&[]); 4];
+            iov[0] = IoSlice::new(hdr_bytes);
+            for (i, p) in parts.iter().enumerate() {
+                iov[i + 1] = IoSlice::new(p);
+            }
+            let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+            let cm = [ControlMessage::ScmRights(&raw)];
+            let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cm };
+            let sent = match sendmsg::<()>(
+                conn.sock.as_raw_fd(),
+                &iov[..parts.len() + 1],
+                cmsgs,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(n) => Some(n),
+                Err(Errno::EINTR) | Err(Errno::EAGAIN) => None,
+                Err(_) => {
+                    conn.dead = true;
+                    return;
+                }
+            };
+            // Our copies of sent fds close here; the peer holds its own.
+            let (pos, fds) = match sent {
+                Some(n) => (n, Vec::new()),
+                None => (0, fds),
+            };
+            if pos == total {
+                return;
+            }
+            let mut bytes = Vec::with_capacity(total - pos);
+            let mut skip = pos;
+            for part in std::iter::once(hdr_bytes).chain(parts.iter().copied()) {
+                let from = skip.min(part.len());
+                skip -= from;
+                bytes.extend_from_slice(&part[from..]);
+            }
+            conn.out.push_back(Piece { bytes, pos: 0, fds });
+            self.flush(c);
+            return;
+        }
+        let mut bytes = Vec::with_capacity(total);
+        bytes.extend_from_slice(hdr_bytes);
         for p in parts {
             bytes.extend_from_slice(p);
         }
@@ -265,11 +352,7 @@ impl Server {
             fds = rest;
             pos += 1;
         }
-        conn.out.push_back(Piece {
-            bytes: bytes[pos..].to_vec(),
-            pos: 0,
-            fds,
-        });
+        conn.out.push_back(Piece { bytes, pos, fds });
         self.flush(c);
     }
 
@@ -453,6 +536,11 @@ impl Server {
                     req.nonblock != 0,
                     fds,
                 ) {
+                    // Threads this call woke are served first, as the kernel wakes the
+                    // target before the caller returns: each thread only sees its own
+                    // answers, so the order of sends cannot change what any thread reads,
+                    // and the woken side (a caller waiting for BR_REPLY) runs sooner.
+                    self.run_wakes();
                     self.reply_write_read(c, done);
                 }
                 true

@@ -196,8 +196,45 @@ pub fn send_frame(
         nfds: fds.len() as u32,
         reserved: 0,
     };
+    let hdr_bytes = bytemuck::bytes_of(&hdr);
+    if fds.len() <= MAX_FDS_PER_MSG && parts.len() < 4 {
+        // One sendmsg straight from the parts; a partial send goes on without fds (they
+        // left with the first byte).
+        let mut iov = [IoSlice::new(&[]); 4];
+        iov[0] = IoSlice::new(hdr_bytes);
+        for (i, p) in parts.iter().enumerate() {
+            iov[i + 1] = IoSlice::new(p);
+        }
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let cm = [ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cm };
+        let n = loop {
+            match sendmsg::<()>(
+                sock.as_raw_fd(),
+                &iov[..parts.len() + 1],
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(n) => break n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 16 + len {
+            return Ok(());
+        }
+        let mut rest = Vec::with_capacity(16 + len - n);
+        let mut skip = n;
+        for part in std::iter::once(hdr_bytes).chain(parts.iter().copied()) {
+            let from = skip.min(part.len());
+            skip -= from;
+            rest.extend_from_slice(&part[from..]);
+        }
+        return send_bytes_with_fds(sock, &rest, &[]);
+    }
     let mut bytes = Vec::with_capacity(16 + len);
-    bytes.extend_from_slice(bytemuck::bytes_of(&hdr));
+    bytes.extend_from_slice(hdr_bytes);
     for p in parts {
         bytes.extend_from_slice(p);
     }
@@ -260,13 +297,31 @@ pub fn recv_some(
     fds: &mut Vec<OwnedFd>,
     flags: MsgFlags,
 ) -> Result<usize, Errno> {
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]);
+    let mut cmsg = cmsg_buffer();
+    recv_some_with(sock, buf, &mut cmsg, fds, flags)
+}
+
+/// A control-message buffer for [`recv_some_with`]: room for [`MAX_FDS_PER_MSG`] fds.
+pub fn cmsg_buffer() -> Vec<u8> {
+    nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG])
+}
+
+/// [`recv_some`] with a control-message buffer the caller keeps (from [`cmsg_buffer`]: a
+/// smaller one truncates fds, reported as `EMSGSIZE`), so a hot loop does not allocate one
+/// per call.
+pub fn recv_some_with(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    flags: MsgFlags,
+) -> Result<usize, Errno> {
     loop {
         let mut iov = [IoSliceMut::new(buf)];
         let msg = match recvmsg::<()>(
             sock.as_raw_fd(),
             &mut iov,
-            Some(&mut cmsg),
+            Some(&mut *cmsg),
             flags | MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
             Ok(m) => m,
@@ -316,6 +371,52 @@ pub fn recv_frame(sock: BorrowedFd<'_>) -> Result<(FrameHeader, Vec<u8>, Vec<Own
         return Err(Errno::EPROTO);
     }
     Ok((hdr, body, fds))
+}
+
+/// Receives one whole frame into `buf` (kept by the caller between calls, grown as needed)
+/// with as few reads as the socket allows: on a connection where each request gets exactly
+/// one answer, one `recvmsg` usually takes header and body. Returns the header; the body is
+/// `buf[16..16 + len]` and the frame's fds are appended to `fds`. A closed peer is
+/// `ECONNRESET`; bytes past the frame (a second, unrequested frame) are `EPROTO`.
+pub fn recv_frame_into(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    cmsg: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> Result<FrameHeader, Errno> {
+    const FIRST_READ: usize = 16 * 1024;
+    if buf.len() < FIRST_READ {
+        buf.resize(FIRST_READ, 0);
+    }
+    let first_fd = fds.len();
+    let mut got = 0;
+    let mut total = usize::MAX;
+    while got < total {
+        let room = if total == usize::MAX {
+            buf.len()
+        } else {
+            total
+        };
+        match recv_some_with(sock, &mut buf[got..room], cmsg, fds, MsgFlags::empty())? {
+            0 => return Err(Errno::ECONNRESET),
+            n => got += n,
+        }
+        if total == usize::MAX && got >= 16 {
+            let hdr: FrameHeader = bytemuck::pod_read_unaligned(&buf[..16]);
+            if hdr.len as usize > MAX_FRAME {
+                return Err(Errno::EPROTO);
+            }
+            total = 16 + hdr.len as usize;
+            if buf.len() < total {
+                buf.resize(total, 0);
+            }
+        }
+    }
+    let hdr: FrameHeader = bytemuck::pod_read_unaligned(&buf[..16]);
+    if got != total || fds.len() - first_fd != hdr.nfds as usize {
+        return Err(Errno::EPROTO);
+    }
+    Ok(hdr)
 }
 
 /// The body of a frame of kind `kind`, exactly one `T`.
