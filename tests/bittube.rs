@@ -5,18 +5,16 @@
 //! then acts as the child. The child's stdin is one end of a SEQPACKET socketpair (the control
 //! socket); the tube end reaches the child over it by SCM_RIGHTS, never by inheritance.
 
+mod common;
+use common::*;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bittube::bittube::{BitTube, TubeEnd, TubeError, DEFAULT_BUFFER_SIZE};
 use bittube::fd_transfer::{recv_with_fds, send_with_fds};
 use bytemuck::{Pod, Zeroable};
 use nix::sys::socket::{self, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
-
-const CHILD_ENV: &str = "BITTUBE_CHILD";
-const LONG: Duration = Duration::from_secs(30);
 
 /// Android's ASensorEvent layout: 104 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
@@ -50,38 +48,6 @@ fn event(seq: u32) -> SensorEvent {
     }
 }
 
-fn child_role() -> Option<String> {
-    std::env::var(CHILD_ENV).ok()
-}
-
-/// Re-execute this test binary running only `test` as role `role`; its stdin is the child's
-/// end of a control socketpair, whose other end is returned.
-fn spawn_child(test: &str, role: &str) -> (Child, OwnedFd) {
-    let (parent, child) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .expect("control socketpair");
-    let child = Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, role)
-        .stdin(Stdio::from(child))
-        .stdout(Stdio::null()) // the child's harness chatter; its panics go to stderr
-        .spawn()
-        .expect("start child");
-    (child, parent)
-}
-
-/// The child's control socket (its stdin).
-fn control_in_child() -> OwnedFd {
-    std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .expect("dup stdin")
-}
-
 /// Receive a tube end over the control socket.
 fn receive_tube_end(control: &OwnedFd) -> TubeEnd {
     let mut buf = [0u8; 16];
@@ -89,22 +55,6 @@ fn receive_tube_end(control: &OwnedFd) -> TubeEnd {
     assert_eq!(&buf[..got.len], b"tube");
     let fd = got.fds.into_iter().next().expect("one fd");
     TubeEnd::try_from_socket(fd).expect("a SEQPACKET socket")
-}
-
-fn wait_success(mut child: Child) {
-    let deadline = Instant::now() + LONG;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait child") {
-            assert!(status.success(), "child failed: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child did not finish in {LONG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

@@ -2,18 +2,14 @@
 //! event of every packet and ends when the peer closes, also when the peer is another process.
 #![cfg(feature = "tokio")]
 
-use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+use common::*;
+use std::os::fd::AsFd;
 
 use bittube::bittube::{AsyncTubeEnd, BitTube, TubeEnd, TubeError};
 use bittube::fd_transfer::{recv_with_fds, send_with_fds};
 use bytemuck::{Pod, Zeroable};
 use futures_util::StreamExt;
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-
-const CHILD_ENV: &str = "BITTUBE_CHILD";
-const LONG: Duration = Duration::from_secs(30);
 
 /// Android's ASensorEvent layout: 104 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
@@ -149,44 +145,6 @@ fn async_batches_wait_for_room_and_for_data() {
         assert_eq!(acked, 7800);
         assert_eq!(got, want);
     });
-}
-
-fn child_role() -> Option<String> {
-    std::env::var(CHILD_ENV).ok()
-}
-
-fn spawn_child(test: &str, role: &str) -> (Child, OwnedFd) {
-    let (parent, child) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .expect("control socketpair");
-    let child = Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, role)
-        .stdin(Stdio::from(child))
-        .stdout(Stdio::null()) // the child's harness chatter; its panics go to stderr
-        .spawn()
-        .expect("start child");
-    (child, parent)
-}
-
-fn wait_success(mut child: Child) {
-    let deadline = Instant::now() + LONG;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait child") {
-            assert!(status.success(), "child failed: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child did not finish in {LONG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

@@ -5,67 +5,15 @@
 //! then acts as the child. The child's stdin is one end of a SEQPACKET socketpair (the control
 //! socket). Fd counting happens in a child, where no other test runs in parallel.
 
+mod common;
+use common::*;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use bittube::fd_transfer::{recv_with_fds, send_with_fds, FdTransferError, SCM_MAX_FD};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{self, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::pipe2;
-
-const CHILD_ENV: &str = "BITTUBE_CHILD";
-const LONG: Duration = Duration::from_secs(30);
-
-fn child_role() -> Option<String> {
-    std::env::var(CHILD_ENV).ok()
-}
-
-fn spawn_child(test: &str, role: &str) -> (Child, OwnedFd) {
-    let (parent, child) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .expect("control socketpair");
-    let child = Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, role)
-        .stdin(Stdio::from(child))
-        .stdout(Stdio::null()) // the child's harness chatter; its panics go to stderr
-        .spawn()
-        .expect("start child");
-    (child, parent)
-}
-
-fn control_in_child() -> OwnedFd {
-    std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .expect("dup stdin")
-}
-
-fn wait_success(mut child: Child) {
-    let deadline = Instant::now() + LONG;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait child") {
-            assert!(status.success(), "child failed: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child did not finish in {LONG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
 
 fn is_cloexec(fd: BorrowedFd<'_>) -> bool {
     let flags = fcntl(fd, FcntlArg::F_GETFD).unwrap();

@@ -7,8 +7,10 @@
 //! window's input channel reaches the application over it by SCM_RIGHTS (where binder will
 //! carry it as a `BINDER_TYPE_FD` object), and the application sends its report back on it.
 
+mod common;
+use common::*;
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,11 +23,8 @@ use bittube::input_demo::binder::{InputClient, InputService, WindowTokenService,
 use bittube::input_demo::message::{Header, MotionBody, KIND_FINISHED, KIND_KEY, KIND_MOTION};
 use bittube::input_demo::*;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
-const CHILD_ENV: &str = "BITTUBE_CHILD";
 /// Only to avoid hangs; nothing asserts on durations.
-const LONG: Duration = Duration::from_secs(30);
 const SCREEN: Bounds = Bounds {
     left: 0.0,
     top: 0.0,
@@ -33,61 +32,6 @@ const SCREEN: Bounds = Bounds {
     bottom: 1000.0,
 };
 const APP: WindowToken = WindowToken(7);
-
-fn child_role() -> Option<String> {
-    std::env::var(CHILD_ENV).ok()
-}
-
-fn spawn_child(test: &str, role: &str) -> (Child, OwnedFd) {
-    spawn_child_env(test, role, &[])
-}
-
-/// [`spawn_child`] with more environment variables.
-fn spawn_child_env(test: &str, role: &str, env: &[(&str, &std::ffi::OsStr)]) -> (Child, OwnedFd) {
-    let (parent, child) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .expect("control socketpair");
-    let child = Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, role)
-        .envs(env.iter().copied())
-        .stdin(Stdio::from(child))
-        .stdout(Stdio::null()) // the child's harness chatter; its panics go to stderr
-        .spawn()
-        .expect("start child");
-    (child, parent)
-}
-
-fn control_in_child() -> OwnedFd {
-    std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .expect("dup stdin")
-}
-
-fn wait_success(mut child: Child) {
-    let deadline = Instant::now() + LONG;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait child") {
-            assert!(status.success(), "child failed: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child did not finish in {LONG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
 
 /// Hand the client end of a window's channel to the application (what binder will do with a
 /// `BINDER_TYPE_FD` object).

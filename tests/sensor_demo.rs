@@ -9,9 +9,9 @@
 //! counts back as one `Report` packet on the control socket. Assertions are on counts; time
 //! limits only guard against hangs.
 
-use std::ffi::OsStr;
+mod common;
+use common::*;
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bittube::binder_ipc::driver::ENV_SOCKET;
@@ -27,10 +27,6 @@ use bittube::sensor_demo::{
     SensorEventQueue, SensorManager, SensorService, ServiceConfig, MAX_RECEIVE_EVENTS,
 };
 use bytemuck::{Pod, Zeroable};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-
-const CHILD_ENV: &str = "BITTUBE_CHILD";
-const LONG: Duration = Duration::from_secs(30);
 
 /// What a child saw, sent back as one packet.
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
@@ -55,40 +51,6 @@ struct Report {
     /// Direct channel: last counter, records lost.
     last_counter: u64,
     lost: u64,
-}
-
-fn child_role() -> Option<String> {
-    std::env::var(CHILD_ENV).ok()
-}
-
-fn spawn_child(test: &str, role: &str) -> (Child, OwnedFd) {
-    spawn_child_env(test, role, &[])
-}
-
-fn spawn_child_env(test: &str, role: &str, env: &[(&str, &OsStr)]) -> (Child, OwnedFd) {
-    let (parent, child) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .expect("control socketpair");
-    let child = Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, role)
-        .envs(env.iter().copied())
-        .stdin(Stdio::from(child))
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start child");
-    (child, parent)
-}
-
-fn control_in_child() -> OwnedFd {
-    std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .expect("dup stdin")
 }
 
 /// Hand `fd` to the child over the control socket.
@@ -118,22 +80,6 @@ fn recv_report(control: &OwnedFd) -> Report {
     report
 }
 
-fn wait_success(mut child: Child) {
-    let deadline = Instant::now() + LONG;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait child") {
-            assert!(status.success(), "child failed: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child did not finish in {LONG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Poll `cond` on the connection's stats until it holds (panics after [`LONG`]).
 fn wait_stats(
     svc: &SensorService,
@@ -153,10 +99,6 @@ fn wait_stats(
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// Child role "reader": read with a SensorEventQueue (auto-acks) until the service closes
