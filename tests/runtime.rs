@@ -321,6 +321,16 @@ fn stream(tx: &mut EventSender<Event>, count: u64, batch: usize) {
     }
 }
 
+/// Registers `service` as `name`, says so, and serves until the test kills this process.
+fn serve_until_killed(name: &str, service: Binder) {
+    let ps = ProcessState::open().expect("process");
+    ps.start_thread_pool().expect("pool");
+    let sm = ServiceManagerClient::new(&ps).expect("sm");
+    sm.add_service(name, &service).expect("add_service");
+    say("registered", 1);
+    std::thread::sleep(Duration::from_secs(60));
+}
+
 fn run_service(expect_clients: u64) {
     let before = fd_count();
     {
@@ -619,13 +629,7 @@ fn killed_service_gives_dead_object_and_fires_the_clients_recipient() {
             say("fds_delta", fd_count() as i64 - before as i64);
         }
         Some((r, _)) if r == "service" => {
-            let ps = ProcessState::open().expect("process");
-            ps.start_thread_pool().expect("pool");
-            let sm = ServiceManagerClient::new(&ps).expect("sm");
-            let svc = EventService::new();
-            sm.add_service(SERVICE, &Binder::Local(svc)).expect("add");
-            say("registered", 1);
-            std::thread::sleep(Duration::from_secs(60));
+            serve_until_killed(SERVICE, Binder::Local(EventService::new()))
         }
         Some(_) => {}
         None => run_host_test(TEST),
@@ -735,13 +739,7 @@ fn declared_interface_across_processes() {
             assert_eq!(kv["fds_delta"], "0");
         }),
         Some((r, _)) if r == "service" => {
-            let ps = ProcessState::open().expect("process");
-            ps.start_thread_pool().expect("pool");
-            let sm = ServiceManagerClient::new(&ps).expect("sm");
-            sm.add_service("bittube.test.calc", &Binder::new(calc::Server(Calc)))
-                .expect("add");
-            say("registered", 1);
-            std::thread::sleep(Duration::from_secs(60));
+            serve_until_killed("bittube.test.calc", Binder::new(calc::Server(Calc)))
         }
         Some((r, _)) if r == "client" => {
             let before = fd_count();
