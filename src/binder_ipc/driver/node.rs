@@ -372,6 +372,21 @@ impl State {
         self.dec_node(n, strong, false);
     }
 
+    /// Queues death notification `d` as `kind`: to the calling thread when it is a looper,
+    /// else to its process (the kernel's choice in the death commands).
+    fn queue_death(&mut self, d: u64, kind: DeathKind, conn: ConnId, proc: u64, looper: u32) {
+        let loc = if looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0 {
+            Loc::Thread(conn)
+        } else {
+            Loc::Proc(proc)
+        };
+        if let Some(death) = self.deaths.get_mut(&d) {
+            death.kind = kind;
+            death.queued = Some(loc);
+        }
+        self.enqueue_at(loc, Work::Death(d));
+    }
+
     /// BC_REQUEST_DEATH_NOTIFICATION.
     pub fn bc_request_death(&mut self, conn: ConnId, handle: u32, cookie: u64) {
         let Some((proc, looper)) = self.threads.get(&conn).map(|t| (t.proc, t.looper)) else {
@@ -409,16 +424,7 @@ impl State {
         }
         let owner_dead = self.nodes.get(&r.node).is_none_or(|n| n.owner.is_none());
         if owner_dead {
-            let loc = if looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0 {
-                Loc::Thread(conn)
-            } else {
-                Loc::Proc(proc)
-            };
-            if let Some(death) = self.deaths.get_mut(&d) {
-                death.kind = DeathKind::DeadBinder;
-                death.queued = Some(loc);
-            }
-            self.enqueue_at(loc, Work::Death(d));
+            self.queue_death(d, DeathKind::DeadBinder, conn, proc, looper);
         }
     }
 
@@ -459,16 +465,7 @@ impl State {
             .get(&proc)
             .is_some_and(|p| p.delivered_death.contains(&d));
         if death.queued.is_none() && !delivered {
-            let loc = if looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0 {
-                Loc::Thread(conn)
-            } else {
-                Loc::Proc(proc)
-            };
-            if let Some(death) = self.deaths.get_mut(&d) {
-                death.kind = DeathKind::Clear;
-                death.queued = Some(loc);
-            }
-            self.enqueue_at(loc, Work::Death(d));
+            self.queue_death(d, DeathKind::Clear, conn, proc, looper);
         } else if let Some(death) = self.deaths.get_mut(&d) {
             // Dead already: BR_DEAD_BINDER first (or done), the clear after
             // BC_DEAD_BINDER_DONE.
@@ -498,16 +495,7 @@ impl State {
             .get(&d)
             .is_some_and(|x| x.kind == DeathKind::DeadBinderAndClear)
         {
-            let loc = if looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0 {
-                Loc::Thread(conn)
-            } else {
-                Loc::Proc(proc)
-            };
-            if let Some(death) = self.deaths.get_mut(&d) {
-                death.kind = DeathKind::Clear;
-                death.queued = Some(loc);
-            }
-            self.enqueue_at(loc, Work::Death(d));
+            self.queue_death(d, DeathKind::Clear, conn, proc, looper);
         }
     }
 }

@@ -179,7 +179,6 @@ impl State {
             .area
             .alloc(total, is_async)
             .map_err(|_| BR_FAILED_REPLY)?;
-        let area_base = tp.area.client_base + buf_off;
         let data = &body[..data_size as usize];
         let offs = &body[data_size as usize..(data_size + tr.offsets_size) as usize];
         let sg = &body[(data_size + tr.offsets_size) as usize..];
@@ -192,7 +191,6 @@ impl State {
             dst[..data.len()].copy_from_slice(data);
             dst[off_start as usize..off_end as usize].copy_from_slice(offs);
         }
-        let spam = is_async && self.oneway_spam(target_proc, sender_pid, total);
         let accept_fds = if reply {
             in_reply_to_out
                 .and_then(|t| self.txns.get(&t))
@@ -228,6 +226,9 @@ impl State {
             self.apply_releases(target_proc, &releases);
             return Err(code);
         }
+        // Judged only for a transaction that goes through: a refused one must not use up the
+        // once-per-episode report.
+        let spam = is_async && self.oneway_spam(target_proc, sender_pid, total);
         let id = self.new_id();
         self.stats.created[OBJ_TXN] += 1;
         if let Some(tp) = self.procs.get_mut(&target_proc) {
@@ -246,7 +247,6 @@ impl State {
                 },
             );
         }
-        let _ = area_base;
         self.txns.insert(
             id,
             Txn {
