@@ -376,10 +376,27 @@ fn run_client(count: u64, batch: u32) {
 }
 
 fn client_session(count: u64, batch: u32) {
+    let (ps, _token, rx) = open_channel(count, batch);
+    let next = read_in_order(&rx, count, batch);
+    say("received", next);
+    // Stay until the service has read the acks (it closes its end then).
+    let mut one = [Event::default()];
+    assert!(matches!(
+        rx.recv_timeout(&mut one, Duration::from_secs(20)),
+        Err(TubeError::PeerClosed)
+    ));
+    say("peer_closed", 1);
+    ps.shutdown(Duration::from_secs(10)).expect("shutdown");
+}
+
+/// Opens a binder process, waits for the test service, checks an echo, and asks for `count`
+/// events in batches of `batch`. Keep the returned token: the service watches it for this
+/// process's death.
+fn open_channel(count: u64, batch: u32) -> (ProcessState, Binder, EventReceiver<Event>) {
     let ps = ProcessState::open().expect("process");
     ps.start_thread_pool().expect("pool");
-    let sm = ServiceManagerClient::new(&ps).expect("sm");
-    let svc = sm
+    let svc = ServiceManagerClient::new(&ps)
+        .expect("sm")
         .wait_for_service(SERVICE, Duration::from_secs(30))
         .expect("wait_for_service");
     let mut data = Parcel::new();
@@ -393,7 +410,11 @@ fn client_session(count: u64, batch: u32) {
     ps.write_binder(&mut data, &token).unwrap();
     let mut reply = svc.transact(OPEN_CHANNEL, &data).expect("open channel");
     let rx = EventReceiver::<Event>::new(read_tube(&mut reply).expect("tube end"));
-    drop(reply);
+    (ps, token, rx)
+}
+
+/// Reads `count` events, checking order and content, acknowledging every packet.
+fn read_in_order(rx: &EventReceiver<Event>, count: u64, batch: u32) -> u64 {
     let mut buf = vec![Event::default(); 256];
     let mut next = 0u64;
     while next < count {
@@ -407,15 +428,7 @@ fn client_session(count: u64, batch: u32) {
         }
         rx.ack(n as u32).expect("ack");
     }
-    say("received", next);
-    // Stay until the service has read the acks (it closes its end then).
-    let mut one = [Event::default()];
-    assert!(matches!(
-        rx.recv_timeout(&mut one, Duration::from_secs(20)),
-        Err(TubeError::PeerClosed)
-    ));
-    say("peer_closed", 1);
-    ps.shutdown(Duration::from_secs(10)).expect("shutdown");
+    next
 }
 
 struct Token;
@@ -504,35 +517,12 @@ fn hundred_clients_at_once() {
 }
 
 fn client_in_thread(count: u64) -> u64 {
-    let ps = ProcessState::open().expect("process");
-    ps.start_thread_pool().expect("pool");
-    let sm = ServiceManagerClient::new(&ps).expect("sm");
-    let svc = sm
-        .wait_for_service(SERVICE, Duration::from_secs(30))
-        .expect("service");
-    let token = Binder::new(Token);
-    let mut data = Parcel::new();
-    data.write_u64(count).unwrap();
-    data.write_u32(8).unwrap();
-    ps.write_binder(&mut data, &token).unwrap();
-    let mut reply = svc.transact(OPEN_CHANNEL, &data).expect("open channel");
-    let rx = EventReceiver::<Event>::new(read_tube(&mut reply).expect("tube"));
-    let mut buf = [Event::default(); 64];
-    let mut next = 0;
-    while next < count {
-        let n = rx
-            .recv_timeout(&mut buf, Duration::from_secs(20))
-            .expect("events");
-        for e in &buf[..n] {
-            assert_eq!(e.seq, next);
-            next += 1;
-        }
-        rx.ack(n as u32).expect("ack");
-    }
+    let (ps, _token, rx) = open_channel(count, 8);
+    let next = read_in_order(&rx, count, 8);
+    // Until the service closes its end: it counts this process's death at the end.
     let mut one = [Event::default()];
     let _ = rx.recv_timeout(&mut one, Duration::from_secs(20));
-    // The token must outlive the service's stream (it counts the death at the end).
-    drop(token);
+    ps.shutdown(Duration::from_secs(10)).expect("shutdown");
     next
 }
 
@@ -555,19 +545,7 @@ fn killed_client_fires_the_services_death_recipient() {
             );
         }),
         Some((r, _)) if r == "client" => {
-            let ps = ProcessState::open().expect("process");
-            ps.start_thread_pool().expect("pool");
-            let sm = ServiceManagerClient::new(&ps).expect("sm");
-            let svc = sm
-                .wait_for_service(SERVICE, Duration::from_secs(30))
-                .expect("service");
-            let token = Binder::new(Token);
-            let mut data = Parcel::new();
-            data.write_u64(u64::MAX).unwrap();
-            data.write_u32(8).unwrap();
-            ps.write_binder(&mut data, &token).unwrap();
-            let mut reply = svc.transact(OPEN_CHANNEL, &data).expect("open channel");
-            let rx = EventReceiver::<Event>::new(read_tube(&mut reply).expect("tube"));
+            let (_ps, _token, rx) = open_channel(u64::MAX, 8);
             let mut buf = [Event::default(); 8];
             rx.recv_timeout(&mut buf, Duration::from_secs(20))
                 .expect("first events");
