@@ -17,6 +17,22 @@ use std::sync::Arc;
 /// Room for returns per read (the kernel needs 80 bytes for one transaction).
 const READ_SIZE: usize = 4096;
 
+/// The largest return payload the runtime reads: a `binder_transaction_data_secctx`.
+const RET_MAX: usize = std::mem::size_of::<BinderTransactionDataSecctx>();
+
+/// One return command, its payload copied out of the read buffer without allocating.
+struct Ret {
+    cmd: u32,
+    payload: [u8; RET_MAX],
+    len: usize,
+}
+
+impl Ret {
+    fn payload(&self) -> &[u8] {
+        &self.payload[..self.len]
+    }
+}
+
 #[derive(Default)]
 struct ThreadState {
     /// Commands not yet written.
@@ -122,11 +138,21 @@ impl Inner {
     }
 
     /// The next return command, reading from the driver when none is left.
-    fn next_command(&self) -> Result<(u32, Vec<u8>), BinderError> {
+    fn next_command(&self) -> Result<Ret, BinderError> {
         loop {
             let next = with_state(self.id, |s| {
                 let mut r = CommandReader::new(&s.input[s.pos..]);
-                let c = r.next_command().map(|(c, p)| (c, p.to_vec()));
+                let c = r.next_command().map(|(cmd, p)| {
+                    // No return the runtime handles carries more than a secctx transaction;
+                    // a longer (unknown) one is kept cut, and ignored.
+                    let mut ret = Ret {
+                        cmd,
+                        payload: [0; RET_MAX],
+                        len: p.len().min(RET_MAX),
+                    };
+                    ret.payload[..ret.len].copy_from_slice(&p[..ret.len]);
+                    ret
+                });
                 s.pos += r.position();
                 if c.is_none() {
                     // A cut-off tail is dropped: the driver never splits a command.
@@ -172,7 +198,8 @@ impl Inner {
 
     fn wait_for_response(&self, want_reply: bool) -> Result<Option<Parcel>, BinderError> {
         loop {
-            let (cmd, payload) = self.next_command()?;
+            let ret = self.next_command()?;
+            let (cmd, payload) = (ret.cmd, ret.payload());
             match cmd {
                 BR_TRANSACTION_COMPLETE | BR_ONEWAY_SPAM_SUSPECT => {
                     if !want_reply {
@@ -183,7 +210,7 @@ impl Inner {
                 BR_FAILED_REPLY => return Err(BinderError::FailedTransaction),
                 BR_FROZEN_REPLY => return Err(BinderError::Frozen),
                 BR_REPLY => {
-                    let tr: BinderTransactionData = bytemuck::pod_read_unaligned(&payload);
+                    let tr: BinderTransactionData = bytemuck::pod_read_unaligned(payload);
                     let parcel = self.received_parcel(&tr);
                     if tr.flags & TF_STATUS_CODE != 0 {
                         let code = parcel.ok().and_then(|mut p| p.read_i32().ok()).unwrap_or(0);
@@ -191,7 +218,7 @@ impl Inner {
                     }
                     return parcel.map(Some);
                 }
-                _ => self.execute(cmd, &payload)?,
+                _ => self.execute(cmd, payload)?,
             }
         }
     }
@@ -381,10 +408,11 @@ impl Inner {
                 break Ok(());
             }
             match self.next_command() {
-                Ok((cmd, payload)) => {
+                Ok(ret) => {
+                    let (cmd, payload) = (ret.cmd, ret.payload());
                     // A failed call served here is the caller's problem; the loop goes on.
                     if let Err(e @ (BinderError::DeadObject | BinderError::Device(_))) =
-                        self.execute(cmd, &payload)
+                        self.execute(cmd, payload)
                     {
                         if !self.device_alive() {
                             break Err(e);
