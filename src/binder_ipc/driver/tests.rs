@@ -184,3 +184,49 @@ mod untrusted {
         still_serves(&driver);
     }
 }
+
+#[test]
+fn a_shim_that_offers_a_short_or_unsealed_area_is_refused() {
+    use super::wire::{self, OpenProcOk, K_OPEN_PROC_OK};
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::unix::net::UnixListener;
+
+    let dir = std::env::temp_dir().join(format!("bittube-fake-shim-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("binder");
+    let listener = UnixListener::bind(&path).unwrap();
+    let fake = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        wire::recv_frame(conn.as_fd()).unwrap();
+        // A 4 KiB memfd, unsealed, announced as 1 MiB.
+        let mfd: OwnedFd = memfd::MemfdOptions::default()
+            .create("short")
+            .unwrap()
+            .into_file()
+            .into();
+        nix::unistd::ftruncate(&mfd, 4096).unwrap();
+        let ok = OpenProcOk {
+            errno: 0,
+            reserved: 0,
+            token: 1,
+            area_size: 1 << 20,
+        };
+        wire::send_frame(
+            conn.as_fd(),
+            K_OPEN_PROC_OK,
+            &[bytemuck::bytes_of(&ok)],
+            &[mfd.as_fd()],
+        )
+        .unwrap();
+    });
+    let err = ShimDevice::open(&path).expect_err("the area must be refused");
+    fake.join().unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    assert!(
+        err.to_string()
+            .contains("not sealed against shrinking or smaller"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
