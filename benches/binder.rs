@@ -38,7 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bittube::binder_ipc::device::{Device, ShimDevice, WriteRead};
-use bittube::binder_ipc::driver::{Driver, ENV_SOCKET};
+use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
 use bittube::binder_ipc::uapi::*;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};

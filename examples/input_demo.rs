@@ -29,9 +29,9 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bittube::binder_ipc::driver::{Driver, ENV_SOCKET};
 use bittube::binder_ipc::runtime::{Binder, ProcessState};
 use bittube::binder_ipc::service_manager::{default_policy, ServiceManager, ServiceManagerClient};
+use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
 use bittube::bittube::{BitTube, TubeEnd, TubeError};
 use bittube::fd_transfer::{recv_with_fds, send_with_fds};
 use bittube::input_demo::binder::{InputClient, InputService, WindowTokenService, SERVICE_NAME};

@@ -43,9 +43,9 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use bittube::binder_ipc::driver::ENV_SOCKET;
 use bittube::binder_ipc::runtime::ProcessState;
 use bittube::binder_ipc::service_manager::{default_policy, ServiceManager};
+use bittube::binder_ipc::shim::ENV_SOCKET;
 use bittube::bittube::TubeError;
 use bittube::sensor_demo::binder::SERVICE_NAME;
 use bittube::sensor_demo::sensors::{

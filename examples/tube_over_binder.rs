@@ -10,10 +10,10 @@
 //! cargo run --release --example tube_over_binder -- [--events N] [--batch B]
 //! ```
 
-use bittube::binder_ipc::driver::ENV_SOCKET;
 use bittube::binder_ipc::parcel::Parcel;
 use bittube::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
 use bittube::binder_ipc::service_manager::{default_policy, ServiceManager, ServiceManagerClient};
+use bittube::binder_ipc::shim::ENV_SOCKET;
 use bittube::binder_ipc::tube::{read_tube, write_tube, EventReceiver, EventSender};
 use bittube::bittube::{BitTube, TubeError};
 use bytemuck::{Pod, Zeroable};

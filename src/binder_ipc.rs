@@ -2,7 +2,8 @@
 //!
 //! - [`uapi`]: the ABI structs, constants and BC_/BR_ stream encoding.
 //! - [`device`]: the [`device::Device`] trait and its two implementations.
-//! - [`driver`]: the user-space driver shim (embedded on a thread, or a daemon).
+//! - [`shim`]: the user-space driver shim (embedded on a thread, or a daemon).
+//! - [`protocol`]: what crosses the shim's socket: frames, and binder objects found in a buffer.
 //! - [`parcel`]: libbinder-compatible Parcel encoding.
 //! - [`interface`]: declare an interface once ([`binder_interface!`](crate::binder_interface)),
 //!   get a typed client and server.
@@ -11,10 +12,11 @@
 //! - [`tube`]: BitTube ends through binder, and a typed event channel on top.
 
 pub mod device;
-pub mod driver;
 pub mod interface;
 pub mod parcel;
+pub mod protocol;
 pub mod runtime;
 pub mod service_manager;
+pub mod shim;
 pub mod tube;
 pub mod uapi;

@@ -14,9 +14,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bittube::binder_ipc::driver::{query_state, Driver, ENV_SOCKET};
 use bittube::binder_ipc::runtime::ProcessState;
 use bittube::binder_ipc::service_manager::ServiceManagerClient;
+use bittube::binder_ipc::shim::{query_state, Driver, ENV_SOCKET};
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
 

@@ -9,12 +9,12 @@
 //! it; services and clients are other processes, as on Android.)
 
 use bittube::binder_ipc::device::KernelDevice;
-use bittube::binder_ipc::driver::{Driver, ENV_SOCKET};
 use bittube::binder_ipc::parcel::Parcel;
 use bittube::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
 use bittube::binder_ipc::service_manager::{
     default_policy, AccessPolicy, ServiceManager, ServiceManagerClient,
 };
+use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
 use bittube::binder_ipc::tube::{read_tube, write_tube, EventReceiver, EventSender};
 use bittube::bittube::{BitTube, TubeError};
 use bytemuck::{Pod, Zeroable};

@@ -14,9 +14,9 @@ use common::*;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use bittube::binder_ipc::driver::ENV_SOCKET;
 use bittube::binder_ipc::runtime::ProcessState;
 use bittube::binder_ipc::service_manager::{default_policy, ServiceManager};
+use bittube::binder_ipc::shim::ENV_SOCKET;
 use bittube::bittube::{TubeEnd, TubeError};
 use bittube::fd_transfer::{recv_with_fds, send_with_fds};
 use bittube::sensor_demo::binder::SERVICE_NAME;

@@ -12,7 +12,7 @@
 //! from stdin.
 
 use bittube::binder_ipc::device::{Device, Errno, KernelDevice, ShimDevice, WriteRead};
-use bittube::binder_ipc::driver::Driver;
+use bittube::binder_ipc::shim::Driver;
 use bittube::binder_ipc::uapi::*;
 use bytemuck::Pod;
 use std::collections::{BTreeMap, HashMap};
@@ -985,7 +985,7 @@ pub fn assert_shim_accounting(procs: usize, what: &str) {
     let want = format!("proc: active {procs} ");
     let start = Instant::now();
     loop {
-        let dump = bittube::binder_ipc::driver::query_state(&shim_socket()).expect("shim state");
+        let dump = bittube::binder_ipc::shim::query_state(&shim_socket()).expect("shim state");
         if dump.contains(&want)
             && !dump.contains("buffer at")
             && dump.contains("transaction: active 0 ")

@@ -12,8 +12,8 @@
 //! are written into the buffer before the call returns, as the kernel installs them.
 
 use super::{Device, DeviceKind, Errno, WriteRead};
-use crate::binder_ipc::driver::object::{self, Object};
-use crate::binder_ipc::driver::wire::{self, *};
+use crate::binder_ipc::protocol::object::{self, Object};
+use crate::binder_ipc::protocol::wire::{self, *};
 use crate::binder_ipc::uapi::*;
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};

@@ -4,8 +4,8 @@
 use super::binder::{Binder, Proxy, Service};
 use super::BinderError;
 use crate::binder_ipc::device::{Device, KernelDevice, ShimDevice};
-use crate::binder_ipc::driver::{Driver, ENV_SOCKET};
 use crate::binder_ipc::parcel::BinderObject;
+use crate::binder_ipc::shim::{Driver, ENV_SOCKET};
 use crate::binder_ipc::uapi::*;
 use std::collections::HashMap;
 use std::path::Path;

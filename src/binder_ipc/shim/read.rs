@@ -2,7 +2,7 @@
 
 use super::state::*;
 use super::transaction::TXN_RECORD;
-use super::wire::align8;
+use crate::binder_ipc::protocol::wire::align8;
 use crate::binder_ipc::uapi::*;
 use nix::errno::Errno;
 use std::os::fd::OwnedFd;

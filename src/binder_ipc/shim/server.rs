@@ -4,7 +4,7 @@
 
 use super::alloc::Area;
 use super::state::{ConnId, IdMap, State, WriteReadDone};
-use super::wire::*;
+use crate::binder_ipc::protocol::wire::*;
 use crate::binder_ipc::uapi::*;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};

@@ -10,7 +10,7 @@
 //! (`binder_user_error`) is counted in [`Stats::user_errors`] and otherwise ignored.
 
 use super::alloc::Area;
-use super::wire::Gathered;
+use crate::binder_ipc::protocol::wire::Gathered;
 use crate::binder_ipc::uapi::*;
 use nix::errno::Errno;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

@@ -89,8 +89,10 @@ fn no_context_manager_is_dead_reply_and_unknown_command_is_einval() {
 mod untrusted {
     //! Whatever a client sends, the shim answers or drops that client, and keeps serving.
 
-    use super::super::wire::{FrameHeader, K_IOCTL, K_OPEN_PROC, K_OPEN_THREAD, K_WRITE_READ};
     use super::*;
+    use crate::binder_ipc::protocol::wire::{
+        FrameHeader, K_IOCTL, K_OPEN_PROC, K_OPEN_THREAD, K_WRITE_READ,
+    };
     use proptest::prelude::*;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
@@ -169,7 +171,7 @@ mod untrusted {
     fn thread_connection_without_a_proc_is_refused() {
         let driver = Driver::start().unwrap();
         let sock = UnixStream::connect(driver.socket_path()).unwrap();
-        super::super::wire::send_frame(
+        crate::binder_ipc::protocol::wire::send_frame(
             std::os::fd::AsFd::as_fd(&sock),
             K_OPEN_THREAD,
             &[&42u64.to_ne_bytes()],
@@ -177,9 +179,14 @@ mod untrusted {
         )
         .unwrap();
         let (hdr, body, _) =
-            super::super::wire::recv_frame(std::os::fd::AsFd::as_fd(&sock)).unwrap();
-        let res: super::super::wire::ResultBody =
-            super::super::wire::body_as(&hdr, &body, super::super::wire::K_RESULT).unwrap();
+            crate::binder_ipc::protocol::wire::recv_frame(std::os::fd::AsFd::as_fd(&sock)).unwrap();
+        let res: crate::binder_ipc::protocol::wire::ResultBody =
+            crate::binder_ipc::protocol::wire::body_as(
+                &hdr,
+                &body,
+                crate::binder_ipc::protocol::wire::K_RESULT,
+            )
+            .unwrap();
         assert_eq!(res.errno, libc::EPERM, "a guessed token names no process");
         still_serves(&driver);
     }
@@ -187,7 +194,7 @@ mod untrusted {
 
 #[test]
 fn a_shim_that_offers_a_short_or_unsealed_area_is_refused() {
-    use super::wire::{self, OpenProcOk, K_OPEN_PROC_OK};
+    use crate::binder_ipc::protocol::wire::{self, OpenProcOk, K_OPEN_PROC_OK};
     use std::os::fd::{AsFd, OwnedFd};
     use std::os::unix::net::UnixListener;
 

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use bittube::binder_ipc::device::{Device, ShimDevice};
-//! use bittube::binder_ipc::driver::Driver;
+//! use bittube::binder_ipc::shim::Driver;
 //!
 //! let driver = Driver::start()?;
 //! let dev = ShimDevice::open(driver.socket_path())?;
@@ -23,16 +23,16 @@
 mod alloc;
 mod dump;
 mod node;
-pub(crate) mod object;
 mod read;
 mod server;
 mod state;
 #[cfg(test)]
 mod tests;
 mod transaction;
-pub(crate) mod wire;
 
 use std::os::fd::AsFd;
+
+use super::protocol::wire;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};

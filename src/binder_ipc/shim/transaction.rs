@@ -1,9 +1,9 @@
 //! Transactions and replies (`binder_transaction`): routing, buffer allocation, object
 //! translation and fd hand-off, and failed replies (`binder_send_failed_reply`).
 
-use super::object::{self, Object};
 use super::state::*;
-use super::wire::{align8, Gathered};
+use crate::binder_ipc::protocol::object::{self, Object};
+use crate::binder_ipc::protocol::wire::{align8, Gathered};
 use crate::binder_ipc::uapi::*;
 use std::mem::size_of;
 use std::os::fd::OwnedFd;
