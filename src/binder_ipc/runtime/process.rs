@@ -215,8 +215,13 @@ impl ProcessState {
         Ok(())
     }
 
-    /// The context manager (handle 0), as a proxy.
+    /// The context manager (handle 0), as a proxy. In the context manager's own process it
+    /// is [`BinderError::OwnContextManager`]: the driver refuses that process a reference to
+    /// (and calls through) handle 0.
     pub fn context_object(&self) -> Result<Binder, BinderError> {
+        if lock(&self.inner.context_object).is_some() {
+            return Err(BinderError::OwnContextManager);
+        }
         Ok(Binder::Remote(self.inner.proxy_for(0)?))
     }
 
