@@ -9,6 +9,7 @@
 
 use crate::binder_ipc::device::Errno;
 use crate::binder_ipc::parcel::{AidlException, Parcel, ParcelError, EX_BAD_PARCELABLE};
+use crate::bittube::TubeError;
 
 /// libbinder's `UNKNOWN_ERROR` (INT32_MIN): this crate sends it for a service that panicked.
 pub const UNKNOWN_ERROR: i32 = i32::MIN;
@@ -122,6 +123,20 @@ pub enum BinderError {
 impl From<Errno> for BinderError {
     fn from(e: Errno) -> Self {
         BinderError::Device(e)
+    }
+}
+
+/// A tube error inside a service, so that `?` works on tube calls: a timeout is
+/// [`TimedOut`](BinderError::TimedOut), a closed peer [`DeadObject`](BinderError::DeadObject)
+/// (as libbinder's `BitTube` reports `-EPIPE`), anything else
+/// [`BadValue`](BinderError::BadValue) with the tube's message.
+impl From<TubeError> for BinderError {
+    fn from(e: TubeError) -> Self {
+        match e {
+            TubeError::TimedOut { .. } => BinderError::TimedOut(format!("tube: {e}")),
+            TubeError::PeerClosed => BinderError::DeadObject,
+            e => BinderError::BadValue(format!("tube: {e}")),
+        }
     }
 }
 
