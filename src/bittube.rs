@@ -76,7 +76,7 @@ use crate::fd_transfer::peer_hung_up;
 #[cfg(feature = "tokio")]
 mod async_tube;
 #[cfg(feature = "tokio")]
-pub use async_tube::{AsyncTubeEnd, EventStream};
+pub use async_tube::{AsyncTubeEnd, EventStream, MAX_STREAM_BUFFER};
 
 /// Default socket buffer size in bytes (send and receive), as in Android's BitTube.
 pub const DEFAULT_BUFFER_SIZE: usize = 4096;

@@ -11,6 +11,10 @@
 //! handle (`BC_ACQUIRE`/`BC_INCREFS`, released on drop), local nodes answer
 //! `BR_INCREFS`/`BR_ACQUIRE` with the `*_DONE` commands and stay registered while the driver
 //! holds references. A received parcel frees its buffer (`BC_FREE_BUFFER`) when dropped.
+//!
+//! Errors ([`BinderError`]) cross a transaction with their kind and message; a service that
+//! panics costs one failed call ([`PanicPolicy`]); the device going away ends the pool and
+//! fires death recipients ([`ProcessState::on_device_gone`]).
 
 mod binder;
 mod error;

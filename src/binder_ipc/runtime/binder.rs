@@ -37,7 +37,10 @@ pub trait Service: Send + Sync + 'static {
     fn descriptor(&self) -> &str;
 
     /// Handles one call. Write the answer into `reply`; an error goes back to the caller as
-    /// a status code ([`BinderError::to_status`]).
+    /// a status reply that keeps its kind and message ([`BinderError::write_reply`]), a
+    /// [`BinderError::Exception`] as an AIDL exception in a normal reply. A panic is caught
+    /// by the runtime and answered with [`BinderError::ServiceFailed`] (see
+    /// [`PanicPolicy`](super::PanicPolicy)).
     fn on_transact(
         &self,
         code: u32,
