@@ -178,7 +178,17 @@ fn host(
             Some(s) => ProcessState::open_shim(s).expect("process"),
             None => ProcessState::open().expect("kernel binder"),
         };
-        let sm = ServiceManager::serve(&ps, policy).expect("service manager");
+        // A manager of an earlier test whose process just ended may still hold the role for
+        // a moment (the kernel releases it asynchronously).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let sm = loop {
+            match ServiceManager::serve(&ps, policy.clone()) {
+                Err(BinderError::ContextManagerExists) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                r => break r.expect("service manager"),
+            }
+        };
         scenario(socket.as_deref(), &sm);
         // Death notifications and connection teardown settle asynchronously.
         let settled = |s: &Option<String>| {
