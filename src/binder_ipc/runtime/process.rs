@@ -59,6 +59,8 @@ pub struct Inner {
     pub(super) panic_policy: AtomicU8,
     /// Why the device went away, once it did.
     pub(super) gone: Mutex<Option<String>>,
+    /// `gone` is set: checked on every call without taking the lock.
+    pub(super) is_gone: AtomicBool,
     pub(super) on_gone: Mutex<Vec<DeviceGoneFn>>,
     pub(super) weak_self: Weak<Inner>,
 }
@@ -152,6 +154,7 @@ impl ProcessState {
             panics: AtomicU64::new(0),
             panic_policy: AtomicU8::new(PanicPolicy::ReplyError as u8),
             gone: Mutex::new(None),
+            is_gone: AtomicBool::new(false),
             on_gone: Mutex::new(Vec::new()),
             weak_self: weak.clone(),
         });
@@ -342,10 +345,16 @@ impl ProcessState {
     /// pool's threads end, every proxy's death recipients fire, and
     /// [`join_thread_pool`](Self::join_thread_pool) returns the same error.
     pub fn on_device_gone(&self, f: DeviceGoneFn) {
+        // `gone` is read under the callbacks' lock: `went_away` sets it before taking them,
+        // so `f` is either taken by it or called here.
+        let mut callbacks = lock(&self.inner.on_gone);
         let gone = lock(&self.inner.gone).clone();
         match gone {
-            Some(reason) => f(&BinderError::DeviceGone(reason)),
-            None => lock(&self.inner.on_gone).push(f),
+            Some(reason) => {
+                drop(callbacks);
+                f(&BinderError::DeviceGone(reason));
+            }
+            None => callbacks.push(f),
         }
     }
 
@@ -468,6 +477,7 @@ impl Inner {
                 return BinderError::DeviceGone(first.clone());
             }
             *gone = Some(reason.clone());
+            self.is_gone.store(true, Ordering::Release);
         }
         let error = BinderError::DeviceGone(reason);
         let cookies: Vec<u64> = lock(&self.deaths).keys().copied().collect();

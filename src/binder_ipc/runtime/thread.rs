@@ -122,7 +122,7 @@ impl Inner {
                 s.out = rest;
             });
         }
-        r.map_err(BinderError::Device)
+        r.map_err(|e| self.device_error(e))
     }
 
     /// Writes pending commands and reads returns (blocking until there are some).
@@ -216,7 +216,8 @@ impl Inner {
         if self.stopping.load(Ordering::Acquire) {
             return Err(BinderError::DeadObject);
         }
-        if let Some(reason) = lock(&self.gone).clone() {
+        if self.is_gone.load(Ordering::Acquire) {
+            let reason = lock(&self.gone).clone().unwrap_or_default();
             return Err(BinderError::DeviceGone(reason));
         }
         if handle == 0 && lock(&self.context_object).is_some() {
