@@ -246,3 +246,84 @@ impl BinderError {
         Self::from_reply(status, message, txn_code)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(e: &BinderError, code: u32) -> BinderError {
+        let mut p = Parcel::new();
+        e.write_reply(&mut p).unwrap();
+        p.set_data_position(0);
+        BinderError::read_reply(&mut p, code)
+    }
+
+    #[test]
+    fn libbinder_status_codes_are_libbinders() {
+        // Errors.h on Linux.
+        assert_eq!(UNKNOWN_ERROR, -2147483648);
+        assert_eq!(BAD_TYPE, -2147483647);
+        assert_eq!(FAILED_TRANSACTION, -2147483646);
+        assert_eq!(UNEXPECTED_NULL, -2147483640);
+        assert_eq!(TIMED_OUT, -110);
+        assert_eq!(UNKNOWN_TRANSACTION, -74);
+        assert_eq!(DEAD_OBJECT, -32);
+        assert_eq!(NOT_ENOUGH_DATA, -61);
+        assert_eq!(NO_INIT, -19);
+    }
+
+    #[test]
+    fn kinds_and_messages_survive_a_status_reply() {
+        let cases = [
+            BinderError::NotFound("no tick source 43".into()),
+            BinderError::BadValue("b".into()),
+            BinderError::PermissionDenied("p".into()),
+            BinderError::TimedOut("t".into()),
+            BinderError::ServiceFailed("s".into()),
+            BinderError::DeviceGone("d".into()),
+            BinderError::DeadObject,
+            BinderError::FailedTransaction,
+            BinderError::NoContextManager,
+            BinderError::ContextManagerExists,
+            BinderError::OwnContextManager,
+            BinderError::Device(Errno::EBUSY),
+            BinderError::Status(7),
+        ];
+        for e in &cases {
+            let got = round_trip(e, 5);
+            assert_eq!(got.to_string(), e.to_string(), "{e:?} arrived as {got:?}");
+        }
+        assert!(matches!(
+            round_trip(&BinderError::UnknownTransaction(0), 77),
+            BinderError::UnknownTransaction(77)
+        ));
+    }
+
+    #[test]
+    fn a_libbinder_status_reply_has_no_message() {
+        // libbinder's status reply: the four bytes of the status_t, nothing else.
+        let mut p = Parcel::new();
+        p.write_bytes(&NAME_NOT_FOUND.to_le_bytes()).unwrap();
+        p.set_data_position(0);
+        let e = BinderError::read_reply(&mut p, 1);
+        assert!(
+            matches!(&e, BinderError::NotFound(m) if m.contains("status -2")),
+            "{e:?}"
+        );
+        // Too short for a status: the transaction failed.
+        let mut short = Parcel::new();
+        assert!(matches!(
+            BinderError::read_reply(&mut short, 1),
+            BinderError::FailedTransaction
+        ));
+    }
+
+    #[test]
+    fn a_long_message_is_cut() {
+        let e = BinderError::BadValue("x".repeat(MAX_REPLY_MESSAGE * 2));
+        match round_trip(&e, 1) {
+            BinderError::BadValue(m) => assert_eq!(m.len(), MAX_REPLY_MESSAGE),
+            other => panic!("{other:?}"),
+        }
+    }
+}
