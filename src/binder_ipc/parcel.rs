@@ -39,6 +39,7 @@
 
 mod error;
 mod object;
+mod parcelable;
 mod received;
 mod status;
 
