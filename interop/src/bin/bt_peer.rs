@@ -35,7 +35,10 @@ impl Service for Echo {
                 reply.write_string16(&format!("{text} echoed"))?;
             }
             APPEND_WORLD => {
-                let fd = data.read_parcel_file_descriptor()?;
+                // AIDL frames a ParcelFileDescriptor as a parcelable: 1, then the PFD.
+                let fd = data
+                    .read_nullable_parcel_file_descriptor()?
+                    .ok_or_else(|| BinderError::BadValue("null fd".into()))?;
                 std::fs::File::from(fd)
                     .write_all(b"world")
                     .map_err(|e| BinderError::BadValue(format!("write world: {e}")))?;
@@ -54,7 +57,7 @@ impl Service for Echo {
                     .take_remote()
                     .map_err(|e| BinderError::BadValue(format!("remote: {e}")))?;
                 reply.write_no_exception()?;
-                reply.write_parcel_file_descriptor(remote.into())?;
+                reply.write_nullable_parcel_file_descriptor(Some(remote.into()))?;
                 // The local end may close: the packet stays queued for the reader.
             }
             other => return Err(BinderError::UnknownTransaction(other)),
@@ -112,7 +115,8 @@ fn call_echo(checks: &mut Checks, svc: &Binder) {
             let mut data = Parcel::new();
             data.write_interface_token(ECHO_DESCRIPTOR).map_err(err)?;
             let dup: OwnedFd = file.try_clone().map_err(err)?.into();
-            data.write_parcel_file_descriptor(dup).map_err(err)?;
+            data.write_nullable_parcel_file_descriptor(Some(dup))
+                .map_err(err)?;
             let mut reply = svc.transact(APPEND_WORLD, &data).map_err(err)?;
             reply.read_exception().map_err(err)?;
             let mut all = String::new();
@@ -131,7 +135,10 @@ fn call_echo(checks: &mut Checks, svc: &Binder) {
             data.write_i32(TUBE_EVENTS as i32).map_err(err)?;
             let mut reply = svc.transact(OPEN_TUBE, &data).map_err(err)?;
             reply.read_exception().map_err(err)?;
-            let fd = reply.read_parcel_file_descriptor().map_err(err)?;
+            let fd = reply
+                .read_nullable_parcel_file_descriptor()
+                .map_err(err)?
+                .ok_or("null fd")?;
             let end = TubeEnd::try_from_socket(fd).map_err(err)?;
             let mut buf = [[0u32; 4]; 64];
             let n = end
