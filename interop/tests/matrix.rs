@@ -142,10 +142,15 @@ fn verdict(cell: &str, client: Peer, guard: Watchdog, expected: usize) {
     let (ok, lines) = client.finish_guarded(guard);
     let passed = lines.iter().filter(|l| l.starts_with("PASS ")).count();
     let failed = lines.iter().filter(|l| l.starts_with("FAIL ")).count();
-    for l in &lines {
-        println!("interop {cell}: {l}");
-    }
-    println!("interop matrix {cell}: {passed} passed, {failed} failed");
+    // Straight to fd 2, past libtest's capture: the kernel run's log always shows the matrix.
+    let mut text: String = lines
+        .iter()
+        .map(|l| format!("interop {cell}: {l}\n"))
+        .collect();
+    text.push_str(&format!(
+        "interop matrix {cell}: {passed} passed, {failed} failed\n"
+    ));
+    let _ = std::io::stderr().write_all(text.as_bytes());
     assert!(
         ok && failed == 0 && passed == expected,
         "{name}: exit ok {ok}, {passed} passed (of {expected}), {failed} failed:\n{}",
@@ -185,10 +190,24 @@ fn binderfs_path_for_rsb_hub() {
     }
 }
 
+/// rsb_hub and the socket it reports to (kept until it stops, as it reports STOPPING=1).
+struct Hub {
+    peer: Peer,
+    _notify: UnixDatagram,
+    path: std::path::PathBuf,
+}
+
+impl Hub {
+    fn terminate(self) {
+        self.peer.terminate();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Starts rsb_hub and waits for its READY=1 (sd_notify on NOTIFY_SOCKET). The previous
 /// context manager's role is released by the kernel a little after its process exits: a
 /// hub that exits before it is ready is started again, a bounded number of times.
-fn start_rsb_hub() -> Peer {
+fn start_rsb_hub() -> Hub {
     binderfs_path_for_rsb_hub();
     let path = std::env::temp_dir().join(format!("interop-notify-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
@@ -206,8 +225,11 @@ fn start_rsb_hub() -> Peer {
         loop {
             if let Ok(n) = sock.recv(&mut buf) {
                 if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-                    let _ = std::fs::remove_file(&path);
-                    return hub;
+                    return Hub {
+                        peer: hub,
+                        _notify: sock,
+                        path,
+                    };
                 }
             }
             if let Ok(Some(status)) = hub.child.try_wait() {
