@@ -174,7 +174,7 @@ fn cell_a_bittube_manager_and_service_rsbinder_client() {
         "a (bittube manager + service, rsbinder client)",
         client,
         guard,
-        14,
+        16,
     );
     service.stop();
     manager.stop();

@@ -160,6 +160,37 @@ fn notify(checks: &mut Checks) {
     );
 }
 
+/// getService2/checkService2 through rsbinder's generated Android 16 proxy (its hub client
+/// uses getService/checkService only): rsbinder's reader of the `Service` union.
+fn service2(checks: &mut Checks) {
+    use rsbinder::hub::android_16::android::os::Service::Service;
+    use rsbinder::hub::android_16::{BpServiceManager, IServiceManager};
+    let sm = ProcessState::as_self()
+        .context_object()
+        .ok()
+        .and_then(<BpServiceManager as rsbinder::Proxy>::from_binder);
+    let Some(sm) = sm else {
+        checks.check("getService2", Err("no IServiceManager proxy".into()));
+        return;
+    };
+    checks.check(
+        "getService2",
+        match sm.getService2(BT_SERVICE) {
+            Ok(Service::ServiceWithMetadata(s)) if s.service.is_some() && !s.isLazyService => {
+                Ok(())
+            }
+            other => Err(err(other)),
+        },
+    );
+    checks.check(
+        "checkService2 missing",
+        match sm.checkService2("interop.nobody") {
+            Ok(Service::ServiceWithMetadata(s)) if s.service.is_none() => Ok(()),
+            other => Err(err(other)),
+        },
+    );
+}
+
 /// rsbinder's client against bittube's service manager and a bittube IEcho (cell a).
 fn client() {
     init();
@@ -209,6 +240,7 @@ fn client() {
             other => Err(err(other)),
         },
     );
+    service2(&mut checks);
     if let Ok(echo) = &echo {
         call_echo(&mut checks, echo);
     }
