@@ -6,16 +6,17 @@
 //! - `bittube state [--socket PATH]`: prints the state dump of a running shim (processes,
 //!   threads, nodes, refs, transactions, buffers, counters), like the kernel's binder debugfs
 //!   `state` and `stats`. The socket defaults to `$BITTUBE_BINDER`.
-//! - `bittube service list [--socket PATH]`: the names the service manager holds, one a line,
-//!   asked over binder (the kernel driver when this machine has one and no socket is given,
-//!   else the shim).
+//! - `bittube service list [--socket PATH]`: what Android's `service list` prints (`Found N
+//!   services:`, then `i\tname: [descriptor]`), asked over binder (the kernel driver when this
+//!   machine has one and no socket is given, else the shim).
+//! - `bittube service check NAME [--socket PATH]`: `Service NAME: found` or `not found`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bittube::binder_ipc::runtime::ProcessState;
-use bittube::binder_ipc::service_manager::ServiceManagerClient;
+use bittube::binder_ipc::service_manager::{check_report, list_report, ServiceManagerClient};
 use bittube::binder_ipc::shim::{query_state, Driver, ENV_SOCKET};
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
@@ -60,6 +61,14 @@ enum ServiceQuery {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+    /// Say whether a service is registered.
+    Check {
+        /// The service's name.
+        name: String,
+        /// The shim's socket [default: the kernel driver if present, else $BITTUBE_BINDER].
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,7 +78,10 @@ fn main() -> ExitCode {
         Command::State { socket } => state(socket),
         Command::Service {
             query: ServiceQuery::List { socket },
-        } => service_list(socket),
+        } => service_report(socket, list_report),
+        Command::Service {
+            query: ServiceQuery::Check { name, socket },
+        } => service_report(socket, |sm| check_report(sm, &name)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,20 +147,24 @@ fn state(socket: Option<PathBuf>) -> Result<(), String> {
         .map_err(|e| format!("cannot write to stdout: {e}"))
 }
 
-/// Prints the service manager's names.
-fn service_list(socket: Option<PathBuf>) -> Result<(), String> {
+/// Prints what `report` makes of the service manager's answers.
+fn service_report(
+    socket: Option<PathBuf>,
+    report: impl FnOnce(
+        &ServiceManagerClient,
+    ) -> Result<String, bittube::binder_ipc::runtime::BinderError>,
+) -> Result<(), String> {
     let ps = match &socket {
         Some(s) => ProcessState::open_shim(s),
         None => ProcessState::open(),
     }
     .map_err(|e| format!("cannot open binder: {e}"))?;
-    let names = ServiceManagerClient::new(&ps)
-        .and_then(|sm| sm.list_services())
+    let text = ServiceManagerClient::new(&ps)
+        .and_then(|sm| report(&sm))
         .map_err(|e| format!("cannot ask the service manager: {e}"))?;
     let _ = ps.shutdown(std::time::Duration::from_secs(2));
-    let mut out = std::io::stdout().lock();
-    for n in names {
-        writeln!(out, "{n}").map_err(|e| format!("cannot write to stdout: {e}"))?;
-    }
-    Ok(())
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write to stdout: {e}"))
 }

@@ -310,7 +310,28 @@ fn service_list_asks_the_service_manager_over_binder() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "test.alarm\ntest.clock\n");
+    assert_eq!(
+        text(&out.stdout),
+        "Found 3 services:\n0\tmanager: [android.os.IServiceManager]\n\
+         1\ttest.alarm: [test.IClock]\n2\ttest.clock: [test.IClock]\n"
+    );
+    let check = |name: &str| {
+        run(
+            &[
+                "service",
+                "check",
+                name,
+                "--socket",
+                socket.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    assert_eq!(
+        text(&check("test.alarm").stdout),
+        "Service test.alarm: found\n"
+    );
+    assert_eq!(text(&check("nobody").stdout), "Service nobody: not found\n");
 
     ps.shutdown(Duration::from_secs(5)).expect("shutdown");
     drop(sm);

@@ -131,7 +131,7 @@ impl ServiceManager {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             match ps.become_context_manager(sm.clone()) {
-                Err(BinderError::Device(nix::errno::Errno::EBUSY)) if Instant::now() < deadline => {
+                Err(BinderError::ContextManagerExists) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 r => break r?,
