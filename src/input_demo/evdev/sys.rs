@@ -8,10 +8,10 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use bytemuck::{Pod, Zeroable};
 
+use super::codes::{is_button, ABS_MT_SLOT, BTN_LEFT, EV_ABS, EV_KEY, EV_REL, REL_X, REL_Y};
 use super::codes::{
     ABS_MT_POSITION_X, ABS_MT_POSITION_Y, ABS_MT_PRESSURE, ABS_MT_TOUCH_MAJOR, ABS_MT_TRACKING_ID,
 };
-use super::codes::{ABS_MT_SLOT, BTN_LEFT, BTN_MISC, EV_ABS, EV_KEY, EV_REL, KEY_OK, REL_X, REL_Y};
 use super::mapper::{AbsRange, Capabilities, KeyBits, Snapshot, TouchAxes, MAX_SLOTS};
 
 const IOC_NONE: libc::c_ulong = 0;
@@ -188,7 +188,7 @@ pub(crate) fn capabilities(fd: &File) -> io::Result<Capabilities> {
     } else {
         KeyBits::default()
     };
-    let keyboard = keys.codes().any(|c| c < BTN_MISC || c >= KEY_OK);
+    let keyboard = keys.codes().any(|c| !is_button(c));
     let pointer = rel.get(REL_X) && rel.get(REL_Y) && keys.get(BTN_LEFT);
     let touch = if abs.get(ABS_MT_SLOT) && abs.get(ABS_MT_POSITION_X) && abs.get(ABS_MT_POSITION_Y)
     {
