@@ -369,9 +369,9 @@ ran=$(grep -c '^kernel-binder: exit ' "$log" || true)
 if [ -t 1 ]; then printf '\033[?7h'; fi
 echo
 echo "kernel: $passed passed, $failed failed"
-# Device tests (evdev, iio) print `devices: ran NAME` when they ran on a device and
-# `skipped: ...` when the guest lacked it.
-echo "kernel: $(grep -c '^devices: ran ' "$log" || true) device tests ran, $(grep -c '^skipped: ' "$log" || true) skipped"
+# Device tests (evdev, iio) print a line `devices: ran NAME` when they ran on a device and
+# `skipped: needs ...` when the guest lacked it.
+echo "kernel: $(grep -c '^devices: ran ' "$log" || true) device tests ran, $(grep -c '^skipped: needs ' "$log" || true) skipped"
 if [ ${#problems[@]} -gt 0 ] || [ "$failed" != 0 ] || [ "$passed" = 0 ]; then
     for p in ${problems[@]+"${problems[@]}"}; do say "FAIL: $p"; done
     [ "$passed" != 0 ] || say "FAIL: no test passed"

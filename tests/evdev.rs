@@ -369,9 +369,11 @@ fn a_relative_pointer_hovers_and_drags() {
 #[test]
 fn hostile_streams_never_panic_or_make_invalid_motions() {
     use proptest::prelude::*;
-    let mut runner = proptest::test_runner::TestRunner::default();
+    // Few cases: this also runs in the kernel run's emulated guest.
+    let config = proptest::test_runner::Config::with_cases(64);
+    let mut runner = proptest::test_runner::TestRunner::new(config);
     runner
-        .run(&proptest::collection::vec(any::<u8>(), 0..4000), |bytes| {
+        .run(&proptest::collection::vec(any::<u8>(), 0..1500), |bytes| {
             bittube::input_demo::evdev::fuzz_mapper(&bytes);
             Ok(())
         })
@@ -393,11 +395,11 @@ fn hostile_streams_never_panic_or_make_invalid_motions() {
 /// Whether virtual devices can be made here; if not, says so (past libtest's capture).
 fn have_uinput(test: &str) -> bool {
     if Path::new(UINPUT_PATH).exists() {
-        let _ = std::io::stderr().write_all(format!("devices: ran {test}\n").as_bytes());
+        let _ = std::io::stderr().write_all(format!("\ndevices: ran {test}\n").as_bytes());
         true
     } else {
         let _ = std::io::stderr()
-            .write_all(format!("skipped: needs {UINPUT_PATH} ({test})\n").as_bytes());
+            .write_all(format!("\nskipped: needs {UINPUT_PATH} ({test})\n").as_bytes());
         false
     }
 }
@@ -515,7 +517,8 @@ fn a_burst_that_overflows_the_evdev_buffer_ends_in_the_right_state() {
         stats.dropped >= 1 && stats.resyncs >= 1,
         "the burst overflowed the buffer: {stats:?}"
     );
-    assert!(stats.discarded >= 1, "{stats:?}");
+    // Records discarded after SYN_DROPPED may be none: evdev keeps the newest event of the
+    // overflowing packet, often its SYN_REPORT.
 }
 
 /// Finger down at (500, 500) (read), then 3000 frames written without reading, ending at

@@ -330,7 +330,9 @@ fn rescan_reports_devices_that_appear_and_disappear() {
 #[test]
 fn hostile_scan_types_and_buffers_never_panic() {
     use proptest::prelude::*;
-    let mut runner = proptest::test_runner::TestRunner::default();
+    // Few cases: this also runs in the kernel run's emulated guest.
+    let mut runner =
+        proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(64));
     runner
         .run(&proptest::collection::vec(any::<u8>(), 0..600), |bytes| {
             fuzz_scan(&bytes);
@@ -360,12 +362,12 @@ fn real_iio_sensors_stream_samples_with_increasing_timestamps() {
     let hal = IioHal::open(IioPaths::default());
     let list = hal.sensor_list();
     if list.is_empty() {
-        let msg = "skipped: needs an IIO accelerometer, gyroscope or magnetometer (real_iio_sensors_stream_samples_with_increasing_timestamps)\n";
+        let msg = "\nskipped: needs an IIO accelerometer, gyroscope or magnetometer (real_iio_sensors_stream_samples_with_increasing_timestamps)\n";
         let _ = std::io::stderr().write_all(msg.as_bytes());
         return;
     }
     let _ = std::io::stderr()
-        .write_all(b"devices: ran real_iio_sensors_stream_samples_with_increasing_timestamps\n");
+        .write_all(b"\ndevices: ran real_iio_sensors_stream_samples_with_increasing_timestamps\n");
     for sensor in list {
         let mut capture = hal
             .capture(sensor.handle, CaptureConfig::default())
