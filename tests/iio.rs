@@ -391,3 +391,207 @@ fn real_iio_sensors_stream_samples_with_increasing_timestamps() {
     }
     let _ = Path::new("/");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A real IIO device in the kernel run: an HID sensor hub accelerometer made through /dev/uhid
+// (uhid, hid-sensor-hub, hid-sensor-accel-3d, industrialio, kfifo_buf, hid-sensor-trigger).
+
+const UHID_PATH: &str = "/dev/uhid";
+/// `sizeof(struct uhid_event)`: the type and the largest member (`uhid_create2_req`).
+const UHID_EVENT_SIZE: usize = 4 + 128 + 64 + 64 + 2 + 2 + 4 * 4 + 4096;
+const UHID_GET_REPORT: u32 = 9;
+const UHID_GET_REPORT_REPLY: u32 = 10;
+const UHID_CREATE2: u32 = 11;
+const UHID_INPUT2: u32 = 12;
+const UHID_SET_REPORT: u32 = 13;
+const UHID_SET_REPORT_REPLY: u32 = 14;
+const BUS_VIRTUAL: u16 = 0x06;
+
+/// An Accelerometer 3D collection (HID sensor usage page 0x20, usage 0x73): feature report 1
+/// with report interval (0x030E, 32 bits), power state (0x0319) and reporting state (0x0316);
+/// input report 2 with acceleration X/Y/Z (0x0453-0x0455), 16-bit signed, unit exponent -2.
+fn accel_descriptor() -> Vec<u8> {
+    let mut d = vec![0x05, 0x20, 0x09, 0x73, 0xA1, 0x00];
+    d.extend([0x85, 0x01]);
+    d.extend([0x0A, 0x0E, 0x03, 0x15, 0x00, 0x27, 0xFF, 0xFF, 0xFF, 0x7F]);
+    d.extend([0x75, 0x20, 0x95, 0x01, 0x55, 0x00, 0xB1, 0x02]);
+    for usage in [0x19u8, 0x16] {
+        d.extend([
+            0x0A, usage, 0x03, 0x15, 0x00, 0x25, 0x05, 0x75, 0x08, 0x95, 0x01, 0xB1, 0x02,
+        ]);
+    }
+    d.extend([0x85, 0x02]);
+    d.extend([0x0A, 0x53, 0x04, 0x0A, 0x54, 0x04, 0x0A, 0x55, 0x04]);
+    d.extend([
+        0x16, 0x01, 0x80, 0x26, 0xFF, 0x7F, 0x75, 0x10, 0x95, 0x03, 0x55, 0x0E, 0x81, 0x02,
+    ]);
+    d.push(0xC0);
+    d
+}
+
+fn uhid_event(kind: u32) -> Vec<u8> {
+    let mut e = vec![0u8; UHID_EVENT_SIZE];
+    e[..4].copy_from_slice(&kind.to_ne_bytes());
+    e
+}
+
+/// Answers the hub's feature report requests (GET with interval 10 ms, power and reporting
+/// state 1; SET accepted) until the device is closed; counts them.
+fn uhid_responder(
+    mut uhid: fs::File,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (u32, u32) {
+    use std::io::Read;
+    let (mut gets, mut sets) = (0, 0);
+    let mut buf = vec![0u8; UHID_EVENT_SIZE];
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let n = match uhid.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            Err(_) => break,
+        };
+        if n < 12 {
+            continue;
+        }
+        let kind = u32::from_ne_bytes(buf[..4].try_into().unwrap());
+        let id = &buf[4..8];
+        let reply = match kind {
+            UHID_GET_REPORT => {
+                gets += 1;
+                let mut r = uhid_event(UHID_GET_REPORT_REPLY);
+                r[4..8].copy_from_slice(id);
+                let data = [buf[8], 10, 0, 0, 0, 1, 1]; // report id, interval, power, reporting
+                r[10..12].copy_from_slice(&(data.len() as u16).to_ne_bytes());
+                r[12..12 + data.len()].copy_from_slice(&data);
+                r
+            }
+            UHID_SET_REPORT => {
+                sets += 1;
+                let mut r = uhid_event(UHID_SET_REPORT_REPLY);
+                r[4..8].copy_from_slice(id);
+                r
+            }
+            _ => continue, // UHID_START, UHID_OPEN, UHID_CLOSE, UHID_OUTPUT
+        };
+        if uhid.write_all(&reply).is_err() {
+            break;
+        }
+    }
+    (gets, sets)
+}
+
+#[test]
+fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
+    const TEST: &str = "a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal";
+    use std::os::unix::fs::OpenOptionsExt;
+    if !Path::new(UHID_PATH).exists() {
+        let msg = format!("\nskipped: needs {UHID_PATH} and the HID sensor modules ({TEST})\n");
+        let _ = std::io::stderr().write_all(msg.as_bytes());
+        return;
+    }
+    let _ = std::io::stderr().write_all(format!("\ndevices: ran {TEST}\n").as_bytes());
+    let uhid = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(UHID_PATH)
+        .expect("open /dev/uhid");
+    let rd = accel_descriptor();
+    let mut create = uhid_event(UHID_CREATE2);
+    create[4..4 + 17].copy_from_slice(b"bittube-accel-hub");
+    create[260..262].copy_from_slice(&(rd.len() as u16).to_ne_bytes());
+    create[262..264].copy_from_slice(&BUS_VIRTUAL.to_ne_bytes());
+    create[264..268].copy_from_slice(&0x1234u32.to_ne_bytes());
+    create[268..272].copy_from_slice(&0x5678u32.to_ne_bytes());
+    create[280..280 + rd.len()].copy_from_slice(&rd);
+    (&uhid).write_all(&create).expect("UHID_CREATE2");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let responder = {
+        let uhid = uhid.try_clone().unwrap();
+        let stop = stop.clone();
+        std::thread::spawn(move || uhid_responder(uhid, stop))
+    };
+
+    // The hub's accelerometer appears as an IIO device.
+    let mut hal = IioHal::open(IioPaths::default());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while hal.sensor_list().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no IIO accelerometer appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        hal.rescan();
+    }
+    let sensor = hal.sensor_list()[0].clone();
+    let device = hal.devices()[0].clone();
+    let _ =
+        std::io::stderr().write_all(format!("iio: found {:?} {:?}\n", sensor, device).as_bytes());
+    assert_eq!(sensor.kind, TYPE_ACCELEROMETER);
+    let config = CaptureConfig {
+        rate_hz: 100.0,
+        buffer_length: 64,
+    };
+    let mut capture = hal.capture(sensor.handle, config).expect("capture");
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut report = uhid_event(UHID_INPUT2);
+    let data: Vec<u8> = [2u8]
+        .into_iter()
+        .chain([100i16, -200, 1000].iter().flat_map(|v| v.to_le_bytes()))
+        .collect();
+    report[4..6].copy_from_slice(&(data.len() as u16).to_ne_bytes());
+    report[6..6 + data.len()].copy_from_slice(&data);
+    while events.len() < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} samples: {:?}",
+            events.len(),
+            capture.stats()
+        );
+        (&uhid).write_all(&report).expect("UHID_INPUT2");
+        events.extend(capture.read(Duration::from_millis(10)).expect("read"));
+    }
+    drop(capture);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (gets, sets) = responder.join().unwrap();
+    let summary = format!(
+        "iio: {} samples, first {:?}, feature GETs {gets} SETs {sets}\n",
+        events.len(),
+        events[0]
+    );
+    let _ = std::io::stderr().write_all(summary.as_bytes());
+    for e in &events {
+        let want = [0.980665f32, -1.96133, 9.80665];
+        for (got, want) in e.data[..3].iter().zip(want) {
+            assert!((got - want).abs() < 1e-3, "{:?} (m/s²)", &e.data[..3]);
+        }
+    }
+    assert!(
+        events.windows(2).all(|w| w[0].timestamp < w[1].timestamp),
+        "timestamps increase"
+    );
+    let now = bittube::sensor_demo::clock_now_ns();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.timestamp <= now && now - e.timestamp < 60_000_000_000),
+        "CLOCK_MONOTONIC"
+    );
+    drop(uhid); // destroys the device
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !hal
+        .rescan()
+        .iter()
+        .any(|c| matches!(c, IioChange::Removed { .. }))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the IIO device did not go away"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
