@@ -595,3 +595,11 @@ fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A proptest runner with 64 cases and a fixed seed (no OS randomness needed).
+fn deterministic_runner() -> proptest::test_runner::TestRunner {
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+    let config = Config::with_cases(64);
+    let rng = TestRng::deterministic_rng(config.rng_algorithm);
+    TestRunner::new_with_rng(config, rng)
+}
