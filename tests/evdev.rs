@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bittube::binder_ipc::device::KernelDevice;
 use bittube::binder_ipc::runtime::{Binder, ProcessState};
 use bittube::binder_ipc::service_manager::{default_policy, ServiceManager, ServiceManagerClient};
 use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
@@ -633,11 +634,22 @@ fn expect(control: &OwnedFd, what: &str) -> String {
     recv(control, LONG).unwrap_or_else(|| panic!("no {what} in {LONG:?}"))
 }
 
+/// The host: the service manager on the kernel binder device when there is one (the kernel
+/// run: `ProcessState::open` picks it in every process), else on a driver shim.
 fn e2e_host(test: &str) {
-    let driver = Driver::start().expect("driver shim");
-    let ps = ProcessState::open_shim(driver.socket_path()).expect("host process");
+    let driver = match KernelDevice::default_path() {
+        Some(_) => None,
+        None => Some(Driver::start().expect("driver shim")),
+    };
+    let ps = match &driver {
+        Some(d) => ProcessState::open_shim(d.socket_path()).expect("host process"),
+        None => ProcessState::open().expect("kernel binder"),
+    };
     let _sm = ServiceManager::serve(&ps, default_policy()).expect("service manager");
-    let env = [(ENV_SOCKET, driver.socket_path().as_os_str())];
+    let env: Vec<(&str, &std::ffi::OsStr)> = driver
+        .iter()
+        .map(|d| (ENV_SOCKET, d.socket_path().as_os_str()))
+        .collect();
     let (service, service_control) = spawn_child_env(test, "service", &env);
     assert_eq!(expect(&service_control, "registered"), "registered");
     let (app, app_control) = spawn_child_env(test, "app", &env);
