@@ -568,7 +568,8 @@ fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
     );
     let _ = std::io::stderr().write_all(summary.as_bytes());
     for e in &events {
-        let want = [0.980665f32, -1.96133, 9.80665];
+        // raw × 9.80665 × 10^-2 (no HID unit: g; exponent -2)
+        let want = [9.80665f32, -19.6133, 98.0665];
         for (got, want) in e.data[..3].iter().zip(want) {
             assert!((got - want).abs() < 1e-3, "{:?} (m/s²)", &e.data[..3]);
         }
