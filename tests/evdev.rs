@@ -783,21 +783,36 @@ fn e2e_app() {
     let mut consumer = InputConsumer::new(channel);
     let mut log = Vec::new();
     let deadline = Instant::now() + LONG;
+    let mut open = true;
     loop {
         assert!(Instant::now() < deadline, "no report request in {LONG:?}");
-        consumer
-            .channel()
-            .wait_readable(Duration::from_millis(20))
-            .unwrap();
-        for event in consumer.consume(None).expect("consume") {
-            match &event {
-                ConsumedEvent::Key { event: k, .. } => log.push(describe_key(k)),
-                ConsumedEvent::Motion { event: m, .. } => log.push(describe_motion(m)),
-                ConsumedEvent::Focus { .. } => {}
+        if open {
+            consumer
+                .channel()
+                .wait_readable(Duration::from_millis(20))
+                .unwrap();
+            match consumer.consume(None) {
+                Ok(events) => {
+                    for event in events {
+                        match &event {
+                            ConsumedEvent::Key { event: k, .. } => log.push(describe_key(k)),
+                            ConsumedEvent::Motion { event: m, .. } => log.push(describe_motion(m)),
+                            ConsumedEvent::Focus { .. } => {}
+                        }
+                        consumer.finish(&event, true).expect("finish");
+                    }
+                }
+                // The service closes the channel once every event was finished.
+                Err(ChannelError::DeadObject) => open = false,
+                Err(e) => panic!("consume: {e}"),
             }
-            consumer.finish(&event, true).expect("finish");
         }
-        if recv(&control, Duration::ZERO).is_some() {
+        let wait = if open {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(20)
+        };
+        if recv(&control, wait).is_some() {
             break;
         }
     }
