@@ -301,6 +301,49 @@ fn scans_without_timestamps_in_gauss_and_shifted_big_endian_are_converted() {
 }
 
 #[test]
+fn a_stream_sends_captured_events_to_a_channel_and_ends_when_the_device_goes() {
+    let tree = Tree::new("stream");
+    accel(&tree, 0);
+    let recorded: Vec<u8> = (0..5i64)
+        .flat_map(|i| accel_scan(1, 2, 3, 100 + i))
+        .collect();
+    tree.record(0, &recorded);
+    let hal = IioHal::open(tree.paths());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let wakes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = wakes.clone();
+    let wake = std::sync::Arc::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let stream = IioStream::start(&hal, 100, Duration::from_millis(20), tx, wake).unwrap();
+    assert_eq!(tree.read("iio:device0/in_accel_sampling_frequency"), "50");
+    let events: Vec<_> = (0..5)
+        .map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
+        .collect();
+    let stamps: Vec<i64> = events.iter().map(|e| e.timestamp).collect();
+    assert_eq!(stamps, [100, 101, 102, 103, 104]);
+    assert!(wakes.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    fs::remove_dir_all(tree.0.join("sys/iio:device0")).unwrap();
+    // The thread sees the device gone; stop() reports it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !stream_finished(&rx) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream did not end"
+        );
+    }
+    assert!(matches!(stream.stop(), Err(IioError::Gone(_))));
+}
+
+/// True once the stream's thread ended (its sender is dropped).
+fn stream_finished(rx: &crossbeam_channel::Receiver<bittube::sensor_demo::SensorEvent>) -> bool {
+    matches!(
+        rx.recv_timeout(Duration::from_millis(20)),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    )
+}
+
+#[test]
 fn rescan_reports_devices_that_appear_and_disappear() {
     let tree = Tree::new("rescan");
     let mut hal = IioHal::open(tree.paths());

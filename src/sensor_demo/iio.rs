@@ -32,7 +32,12 @@ use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crossbeam_channel::Sender;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -653,6 +658,83 @@ impl IioHal {
             .map(|h| (h.0, h.2))
             .collect();
         Capture::start(&self.paths, device, &kinds, config)
+    }
+}
+
+/// A capture running on its own thread, sending every event to a channel: the shape of the
+/// simulated HAL's sensor threads (`sensors::HalSensor::start(info, period, out, wake)`), so
+/// that a service can take IIO sensors the same way. Stopped and joined when dropped.
+#[derive(Debug)]
+pub struct IioStream {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<CaptureStats, IioError>>>,
+}
+
+/// How long the stream's thread waits for scans before it checks its stop flag.
+pub const STREAM_POLL: Duration = Duration::from_millis(50);
+
+impl IioStream {
+    /// Start capturing sensor `handle` of `hal` every `period`; each event goes to `out`,
+    /// then `wake` runs once per batch. Set-up errors come back here; a device that goes
+    /// away later ends the thread with [`IioError::Gone`] ([`IioStream::stop`] returns it).
+    pub fn start(
+        hal: &IioHal,
+        handle: SensorHandle,
+        period: Duration,
+        out: Sender<SensorEvent>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<IioStream, IioError> {
+        let rate_hz = 1.0 / period.as_secs_f64().max(1e-6);
+        let config = CaptureConfig {
+            rate_hz,
+            ..CaptureConfig::default()
+        };
+        let mut capture = hal.capture(handle, config)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(format!("iio-{handle}"))
+            .spawn(move || {
+                while !flag.load(Ordering::SeqCst) {
+                    let events = capture.read(STREAM_POLL)?;
+                    let batch = !events.is_empty();
+                    for event in events.into_iter().filter(|e| e.sensor == handle) {
+                        if out.send(event).is_err() {
+                            return Ok(capture.stats()); // nobody listens any more
+                        }
+                    }
+                    if batch {
+                        wake();
+                    }
+                }
+                Ok(capture.stats())
+            })
+            .map_err(io_error("spawn the capture thread"))?;
+        Ok(IioStream {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stop the thread; its counters, or why it ended early.
+    pub fn stop(mut self) -> Result<CaptureStats, IioError> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Result<CaptureStats, IioError> {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(io_error("capture thread")(io::Error::other("panicked")))),
+            None => Ok(CaptureStats::default()),
+        }
+    }
+}
+
+impl Drop for IioStream {
+    fn drop(&mut self) {
+        let _ = self.halt();
     }
 }
 
