@@ -16,9 +16,14 @@
 //! Before that, a raw baseline is measured in the same run: one-way latency of a 104-byte
 //! packet over a SEQPACKET socketpair to another process, one packet per tick at the same rate.
 //!
+//! With `--evdev`, the input comes from the machine's real input devices instead
+//! ([`bittube::input_demo::evdev`]: every keyboard, touch screen and mouse under `/dev/input`,
+//! or only those named with `--evdev-device NAME`, grabbed exclusively with `--grab`) for
+//! `--seconds`; touch screens map onto a 1000 × 1000 display, the windows side by side.
+//!
 //! ```text
 //! cargo run --release --example input_demo -- [--windows N] [--seconds S] [--rate HZ]
-//!     [--frame-ms F] [--anr-ms T] [--no-stall]
+//!     [--frame-ms F] [--anr-ms T] [--no-stall] [--evdev [--evdev-device NAME]... [--grab]]
 //! ```
 //! Prints dispatch latency percentiles (publish → consume time reported by the app, and
 //! publish → finished signal read), events dispatched and finished, batches, ANRs. Exits 0
@@ -51,6 +56,10 @@ struct Options {
     frame_ms: u64,
     anr_ms: u64,
     stall: bool,
+    /// Real input devices instead of synthetic input.
+    evdev: bool,
+    evdev_devices: Vec<String>,
+    grab: bool,
 }
 
 fn options() -> Result<Options, Error> {
@@ -61,6 +70,9 @@ fn options() -> Result<Options, Error> {
         frame_ms: 8,
         anr_ms: 1000,
         stall: true,
+        evdev: false,
+        evdev_devices: Vec::new(),
+        grab: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -72,6 +84,9 @@ fn options() -> Result<Options, Error> {
             "--frame-ms" => o.frame_ms = value()?.parse()?,
             "--anr-ms" => o.anr_ms = value()?.parse()?,
             "--no-stall" => o.stall = false,
+            "--evdev" => o.evdev = true,
+            "--evdev-device" => o.evdev_devices.push(value()?),
+            "--grab" => o.grab = true,
             // `cargo bench` passes this to benches/input_dispatch.rs, which runs this program.
             "--bench" => {}
             other => return Err(format!("unknown argument {other}").into()),
@@ -278,7 +293,10 @@ fn run(o: &Options) -> Result<bool, Error> {
     let ticks = (f64::from(o.rate) * o.seconds) as u64;
     let mut injected = 0u64;
     let mut to_stalled = 0u64;
-    for tick in 0..=ticks {
+    if o.evdev {
+        injected = real_input(o, &dispatcher)?;
+    }
+    for tick in (0..=ticks).filter(|_| !o.evdev) {
         let due = start + period * tick as u32;
         if let Some(rest) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(rest);
@@ -377,6 +395,54 @@ fn run(o: &Options) -> Result<bool, Error> {
     drop(sm);
     ps.shutdown(TIMEOUT)?;
     Ok(ok)
+}
+
+/// Feed the dispatcher from the real input devices for `--seconds`; returns the events taken.
+fn real_input(o: &Options, dispatcher: &DispatcherThread) -> Result<u64, Error> {
+    use bittube::input_demo::evdev::{feed, EvdevReader, FeedStats, ReaderConfig, ReaderEvent};
+    let mut reader = EvdevReader::open(ReaderConfig {
+        names: o.evdev_devices.clone(),
+        grab: o.grab,
+        ..ReaderConfig::default()
+    })?;
+    let mut stats = FeedStats::default();
+    let end = Instant::now() + Duration::from_secs_f64(o.seconds);
+    while Instant::now() < end {
+        let events = reader.read(Duration::from_millis(50))?;
+        for event in &events {
+            match event {
+                ReaderEvent::DeviceAdded {
+                    id,
+                    name,
+                    path,
+                    capabilities,
+                } => println!(
+                    "  evdev: device {} {name:?} at {} ({capabilities:?})",
+                    id.0,
+                    path.display()
+                ),
+                ReaderEvent::DeviceRemoved { id, name } => {
+                    println!("  evdev: device {} {name:?} removed", id.0)
+                }
+                _ => {}
+            }
+        }
+        feed(&mut dispatcher.lock(), &events, &mut stats);
+    }
+    let r = reader.stats();
+    println!(
+        "  evdev: {} keys and {} motions dispatched, {} refused (no focus / no window); \
+         records {}, frames {}, SYN_DROPPED {}, resyncs {}, open failures {}",
+        stats.keys,
+        stats.motions,
+        stats.refused,
+        r.mapper.records,
+        r.mapper.frames,
+        r.mapper.dropped,
+        r.mapper.resyncs,
+        r.open_failures
+    );
+    Ok(stats.keys + stats.motions)
 }
 
 /// The host: the driver shim and the service manager; the dispatcher runs in a child (the

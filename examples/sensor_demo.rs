@@ -22,6 +22,13 @@
 //!     [--batch-ms 0] [--direct] [--quiet]
 //! ```
 //!
+//! With `--iio` first (`sensor_demo --iio [other options]`), the machine's IIO
+//! accelerometers, gyroscopes and magnetometers are used instead
+//! ([`bittube::sensor_demo::iio`]): each is captured for `--duration` seconds through the
+//! buffered interface and its events (Android units, IIO time stamps) are printed as rates
+//! and last values. When no IIO sensor exists, the simulated HAL stays and the demo runs as
+//! without `--iio`.
+//!
 //! Client `i` takes `--per-client` sensors from the `--sensors` list starting at position
 //! `i`, and rates from the `--rates` list starting at position `i * per-client`.
 //!
@@ -1390,6 +1397,58 @@ pub fn child_role() -> Option<Result<(), Error>> {
 }
 
 #[allow(dead_code)] // the test and the bench include this file and have their own main
+/// Capture every IIO sensor for `--duration` seconds and print what came; false when there is
+/// none.
+fn iio_demo(args: &Args) -> Result<bool, Error> {
+    use bittube::sensor_demo::iio::{CaptureConfig, IioHal, IioPaths};
+    let hal = IioHal::open(IioPaths::default());
+    let list = hal.sensor_list();
+    if list.is_empty() {
+        return Ok(false);
+    }
+    let rate = args.rates.first().copied().unwrap_or(50);
+    for sensor in &list {
+        let config = CaptureConfig {
+            rate_hz: f64::from(rate),
+            ..CaptureConfig::default()
+        };
+        let mut capture = hal.capture(sensor.handle, config)?;
+        let end = Instant::now() + Duration::from_secs_f64(args.duration);
+        let mut events = Vec::new();
+        while Instant::now() < end {
+            events.extend(
+                capture
+                    .read(Duration::from_millis(100))?
+                    .into_iter()
+                    .filter(|e| e.sensor == sensor.handle),
+            );
+        }
+        let span = match (events.first(), events.last()) {
+            (Some(a), Some(b)) if b.timestamp > a.timestamp => {
+                (b.timestamp - a.timestamp) as f64 / 1e9
+            }
+            _ => 0.0,
+        };
+        let hz = if span > 0.0 {
+            (events.len() - 1) as f64 / span
+        } else {
+            0.0
+        };
+        let last = events
+            .last()
+            .map(|e| e.data[..3].to_vec())
+            .unwrap_or_default();
+        println!(
+            "iio: {} (handle {}): {} events, {hz:.1} Hz by the IIO time stamps, last {last:?}, {:?}",
+            sensor.name,
+            sensor.handle,
+            events.len(),
+            capture.stats()
+        );
+    }
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     if let Some(r) = child_role() {
         return match r {
@@ -1400,7 +1459,20 @@ fn main() -> ExitCode {
             }
         };
     }
-    let args = Args::parse();
+    let mut argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--iio") {
+        argv.remove(1);
+        let args = Args::parse_from(&argv);
+        match iio_demo(&args) {
+            Ok(true) => return ExitCode::SUCCESS,
+            Ok(false) => println!("sensor_demo: no IIO sensor found; the simulated HAL stays"),
+            Err(e) => {
+                eprintln!("sensor_demo: IIO: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let args = Args::parse_from(&argv);
     let summary = Launcher::current_exe().and_then(|l| run(&args, &l, &mut |_| {}));
     match summary {
         Ok(s) => {

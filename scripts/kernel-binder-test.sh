@@ -25,6 +25,8 @@
 #   BITTUBE_KERNEL_TIMEOUT  seconds the guest may run (default 300)
 #   BITTUBE_KERNEL_PACKAGE  a linux-image package to use instead of the newest one found
 #   BITTUBE_KERNEL_DMESG=1  print the guest's binder kernel messages after the tests
+#   BITTUBE_KERNEL_MODULES  more modules to load in the guest before the tests (e.g. "evdev
+#                           uinput"), taken with their dependencies from the same package
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -171,6 +173,57 @@ fi
 say "kernel: $(cat "$kdir/package")"
 
 # ------------------------------------------------------------------------------------------
+# Extra modules (BITTUBE_KERNEL_MODULES): extracted with their dependencies (the `depends=`
+# of each module's .modinfo) from the same package into kernel/modules/, with `order`
+# listing them dependencies first; the guest insmods them in that order.
+extra_modules=$(echo ${BITTUBE_KERNEL_MODULES:-} | tr ' -' '\n_')
+mdir="$kdir/modules"
+if [ -n "$extra_modules" ] && [ "$(cat "$mdir/request" 2>/dev/null)" != "$(echo $extra_modules)" ]; then
+    pkg=$(cut -d' ' -f1 "$kdir/package")
+    say "fetching modules $(echo $extra_modules) from $pkg"
+    deb=$(apt_fetch "$pkg" "$work/dl") || die "cannot download $pkg"
+    all=$(dpkg-deb --fsys-tarfile "$deb" | tar -t | grep -E '\.ko(\.xz|\.zst)?$')
+    rm -rf "$mdir" "$work/dl/m" && mkdir -p "$mdir" "$work/dl/m"
+    declare -A deps_of=()
+    todo=$extra_modules
+    while [ -n "$todo" ]; do
+        paths=()
+        for m in $todo; do
+            p=$(grep -m1 -E "/$(sed 's/_/[-_]/g' <<<"$m")\.ko(\.xz|\.zst)?$" <<<"$all") \
+                || die "$pkg has no module $m"
+            paths+=("$p")
+        done
+        dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/dl/m" "${paths[@]}"
+        next= i=0
+        for m in $todo; do
+            p=$work/dl/m/${paths[$i]} i=$((i + 1))
+            case "$p" in
+                *.xz) xz -dc "$p" >"$mdir/$m.ko" ;;
+                *.zst) need_tool zstd zstd; zstd -dcq "$p" >"$mdir/$m.ko" ;;
+                *) cp "$p" "$mdir/$m.ko" ;;
+            esac
+            deps_of[$m]=$(tr '\0' '\n' <"$mdir/$m.ko" | sed -n 's/^depends=//p' | head -n1 | tr ',-' ' _')
+            for d in ${deps_of[$m]}; do
+                [ -n "${deps_of[$d]+set}" ] || [[ " $(echo $todo $next) " == *" $d "* ]] || next+=" $d"
+            done
+        done
+        todo=$next
+    done
+    order=()
+    visit() {
+        local d
+        [[ " ${order[*]-} " != *" $1 "* ]] || return 0
+        for d in ${deps_of[$1]}; do visit "$d"; done
+        order+=("$1")
+    }
+    for m in $extra_modules; do visit "$m"; done
+    printf '%s\n' "${order[@]}" >"$mdir/order"
+    echo $extra_modules >"$mdir/request"
+    rm -rf "$work/dl"
+fi
+[ -z "$extra_modules" ] || say "extra modules: $(echo $(cat "$mdir/order"))"
+
+# ------------------------------------------------------------------------------------------
 # Static test binaries (in their own target dir, so the host build is not invalidated)
 
 say "building static test binaries"
@@ -212,6 +265,9 @@ for tool in sh mount insmod mkdir cat poweroff dmesg grep echo sleep ifconfig; d
     ln -s busybox "$rootfs/bin/$tool"
 done
 cp "$kdir/binder_linux.ko" "$rootfs/binder_linux.ko"
+if [ -n "$extra_modules" ]; then
+    mkdir -p "$rootfs/modules" && cp "$mdir"/*.ko "$mdir/order" "$rootfs/modules/"
+fi
 for f in "${tests[@]}" ${others[@]+"${others[@]}"}; do
     mkdir -p "$rootfs$(dirname "$f")"
     cp "$f" "$rootfs$f"
@@ -237,6 +293,12 @@ if insmod /binder_linux.ko devices=binder,hwbinder,vndbinder; then
     echo "kernel-binder: binder module loaded"
 else
     echo "kernel-binder: insmod binder_linux.ko failed"
+fi
+if [ -f /modules/order ]; then
+    while read -r m; do
+        if insmod /modules/\$m.ko; then echo "kernel-binder: module \$m loaded"
+        else echo "kernel-binder: insmod \$m failed"; fi
+    done </modules/order
 fi
 cd '$root'
 while read -r t; do
@@ -307,6 +369,9 @@ ran=$(grep -c '^kernel-binder: exit ' "$log" || true)
 if [ -t 1 ]; then printf '\033[?7h'; fi
 echo
 echo "kernel: $passed passed, $failed failed"
+# Device tests (evdev, iio) print a line `devices: ran NAME` when they ran on a device and
+# `skipped: needs ...` when the guest lacked it.
+echo "kernel: $(grep -c '^devices: ran ' "$log" || true) device tests ran, $(grep -c '^skipped: needs ' "$log" || true) skipped"
 if [ ${#problems[@]} -gt 0 ] || [ "$failed" != 0 ] || [ "$passed" = 0 ]; then
     for p in ${problems[@]+"${problems[@]}"}; do say "FAIL: $p"; done
     [ "$passed" != 0 ] || say "FAIL: no test passed"

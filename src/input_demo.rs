@@ -49,6 +49,7 @@ pub mod binder;
 pub mod channel;
 pub mod consumer;
 pub mod dispatcher;
+pub mod evdev;
 pub mod message;
 pub mod publisher;
 pub mod thread;

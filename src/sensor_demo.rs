@@ -35,6 +35,7 @@ pub mod client;
 pub mod connection;
 pub mod direct;
 pub mod event;
+pub mod iio;
 pub mod sensors;
 pub mod service;
 
