@@ -22,6 +22,8 @@
 
 mod alloc;
 mod dump;
+mod error;
+mod limits;
 mod node;
 mod read;
 mod server;
@@ -29,6 +31,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod transaction;
+mod translate;
 
 use std::os::fd::AsFd;
 

@@ -1,5 +1,6 @@
 //! The state dump: the kernel's binder debugfs `state` and `stats`, in the same spirit.
 
+use super::limits::CAP_NAMES;
 use super::state::*;
 use crate::binder_ipc::uapi::command_name;
 use std::fmt::Write;
@@ -88,6 +89,15 @@ pub fn dump(s: &State) -> String {
         if !p.todo.is_empty() {
             let _ = writeln!(o, "  pending work: {}", p.todo.len());
         }
+        let _ = writeln!(
+            o,
+            "  held: nodes {} refs {} transactions {} deaths {} threads {}",
+            p.nodes.len(),
+            p.refs.len(),
+            p.txns_out,
+            p.deaths,
+            p.threads.len()
+        );
     }
     let _ = writeln!(o, "binder stats:");
     for (i, n) in s.stats.bc.iter().enumerate().filter(|(_, n)| **n > 0) {
@@ -106,6 +116,20 @@ pub fn dump(s: &State) -> String {
     }
     let _ = writeln!(o, "  failed transactions: {}", s.stats.failed_transactions);
     let _ = writeln!(o, "  user errors: {}", s.stats.user_errors);
+    let l = &s.limits;
+    let caps = [
+        l.nodes,
+        l.refs,
+        l.txns as usize,
+        l.deaths as usize,
+        l.threads,
+    ];
+    for ((name, cap), n) in CAP_NAMES.iter().zip(caps).zip(s.stats.refused) {
+        let _ = writeln!(o, "  cap {name}: {cap} per process, refused {n}");
+    }
+    for (check, n) in &s.stats.refusals {
+        let _ = writeln!(o, "  refused by {check:?}: {n}");
+    }
     o
 }
 

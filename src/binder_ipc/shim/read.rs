@@ -38,8 +38,11 @@ impl State {
         nonblock: bool,
     ) -> Option<WriteReadDone> {
         let proc = self.threads.get(&conn)?.proc;
-        let rc_in = req.read_consumed as usize;
-        let room = (req.read_size as usize).saturating_sub(rc_in);
+        // Both came from the client: any value, so no arithmetic on them may overflow.
+        let rc_in = usize::try_from(req.read_consumed).unwrap_or(usize::MAX);
+        let room = usize::try_from(req.read_size)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(rc_in);
         let mut out = Vec::new();
         let mut fixups: Vec<(u64, OwnedFd)> = Vec::new();
         if rc_in == 0 {
@@ -68,7 +71,7 @@ impl State {
                 } else if proc_work && self.procs.get(&proc).is_some_and(|p| !p.todo.is_empty()) {
                     From::Proc
                 } else {
-                    if rc_in + out.len() == 4 && !t.need_return {
+                    if rc_in.saturating_add(out.len()) == 4 && !t.need_return {
                         continue 'retry;
                     }
                     break 'retry;
@@ -108,8 +111,14 @@ impl State {
                         } else {
                             t.reply_error.take()
                         };
+                        let param = t.return_error_param;
                         if let Some(cmd) = e {
                             self.put(&mut out, cmd);
+                            if cmd == BR_ERROR {
+                                // The payload the command's size promises (see
+                                // ARCHITECTURE.md: the kernel writes the code alone).
+                                out.extend_from_slice(&param.to_ne_bytes());
+                            }
                         }
                     }
                     Work::Node(n) => self.read_node(n, &mut out),
@@ -152,7 +161,7 @@ impl State {
         Some(WriteReadDone {
             errno: 0,
             write_consumed: req.write_consumed,
-            read_consumed: (rc_in + out.len()) as u64,
+            read_consumed: req.read_consumed.saturating_add(out.len() as u64),
             read: out,
             fixups,
             close,
@@ -228,8 +237,7 @@ impl State {
         self.put(out, cmd);
         out.extend_from_slice(&cookie.to_ne_bytes());
         if kind == DeathKind::Clear {
-            self.deaths.remove(&d);
-            self.stats.deleted[OBJ_DEATH] += 1;
+            self.forget_death(d);
         } else if let Some(p) = self.procs.get_mut(&proc) {
             p.delivered_death.push(d);
         }
