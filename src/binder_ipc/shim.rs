@@ -23,6 +23,7 @@
 mod alloc;
 mod dump;
 mod error;
+mod ids;
 mod limits;
 mod node;
 mod read;

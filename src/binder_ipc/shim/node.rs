@@ -10,8 +10,8 @@ use std::collections::{BTreeSet, VecDeque};
 
 impl State {
     /// Creates a node owned by `proc` (`binder_new_node`).
-    pub fn new_node(&mut self, proc: u64, ptr: u64, cookie: u64, flags: u32) -> u64 {
-        let id = self.new_id();
+    pub fn new_node(&mut self, proc: u64, ptr: u64, cookie: u64, flags: u32) -> NodeId {
+        let id = NodeId(self.new_id());
         self.stats.created[OBJ_NODE] += 1;
         self.nodes.insert(
             id,
@@ -45,7 +45,7 @@ impl State {
     /// BR_INCREFS/BR_ACQUIRE (the sending thread, during a transaction).
     pub fn inc_node(
         &mut self,
-        n: u64,
+        n: NodeId,
         strong: bool,
         internal: bool,
         target: Option<ConnId>,
@@ -95,7 +95,7 @@ impl State {
 
     /// Drops a ref on node `n`; frees the node when nothing holds it
     /// (`binder_dec_node_nilocked`).
-    pub fn dec_node(&mut self, n: u64, strong: bool, internal: bool) {
+    pub fn dec_node(&mut self, n: NodeId, strong: bool, internal: bool) {
         let Some(node) = self.nodes.get_mut(&n) else {
             return;
         };
@@ -144,7 +144,7 @@ impl State {
         }
     }
 
-    pub(super) fn free_node(&mut self, n: u64) {
+    pub(super) fn free_node(&mut self, n: NodeId) {
         if self.nodes.remove(&n).is_some() {
             self.stats.deleted[OBJ_NODE] += 1;
         }
@@ -159,7 +159,7 @@ impl State {
     pub fn inc_ref_for_node(
         &mut self,
         proc: u64,
-        n: u64,
+        n: NodeId,
         strong: bool,
         target: Option<ConnId>,
     ) -> Result<u32, Errno> {
@@ -316,6 +316,7 @@ impl State {
     /// BC_INCREFS / BC_ACQUIRE / BC_RELEASE / BC_DECREFS on a handle.
     pub fn bc_refcount(&mut self, conn: ConnId, cmd: u32, handle: u32) -> Result<(), Errno> {
         let Some(proc) = self.threads.get(&conn).map(|t| t.proc) else {
+            debug_assert!(false, "missing proc in node.rs");
             return Ok(());
         };
         let strong = cmd == BC_ACQUIRE || cmd == BC_RELEASE;
@@ -351,6 +352,7 @@ impl State {
     /// BC_INCREFS_DONE / BC_ACQUIRE_DONE: the owner finished the handshake.
     pub fn bc_refcount_done(&mut self, conn: ConnId, strong: bool, pc: BinderPtrCookie) {
         let Some(proc) = self.threads.get(&conn).map(|t| t.proc) else {
+            debug_assert!(false, "missing proc in node.rs");
             return;
         };
         let Some(&n) = self.procs.get(&proc).and_then(|p| p.nodes.get(&pc.ptr)) else {
@@ -358,6 +360,7 @@ impl State {
             return;
         };
         let Some(node) = self.nodes.get_mut(&n) else {
+            debug_assert!(false, "missing node in node.rs");
             return;
         };
         if node.cookie != pc.cookie {
@@ -379,7 +382,7 @@ impl State {
 
     /// Queues death notification `d` as `kind`: to the calling thread when it is a looper,
     /// else to its process (the kernel's choice in the death commands).
-    fn queue_death(&mut self, d: u64, kind: DeathKind, conn: ConnId, proc: u64, looper: u32) {
+    fn queue_death(&mut self, d: DeathId, kind: DeathKind, conn: ConnId, proc: u64, looper: u32) {
         let loc = if looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0 {
             Loc::Thread(conn)
         } else {
@@ -423,7 +426,7 @@ impl State {
             self.return_error_code(conn, BR_ERROR, -(Errno::ENOMEM as i32));
             return;
         }
-        let d = self.new_id();
+        let d = DeathId(self.new_id());
         self.stats.created[OBJ_DEATH] += 1;
         self.deaths.insert(
             d,
@@ -453,6 +456,7 @@ impl State {
     /// BC_CLEAR_DEATH_NOTIFICATION.
     pub fn bc_clear_death(&mut self, conn: ConnId, handle: u32, cookie: u64) {
         let Some((proc, looper)) = self.threads.get(&conn).map(|t| (t.proc, t.looper)) else {
+            debug_assert!(false, "missing proc, looper in node.rs");
             return;
         };
         let Some(r) = self
@@ -469,6 +473,7 @@ impl State {
             return;
         };
         let Some(death) = self.deaths.get(&d).copied() else {
+            debug_assert!(false, "missing death in node.rs");
             return;
         };
         if death.cookie != cookie {
@@ -498,9 +503,11 @@ impl State {
     /// BC_DEAD_BINDER_DONE.
     pub fn bc_dead_binder_done(&mut self, conn: ConnId, cookie: u64) {
         let Some((proc, looper)) = self.threads.get(&conn).map(|t| (t.proc, t.looper)) else {
+            debug_assert!(false, "missing proc, looper in node.rs");
             return;
         };
         let Some(p) = self.procs.get_mut(&proc) else {
+            debug_assert!(false, "missing p in node.rs");
             return;
         };
         let found = p

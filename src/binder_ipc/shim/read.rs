@@ -189,7 +189,7 @@ impl State {
     }
 
     /// A node's work item: tell the owner what refs to hold (BINDER_WORK_NODE).
-    fn read_node(&mut self, n: u64, out: &mut Vec<u8>) {
+    fn read_node(&mut self, n: NodeId, out: &mut Vec<u8>) {
         let Some(node) = self.nodes.get_mut(&n) else {
             return;
         };
@@ -242,7 +242,7 @@ impl State {
     }
 
     /// A death notification's work item; true when it was BR_DEAD_BINDER.
-    fn read_death(&mut self, proc: u64, d: u64, out: &mut Vec<u8>) -> bool {
+    fn read_death(&mut self, proc: u64, d: DeathId, out: &mut Vec<u8>) -> bool {
         let Some(death) = self.deaths.get_mut(&d) else {
             return false;
         };
@@ -269,7 +269,7 @@ impl State {
         &mut self,
         conn: ConnId,
         proc: u64,
-        id: u64,
+        id: TxnId,
         out: &mut Vec<u8>,
         fixups: &mut Vec<(u64, OwnedFd)>,
     ) -> bool {
@@ -286,10 +286,12 @@ impl State {
         let node = t.node;
         fixups.append(&mut t.fds);
         let Some(p) = self.procs.get_mut(&proc) else {
+            debug_assert!(false, "missing p in read.rs");
             return false;
         };
-        let base = p.area.client_base + buf_off;
+        let base = p.area.client_base.wrapping_add(buf_off.0);
         let Some(b) = p.buffers.get_mut(&buf_off) else {
+            debug_assert!(false, "missing b in read.rs");
             return false;
         };
         b.allow_user_free = true;

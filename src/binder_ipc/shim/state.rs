@@ -11,6 +11,7 @@
 
 use super::alloc::Area;
 use super::error::{Check, ExtendedError, EE_CLEAR};
+pub use super::ids::{BufferId, DeathId, NodeId, TxnId};
 use super::limits::{Cap, Limits, Refused};
 use super::transaction::TxnRequest;
 use crate::binder_ipc::protocol::wire::Gathered;
@@ -68,7 +69,7 @@ pub const LOOPER_INVALID: u32 = 0x08;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Work {
     /// An incoming transaction or reply.
-    Txn(u64),
+    Txn(TxnId),
     /// BR_TRANSACTION_COMPLETE.
     Complete,
     /// BR_ONEWAY_SPAM_SUSPECT (in place of BR_TRANSACTION_COMPLETE).
@@ -78,9 +79,9 @@ pub enum Work {
     /// The thread's `reply_error`.
     ReplyError,
     /// Refcount changes of a node, for its owner.
-    Node(u64),
+    Node(NodeId),
     /// A death notification (dead binder, clear done, or both).
-    Death(u64),
+    Death(DeathId),
 }
 
 /// Where a work item is queued.
@@ -117,7 +118,7 @@ pub struct Thread {
     /// Thread-specific work.
     pub todo: VecDeque<Work>,
     /// Top of the transaction stack.
-    pub stack: Option<u64>,
+    pub stack: Option<TxnId>,
     /// BR_ error for this thread's last command (`return_error`).
     pub return_error: Option<u32>,
     /// The i32 that follows a BR_ERROR `return_error`.
@@ -136,13 +137,13 @@ pub struct Thread {
 #[derive(Debug, Clone, Copy)]
 pub struct Ref {
     /// The node.
-    pub node: u64,
+    pub node: NodeId,
     /// Strong count.
     pub strong: u32,
     /// Weak count.
     pub weak: u32,
     /// The registered death notification.
-    pub death: Option<u64>,
+    pub death: Option<DeathId>,
 }
 
 /// What a death notification will say next.
@@ -205,7 +206,7 @@ pub struct Node {
     /// A oneway transaction is being handled.
     pub has_async: bool,
     /// Oneway transactions waiting for it.
-    pub async_todo: VecDeque<u64>,
+    pub async_todo: VecDeque<TxnId>,
     /// Where the node's work item is queued.
     pub work: Option<Loc>,
 }
@@ -216,14 +217,14 @@ pub enum Release {
     /// The receiver owns the node: a local ref.
     Node {
         /// The node.
-        node: u64,
+        node: NodeId,
         /// Strong or weak.
         strong: bool,
     },
     /// The receiver holds a ref to the node.
     Ref {
         /// The node.
-        node: u64,
+        node: NodeId,
         /// Strong or weak.
         strong: bool,
     },
@@ -239,9 +240,9 @@ pub struct Buffer {
     /// A oneway buffer (counts against the async half).
     pub is_async: bool,
     /// The node the transaction targeted.
-    pub target_node: Option<u64>,
+    pub target_node: Option<NodeId>,
     /// The transaction still pointing at it.
-    pub txn: Option<u64>,
+    pub txn: Option<TxnId>,
     /// Delivered: the process may free it.
     pub allow_user_free: bool,
     /// References its objects hold.
@@ -274,13 +275,13 @@ pub struct Txn {
     /// A reply.
     pub is_reply: bool,
     /// The target node (calls).
-    pub node: Option<u64>,
+    pub node: Option<NodeId>,
     /// The buffer's offset in the target's area.
-    pub buffer: Option<u64>,
+    pub buffer: Option<BufferId>,
     /// The caller's previous transaction.
-    pub from_parent: Option<u64>,
+    pub from_parent: Option<TxnId>,
     /// The handler's previous transaction.
-    pub to_parent: Option<u64>,
+    pub to_parent: Option<TxnId>,
     /// fds to install at read: (area offset for the number, the file).
     pub fds: Vec<(u64, OwnedFd)>,
 }
@@ -301,15 +302,15 @@ pub struct Proc {
     /// Its threads.
     pub threads: BTreeSet<ConnId>,
     /// Its nodes by pointer.
-    pub nodes: BTreeMap<u64, u64>,
+    pub nodes: BTreeMap<u64, NodeId>,
     /// Its refs by handle.
     pub refs: BTreeMap<u32, Ref>,
     /// Handle by node.
-    pub refs_by_node: IdMap<u64, u32>,
+    pub refs_by_node: IdMap<NodeId, u32>,
     /// Process-wide work.
     pub todo: VecDeque<Work>,
     /// Death notifications delivered, awaiting BC_DEAD_BINDER_DONE.
-    pub delivered_death: Vec<u64>,
+    pub delivered_death: Vec<DeathId>,
     /// BINDER_SET_MAX_THREADS.
     pub max_threads: u32,
     /// BR_SPAWN_LOOPER sent, BC_REGISTER_LOOPER not yet seen.
@@ -317,7 +318,7 @@ pub struct Proc {
     /// Threads started on request.
     pub requested_threads_started: u32,
     /// Buffers by area offset.
-    pub buffers: BTreeMap<u64, Buffer>,
+    pub buffers: BTreeMap<BufferId, Buffer>,
     /// BINDER_ENABLE_ONEWAY_SPAM_DETECTION.
     pub spam_detection: bool,
     /// Transaction records kept for this sender ([`Limits::txns`]).
@@ -368,13 +369,13 @@ pub struct State {
     /// Threads by connection.
     pub threads: IdMap<ConnId, Thread>,
     /// Nodes by id.
-    pub nodes: IdMap<u64, Node>,
+    pub nodes: IdMap<NodeId, Node>,
     /// Transactions by id.
-    pub txns: IdMap<u64, Txn>,
+    pub txns: IdMap<TxnId, Txn>,
     /// Death notifications by id.
-    pub deaths: IdMap<u64, Death>,
+    pub deaths: IdMap<DeathId, Death>,
     /// The context manager's node.
-    pub ctx_mgr: Option<u64>,
+    pub ctx_mgr: Option<NodeId>,
     /// The uid that set the context manager first (the kernel's `binder_context_mgr_uid`).
     pub ctx_mgr_uid: Option<u32>,
     next_id: u64,
@@ -480,7 +481,7 @@ impl State {
     }
 
     /// Forgets death notification `d`, uncounting it from its process.
-    pub(super) fn forget_death(&mut self, d: u64) {
+    pub(super) fn forget_death(&mut self, d: DeathId) {
         let Some(death) = self.deaths.remove(&d) else {
             debug_assert!(false, "forget of missing death {d}");
             return;
@@ -707,6 +708,7 @@ impl State {
 
     fn bc_looper(&mut self, conn: ConnId, cmd: u32) {
         let Some(t) = self.threads.get(&conn) else {
+            debug_assert!(false, "missing t in state.rs");
             return;
         };
         let proc = t.proc;
@@ -983,7 +985,7 @@ impl State {
         for c in threads {
             self.release_thread(c);
         }
-        let nodes: Vec<u64> = self
+        let nodes: Vec<NodeId> = self
             .procs
             .get(&proc)
             .map(|p| p.nodes.values().copied().collect())
@@ -999,7 +1001,7 @@ impl State {
         for desc in refs {
             self.delete_ref(proc, desc);
         }
-        let (todo, delivered): (Vec<Work>, Vec<u64>) = match self.procs.get_mut(&proc) {
+        let (todo, delivered): (Vec<Work>, Vec<DeathId>) = match self.procs.get_mut(&proc) {
             Some(p) => (
                 p.todo.drain(..).collect(),
                 std::mem::take(&mut p.delivered_death),
@@ -1012,7 +1014,7 @@ impl State {
                 self.forget_death(d);
             }
         }
-        let bufs: Vec<u64> = self
+        let bufs: Vec<BufferId> = self
             .procs
             .get(&proc)
             .map(|p| p.buffers.keys().copied().collect())
@@ -1026,8 +1028,8 @@ impl State {
     }
 
     /// The owner of node `n` died (`binder_node_release`).
-    fn release_node(&mut self, n: u64) {
-        let async_todo: Vec<u64> = self
+    fn release_node(&mut self, n: NodeId) {
+        let async_todo: Vec<TxnId> = self
             .nodes
             .get_mut(&n)
             .map(|x| x.async_todo.drain(..).collect())
@@ -1076,7 +1078,7 @@ impl State {
     /// Frees buffer `off` of `proc` and releases what its objects held. Returns the fd
     /// numbers of its FDA objects, which the process must close (the kernel closes them in
     /// the freeing process).
-    pub fn release_buffer(&mut self, proc: u64, off: u64) -> Option<Vec<i32>> {
+    pub fn release_buffer(&mut self, proc: u64, off: BufferId) -> Option<Vec<i32>> {
         let p = self.procs.get_mut(&proc)?;
         let b = p.buffers.remove(&off)?;
         let mut close = Vec::new();
@@ -1124,12 +1126,14 @@ impl State {
     /// BC_FREE_BUFFER.
     fn bc_free_buffer(&mut self, conn: ConnId, addr: u64) {
         let Some(proc) = self.threads.get(&conn).map(|t| t.proc) else {
+            debug_assert!(false, "missing proc in state.rs");
             return;
         };
         let Some(p) = self.procs.get(&proc) else {
+            debug_assert!(false, "missing p in state.rs");
             return;
         };
-        let off = addr.wrapping_sub(p.area.client_base);
+        let off = BufferId(addr.wrapping_sub(p.area.client_base));
         match p.buffers.get(&off) {
             Some(b) if b.allow_user_free => {
                 let close = self.release_buffer(proc, off).unwrap_or_default();
@@ -1142,7 +1146,7 @@ impl State {
     }
 
     /// A oneway buffer of node `n` was freed: the next queued oneway call goes to the process.
-    fn next_async(&mut self, n: u64) {
+    fn next_async(&mut self, n: NodeId) {
         let Some(node) = self.nodes.get_mut(&n) else {
             return;
         };
@@ -1159,7 +1163,7 @@ impl State {
     }
 
     /// Frees a transaction record and the buffer it still owns (undelivered).
-    pub fn free_txn(&mut self, id: u64) {
+    pub fn free_txn(&mut self, id: TxnId) {
         let Some(t) = self.txns.remove(&id) else {
             return;
         };

@@ -246,7 +246,7 @@ mod checks {
     use super::super::alloc::Area;
     use super::super::error::Check;
     use super::super::limits::Cap;
-    use super::super::state::{ConnId, State, WriteReadDone};
+    use super::super::state::{BufferId, ConnId, State, WriteReadDone};
     use crate::binder_ipc::protocol::wire::Gathered;
     use crate::binder_ipc::uapi::*;
     use nix::errno::Errno;
@@ -425,7 +425,7 @@ mod checks {
     }
 
     /// Delivers a 32-byte buffer of 0xAA to the manager and returns its area offset.
-    fn deliver_marker(s: &mut State) -> u64 {
+    fn deliver_marker(s: &mut State) -> BufferId {
         let p = Payload {
             data: vec![0xAA; 32],
             ..Default::default()
@@ -440,7 +440,7 @@ mod checks {
         *s.procs[&mgr].buffers.keys().next().unwrap()
     }
 
-    fn marker_intact(s: &mut State, off: u64) -> bool {
+    fn marker_intact(s: &mut State, off: BufferId) -> bool {
         let mgr = s.threads[&MGR].proc;
         let mut b = s.procs.get_mut(&mgr).unwrap().area.buffer_mut(off).unwrap();
         (0..32).all(|i| b.read::<u8>(i) == Ok(0xAA))
@@ -729,14 +729,14 @@ mod checks {
         w.cmd(BC_ENTER_LOOPER);
         for _ in 0..4 {
             wr(&mut s, MGR, w.as_bytes(), Vec::new());
-            let bufs: Vec<u64> = s.procs[&s.threads[&MGR].proc]
+            let bufs: Vec<BufferId> = s.procs[&s.threads[&MGR].proc]
                 .buffers
                 .keys()
                 .copied()
                 .collect();
             let mut f = CommandWriter::new();
             for b in bufs {
-                f.cmd_with(BC_FREE_BUFFER, &(MGR_BASE * 2 + b));
+                f.cmd_with(BC_FREE_BUFFER, &(MGR_BASE * 2 + b.0));
             }
             wr(&mut s, MGR, f.as_bytes(), Vec::new());
         }
@@ -856,7 +856,7 @@ mod checks {
         let mut c = a.buffer_mut(y).unwrap();
         assert_eq!(c.read::<u64>(0), Ok(0), "the next buffer is untouched");
         assert!(
-            a.buffer_mut(x + 8).is_none(),
+            a.buffer_mut(BufferId(x.0 + 8)).is_none(),
             "only allocated buffers have views"
         );
     }

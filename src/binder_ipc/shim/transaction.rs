@@ -59,7 +59,7 @@ pub struct Route {
     /// The receiving process.
     pub proc: u64,
     /// The target node (calls).
-    pub node: Option<u64>,
+    pub node: Option<NodeId>,
     /// The receiver accepts fds.
     pub accept_fds: bool,
 }
@@ -67,7 +67,7 @@ pub struct Route {
 /// What a transaction record keeps of its request.
 #[derive(Debug, Clone, Copy)]
 struct TxnHead {
-    id: u64,
+    id: TxnId,
     code: u32,
     flags: u32,
     reply: bool,
@@ -89,7 +89,7 @@ struct Layout {
 impl State {
     /// BC_TRANSACTION / BC_REPLY (and the `_SG` forms) from thread `conn`.
     pub fn transaction(&mut self, conn: ConnId, req: TxnRequest<'_>) {
-        let id = self.new_id();
+        let id = TxnId(self.new_id());
         self.set_ee(conn, ee(id, BR_OK, None));
         let Some(sender) = self.sender(conn) else {
             debug_assert!(false, "transaction from unknown thread {conn}");
@@ -121,7 +121,7 @@ impl State {
     }
 
     /// A sync call (`binder_transaction`, `!reply`, no TF_ONE_WAY).
-    fn call(&mut self, s: Sender, id: u64, req: TxnRequest<'_>) -> Result<(), TxnError> {
+    fn call(&mut self, s: Sender, id: TxnId, req: TxnRequest<'_>) -> Result<(), TxnError> {
         let (node, target_proc) = self.call_target(s, req.tr.handle())?;
         let thread = self.nested_target(s.conn, target_proc)?;
         let route = Route {
@@ -144,7 +144,7 @@ impl State {
     }
 
     /// A oneway call.
-    fn oneway(&mut self, s: Sender, id: u64, req: TxnRequest<'_>) -> Result<(), TxnError> {
+    fn oneway(&mut self, s: Sender, id: TxnId, req: TxnRequest<'_>) -> Result<(), TxnError> {
         let (node, target_proc) = self.call_target(s, req.tr.handle())?;
         let route = Route {
             proc: target_proc,
@@ -164,7 +164,7 @@ impl State {
 
     /// BC_REPLY: the call on top of the thread's stack is answered. Failures after the call
     /// was popped go to its caller (the replier hears BR_TRANSACTION_COMPLETE).
-    fn reply(&mut self, s: Sender, id: u64, req: TxnRequest<'_>) -> Result<(), TxnError> {
+    fn reply(&mut self, s: Sender, id: TxnId, req: TxnRequest<'_>) -> Result<(), TxnError> {
         let irt = self.pop_call_for_reply(s.conn)?;
         let caller = self.txns.get(&irt).and_then(|x| x.from);
         let res = match caller {
@@ -187,7 +187,7 @@ impl State {
     }
 
     /// Pops the call this thread answers off its stack.
-    fn pop_call_for_reply(&mut self, conn: ConnId) -> Result<u64, TxnError> {
+    fn pop_call_for_reply(&mut self, conn: ConnId) -> Result<TxnId, TxnError> {
         let Some(irt) = self.threads.get(&conn).and_then(|t| t.stack) else {
             self.user_error();
             return Err(TxnError::failed(Check::ReplyWithoutCall, Errno::EPROTO));
@@ -210,8 +210,8 @@ impl State {
     fn reply_to(
         &mut self,
         s: Sender,
-        id: u64,
-        irt: u64,
+        id: TxnId,
+        irt: TxnId,
         caller: ConnId,
         req: TxnRequest<'_>,
     ) -> Result<(), TxnError> {
@@ -238,7 +238,7 @@ impl State {
 
     /// A reply that failed after its call was popped: the caller gets the error (and it as
     /// its extended error, unless it holds one), the replier BR_TRANSACTION_COMPLETE.
-    fn reply_failed(&mut self, conn: ConnId, id: u64, irt: u64, e: TxnError) {
+    fn reply_failed(&mut self, conn: ConnId, id: TxnId, irt: TxnId, e: TxnError) {
         self.count_refusal(e.check);
         self.stats.failed_transactions += 1;
         if let Some(f) = self.txns.get(&irt).and_then(|x| x.from) {
@@ -256,7 +256,7 @@ impl State {
     }
 
     /// The node and process a call on `handle` goes to.
-    fn call_target(&mut self, s: Sender, handle: u32) -> Result<(u64, u64), TxnError> {
+    fn call_target(&mut self, s: Sender, handle: u32) -> Result<(NodeId, u64), TxnError> {
         let node = if handle == 0 {
             self.ctx_mgr
                 .ok_or(TxnError::dead(Check::NoContextManager, Some(Errno::EINVAL)))?
@@ -324,7 +324,7 @@ impl State {
     fn build_txn(
         &mut self,
         s: Sender,
-        id: u64,
+        id: TxnId,
         req: TxnRequest<'_>,
         route: Route,
     ) -> Result<bool, TxnError> {
@@ -457,10 +457,10 @@ impl State {
     /// Hands transaction `id` to its target (`binder_proc_transaction`).
     fn proc_transaction(
         &mut self,
-        id: u64,
+        id: TxnId,
         proc: u64,
         thread: Option<ConnId>,
-        node: Option<u64>,
+        node: Option<NodeId>,
         oneway: bool,
     ) {
         let mut pending_async = false;
@@ -518,7 +518,7 @@ impl State {
     }
 
     /// Forgets a finished transaction record, leaving its buffer to its owner.
-    pub fn free_txn_record(&mut self, id: u64) {
+    pub fn free_txn_record(&mut self, id: TxnId) {
         let Some(t) = self.txns.remove(&id) else {
             debug_assert!(false, "free of missing txn {id}");
             return;
@@ -541,7 +541,7 @@ impl State {
 
     /// The call `t` will get no reply: its caller (or the first live caller down the chain)
     /// gets `code` (`binder_send_failed_reply`).
-    pub fn send_failed_reply(&mut self, mut t: u64, code: u32) {
+    pub fn send_failed_reply(&mut self, mut t: TxnId, code: u32) {
         loop {
             let Some(x) = self.txns.get(&t) else { return };
             let (from, from_parent) = (x.from, x.from_parent);
@@ -591,9 +591,9 @@ impl State {
 }
 
 /// An extended-error record for transaction `id`.
-fn ee(id: u64, command: u32, e: Option<TxnError>) -> ExtendedError {
+fn ee(id: TxnId, command: u32, e: Option<TxnError>) -> ExtendedError {
     ExtendedError {
-        id: id as u32,
+        id: id.0 as u32,
         command,
         param: e.map(|e| e.param()).unwrap_or(0),
     }

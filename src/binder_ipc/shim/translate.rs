@@ -25,7 +25,7 @@ pub struct Translation {
     /// The receiver.
     pub route: Route,
     /// The buffer's offset in the receiver's area.
-    pub buf_off: u64,
+    pub buf_off: BufferId,
     /// The files the sender's FD/FDA objects name, in order.
     pub fds: std::vec::IntoIter<OwnedFd>,
     /// References the buffer's objects hold.
@@ -38,7 +38,7 @@ pub struct Translation {
 
 impl Translation {
     /// A translation into the buffer at `buf_off` of `route.proc`.
-    pub fn new(sender: Sender, route: Route, buf_off: u64, fds: Vec<OwnedFd>) -> Translation {
+    pub fn new(sender: Sender, route: Route, buf_off: BufferId, fds: Vec<OwnedFd>) -> Translation {
         Translation {
             sender,
             route,
@@ -62,7 +62,7 @@ impl Translation {
 
     /// The area offset of buffer offset `at` (where the device writes an fd number).
     fn area_pos(&self, at: u64) -> Result<u64, TxnError> {
-        self.buf_off.checked_add(at).ok_or(access(Errno::EFAULT))
+        self.buf_off.0.checked_add(at).ok_or(access(Errno::EFAULT))
     }
 }
 
@@ -254,7 +254,7 @@ impl State {
             .map(|p| p.area.client_base)
             .unwrap_or(0);
         bo.buffer = client_base
-            .checked_add(cx.buf_off)
+            .checked_add(cx.buf_off.0)
             .and_then(|b| b.checked_add(at))
             .ok_or(access(Errno::EFAULT))?;
         if bo.flags & BINDER_BUFFER_FLAG_HAS_PARENT != 0 {
