@@ -222,6 +222,11 @@ impl State {
             .get(&proc)
             .and_then(|p| p.refs.get(&desc))
             .ok_or(Errno::EINVAL)?;
+        // A client can send BC_ACQUIRE / BC_INCREFS as often as it likes: a count at its
+        // maximum takes no more (the kernel's int would overflow).
+        if (if strong { r.strong } else { r.weak }) == u32::MAX {
+            return Err(Errno::EOVERFLOW);
+        }
         if strong {
             if r.strong == 0 {
                 self.inc_node(r.node, true, true, target)?;

@@ -786,6 +786,21 @@ mod checks {
     }
 
     #[test]
+    fn ref_counts_do_not_overflow() {
+        let (mut s, [sender, ..]) = setup();
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_ACQUIRE, &0u32).cmd_with(BC_INCREFS, &0u32);
+        wr(&mut s, SENDER, w.as_bytes(), Vec::new());
+        let r = s.procs.get_mut(&sender).unwrap().refs.get_mut(&0).unwrap();
+        (r.strong, r.weak) = (u32::MAX, u32::MAX);
+        let errors = s.stats.user_errors;
+        wr(&mut s, SENDER, w.as_bytes(), Vec::new());
+        let r = s.procs[&sender].refs[&0];
+        assert_eq!((r.strong, r.weak), (u32::MAX, u32::MAX));
+        assert_eq!(s.stats.user_errors, errors + 2);
+    }
+
+    #[test]
     fn thread_cap_is_enomem() {
         let (mut s, [sender, ..]) = setup();
         s.limits.threads = 2;
