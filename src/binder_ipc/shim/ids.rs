@@ -30,6 +30,16 @@ id_type!(
     /// A death notification (`struct binder_ref_death`).
     DeathId
 );
+/// A process's handle for a node (`binder_ref`'s `desc`): 0 is the context manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Handle(pub u32);
+
+impl fmt::Display for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 id_type!(
     /// A buffer: its offset in the owning process's area (`struct binder_buffer`).
     BufferId

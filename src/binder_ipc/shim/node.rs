@@ -162,7 +162,7 @@ impl State {
         n: NodeId,
         strong: bool,
         target: Option<ConnId>,
-    ) -> Result<u32, Errno> {
+    ) -> Result<Handle, Errno> {
         let existing = self
             .procs
             .get(&proc)
@@ -179,10 +179,11 @@ impl State {
                     self.stats.refused[Cap::Refs as usize] += 1;
                     return Err(Errno::ENOMEM);
                 }
-                let mut desc = if self.ctx_mgr == Some(n) { 0 } else { 1 };
+                // The smallest free handle (refs are capped far below u32::MAX).
+                let mut desc = Handle(if self.ctx_mgr == Some(n) { 0 } else { 1 });
                 for &used in p.refs.range(desc..).map(|(k, _)| k) {
                     if used == desc {
-                        desc += 1;
+                        desc.0 += 1;
                     } else {
                         break;
                     }
@@ -213,7 +214,7 @@ impl State {
     fn inc_ref(
         &mut self,
         proc: u64,
-        desc: u32,
+        desc: Handle,
         strong: bool,
         target: Option<ConnId>,
     ) -> Result<(), Errno> {
@@ -250,7 +251,7 @@ impl State {
 
     /// One less count on ref `desc`; deletes it when both reach 0
     /// (`binder_dec_ref_olocked`). A count already at 0 is a user error.
-    pub fn dec_ref(&mut self, proc: u64, desc: u32, strong: bool) -> bool {
+    pub fn dec_ref(&mut self, proc: u64, desc: Handle, strong: bool) -> bool {
         let Some(r) = self
             .procs
             .get_mut(&proc)
@@ -289,7 +290,7 @@ impl State {
 
     /// Removes ref `desc` of `proc` and what hangs on it (`binder_cleanup_ref_olocked` and
     /// `binder_free_ref`).
-    pub fn delete_ref(&mut self, proc: u64, desc: u32) {
+    pub fn delete_ref(&mut self, proc: u64, desc: Handle) {
         let Some(p) = self.procs.get_mut(&proc) else {
             return;
         };
@@ -319,7 +320,7 @@ impl State {
     }
 
     /// BC_INCREFS / BC_ACQUIRE / BC_RELEASE / BC_DECREFS on a handle.
-    pub fn bc_refcount(&mut self, conn: ConnId, cmd: u32, handle: u32) -> Result<(), Errno> {
+    pub fn bc_refcount(&mut self, conn: ConnId, cmd: u32, handle: Handle) -> Result<(), Errno> {
         let Some(proc) = self.threads.get(&conn).map(|t| t.proc) else {
             debug_assert!(false, "missing proc in node.rs");
             return Ok(());
@@ -330,7 +331,7 @@ impl State {
             .procs
             .get(&proc)
             .is_some_and(|p| p.refs.contains_key(&handle));
-        if increment && handle == 0 && !has_ref {
+        if increment && handle == Handle(0) && !has_ref {
             if let Some(ctx) = self.ctx_mgr {
                 if self.nodes.get(&ctx).and_then(|n| n.owner) == Some(proc) {
                     // "context manager tried to acquire desc 0": the call fails.
@@ -403,7 +404,7 @@ impl State {
     /// BC_REQUEST_DEATH_NOTIFICATION. On a node already dead, BR_DEAD_BINDER is queued on
     /// the process (the kernel's rule for the request, unlike the clear's), so a thread in the
     /// middle of a call hears it only after its reply, or another looper takes it.
-    pub fn bc_request_death(&mut self, conn: ConnId, handle: u32, cookie: u64) {
+    pub fn bc_request_death(&mut self, conn: ConnId, handle: Handle, cookie: u64) {
         let Some(proc) = self.threads.get(&conn).map(|t| t.proc) else {
             debug_assert!(false, "death request from unknown thread {conn}");
             return;
@@ -459,7 +460,7 @@ impl State {
     }
 
     /// BC_CLEAR_DEATH_NOTIFICATION.
-    pub fn bc_clear_death(&mut self, conn: ConnId, handle: u32, cookie: u64) {
+    pub fn bc_clear_death(&mut self, conn: ConnId, handle: Handle, cookie: u64) {
         let Some((proc, looper)) = self.threads.get(&conn).map(|t| (t.proc, t.looper)) else {
             debug_assert!(false, "missing proc, looper in node.rs");
             return;

@@ -11,7 +11,7 @@
 
 use super::alloc::Area;
 use super::error::{Check, ExtendedError, EE_CLEAR};
-pub use super::ids::{BufferId, DeathId, NodeId, TxnId};
+pub use super::ids::{BufferId, DeathId, Handle, NodeId, TxnId};
 use super::limits::{Cap, Limits, Refused};
 use super::transaction::TxnRequest;
 use crate::binder_ipc::protocol::wire::Gathered;
@@ -304,9 +304,9 @@ pub struct Proc {
     /// Its nodes by pointer.
     pub nodes: BTreeMap<u64, NodeId>,
     /// Its refs by handle.
-    pub refs: BTreeMap<u32, Ref>,
+    pub refs: BTreeMap<Handle, Ref>,
     /// Handle by node.
-    pub refs_by_node: IdMap<NodeId, u32>,
+    pub refs_by_node: IdMap<NodeId, Handle>,
     /// Process-wide work.
     pub todo: VecDeque<Work>,
     /// Death notifications delivered, awaiting BC_DEAD_BINDER_DONE.
@@ -674,7 +674,7 @@ impl State {
                 return Ok(end);
             }
             BC_INCREFS | BC_ACQUIRE | BC_RELEASE | BC_DECREFS => {
-                let handle: u32 = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                let handle = Handle(read_at::<u32>(payload, 0).ok_or(Errno::EFAULT)?);
                 self.bc_refcount(conn, cmd, handle)?;
             }
             BC_INCREFS_DONE | BC_ACQUIRE_DONE => {
@@ -688,7 +688,7 @@ impl State {
             BC_REGISTER_LOOPER | BC_ENTER_LOOPER | BC_EXIT_LOOPER => self.bc_looper(conn, cmd),
             BC_REQUEST_DEATH_NOTIFICATION | BC_CLEAR_DEATH_NOTIFICATION => {
                 let hc: BinderHandleCookie = read_at(payload, 0).ok_or(Errno::EFAULT)?;
-                let (handle, cookie) = (hc.handle, hc.cookie);
+                let (handle, cookie) = (Handle(hc.handle), hc.cookie);
                 if cmd == BC_REQUEST_DEATH_NOTIFICATION {
                     self.bc_request_death(conn, handle, cookie);
                 } else {
@@ -993,7 +993,7 @@ impl State {
         for n in nodes {
             self.release_node(n);
         }
-        let refs: Vec<u32> = self
+        let refs: Vec<Handle> = self
             .procs
             .get(&proc)
             .map(|p| p.refs.keys().copied().collect())

@@ -246,7 +246,7 @@ mod checks {
     use super::super::alloc::Area;
     use super::super::error::Check;
     use super::super::limits::Cap;
-    use super::super::state::{BufferId, ConnId, State, WriteReadDone};
+    use super::super::state::{BufferId, ConnId, Handle, State, WriteReadDone};
     use crate::binder_ipc::protocol::wire::Gathered;
     use crate::binder_ipc::uapi::*;
     use nix::errno::Errno;
@@ -791,11 +791,17 @@ mod checks {
         let mut w = CommandWriter::new();
         w.cmd_with(BC_ACQUIRE, &0u32).cmd_with(BC_INCREFS, &0u32);
         wr(&mut s, SENDER, w.as_bytes(), Vec::new());
-        let r = s.procs.get_mut(&sender).unwrap().refs.get_mut(&0).unwrap();
+        let r = s
+            .procs
+            .get_mut(&sender)
+            .unwrap()
+            .refs
+            .get_mut(&Handle(0))
+            .unwrap();
         (r.strong, r.weak) = (u32::MAX, u32::MAX);
         let errors = s.stats.user_errors;
         wr(&mut s, SENDER, w.as_bytes(), Vec::new());
-        let r = s.procs[&sender].refs[&0];
+        let r = s.procs[&sender].refs[&Handle(0)];
         assert_eq!((r.strong, r.weak), (u32::MAX, u32::MAX));
         assert_eq!(s.stats.user_errors, errors + 2);
     }

@@ -122,7 +122,7 @@ impl State {
 
     /// A sync call (`binder_transaction`, `!reply`, no TF_ONE_WAY).
     fn call(&mut self, s: Sender, id: TxnId, req: TxnRequest<'_>) -> Result<(), TxnError> {
-        let (node, target_proc) = self.call_target(s, req.tr.handle())?;
+        let (node, target_proc) = self.call_target(s, Handle(req.tr.handle()))?;
         let thread = self.nested_target(s.conn, target_proc)?;
         let route = Route {
             proc: target_proc,
@@ -145,7 +145,7 @@ impl State {
 
     /// A oneway call.
     fn oneway(&mut self, s: Sender, id: TxnId, req: TxnRequest<'_>) -> Result<(), TxnError> {
-        let (node, target_proc) = self.call_target(s, req.tr.handle())?;
+        let (node, target_proc) = self.call_target(s, Handle(req.tr.handle()))?;
         let route = Route {
             proc: target_proc,
             node: Some(node),
@@ -256,8 +256,8 @@ impl State {
     }
 
     /// The node and process a call on `handle` goes to.
-    fn call_target(&mut self, s: Sender, handle: u32) -> Result<(NodeId, u64), TxnError> {
-        let node = if handle == 0 {
+    fn call_target(&mut self, s: Sender, handle: Handle) -> Result<(NodeId, u64), TxnError> {
+        let node = if handle == Handle(0) {
             self.ctx_mgr
                 .ok_or(TxnError::dead(Check::NoContextManager, Some(Errno::EINVAL)))?
         } else {
@@ -281,7 +281,8 @@ impl State {
         let owner = owner.ok_or(TxnError::dead(Check::TargetDead, Some(Errno::EINVAL)))?;
         // The kernel compares OS pids here: no binder process of the context manager's own OS
         // process may call it through handle 0.
-        let same_pid = handle == 0 && self.procs.get(&owner).is_some_and(|p| p.pid == s.pid);
+        let same_pid =
+            handle == Handle(0) && self.procs.get(&owner).is_some_and(|p| p.pid == s.pid);
         if owner == s.proc || same_pid {
             self.user_error();
             return Err(TxnError::failed(Check::SelfCall, Errno::EINVAL));

@@ -383,7 +383,7 @@ impl State {
         } else {
             BINDER_TYPE_WEAK_HANDLE
         };
-        fbo.binder = desc as u64;
+        fbo.binder = desc.0 as u64;
         fbo.cookie = 0;
         Ok(fbo)
     }
@@ -395,7 +395,7 @@ impl State {
         mut fbo: FlatBinderObject,
     ) -> Result<FlatBinderObject, TxnError> {
         let strong = fbo.hdr.type_ == BINDER_TYPE_HANDLE;
-        let handle = fbo.handle();
+        let handle = Handle(fbo.handle());
         let Some(r) = self
             .procs
             .get(&cx.sender.proc)
@@ -434,7 +434,7 @@ impl State {
                 node: node_id,
                 strong,
             });
-            fbo.binder = desc as u64;
+            fbo.binder = desc.0 as u64;
             fbo.cookie = 0;
         }
         Ok(fbo)
