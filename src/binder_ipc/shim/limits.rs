@@ -5,7 +5,7 @@
 //!
 //! | resource | default | counted against | refusal (what the client reads) |
 //! |---|---|---|---|
-//! | nodes | 16384 | the owner | BR_FAILED_REPLY, extended error -ENOMEM (BINDER object); EBUSY→ENOMEM for SET_CONTEXT_MGR |
+//! | nodes | 16384 | the owner | BR_FAILED_REPLY, extended error -ENOMEM (BINDER object); ENOMEM from SET_CONTEXT_MGR |
 //! | refs | 16384 | the holder | BR_FAILED_REPLY, -ENOMEM (transaction); user error for BC_INCREFS/ACQUIRE on handle 0 |
 //! | pending transactions | 1024 | the sender | BR_FAILED_REPLY, -ENOSPC |
 //! | death notifications | 16384 | the requester | BR_ERROR (-ENOMEM), as the kernel when it cannot allocate one |

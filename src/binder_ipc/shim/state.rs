@@ -850,6 +850,11 @@ impl State {
                 return Err(Errno::EPERM);
             }
         }
+        if self.procs[&proc].nodes.len() >= self.limits.nodes {
+            // The kernel's answer when it cannot make the node.
+            self.stats.refused[Cap::Nodes as usize] += 1;
+            return Err(Errno::ENOMEM);
+        }
         let (ptr, cookie, flags) = fbo
             .map(|f| (f.binder, f.cookie, f.flags))
             .unwrap_or((0, 0, 0));

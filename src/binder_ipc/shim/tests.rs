@@ -686,6 +686,17 @@ mod checks {
     }
 
     #[test]
+    fn node_cap_covers_the_context_manager() {
+        let mut s = State::default();
+        s.limits.nodes = 0;
+        let p = s.open_proc(1, 0, Area::new(4096).unwrap(), 1);
+        s.open_thread(SENDER, p);
+        assert_eq!(s.set_context_mgr(SENDER, None), Err(Errno::ENOMEM));
+        assert_eq!(s.stats.refused[Cap::Nodes as usize], 1);
+        assert_eq!(s.ctx_mgr, None);
+    }
+
+    #[test]
     fn ref_cap_refuses_with_enomem() {
         let (mut s, [_, mgr, _]) = setup();
         s.limits.refs = 1;
