@@ -22,8 +22,10 @@
 
 mod alloc;
 mod dump;
+mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod limits;
 mod node;
 mod read;
 mod server;
@@ -31,6 +33,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod transaction;
+mod translate;
 
 use std::os::fd::AsFd;
 
