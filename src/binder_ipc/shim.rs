@@ -61,8 +61,10 @@ pub const ENV_SOCKET: &str = "BITTUBE_BINDER";
 /// How long [`query_state`] waits for a shim to answer.
 pub const STATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+pub use limits::Limits as StateLimits;
+
 /// What one client may hold in a shim. Each refusal is an errno to that client (on the
-/// answer to its open) and a counter in the state dump (`shim connections:`).
+/// answer to its open or call) and a counter in the state dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Open connections per uid: proc, thread and state connections together. Past it a new
@@ -71,13 +73,14 @@ pub struct Limits {
     /// Binder processes per uid. Past it `K_OPEN_PROC` is answered `EMFILE`
     /// (`ShimDevice::open` fails with it). One connection holds at most one process.
     pub procs_per_uid: usize,
-    /// Thread connections per binder process. Past it `K_OPEN_THREAD` is answered `EAGAIN`
-    /// (the thread's `write_read` or ioctl fails with it).
-    pub threads_per_proc: usize,
     /// Bytes of answers queued for one connection that has not read them. Past it the shim
     /// stops reading that connection's requests until half of it has drained (the client's
     /// own writes then block); other connections are not affected.
     pub out_bytes_per_conn: usize,
+    /// The caps inside the state, per binder process: nodes, refs, pending transactions,
+    /// death notifications and threads (a thread connection past the cap is answered
+    /// `ENOMEM`).
+    pub state: StateLimits,
 }
 
 impl Default for Limits {
@@ -85,8 +88,8 @@ impl Default for Limits {
         Limits {
             conns_per_uid: 4096,
             procs_per_uid: 1024,
-            threads_per_proc: 1024,
             out_bytes_per_conn: 1 << 20,
+            state: StateLimits::default(),
         }
     }
 }

@@ -172,7 +172,6 @@ pub(super) struct ServerStats {
     refused_conns_per_uid: u64,
     refused_fd_limit: u64,
     refused_procs_per_uid: u64,
-    refused_threads_per_proc: u64,
     protocol_errors: u64,
     output_stalls: u64,
     peak_output: usize,
@@ -213,10 +212,12 @@ fn random_u64() -> u64 {
 impl Core {
     /// A core with `limits`; `det_tokens` makes proc tokens a counter (fuzzing only).
     pub(super) fn new(limits: Limits, det_tokens: bool) -> Core {
+        let mut state = State::default();
+        state.limits = limits.state;
         Core {
             conns: IdMap::default(),
             tokens: IdMap::default(),
-            state: State::default(),
+            state,
             limits,
             conns_by_uid: IdMap::default(),
             stats: ServerStats::default(),
@@ -476,29 +477,31 @@ impl Core {
     }
 
     /// `K_OPEN_THREAD`: `c` becomes a thread of the process `token` names, when its peer is
-    /// that process's pid and uid and the process has room for another thread.
+    /// that process's pid and uid and the process has room for another thread (the state's
+    /// thread cap, `ENOMEM`).
     fn open_thread(&mut self, c: ConnId, token: u64) -> bool {
         let Some((pid, uid)) = self.conns.get(&c).map(|k| (k.pid, k.uid)) else {
             return false;
         };
-        let proc = self.tokens.get(&token).copied().and_then(|id| {
-            let p = self.state.procs.get(&id)?;
-            (p.pid == pid && p.euid == uid).then_some((id, p.threads.len()))
+        let proc = self.tokens.get(&token).copied().filter(|id| {
+            self.state
+                .procs
+                .get(id)
+                .is_some_and(|p| p.pid == pid && p.euid == uid)
         });
-        match proc {
-            Some((_, n)) if n >= self.limits.threads_per_proc => {
-                self.stats.refused_threads_per_proc += 1;
-                self.result(c, Err(Errno::EAGAIN));
-            }
-            Some((p, _)) => {
-                self.state.open_thread(c, p);
-                if let Some(conn) = self.conns.get_mut(&c) {
-                    conn.role = Role::Thread(p);
-                }
-                self.result(c, Ok(0));
-            }
-            None => self.result(c, Err(Errno::EPERM)),
+        let Some(p) = proc else {
+            self.result(c, Err(Errno::EPERM));
+            return true;
+        };
+        if let Err(e) = self.state.check_thread_cap(p) {
+            self.result(c, Err(e));
+            return true;
         }
+        self.state.open_thread(c, p);
+        if let Some(conn) = self.conns.get_mut(&c) {
+            conn.role = Role::Thread(p);
+        }
+        self.result(c, Ok(0));
         true
     }
 
@@ -720,14 +723,12 @@ impl Core {
         );
         let _ = writeln!(
             o,
-            "  refused: conns per uid {} (cap {}) fd limit {} procs per uid {} (cap {}) threads per proc {} (cap {})",
+            "  refused: conns per uid {} (cap {}) fd limit {} procs per uid {} (cap {})",
             s.refused_conns_per_uid,
             l.conns_per_uid,
             s.refused_fd_limit,
             s.refused_procs_per_uid,
             l.procs_per_uid,
-            s.refused_threads_per_proc,
-            l.threads_per_proc
         );
         let queued: usize = self.conns.values().map(|k| k.out.queued()).sum();
         let paused = self.conns.values().filter(|k| k.paused).count();
