@@ -209,12 +209,8 @@ impl ShimDevice {
             &[bytemuck::bytes_of(&req)],
             K_OPEN_PROC_OK,
         )
-        .map_err(|e| {
-            std::io::Error::new(
-                io_err(e).kind(),
-                format!("binder shim at {}: open refused: {e}", path.display()),
-            )
-        })?;
+        // The errno itself, so that callers can tell a cap (EUSERS, EMFILE) apart.
+        .map_err(io_err)?;
         let ok: OpenProcOk = wire::body_as(&hdr, &body, K_OPEN_PROC_OK).map_err(io_err)?;
         if ok.errno != 0 {
             return Err(std::io::Error::from_raw_os_error(ok.errno));
