@@ -432,3 +432,44 @@ fn threads_past_the_process_cap_are_refused() {
     setup.wait_fds(baseline);
     setup.round_trip();
 }
+
+#[test]
+fn a_refused_transaction_leaves_an_extended_error() {
+    use bittube::binder_ipc::device::WriteRead;
+    use bittube::binder_ipc::uapi::*;
+    if child() {
+        return;
+    }
+    let setup = Setup::start("a_refused_transaction_leaves_an_extended_error");
+    let dev = ShimDevice::open_with(&setup.socket, 128 * 1024).unwrap();
+    // A call on a handle this process does not hold.
+    let tr = BinderTransactionData {
+        target: 7,
+        ..Default::default()
+    };
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_TRANSACTION, &tr);
+    dev.set_nonblocking(true);
+    let mut returned = Vec::new();
+    let mut write = w.as_bytes().to_vec();
+    // The failure comes back on this thread's reads (nonblocking: none of them can hang).
+    for _ in 0..3 {
+        let mut read = [0u8; 256];
+        let mut wr = WriteRead::new(&write, &mut read);
+        let _ = dev.write_read(&mut wr);
+        returned.extend_from_slice(wr.returned());
+        write.clear();
+    }
+    assert!(
+        returned
+            .chunks(4)
+            .any(|c| c == BR_FAILED_REPLY.to_ne_bytes()),
+        "{returned:x?}"
+    );
+    let ee = dev.extended_error().expect("extended error");
+    assert_eq!(ee.command, BR_FAILED_REPLY, "{ee:?}");
+    assert!(ee.param < 0, "{ee:?}");
+    // Reading clears it.
+    assert_eq!(dev.extended_error().unwrap().command, BR_OK);
+    setup.round_trip();
+}

@@ -6,7 +6,7 @@
 //! trait, so it cannot tell the kernel driver ([`KernelDevice`]) from the crate's shim
 //! ([`ShimDevice`]).
 
-use super::uapi::FlatBinderObject;
+use super::uapi::{BinderExtendedError, FlatBinderObject};
 pub use nix::errno::Errno;
 
 mod shim;
@@ -90,6 +90,12 @@ pub unsafe trait Device: Send + Sync + std::fmt::Debug {
     fn set_context_mgr_ext(&self, obj: &FlatBinderObject) -> Result<(), Errno>;
     /// `BINDER_THREAD_EXIT`: forget the calling thread.
     fn thread_exit(&self) -> Result<(), Errno>;
+    /// `BINDER_GET_EXTENDED_ERROR`: the calling thread's last transaction error (`{id, BR
+    /// code, -errno}`, or `{0, BR_OK, 0}`), cleared by reading it. A device without it:
+    /// `EINVAL`, as a kernel before 6.0 answers.
+    fn extended_error(&self) -> Result<BinderExtendedError, Errno> {
+        Err(Errno::EINVAL)
+    }
     /// `BINDER_ENABLE_ONEWAY_SPAM_DETECTION`.
     fn enable_oneway_spam_detection(&self, enable: bool) -> Result<(), Errno>;
     /// The buffer area (`mmap` of the device): its start address and length. Buffers of

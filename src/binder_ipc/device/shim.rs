@@ -327,6 +327,12 @@ impl ShimDevice {
     }
 
     fn ioctl(&self, cmd: u32, arg: &[u8]) -> Result<i32, Errno> {
+        self.ioctl_out(cmd, arg, &mut []).map(|(v, _)| v)
+    }
+
+    /// An ioctl whose answer may write bytes back into `out` (as many as the shim sent, at
+    /// most `out.len()`; how many is returned with the value).
+    fn ioctl_out(&self, cmd: u32, arg: &[u8], out: &mut [u8]) -> Result<(i32, usize), Errno> {
         let conn = self.thread_conn()?;
         let mut req = Ioctl {
             cmd,
@@ -335,11 +341,16 @@ impl ShimDevice {
         req.arg[..arg.len()].copy_from_slice(arg);
         wire::send_frame(conn.sock.as_fd(), K_IOCTL, &[bytemuck::bytes_of(&req)], &[])?;
         let (hdr, body, _) = wire::recv_frame(conn.sock.as_fd())?;
-        let res: ResultBody = wire::body_as(&hdr, &body, K_RESULT)?;
+        let res: ResultBody = wire::body_as_prefix(&hdr, &body, K_RESULT)?;
+        let extra = &body[size_of::<ResultBody>()..];
+        if extra.len() > out.len() {
+            return Err(Errno::EPROTO);
+        }
         if res.errno != 0 {
             return Err(Errno::from_raw(res.errno));
         }
-        Ok(res.value)
+        out[..extra.len()].copy_from_slice(extra);
+        Ok((res.value, extra.len()))
     }
 }
 
@@ -772,6 +783,18 @@ unsafe impl Device for ShimDevice {
         // Closing the thread's connection is BINDER_THREAD_EXIT.
         drop(conn);
         Ok(())
+    }
+    fn extended_error(&self) -> Result<BinderExtendedError, Errno> {
+        let mut ee = BinderExtendedError::default();
+        let want = size_of::<BinderExtendedError>();
+        match self.ioctl_out(
+            BINDER_GET_EXTENDED_ERROR,
+            &[],
+            bytemuck::bytes_of_mut(&mut ee),
+        )? {
+            (_, n) if n == want => Ok(ee),
+            _ => Err(Errno::EPROTO),
+        }
     }
     fn enable_oneway_spam_detection(&self, enable: bool) -> Result<(), Errno> {
         self.ioctl(

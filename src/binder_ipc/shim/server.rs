@@ -506,6 +506,17 @@ impl Core {
     }
 
     fn ioctl_frame(&mut self, c: ConnId, p: u64, req: Ioctl) -> bool {
+        if req.cmd == BINDER_GET_EXTENDED_ERROR {
+            // Read and cleared, as the kernel does; the record follows the result.
+            let ee = self
+                .state
+                .take_extended_error(c)
+                .unwrap_or(super::error::EE_CLEAR);
+            let body = result_body(Ok(0));
+            let parts = [bytemuck::bytes_of(&body), bytemuck::bytes_of(&ee)];
+            self.send(c, K_RESULT, &parts, Vec::new());
+            return true;
+        }
         let r = self.ioctl(c, p, &req);
         if let Some(t) = self.state.threads.get_mut(&c) {
             t.need_return = false;
