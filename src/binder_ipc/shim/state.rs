@@ -469,8 +469,6 @@ impl State {
     /// The thread cap: `ENOMEM` (the kernel's answer when it cannot make a thread) once
     /// process `proc` has [`Limits::threads`] threads, counted. Call before
     /// [`State::open_thread`].
-    // server.rs registers threads; until it calls this, only the tests do.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn check_thread_cap(&mut self, proc: u64) -> Result<(), Errno> {
         let n = self.procs.get(&proc).map(|p| p.threads.len()).unwrap_or(0);
         if n >= self.limits.threads {

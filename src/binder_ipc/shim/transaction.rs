@@ -577,9 +577,6 @@ impl State {
 
     /// `BINDER_GET_EXTENDED_ERROR`: thread `conn`'s extended error, which this clears to
     /// `{0, BR_OK, 0}`. `None` for an unknown thread.
-    // The ioctl's dispatch is server.rs's (and its frame the wire's); until it calls this,
-    // only the tests do.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn take_extended_error(&mut self, conn: ConnId) -> Option<ExtendedError> {
         let t = self.threads.get_mut(&conn)?;
         Some(std::mem::replace(&mut t.ee, EE_CLEAR))
