@@ -79,17 +79,7 @@ impl State {
                 if room.saturating_sub(out.len()) < TXN_RECORD {
                     break 'retry;
                 }
-                let w = match from {
-                    From::Thread => {
-                        let t = self.threads.get_mut(&conn)?;
-                        let w = t.todo.pop_front()?;
-                        if t.todo.is_empty() {
-                            t.process_todo = false;
-                        }
-                        w
-                    }
-                    From::Proc => self.procs.get_mut(&proc)?.todo.pop_front()?,
-                };
+                let w = self.pop_work(conn, proc, from)?;
                 if self.read_work(conn, proc, w, &mut out, &mut fixups) {
                     break 'retry;
                 }
@@ -111,6 +101,21 @@ impl State {
             fixups,
             close,
         })
+    }
+
+    /// Takes the next work item from the thread's list or its process's.
+    fn pop_work(&mut self, conn: ConnId, proc: u64, from: From) -> Option<Work> {
+        match from {
+            From::Thread => {
+                let t = self.threads.get_mut(&conn)?;
+                let w = t.todo.pop_front()?;
+                if t.todo.is_empty() {
+                    t.process_todo = false;
+                }
+                Some(w)
+            }
+            From::Proc => self.procs.get_mut(&proc)?.todo.pop_front(),
+        }
     }
 
     /// Writes one work item's BR_ commands; true when the read must return now (a

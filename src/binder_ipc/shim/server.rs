@@ -565,15 +565,7 @@ impl Core {
             return false;
         };
         let stream = &body[size_of::<WriteReadReq>()..];
-        let done = self.state.write_read(
-            c,
-            stream,
-            req.write_consumed,
-            req.read_consumed,
-            req.read_size,
-            req.nonblock != 0,
-            fds,
-        );
+        let done = self.state.write_read(c, stream, &req, fds);
         if let Some(done) = done.or_else(|| self.finish_after_free(c)) {
             // Threads this call woke are served first, as the kernel wakes the target before
             // the caller returns: each thread only sees its own answers, so the order of

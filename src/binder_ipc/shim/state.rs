@@ -14,7 +14,7 @@ use super::error::{Check, ExtendedError, EE_CLEAR};
 pub use super::ids::{BufferId, DeathId, Handle, NodeId, TxnId};
 use super::limits::{Cap, Limits, Refused};
 use super::transaction::TxnRequest;
-use crate::binder_ipc::protocol::wire::Gathered;
+use crate::binder_ipc::protocol::wire::{Gathered, WriteReadReq};
 use crate::binder_ipc::uapi::*;
 use nix::errno::Errno;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -741,18 +741,18 @@ impl State {
         }
     }
 
-    /// Runs a whole `BINDER_WRITE_READ`; `None` when the read parks (the thread blocks).
-    #[allow(clippy::too_many_arguments)]
+    /// Runs a whole `BINDER_WRITE_READ` as `req` asks (its `write_consumed`, `read_consumed`,
+    /// `read_size`, `nonblock`; `stream` is the caller's write stream from `write_consumed`
+    /// on); `None` when the read parks (the thread blocks).
     pub fn write_read(
         &mut self,
         conn: ConnId,
         stream: &[u8],
-        write_consumed: u64,
-        read_consumed: u64,
-        read_size: u64,
-        nonblock: bool,
+        req: &WriteReadReq,
         fds: Vec<OwnedFd>,
     ) -> Option<WriteReadDone> {
+        let (write_consumed, read_consumed) = (req.write_consumed, req.read_consumed);
+        let (read_size, nonblock) = (req.read_size, req.nonblock != 0);
         let proc = self.threads.get(&conn)?.proc;
         let (wc, err) = self.thread_write(conn, stream, write_consumed, fds);
         if let Some(e) = err {

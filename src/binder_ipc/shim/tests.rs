@@ -247,9 +247,20 @@ mod checks {
     use super::super::error::Check;
     use super::super::limits::Cap;
     use super::super::state::{BufferId, ConnId, Handle, State, WriteReadDone};
-    use crate::binder_ipc::protocol::wire::Gathered;
+    use crate::binder_ipc::protocol::wire::{Gathered, WriteReadReq};
     use crate::binder_ipc::uapi::*;
     use nix::errno::Errno;
+
+    /// A non-blocking write_read request.
+    fn rq(write_consumed: u64, read_consumed: u64, read_size: u64) -> WriteReadReq {
+        WriteReadReq {
+            write_consumed,
+            read_consumed,
+            read_size,
+            nonblock: 1,
+            ..Default::default()
+        }
+    }
 
     const SENDER: ConnId = 1;
     const MGR: ConnId = 2;
@@ -331,7 +342,7 @@ mod checks {
     /// One non-blocking write_read; returns the BR_ codes read.
     fn wr(s: &mut State, conn: ConnId, stream: &[u8], fds: Vec<std::os::fd::OwnedFd>) -> Vec<u32> {
         let done = s
-            .write_read(conn, stream, 0, 0, 512, true, fds)
+            .write_read(conn, stream, &rq(0, 0, 512), fds)
             .expect("non-blocking");
         codes(&done)
     }
@@ -556,11 +567,11 @@ mod checks {
         let mut w = CommandWriter::new();
         w.cmd(BC_ENTER_LOOPER);
         let done = s
-            .write_read(SENDER, w.as_bytes(), u64::MAX - 2, 0, 0, true, Vec::new())
+            .write_read(SENDER, w.as_bytes(), &rq(u64::MAX - 2, 0, 0), Vec::new())
             .unwrap();
         assert_eq!(done.errno, Errno::EFAULT as i32);
         let done = s
-            .write_read(SENDER, &[], 0, u64::MAX - 1, u64::MAX, true, Vec::new())
+            .write_read(SENDER, &[], &rq(0, u64::MAX - 1, u64::MAX), Vec::new())
             .unwrap();
         assert!(done.read_consumed >= u64::MAX - 1);
     }
@@ -779,7 +790,7 @@ mod checks {
         w.cmd(BC_ENTER_LOOPER);
         let first = [w.as_bytes(), &req, &clear].concat();
         let done = s
-            .write_read(SENDER, &first, 0, 0, 0, true, Vec::new())
+            .write_read(SENDER, &first, &rq(0, 0, 0), Vec::new())
             .unwrap();
         assert_eq!(done.errno, 0);
         assert_eq!(s.procs[&sender].deaths, 1);
@@ -790,7 +801,7 @@ mod checks {
         assert!(got.contains(&BR_CLEAR_DEATH_NOTIFICATION_DONE), "{got:?}");
         assert_eq!(s.procs[&sender].deaths, 0);
         let done = s
-            .write_read(SENDER, &req, 0, 0, 0, true, Vec::new())
+            .write_read(SENDER, &req, &rq(0, 0, 0), Vec::new())
             .unwrap();
         assert_eq!(done.errno, 0);
         assert_eq!(s.procs[&sender].deaths, 1, "a new request is accepted");
@@ -850,9 +861,7 @@ mod checks {
         assert!(wr(&mut s, MGR, &[], Vec::new()).contains(&BR_TRANSACTION));
         // With the call on its stack, its death request on the dead node is not answered.
         let req = death_cmd(BC_REQUEST_DEATH_NOTIFICATION, 1, 9);
-        let done = s
-            .write_read(MGR, &req, 0, 0, 512, true, Vec::new())
-            .unwrap();
+        let done = s.write_read(MGR, &req, &rq(0, 0, 512), Vec::new()).unwrap();
         assert!(
             !codes(&done).contains(&BR_DEAD_BINDER),
             "{:?}",
