@@ -126,7 +126,7 @@ fn dump_stats(o: &mut String, s: &State) {
         let _ = writeln!(
             o,
             "  {name}: active {} total {}",
-            s.stats.created[i] - s.stats.deleted[i],
+            s.stats.created[i].saturating_sub(s.stats.deleted[i]),
             s.stats.created[i]
         );
     }

@@ -339,6 +339,20 @@ mod checks {
         }
     }
 
+    /// The object counters agree with what the state holds (while every sender lives: a dead
+    /// sender's records outlive its count).
+    fn assert_counts(s: &State) {
+        use super::super::state::{OBJ_DEATH, OBJ_NODE, OBJ_TXN};
+        let live = |i: usize| s.stats.created[i] - s.stats.deleted[i];
+        assert_eq!(live(OBJ_NODE), s.nodes.len() as u64);
+        assert_eq!(live(OBJ_TXN), s.txns.len() as u64);
+        assert_eq!(live(OBJ_DEATH), s.deaths.len() as u64);
+        let deaths: u32 = s.procs.values().map(|p| p.deaths).sum();
+        assert_eq!(deaths as usize, s.deaths.len());
+        let txns: u32 = s.procs.values().map(|p| p.txns_out).sum();
+        assert_eq!(txns as usize, s.txns.len());
+    }
+
     /// One non-blocking write_read; returns the BR_ codes read.
     fn wr(s: &mut State, conn: ConnId, stream: &[u8], fds: Vec<std::os::fd::OwnedFd>) -> Vec<u32> {
         let done = s
@@ -518,6 +532,7 @@ mod checks {
                 ..Default::default()
             };
             refused(&mut s, &p, Check::FdaNoRoom, Errno::EINVAL);
+            assert_counts(&s);
         }
     }
 
@@ -643,6 +658,7 @@ mod checks {
         let replier = s.take_extended_error(MGR).unwrap();
         assert_eq!((replier.command, replier.param), (BR_OK, 0));
         assert_eq!(s.stats.refusals.get(&Check::OffsetsSizeUnaligned), Some(&1));
+        assert_counts(&s);
     }
 
     fn binder_obj(ptr: u64) -> FlatBinderObject {
@@ -805,6 +821,7 @@ mod checks {
             .unwrap();
         assert_eq!(done.errno, 0);
         assert_eq!(s.procs[&sender].deaths, 1, "a new request is accepted");
+        assert_counts(&s);
     }
 
     #[test]
@@ -881,6 +898,7 @@ mod checks {
             wr(&mut s, MGR, &[], Vec::new())
         };
         assert!(got.contains(&BR_DEAD_BINDER), "{got:?}");
+        assert_counts(&s);
     }
 
     #[test]

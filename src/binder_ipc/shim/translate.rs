@@ -4,7 +4,7 @@
 //! lengths within the scatter-gather space left (before any rounding), parents that are earlier
 //! PTR objects, fixups in order (`binder_validate_fixup`) and inside their parent, FDA counts
 //! that neither overflow nor leave their parent. The receiver's buffer is written only through
-//! its bounded view ([`BufferMut`](super::alloc::BufferMut)).
+//! its bounded view ([`BufferMut`]).
 
 use super::alloc::BufferMut;
 use super::error::{Check, TxnError};
