@@ -246,10 +246,22 @@ fn compare(
         Some(i) => {
             let empty = String::new();
             let (sa, sb) = (a.get(i).unwrap_or(&empty), b.get(i).unwrap_or(&empty));
+            let at = step_of(sa).or(step_of(sb));
+            let step = at.map(|s| &scen.steps[s]);
+            let earlier = match step {
+                Some(st) => kept
+                    .iter()
+                    .take_while(|&&k| Some(k) != at)
+                    .map(|&k| &scen.steps[k])
+                    .filter(|s| s.proc == st.proc && s.thread == st.thread)
+                    .collect(),
+                None => Vec::new(),
+            };
             let d = known::Diff {
-                step: step_of(sa).or(step_of(sb)).map(|s| &scen.steps[s]),
+                step,
                 shim: sa,
                 kernel: sb,
+                earlier,
             };
             match known::known(&d) {
                 Some(k) => Outcome::Known(k.name),

@@ -293,6 +293,7 @@ pub fn scenario(seed: u64) -> Scenario {
         alive: vec![true; procs],
         steps: Vec::new(),
     };
+    g.loopers();
     if g.rng.pct(85) {
         g.bootstrap();
     }
@@ -342,22 +343,30 @@ impl Gen {
         }
     }
 
+    /// Threads enter the looper (as libbinder's do before reading), most of them.
+    fn loopers(&mut self) {
+        for p in 0..self.procs {
+            for th in 0..THREADS {
+                self.looper(p, th);
+            }
+        }
+    }
+
+    fn looper(&mut self, p: usize, th: usize) {
+        if th == 0 || self.rng.pct(90) {
+            let c = if th == 0 || self.rng.pct(60) {
+                BC_ENTER_LOOPER
+            } else {
+                BC_REGISTER_LOOPER
+            };
+            self.wr(p, th, vec![Cmd::Looper(c)], 0);
+        }
+    }
+
     /// Every other process hands one of its nodes to the manager (which keeps a reference),
     /// then asks it for a service and gets a handle to another client's node and one to a
     /// node of the manager; threads enter the looper.
     fn bootstrap(&mut self) {
-        for p in 0..self.procs {
-            for th in 0..THREADS {
-                if th == 0 || self.rng.pct(50) {
-                    let c = if th == 0 || self.rng.pct(70) {
-                        BC_ENTER_LOOPER
-                    } else {
-                        BC_REGISTER_LOOPER
-                    };
-                    self.wr(p, th, vec![Cmd::Looper(c)], 0);
-                }
-            }
-        }
         for p in 1..self.procs {
             let node = self.rng.below(NODES);
             let mut t = self.plain_txn(false);
@@ -549,6 +558,44 @@ impl Gen {
         }
     }
 
+    /// A sync call from `a` to some handle, served on `b` by a call back (handle chosen
+    /// symbolically, often `a`'s node), which `a`'s calling thread gets on its stack; replies
+    /// unwind both.
+    fn nested(&mut self) {
+        let a = self.alive_proc();
+        let b = self.alive_proc();
+        let (ta, tb) = (self.thread(), self.thread());
+        let mut t = self.plain_txn(false);
+        t.flags &= !TF_ONE_WAY;
+        t.target = if a == 0 {
+            HandleRef::Learned(self.rng.below(2) as u8)
+        } else {
+            HandleRef::Zero
+        };
+        self.wr(a, ta, vec![Cmd::Txn(t)], 8192);
+        self.wr(b, tb, vec![], 8192);
+        let mut back = self.plain_txn(false);
+        back.flags &= !TF_ONE_WAY;
+        back.target = HandleRef::Learned(self.rng.below(3) as u8);
+        self.objects(&mut back);
+        self.wr(b, tb, vec![Cmd::Txn(back)], 8192);
+        self.wr(a, ta, vec![], 8192);
+        for (p, th) in [(a, ta), (b, tb), (a, ta)] {
+            let mut r = self.plain_txn(true);
+            r.flags = 0;
+            if self.rng.pct(30) {
+                self.objects(&mut r);
+            }
+            let read = self.read_size();
+            self.wr(
+                p,
+                th,
+                vec![Cmd::Txn(r), Cmd::Free(BufRef::Received(0))],
+                read,
+            );
+        }
+    }
+
     fn refcounts(&mut self) {
         let p = self.alive_proc();
         let th = self.thread();
@@ -651,7 +698,8 @@ impl Gen {
 
     fn intent(&mut self) {
         match self.rng.below(100) {
-            0..=24 => self.call(),
+            0..=17 => self.call(),
+            18..=24 => self.nested(),
             25..=49 => self.serve(),
             50..=57 => self.refcounts(),
             58..=67 => self.death(),
@@ -675,6 +723,9 @@ impl Gen {
                 let p = self.alive_proc();
                 let th = self.thread();
                 self.push(p, th, Op::ThreadExit);
+                if self.rng.pct(80) {
+                    self.looper(p, th);
+                }
             }
             87..=89 => {
                 let p = self.alive_proc();
