@@ -207,7 +207,7 @@ impl AsFd for KernelDevice {
     }
 }
 
-impl Device for KernelDevice {
+unsafe impl Device for KernelDevice {
     /// `BINDER_WRITE_READ`. Interrupted calls (`EINTR`) are retried with the counts the kernel
     /// returned, as libbinder does. Consumed counts beyond their slices are `EINVAL`; so is a
     /// read of 1 to 3 bytes from the start of `read` (the kernel would store its leading 4-byte
