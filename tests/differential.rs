@@ -262,6 +262,7 @@ fn compare(
                 shim: sa,
                 kernel: sb,
                 earlier,
+                history: &a[..i],
             };
             match known::known(&d) {
                 Some(k) => Outcome::Known(k.name),
@@ -372,7 +373,7 @@ fn shim_against_kernel() {
         let _ = std::fs::remove_dir_all(&dir);
         return;
     }
-    let count = env_u64("BITTUBE_DIFF_SEEDS", if kernel { 300 } else { 30 });
+    let count = env_u64("BITTUBE_DIFF_SEEDS", if kernel { 100 } else { 30 });
     let first = env_u64("BITTUBE_DIFF_SEED", 1);
     let start = Instant::now();
     let (mut differences, mut unconfirmed, mut steps) = (0u64, 0u64, 0usize);
