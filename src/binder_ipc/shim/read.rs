@@ -49,10 +49,16 @@ impl State {
             self.put(&mut out, BR_NOOP);
         }
         'retry: loop {
-            let proc_work = self
-                .threads
-                .get(&conn)
-                .is_some_and(State::available_for_proc_work);
+            let Some(t) = self.threads.get(&conn) else {
+                debug_assert!(false, "read of unknown thread {conn}");
+                return None;
+            };
+            let proc_work = State::available_for_proc_work(t);
+            if proc_work && t.looper & (LOOPER_REGISTERED | LOOPER_ENTERED) == 0 {
+                // "Thread waiting for process work before calling BC_REGISTER_LOOPER or
+                // BC_ENTER_LOOPER": logged, then served anyway.
+                self.user_error();
+            }
             if !self.has_work(conn, proc_work) {
                 if nonblock {
                     return Some(WriteReadDone {

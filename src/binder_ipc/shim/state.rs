@@ -542,11 +542,13 @@ impl State {
         }
     }
 
-    /// A thread takes process work when it is idle and a looper.
+    /// A thread takes process work when it is idle: no transaction on its stack, nothing
+    /// of its own queued. Since Linux 31643d84b8c3 ("binder: fix hang of unregistered
+    /// readers", 6.1.103 and the Debian kernel of the qemu run) the looper state no longer
+    /// matters here; a thread that waits for process work without BC_ENTER_LOOPER /
+    /// BC_REGISTER_LOOPER is a user error the kernel logs (counted in `thread_read`).
     pub fn available_for_proc_work(t: &Thread) -> bool {
-        t.stack.is_none()
-            && t.todo.is_empty()
-            && t.looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0
+        t.stack.is_none() && t.todo.is_empty()
     }
 
     /// A thread parked waiting for process work (the kernel's `waiting_threads`).
@@ -1101,6 +1103,9 @@ impl State {
             if let Some(n) = b.target_node {
                 self.next_async(n);
             }
+        }
+        if let Some(n) = b.target_node {
+            self.dec_node(n, true, false);
         }
         self.apply_releases(proc, &b.releases);
         Some(close)

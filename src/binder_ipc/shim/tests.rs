@@ -839,10 +839,85 @@ mod checks {
             .unwrap();
         (r.strong, r.weak) = (u32::MAX, u32::MAX);
         let errors = s.stats.user_errors;
-        wr(&mut s, SENDER, w.as_bytes(), Vec::new());
+        let done = s.write_read(SENDER, w.as_bytes(), &rq(0, 0, 0), Vec::new());
+        assert_eq!(done.unwrap().errno, 0);
         let r = s.procs[&sender].refs[&Handle(0)];
         assert_eq!((r.strong, r.weak), (u32::MAX, u32::MAX));
         assert_eq!(s.stats.user_errors, errors + 2);
+    }
+
+    #[test]
+    fn unregistered_reader_takes_process_work_and_is_a_user_error() {
+        // Linux 31643d84b8c3: an idle thread that never entered the looper still gets
+        // process work (the kernel logs it).
+        let (mut s, _) = setup();
+        let stream = txn_stream(BC_TRANSACTION, call0(TF_ONE_WAY), &Payload::default());
+        wr(&mut s, SENDER, &stream, Vec::new());
+        let errors = s.stats.user_errors;
+        let got = wr(&mut s, MGR, &[], Vec::new());
+        assert!(got.contains(&BR_TRANSACTION), "{got:?}");
+        assert_eq!(s.stats.user_errors, errors + 1);
+    }
+
+    /// All of `conn`'s delivered buffers, freed.
+    fn free_all(s: &mut State, conn: ConnId) -> Vec<u32> {
+        let proc = s.threads[&conn].proc;
+        let base = s.procs[&proc].area.client_base;
+        let bufs: Vec<BufferId> = s.procs[&proc].buffers.keys().copied().collect();
+        let mut f = CommandWriter::new();
+        for b in bufs {
+            f.cmd_with(BC_FREE_BUFFER, &(base + b.0));
+        }
+        wr(s, conn, f.as_bytes(), Vec::new())
+    }
+
+    #[test]
+    fn a_held_buffer_keeps_its_target_node_strong() {
+        let (mut s, _) = setup();
+        // The third process hands node 0x77 to the manager and finishes the handshake.
+        let obj = binder_obj(0x77);
+        let (data, offsets) = objects(&[bytemuck::bytes_of(&obj)]);
+        let p = Payload {
+            data,
+            offsets,
+            ..Default::default()
+        };
+        let stream = txn_stream(BC_TRANSACTION, call0(TF_ONE_WAY), &p);
+        assert!(wr(&mut s, THIRD, &stream, Vec::new()).contains(&BR_ACQUIRE));
+        let pc = BinderPtrCookie {
+            ptr: 0x77,
+            cookie: 0x77,
+        };
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_INCREFS_DONE, &pc)
+            .cmd_with(BC_ACQUIRE_DONE, &pc);
+        s.write_read(THIRD, w.as_bytes(), &rq(0, 0, 0), Vec::new());
+        // The manager takes its own strong ref on handle 1, frees the buffer, calls the node.
+        assert!(wr(&mut s, MGR, &[], Vec::new()).contains(&BR_TRANSACTION));
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_ACQUIRE, &1u32);
+        wr(&mut s, MGR, w.as_bytes(), Vec::new());
+        free_all(&mut s, MGR);
+        let mut tr = call0(TF_ONE_WAY);
+        tr.target = 1;
+        let call = txn_stream(BC_TRANSACTION, tr, &Payload::default());
+        wr(&mut s, MGR, &call, Vec::new());
+        assert!(wr(&mut s, THIRD, &[], Vec::new()).contains(&BR_TRANSACTION));
+        // The last handle goes while the owner holds the call's buffer: no BR_RELEASE yet.
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_RELEASE, &1u32);
+        wr(&mut s, MGR, w.as_bytes(), Vec::new());
+        let got = wr(&mut s, THIRD, &[], Vec::new());
+        assert!(!got.contains(&BR_RELEASE), "{got:?}");
+        // Freeing the buffer lets go.
+        let got = free_all(&mut s, THIRD);
+        let got = if got.contains(&BR_RELEASE) {
+            got
+        } else {
+            wr(&mut s, THIRD, &[], Vec::new())
+        };
+        assert!(got.contains(&BR_RELEASE), "{got:?}");
+        assert_counts(&s);
     }
 
     #[test]

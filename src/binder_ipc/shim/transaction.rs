@@ -421,6 +421,13 @@ impl State {
                 },
             );
         }
+        if let Some(n) = route.node {
+            // The buffer holds a strong ref on its target node until it is freed (the
+            // kernel's `binder_get_node_refs_for_txn`, dropped in
+            // `binder_transaction_buffer_release`): no BR_RELEASE while it is held.
+            let held = self.inc_node(n, true, false, None);
+            debug_assert!(held.is_ok(), "target node {n} of a new txn is gone");
+        }
         if let Some(p) = self.procs.get_mut(&s.proc) {
             p.txns_out += 1;
         }
