@@ -173,3 +173,124 @@ pub fn frame_bytes(kind: u32, body: &[u8], nfds: u32) -> Vec<u8> {
     v.extend_from_slice(body);
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binder_ipc::protocol::wire::*;
+
+    fn open_proc(h: &mut Harness, pid: i32, uid: u32) -> (ConnHandle, u64) {
+        let c = h.connect(pid, uid).unwrap();
+        let req = OpenProc {
+            version: WIRE_VERSION,
+            reserved: 0,
+            area_size: 64 * 1024,
+        };
+        let a = h.feed(
+            c,
+            &frame_bytes(K_OPEN_PROC, bytemuck::bytes_of(&req), 0),
+            Vec::new(),
+        );
+        let ok: OpenProcOk = bytemuck::pod_read_unaligned(&a[0].body);
+        (c, ok.token)
+    }
+
+    #[test]
+    fn a_frame_split_anywhere_is_the_same_frame() {
+        let state = frame_bytes(K_STATE, &[], 0);
+        for cut in 0..state.len() {
+            let mut h = Harness::new();
+            let c = h.connect(1, 0).unwrap();
+            assert!(h.feed(c, &state[..cut], Vec::new()).is_empty());
+            let a = h.feed(c, &state[cut..], Vec::new());
+            assert_eq!(a.len(), 1);
+            assert_eq!(a[0].header.kind, K_STATE_RET);
+        }
+    }
+
+    #[test]
+    fn a_close_after_half_a_frame_reaps_the_connection() {
+        let mut h = Harness::new();
+        let (p, _) = open_proc(&mut h, 1, 0);
+        h.feed(
+            p,
+            &frame_bytes(K_MAP_DONE, &0u64.to_ne_bytes(), 0)[..10],
+            Vec::new(),
+        );
+        h.close(p);
+        assert!(!h.is_open(p));
+        assert!(h.dump().contains("open 0 "), "{}", h.dump());
+        assert!(!h.dump().contains("proc 1 "), "the process went with it");
+    }
+
+    #[test]
+    fn a_client_that_never_reads_is_paused_at_the_cap() {
+        let limits = Limits {
+            out_bytes_per_conn: 4096,
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        let c = h.connect(1, 0).unwrap();
+        let flood: Vec<u8> = (0..1000)
+            .flat_map(|_| frame_bytes(K_STATE, &[], 0))
+            .collect();
+        // The harness collects answers as they come, so the queue drains and resumes: all
+        // 1000 are answered, never more than the cap plus one answer queued at once.
+        let a = h.feed(c, &flood, Vec::new());
+        assert_eq!(a.len(), 1000);
+        assert!(h.dump().contains("stalls "), "{}", h.dump());
+        assert!(!h.dump().contains("stalls 0 "), "{}", h.dump());
+    }
+
+    #[test]
+    fn caps_refuse_with_an_errno_and_count() {
+        let limits = Limits {
+            conns_per_uid: 3,
+            procs_per_uid: 1,
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        let (_p, token) = open_proc(&mut h, 1, 5);
+        let c2 = h.connect(1, 5).unwrap();
+        let req = OpenProc {
+            version: WIRE_VERSION,
+            reserved: 0,
+            area_size: 64 * 1024,
+        };
+        let a = h.feed(
+            c2,
+            &frame_bytes(K_OPEN_PROC, bytemuck::bytes_of(&req), 0),
+            Vec::new(),
+        );
+        let ok: OpenProcOk = bytemuck::pod_read_unaligned(&a[0].body);
+        assert_eq!(ok.errno, Errno::EMFILE as i32);
+        let t = h.connect(1, 5).unwrap();
+        let a = h.feed(
+            t,
+            &frame_bytes(K_OPEN_THREAD, &token.to_ne_bytes(), 0),
+            Vec::new(),
+        );
+        let r: ResultBody = bytemuck::pod_read_unaligned(&a[0].body);
+        assert_eq!(r.errno, 0);
+        assert_eq!(h.connect(1, 5), Err(Errno::EUSERS));
+        // Another uid is not affected.
+        assert!(h.connect(2, 6).is_ok());
+        let dump = h.dump();
+        assert!(dump.contains("conns per uid 1 "), "{dump}");
+        assert!(dump.contains("procs per uid 1 "), "{dump}");
+    }
+
+    #[test]
+    fn a_thread_token_of_another_pid_is_refused() {
+        let mut h = Harness::new();
+        let (_p, token) = open_proc(&mut h, 1, 0);
+        let t = h.connect(2, 0).unwrap();
+        let a = h.feed(
+            t,
+            &frame_bytes(K_OPEN_THREAD, &token.to_ne_bytes(), 0),
+            Vec::new(),
+        );
+        let r: ResultBody = bytemuck::pod_read_unaligned(&a[0].body);
+        assert_eq!(r.errno, Errno::EPERM as i32);
+    }
+}
