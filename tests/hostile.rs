@@ -206,6 +206,13 @@ fn child() -> bool {
             ps.join_thread_pool().expect("serve");
         }
         "liar" => liar(&socket),
+        "mute" => {
+            // Listens, never accepts, never answers.
+            let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+            let ctl = say_ready();
+            let mut b = [0u8; 1];
+            let _ = recv(ctl.as_raw_fd(), &mut b, MsgFlags::empty());
+        }
         r => panic!("unknown role {r}"),
     }
     true
@@ -581,4 +588,46 @@ fn a_lying_shim_cannot_close_fds_or_move_counters() {
     let _ = liar.wait();
     drop(victim);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_state_query_to_a_mute_shim_times_out_naming_it() {
+    if child() {
+        return;
+    }
+    let dir = private_dir("mute");
+    let socket = dir.join("binder");
+    let env = [("HOSTILE_SOCKET", socket.as_os_str())];
+    let (mut mute, ctl) = spawn_child_env(
+        "a_state_query_to_a_mute_shim_times_out_naming_it",
+        "mute",
+        &env,
+    );
+    wait_ready(&ctl);
+    let err = bittube::binder_ipc::shim::query_state_timeout(
+        &socket,
+        std::time::Duration::from_millis(100),
+    )
+    .expect_err("a mute shim answers nothing");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(
+        err.to_string().contains(&*socket.to_string_lossy()),
+        "{err}"
+    );
+    drop(ctl);
+    let _ = mute.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_device_debugs_as_one_short_line() {
+    if child() {
+        return;
+    }
+    let setup = Setup::start("a_device_debugs_as_one_short_line");
+    let dev = ShimDevice::open_with(&setup.socket, 128 * 1024).unwrap();
+    dev.version().unwrap();
+    let text = format!("{dev:?}");
+    assert!(!text.contains('\n') && text.len() < 300, "{text}");
+    assert!(text.contains("ShimDevice"), "{text}");
 }
