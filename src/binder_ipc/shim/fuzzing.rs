@@ -281,6 +281,34 @@ mod tests {
     }
 
     #[test]
+    fn half_frames_past_the_uid_input_budget_close_the_connection() {
+        let limits = Limits {
+            in_bytes_per_uid: 1000,
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        let mut half = frame_bytes(K_WRITE_READ, &[0u8; 4096], 0);
+        half.truncate(600);
+        let a = h.connect(1, 7).unwrap();
+        let b = h.connect(1, 7).unwrap();
+        let other = h.connect(1, 8).unwrap();
+        h.feed(a, &half, Vec::new());
+        h.feed(other, &half, Vec::new());
+        assert!(h.is_open(a) && h.is_open(other));
+        h.feed(b, &half, Vec::new());
+        assert!(!h.is_open(b), "past the budget");
+        assert!(
+            h.is_open(a) && h.is_open(other),
+            "the others are not touched"
+        );
+        assert!(h.dump().contains("input per uid 1 "), "{}", h.dump());
+        // Its bytes left with it: the budget has room again.
+        let c = h.connect(1, 7).unwrap();
+        h.feed(c, &half[..300], Vec::new());
+        assert!(h.is_open(c));
+    }
+
+    #[test]
     fn a_thread_token_of_another_pid_is_refused() {
         let mut h = Harness::new();
         let (_p, token) = open_proc(&mut h, 1, 0);

@@ -172,6 +172,7 @@ pub(super) struct ServerStats {
     refused_conns_per_uid: u64,
     refused_fd_limit: u64,
     refused_procs_per_uid: u64,
+    refused_input_per_uid: u64,
     protocol_errors: u64,
     output_stalls: u64,
     peak_output: usize,
@@ -184,6 +185,8 @@ pub(super) struct Core {
     pub(super) state: State,
     limits: Limits,
     conns_by_uid: IdMap<u64, usize>,
+    /// Bytes of frames not yet whole, per uid.
+    in_by_uid: IdMap<u64, usize>,
     stats: ServerStats,
     /// Connections with new output, in the order they got it.
     pub(super) dirty: Vec<ConnId>,
@@ -220,6 +223,7 @@ impl Core {
             state,
             limits,
             conns_by_uid: IdMap::default(),
+            in_by_uid: IdMap::default(),
             stats: ServerStats::default(),
             dirty: Vec::new(),
             next_token: det_tokens.then_some(0x7000_0000_0000_0001),
@@ -260,11 +264,12 @@ impl Core {
     }
 
     /// Bytes (and the fds that rode on them) arrived on `c`: handles every whole frame,
-    /// keeps the rest.
+    /// keeps the rest (within the uid's input budget).
     pub(super) fn receive(&mut self, c: ConnId, bytes: &[u8], fds: Vec<OwnedFd>) {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
+        let before = conn.inbuf.len();
         conn.infds.extend(fds);
         if conn.inbuf.is_empty() {
             // Whole frames straight from the caller's buffer; only a tail is kept.
@@ -275,12 +280,21 @@ impl Core {
             }
         } else {
             conn.inbuf.extend_from_slice(bytes);
-            self.receive_buffered(c);
+            self.handle_buffered(c);
         }
+        self.account_input(c, before);
     }
 
     /// Handles whole frames left in `c`'s input buffer (after a pause).
     pub(super) fn receive_buffered(&mut self, c: ConnId) {
+        let Some(before) = self.conns.get(&c).map(|k| k.inbuf.len()) else {
+            return;
+        };
+        self.handle_buffered(c);
+        self.account_input(c, before);
+    }
+
+    fn handle_buffered(&mut self, c: ConnId) {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
@@ -293,6 +307,22 @@ impl Core {
                 inbuf = Vec::new();
             }
             conn.inbuf = inbuf;
+        }
+    }
+
+    /// `c`'s half-received bytes went from `before` to what it holds now: counted against
+    /// its uid, whose budget ([`Limits::in_bytes_per_uid`]) a growing connection may not
+    /// pass (it is closed: half a frame cannot be answered; counted).
+    fn account_input(&mut self, c: ConnId, before: usize) {
+        let Some(k) = self.conns.get(&c) else {
+            return;
+        };
+        let (uid, after) = (k.uid as u64, k.inbuf.len());
+        let total = self.in_by_uid.entry(uid).or_insert(0);
+        *total = total.saturating_sub(before).saturating_add(after);
+        if after > before && *total > self.limits.in_bytes_per_uid {
+            self.stats.refused_input_per_uid += 1;
+            self.protocol_error(c);
         }
     }
 
@@ -680,10 +710,17 @@ impl Core {
         if conn.out.bytes.capacity() > KEEP || conn.inbuf.capacity() > KEEP || conn.out.grew {
             self.trim = true;
         }
-        if let Some(n) = self.conns_by_uid.get_mut(&(conn.uid as u64)) {
+        let uid = conn.uid as u64;
+        if let Some(n) = self.conns_by_uid.get_mut(&uid) {
             *n -= 1;
             if *n == 0 {
-                self.conns_by_uid.remove(&(conn.uid as u64));
+                self.conns_by_uid.remove(&uid);
+            }
+        }
+        if let Some(n) = self.in_by_uid.get_mut(&uid) {
+            *n = n.saturating_sub(conn.inbuf.len());
+            if *n == 0 {
+                self.in_by_uid.remove(&uid);
             }
         }
         match conn.role {
@@ -734,12 +771,14 @@ impl Core {
         );
         let _ = writeln!(
             o,
-            "  refused: conns per uid {} (cap {}) fd limit {} procs per uid {} (cap {})",
+            "  refused: conns per uid {} (cap {}) fd limit {} procs per uid {} (cap {}) input per uid {} (cap {} bytes)",
             s.refused_conns_per_uid,
             l.conns_per_uid,
             s.refused_fd_limit,
             s.refused_procs_per_uid,
             l.procs_per_uid,
+            s.refused_input_per_uid,
+            l.in_bytes_per_uid,
         );
         let queued: usize = self.conns.values().map(|k| k.out.queued()).sum();
         let paused = self.conns.values().filter(|k| k.paused).count();
