@@ -81,6 +81,10 @@ pub struct Limits {
     /// stops reading that connection's requests until half of it has drained (the client's
     /// own writes then block); other connections are not affected.
     pub out_bytes_per_conn: usize,
+    /// Bytes of answers queued for all the connections of one uid. Past it, a connection of
+    /// that uid with answers still queued is paused in the same way, so that many
+    /// connections that never read cannot add up their caps.
+    pub out_bytes_per_uid: usize,
     /// The caps inside the state, per binder process: nodes, refs, pending transactions,
     /// death notifications and threads (a thread connection past the cap is answered
     /// `ENOMEM`).
@@ -94,6 +98,7 @@ impl Default for Limits {
             procs_per_uid: 1024,
             in_bytes_per_uid: 256 << 20,
             out_bytes_per_conn: 1 << 20,
+            out_bytes_per_uid: 64 << 20,
             state: StateLimits::default(),
         }
     }

@@ -45,6 +45,8 @@ pub struct Answer {
 pub struct Harness {
     core: Core,
     next: usize,
+    /// Connections whose answers are left queued (a client that does not read).
+    not_reading: std::collections::BTreeSet<usize>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -70,6 +72,7 @@ impl Harness {
         Harness {
             core: Core::new(limits, true),
             next: 2,
+            not_reading: Default::default(),
         }
     }
 
@@ -97,13 +100,27 @@ impl Harness {
         self.settle()
     }
 
+    /// Whether the client of `conn` reads its answers (the default). One that does not has
+    /// them left queued, as a socket nobody reads; turning reading back on collects them at
+    /// the next call.
+    pub fn set_reading(&mut self, conn: ConnHandle, reading: bool) {
+        if reading {
+            self.not_reading.remove(&conn.0);
+            if self.core.conns.contains_key(&conn.0) {
+                self.core.dirty.push(conn.0);
+            }
+        } else {
+            self.not_reading.insert(conn.0);
+        }
+    }
+
     /// Whether `conn` is still open (a protocol error or a close ends it).
     pub fn is_open(&self, conn: ConnHandle) -> bool {
         self.core.conns.get(&conn.0).is_some_and(|k| !k.dead)
     }
 
-    /// Bytes of answers queued for `conn` and not yet collected (always 0 after a call:
-    /// every call collects them).
+    /// Bytes of answers queued for `conn` and not yet collected (0 after a call unless its
+    /// client does not read: [`set_reading`](Self::set_reading)).
     pub fn queued(&self, conn: ConnHandle) -> usize {
         self.core.conns.get(&conn.0).map_or(0, |k| k.out.queued())
     }
@@ -140,7 +157,12 @@ impl Harness {
             return;
         };
         k.clear_dirty();
+        if self.not_reading.contains(&c) {
+            return;
+        }
+        let queued = k.out.queued();
         let (bytes, fds) = k.out.take_all();
+        self.core.out_sent(c, queued);
         let mut fds = fds.into_iter().peekable();
         let mut at = 0;
         while let Some(h) = bytes.get(at..at + 16) {
@@ -306,6 +328,38 @@ mod tests {
         let c = h.connect(1, 7).unwrap();
         h.feed(c, &half[..300], Vec::new());
         assert!(h.is_open(c));
+    }
+
+    #[test]
+    fn clients_that_never_read_are_bounded_per_connection_and_per_uid() {
+        let limits = Limits {
+            out_bytes_per_conn: 8 * 1024,
+            out_bytes_per_uid: 20 * 1024,
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        let flood: Vec<u8> = (0..1000)
+            .flat_map(|_| frame_bytes(K_STATE, &[], 0))
+            .collect();
+        let conns: Vec<ConnHandle> = (0..5).map(|_| h.connect(1, 9).unwrap()).collect();
+        for &c in &conns {
+            h.set_reading(c, false);
+            h.feed(c, &flood, Vec::new());
+        }
+        let one = h.dump().len() + 200;
+        let total: usize = conns.iter().map(|&c| h.queued(c)).sum();
+        for &c in &conns {
+            assert!(h.queued(c) <= 8 * 1024 + one, "{}", h.queued(c));
+        }
+        assert!(total <= 20 * 1024 + 5 * one, "{total}");
+        // Another uid is served at once.
+        let other = h.connect(2, 10).unwrap();
+        let a = h.feed(other, &frame_bytes(K_STATE, &[], 0), Vec::new());
+        assert_eq!(a.len(), 1);
+        // Once a client reads, its requests go on.
+        h.set_reading(conns[0], true);
+        let a = h.feed(other, &[], Vec::new());
+        assert!(a.iter().filter(|x| x.conn == conns[0]).count() > 1);
     }
 
     #[test]

@@ -187,6 +187,8 @@ pub(super) struct Core {
     conns_by_uid: IdMap<u64, usize>,
     /// Bytes of frames not yet whole, per uid.
     in_by_uid: IdMap<u64, usize>,
+    /// Bytes of answers queued, per uid.
+    out_by_uid: IdMap<u64, usize>,
     stats: ServerStats,
     /// Connections with new output, in the order they got it.
     pub(super) dirty: Vec<ConnId>,
@@ -224,6 +226,7 @@ impl Core {
             limits,
             conns_by_uid: IdMap::default(),
             in_by_uid: IdMap::default(),
+            out_by_uid: IdMap::default(),
             stats: ServerStats::default(),
             dirty: Vec::new(),
             next_token: det_tokens.then_some(0x7000_0000_0000_0001),
@@ -351,7 +354,15 @@ impl Core {
             if conn.dead {
                 return bytes.len();
             }
-            if conn.out.queued() >= self.limits.out_bytes_per_conn {
+            let q = conn.out.queued();
+            let uid_out = self
+                .out_by_uid
+                .get(&(conn.uid as u64))
+                .copied()
+                .unwrap_or(0);
+            if q >= self.limits.out_bytes_per_conn
+                || (q > 0 && uid_out >= self.limits.out_bytes_per_uid)
+            {
                 if !conn.paused {
                     conn.paused = true;
                     self.stats.output_stalls += 1;
@@ -394,7 +405,10 @@ impl Core {
         if conn.dead {
             return;
         }
+        let before = conn.out.queued();
         conn.out.push_frame(kind, parts, fds);
+        let added = conn.out.queued() - before;
+        *self.out_by_uid.entry(conn.uid as u64).or_insert(0) += added;
         self.stats.peak_output = self.stats.peak_output.max(conn.out.queued());
         if !conn.dirty {
             conn.dirty = true;
@@ -671,8 +685,14 @@ impl Core {
     /// buffered input must then be handled, and its socket read).
     pub(super) fn resume_if_drained(&mut self, c: ConnId) -> bool {
         let half = self.limits.out_bytes_per_conn / 2;
-        match self.conns.get_mut(&c) {
-            Some(k) if k.paused && !k.dead && k.out.queued() <= half => {
+        let budget = self.limits.out_bytes_per_uid;
+        let Some(k) = self.conns.get_mut(&c) else {
+            return false;
+        };
+        let uid_out = self.out_by_uid.get(&(k.uid as u64)).copied().unwrap_or(0);
+        let q = k.out.queued();
+        match k {
+            k if k.paused && !k.dead && q <= half && (q == 0 || uid_out < budget) => {
                 k.paused = false;
                 true
             }
@@ -717,6 +737,12 @@ impl Core {
                 self.conns_by_uid.remove(&uid);
             }
         }
+        if let Some(n) = self.out_by_uid.get_mut(&uid) {
+            *n = n.saturating_sub(conn.out.queued());
+            if *n == 0 {
+                self.out_by_uid.remove(&uid);
+            }
+        }
         if let Some(n) = self.in_by_uid.get_mut(&uid) {
             *n = n.saturating_sub(conn.inbuf.len());
             if *n == 0 {
@@ -746,6 +772,19 @@ impl Core {
             if let Some(k) = self.conns.get_mut(&t) {
                 k.role = Role::New;
                 k.dead = true;
+            }
+        }
+    }
+
+    /// `n` bytes of `c`'s queued answers left (sent, collected or dropped).
+    pub(super) fn out_sent(&mut self, c: ConnId, n: usize) {
+        let Some(uid) = self.conns.get(&c).map(|k| k.uid as u64) else {
+            return;
+        };
+        if let Some(t) = self.out_by_uid.get_mut(&uid) {
+            *t = t.saturating_sub(n);
+            if *t == 0 {
+                self.out_by_uid.remove(&uid);
             }
         }
     }
@@ -784,8 +823,8 @@ impl Core {
         let paused = self.conns.values().filter(|k| k.paused).count();
         let _ = writeln!(
             o,
-            "  output: queued {queued} bytes, peak {} on one connection (cap {}), stalls {} ({paused} paused now)",
-            s.peak_output, l.out_bytes_per_conn, s.output_stalls
+            "  output: queued {queued} bytes, peak {} on one connection (cap {}, {} per uid), stalls {} ({paused} paused now)",
+            s.peak_output, l.out_bytes_per_conn, l.out_bytes_per_uid, s.output_stalls
         );
         o
     }
@@ -1020,6 +1059,7 @@ impl Server {
         let Some(sock) = conn.sock.as_mut() else {
             return;
         };
+        let before = conn.out.queued();
         while conn.out.queued() > 0 {
             let (range, fds) = conn.out.next_piece();
             let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
@@ -1038,7 +1078,8 @@ impl Server {
                 }
             }
         }
-        let want = conn.out.queued() > 0 && !conn.dead;
+        let left = conn.out.queued();
+        let want = left > 0 && !conn.dead;
         if want != conn.want_write {
             conn.want_write = want;
             let interest = if want {
@@ -1048,6 +1089,7 @@ impl Server {
             };
             let _ = self.poll.registry().reregister(sock, Token(c), interest);
         }
+        self.core.out_sent(c, before - left);
         if self.core.resume_if_drained(c) {
             self.core.receive_buffered(c);
             self.read_conn(c, true);
