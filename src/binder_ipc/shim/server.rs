@@ -934,7 +934,10 @@ impl Server {
             match self.listener.accept() {
                 Ok((sock, _)) => self.admit(sock),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Interrupted, or a connection that went before it was taken: go on.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::Interrupted
+                        || e.raw_os_error() == Some(libc::ECONNABORTED) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                     if !self.refuse_at_fd_limit() {
                         return;
