@@ -205,6 +205,14 @@ fn child() -> bool {
             let _ctl = say_ready();
             ps.join_thread_pool().expect("serve");
         }
+        "liar" => liar(&socket),
+        "mute" => {
+            // Listens, never accepts, never answers.
+            let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+            let ctl = say_ready();
+            let mut b = [0u8; 1];
+            let _ = recv(ctl.as_raw_fd(), &mut b, MsgFlags::empty());
+        }
         r => panic!("unknown role {r}"),
     }
     true
@@ -472,4 +480,154 @@ fn a_refused_transaction_leaves_an_extended_error() {
     // Reading clears it.
     assert_eq!(dev.extended_error().unwrap().command, BR_OK);
     setup.round_trip();
+}
+
+/// A shim that lies to its device: it names an fd the device never received in a free's
+/// close list, then claims more of the write stream consumed than was written.
+fn liar(socket: &Path) {
+    use std::os::fd::AsFd;
+    use wire::*;
+    let victim: i32 = std::env::var("HOSTILE_VICTIM").unwrap().parse().unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(socket).expect("bind");
+    let _ctl = say_ready();
+    let (proc_conn, _) = listener.accept().unwrap();
+    let (hdr, _, _) = recv_frame(proc_conn.as_fd()).unwrap();
+    assert_eq!(hdr.kind, K_OPEN_PROC);
+    let mfd = memfd::MemfdOptions::default()
+        .allow_sealing(true)
+        .create("liar")
+        .unwrap();
+    mfd.as_file().set_len(128 * 1024).unwrap();
+    mfd.add_seals(&[memfd::FileSeal::SealShrink, memfd::FileSeal::SealGrow])
+        .unwrap();
+    let ok = OpenProcOk {
+        errno: 0,
+        reserved: 0,
+        token: 1,
+        area_size: 128 * 1024,
+    };
+    let area = mfd.as_file().as_fd();
+    send_frame(
+        proc_conn.as_fd(),
+        K_OPEN_PROC_OK,
+        &[bytemuck::bytes_of(&ok)],
+        &[area],
+    )
+    .unwrap();
+    let ok = ResultBody::default();
+    recv_frame(proc_conn.as_fd()).unwrap(); // K_MAP_DONE
+    send_frame(proc_conn.as_fd(), K_RESULT, &[bytemuck::bytes_of(&ok)], &[]).unwrap();
+    let (thread, _) = listener.accept().unwrap();
+    recv_frame(thread.as_fd()).unwrap(); // K_OPEN_THREAD
+    send_frame(thread.as_fd(), K_RESULT, &[bytemuck::bytes_of(&ok)], &[]).unwrap();
+    for extra in [0u64, 100] {
+        let (hdr, body, _) = recv_frame(thread.as_fd()).unwrap();
+        assert_eq!(hdr.kind, K_WRITE_READ);
+        let req: WriteReadReq = bytemuck::pod_read_unaligned(&body[..size_of_req()]);
+        let ret = WriteReadRet {
+            errno: 0,
+            nfixups: 0,
+            write_consumed: req.write_size + extra,
+            read_consumed: 4,
+            read_len: 4,
+            nclose: 1,
+        };
+        let noop = bittube::binder_ipc::uapi::BR_NOOP.to_ne_bytes();
+        let parts = [
+            bytemuck::bytes_of(&ret),
+            &noop[..],
+            &victim.to_ne_bytes()[..],
+        ];
+        send_frame(thread.as_fd(), K_WRITE_READ_RET, &parts, &[]).unwrap();
+    }
+    // Until the device goes.
+    let _ = recv_frame(thread.as_fd());
+}
+
+fn size_of_req() -> usize {
+    std::mem::size_of::<wire::WriteReadReq>()
+}
+
+#[test]
+fn a_lying_shim_cannot_close_fds_or_move_counters() {
+    use bittube::binder_ipc::device::WriteRead;
+    use bittube::binder_ipc::uapi::*;
+    if child() {
+        return;
+    }
+    let dir = private_dir("liar");
+    let socket = dir.join("binder");
+    let victim = std::fs::File::open("/dev/null").unwrap();
+    let n = victim.as_raw_fd().to_string();
+    let env = [
+        ("HOSTILE_SOCKET", socket.as_os_str()),
+        ("HOSTILE_VICTIM", std::ffi::OsStr::new(&n)),
+    ];
+    let (mut liar, ctl) = spawn_child_env(
+        "a_lying_shim_cannot_close_fds_or_move_counters",
+        "liar",
+        &env,
+    );
+    wait_ready(&ctl);
+    let dev = ShimDevice::open(&socket).expect("open on the liar");
+    // A free of a buffer this process never received: the liar names our fd to close.
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_FREE_BUFFER, &0x1000u64);
+    let mut read = [0u8; 64];
+    let mut wr = WriteRead::new(w.as_bytes(), &mut read);
+    dev.write_read(&mut wr).expect("first call");
+    assert!(
+        nix::fcntl::fcntl(&victim, nix::fcntl::FcntlArg::F_GETFD).is_ok(),
+        "the device closed an fd it never received"
+    );
+    // write_consumed past what was written: refused, the caller's counters untouched.
+    let mut wr = WriteRead::new(w.as_bytes(), &mut read);
+    assert_eq!(dev.write_read(&mut wr), Err(nix::errno::Errno::EPROTO));
+    assert_eq!((wr.write_consumed, wr.read_consumed), (0, 0));
+    drop(dev);
+    let _ = liar.wait();
+    drop(victim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_state_query_to_a_mute_shim_times_out_naming_it() {
+    if child() {
+        return;
+    }
+    let dir = private_dir("mute");
+    let socket = dir.join("binder");
+    let env = [("HOSTILE_SOCKET", socket.as_os_str())];
+    let (mut mute, ctl) = spawn_child_env(
+        "a_state_query_to_a_mute_shim_times_out_naming_it",
+        "mute",
+        &env,
+    );
+    wait_ready(&ctl);
+    let err = bittube::binder_ipc::shim::query_state_timeout(
+        &socket,
+        std::time::Duration::from_millis(100),
+    )
+    .expect_err("a mute shim answers nothing");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(
+        err.to_string().contains(&*socket.to_string_lossy()),
+        "{err}"
+    );
+    drop(ctl);
+    let _ = mute.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_device_debugs_as_one_short_line() {
+    if child() {
+        return;
+    }
+    let setup = Setup::start("a_device_debugs_as_one_short_line");
+    let dev = ShimDevice::open_with(&setup.socket, 128 * 1024).unwrap();
+    dev.version().unwrap();
+    let text = format!("{dev:?}");
+    assert!(!text.contains('\n') && text.len() < 300, "{text}");
+    assert!(text.contains("ShimDevice"), "{text}");
 }

@@ -74,10 +74,18 @@ pub struct Limits {
     /// Binder processes per uid. Past it `K_OPEN_PROC` is answered `EMFILE`
     /// (`ShimDevice::open` fails with it). One connection holds at most one process.
     pub procs_per_uid: usize,
+    /// Bytes of frames not yet whole, held for all the connections of one uid. A connection
+    /// whose half-received frame would pass it is closed (half a frame cannot be answered);
+    /// frames are at most [`wire::MAX_FRAME`] bytes.
+    pub in_bytes_per_uid: usize,
     /// Bytes of answers queued for one connection that has not read them. Past it the shim
     /// stops reading that connection's requests until half of it has drained (the client's
     /// own writes then block); other connections are not affected.
     pub out_bytes_per_conn: usize,
+    /// Bytes of answers queued for all the connections of one uid. Past it, a connection of
+    /// that uid with answers still queued is paused in the same way, so that many
+    /// connections that never read cannot add up their caps.
+    pub out_bytes_per_uid: usize,
     /// The caps inside the state, per binder process: nodes, refs, pending transactions,
     /// death notifications and threads (a thread connection past the cap is answered
     /// `ENOMEM`).
@@ -89,7 +97,9 @@ impl Default for Limits {
         Limits {
             conns_per_uid: 4096,
             procs_per_uid: 1024,
+            in_bytes_per_uid: 256 << 20,
             out_bytes_per_conn: 1 << 20,
+            out_bytes_per_uid: 64 << 20,
             state: StateLimits::default(),
         }
     }

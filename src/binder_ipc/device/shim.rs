@@ -175,6 +175,40 @@ fn request(
     Ok((hdr, body, fds))
 }
 
+/// Maps the area the shim sent, read-only, after checking it holds `area_len` bytes and is
+/// sealed against shrinking: a shorter or shrinkable file would fault (SIGBUS) here later.
+fn map_area(path: &Path, area_fd: &OwnedFd, area_len: usize) -> std::io::Result<NonNull<u8>> {
+    let len = NonZeroUsize::new(area_len).ok_or_else(|| io_err(Errno::EPROTO))?;
+    // Map only what is there and cannot go away: a file that is shorter, or not sealed
+    // against shrinking, would fault (SIGBUS) in this process later.
+    let st = nix::sys::stat::fstat(area_fd).map_err(io_err)?;
+    let seals = nix::fcntl::fcntl(area_fd, nix::fcntl::FcntlArg::F_GET_SEALS).map_err(io_err)?;
+    if (st.st_size as u64) < area_len as u64 || seals & libc::F_SEAL_SHRINK == 0 {
+        return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "binder shim at {}: its buffer area is {} bytes, not sealed against shrinking or smaller than the {area_len} announced",
+                    path.display(),
+                    st.st_size
+                ),
+            ));
+    }
+    // SAFETY: a fresh shared read-only mapping of a memfd checked above to hold at least
+    // `area_len` bytes and to be sealed against shrinking; it aliases no Rust object.
+    let base = unsafe {
+        mmap(
+            None,
+            len,
+            ProtFlags::PROT_READ,
+            MapFlags::MAP_SHARED,
+            area_fd,
+            0,
+        )
+    }
+    .map_err(io_err)?;
+    Ok(base.cast::<u8>())
+}
+
 impl ShimDevice {
     /// Connects to the shim listening at `path` and registers a new binder process with a
     /// buffer area of [`BINDER_VM_SIZE`] bytes.
@@ -217,36 +251,7 @@ impl ShimDevice {
         }
         let area_fd = fds.pop().ok_or_else(|| io_err(Errno::EPROTO))?;
         let area_len = ok.area_size as usize;
-        let len = NonZeroUsize::new(area_len).ok_or_else(|| io_err(Errno::EPROTO))?;
-        // Map only what is there and cannot go away: a file that is shorter, or not sealed
-        // against shrinking, would fault (SIGBUS) in this process later.
-        let st = nix::sys::stat::fstat(&area_fd).map_err(io_err)?;
-        let seals =
-            nix::fcntl::fcntl(&area_fd, nix::fcntl::FcntlArg::F_GET_SEALS).map_err(io_err)?;
-        if (st.st_size as u64) < area_len as u64 || seals & libc::F_SEAL_SHRINK == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "binder shim at {}: its buffer area is {} bytes, not sealed against shrinking or smaller than the {area_len} announced",
-                    path.display(),
-                    st.st_size
-                ),
-            ));
-        }
-        // SAFETY: a fresh shared read-only mapping of a memfd checked above to hold at least
-        // `area_len` bytes and to be sealed against shrinking; it aliases no Rust object.
-        let base = unsafe {
-            mmap(
-                None,
-                len,
-                ProtFlags::PROT_READ,
-                MapFlags::MAP_SHARED,
-                &area_fd,
-                0,
-            )
-        }
-        .map_err(io_err)?;
-        let base = base.cast::<u8>();
+        let base = map_area(path, &area_fd, area_len)?;
         let inner = Inner {
             path: path.to_owned(),
             token: ok.token,

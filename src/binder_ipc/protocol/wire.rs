@@ -169,7 +169,9 @@ pub struct Gathered {
     pub sg_len: u64,
 }
 
-/// Rounds `n` up to a multiple of 8.
+/// Rounds `n` up to a multiple of 8. Only for sizes already bounded (a buffer inside an area,
+/// a read's length): a number from a client goes through
+/// [`checked_align8`](super::object::checked_align8), which refuses to overflow.
 pub const fn align8(n: u64) -> u64 {
     (n + 7) & !7
 }
