@@ -40,7 +40,8 @@ pub const K_MAP_DONE: u32 = 3;
 pub const K_OPEN_THREAD: u32 = 4;
 /// Client → driver: an ioctl other than WRITE_READ. Body [`Ioctl`]. Answer [`K_RESULT`].
 pub const K_IOCTL: u32 = 5;
-/// Driver → client: body [`ResultBody`].
+/// Driver → client: body [`ResultBody`]; for an ioctl that writes its argument back
+/// (`BINDER_GET_EXTENDED_ERROR`), followed by those bytes.
 pub const K_RESULT: u32 = 6;
 /// Client → driver: `BINDER_WRITE_READ`. Body [`WriteReadReq`] + the write stream.
 pub const K_WRITE_READ: u32 = 7;

@@ -157,21 +157,76 @@ impl Area {
         Some(len)
     }
 
-    /// The driver's view of `[off, off + len)`, when inside the area.
-    pub fn bytes_mut(&mut self, off: u64, len: usize) -> Option<&mut [u8]> {
-        let off = usize::try_from(off).ok()?;
-        if off.checked_add(len)? > self.size {
+    /// The allocated buffer at `off`, as a bounded view (the kernel's `Allocation`): every
+    /// access through it is checked against that buffer's own length, so no offset a client
+    /// chose can reach another buffer. `None` when no buffer starts at `off`.
+    pub fn buffer_mut(&mut self, off: u64) -> Option<BufferMut<'_>> {
+        let len = self.len_of(off)?;
+        Some(BufferMut {
+            area: self,
+            off,
+            len,
+        })
+    }
+
+    /// `[off, off + len)` of the mapping, when inside the area.
+    fn range_mut(&mut self, off: u64, len: u64) -> Option<&mut [u8]> {
+        let end = off.checked_add(len)?;
+        if end > self.size as u64 {
             return None;
         }
+        let (off, len) = (usize::try_from(off).ok()?, usize::try_from(len).ok()?);
         // SAFETY: the range lies inside the live mapping (checked above); `&mut self` makes
         // this the only Rust reference into the area for its lifetime. The process maps the
         // area read-only and may race only on bytes of its own buffers, which are plain bytes.
         Some(unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().add(off), len) })
     }
+}
 
-    /// Copies `[off, off + len)` out of the area.
-    pub fn read(&mut self, off: u64, len: usize) -> Option<Vec<u8>> {
-        self.bytes_mut(off, len).map(|b| b.to_vec())
+/// One allocated buffer of an [`Area`]: typed, checked reads and writes at offsets from the
+/// buffer's start. Nothing hands out a slice of the shared mapping.
+#[derive(Debug)]
+pub struct BufferMut<'a> {
+    area: &'a mut Area,
+    off: u64,
+    len: u64,
+}
+
+/// An access outside the buffer: `EFAULT`, as the kernel's checked buffer copies answer.
+pub const OUT_OF_BUFFER: Errno = Errno::EFAULT;
+
+impl BufferMut<'_> {
+    /// `[at, at + n)` of this buffer, checked.
+    fn range(&mut self, at: u64, n: u64) -> Result<&mut [u8], Errno> {
+        if at.checked_add(n).is_none_or(|end| end > self.len) {
+            return Err(OUT_OF_BUFFER);
+        }
+        let start = self.off.checked_add(at).ok_or(OUT_OF_BUFFER)?;
+        self.area.range_mut(start, n).ok_or(OUT_OF_BUFFER)
+    }
+
+    /// Copies `bytes` in at `at`.
+    pub fn copy_into(&mut self, at: u64, bytes: &[u8]) -> Result<(), Errno> {
+        self.range(at, bytes.len() as u64)?.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Writes `v` at `at` (unaligned is fine).
+    pub fn write<T: bytemuck::Pod>(&mut self, at: u64, v: &T) -> Result<(), Errno> {
+        self.copy_into(at, bytemuck::bytes_of(v))
+    }
+
+    /// Reads a `T` at `at`.
+    pub fn read<T: bytemuck::Pod>(&mut self, at: u64) -> Result<T, Errno> {
+        let r = self.range(at, std::mem::size_of::<T>() as u64)?;
+        Ok(bytemuck::pod_read_unaligned(r))
+    }
+
+    /// Zeroes the whole buffer.
+    pub fn zero(&mut self) -> Result<(), Errno> {
+        let len = self.len;
+        self.range(0, len)?.fill(0);
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! (`binder_inc_node_nilocked`, `binder_dec_node_nilocked`, `binder_inc_ref_for_node`,
 //! `binder_dec_ref_olocked`) and the death commands.
 
+use super::limits::Cap;
 use super::state::*;
 use crate::binder_ipc::uapi::*;
 use nix::errno::Errno;
@@ -173,6 +174,11 @@ impl State {
             Some(d) => d,
             None => {
                 let p = self.procs.get(&proc).ok_or(Errno::EINVAL)?;
+                if p.refs.len() >= self.limits.refs {
+                    // The kernel's answer when it cannot allocate a ref.
+                    self.stats.refused[Cap::Refs as usize] += 1;
+                    return Err(Errno::ENOMEM);
+                }
                 let mut desc = if self.ctx_mgr == Some(n) { 0 } else { 1 };
                 for &used in p.refs.range(desc..).map(|(k, _)| k) {
                     if used == desc {
@@ -302,8 +308,7 @@ impl State {
                 if let Some(p) = self.procs.get_mut(&proc) {
                     p.delivered_death.retain(|x| *x != d);
                 }
-                self.deaths.remove(&d);
-                self.stats.deleted[OBJ_DEATH] += 1;
+                self.forget_death(d);
             }
         }
     }
@@ -387,9 +392,12 @@ impl State {
         self.enqueue_at(loc, Work::Death(d));
     }
 
-    /// BC_REQUEST_DEATH_NOTIFICATION.
+    /// BC_REQUEST_DEATH_NOTIFICATION. On a node already dead, BR_DEAD_BINDER is queued on
+    /// the process (the kernel's rule for the request, unlike the clear's), so a thread in the
+    /// middle of a call hears it only after its reply, or another looper takes it.
     pub fn bc_request_death(&mut self, conn: ConnId, handle: u32, cookie: u64) {
-        let Some((proc, looper)) = self.threads.get(&conn).map(|t| (t.proc, t.looper)) else {
+        let Some(proc) = self.threads.get(&conn).map(|t| t.proc) else {
+            debug_assert!(false, "death request from unknown thread {conn}");
             return;
         };
         let Some(r) = self
@@ -405,26 +413,40 @@ impl State {
             self.user_error();
             return;
         }
+        if self
+            .procs
+            .get(&proc)
+            .is_some_and(|p| p.deaths >= self.limits.deaths)
+        {
+            // The kernel's answer when it cannot allocate a death: BR_ERROR on the thread.
+            self.stats.refused[Cap::Deaths as usize] += 1;
+            self.return_error_code(conn, BR_ERROR, -(Errno::ENOMEM as i32));
+            return;
+        }
         let d = self.new_id();
         self.stats.created[OBJ_DEATH] += 1;
         self.deaths.insert(
             d,
             Death {
+                owner: proc,
                 cookie,
                 kind: DeathKind::Armed,
                 queued: None,
             },
         );
-        if let Some(r) = self
-            .procs
-            .get_mut(&proc)
-            .and_then(|p| p.refs.get_mut(&handle))
-        {
-            r.death = Some(d);
+        if let Some(p) = self.procs.get_mut(&proc) {
+            p.deaths += 1;
+            if let Some(r) = p.refs.get_mut(&handle) {
+                r.death = Some(d);
+            }
         }
         let owner_dead = self.nodes.get(&r.node).is_none_or(|n| n.owner.is_none());
         if owner_dead {
-            self.queue_death(d, DeathKind::DeadBinder, conn, proc, looper);
+            if let Some(death) = self.deaths.get_mut(&d) {
+                death.kind = DeathKind::DeadBinder;
+                death.queued = Some(Loc::Proc(proc));
+            }
+            self.enqueue_proc(proc, Work::Death(d));
         }
     }
 

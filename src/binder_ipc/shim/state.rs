@@ -10,6 +10,9 @@
 //! (`binder_user_error`) is counted in [`Stats::user_errors`] and otherwise ignored.
 
 use super::alloc::Area;
+use super::error::{Check, ExtendedError, EE_CLEAR};
+use super::limits::{Cap, Limits, Refused};
+use super::transaction::TxnRequest;
 use crate::binder_ipc::protocol::wire::Gathered;
 use crate::binder_ipc::uapi::*;
 use nix::errno::Errno;
@@ -117,12 +120,16 @@ pub struct Thread {
     pub stack: Option<u64>,
     /// BR_ error for this thread's last command (`return_error`).
     pub return_error: Option<u32>,
+    /// The i32 that follows a BR_ERROR `return_error`.
+    pub return_error_param: i32,
     /// BR_ error for a call this thread made (`reply_error`).
     pub reply_error: Option<u32>,
     /// A parked blocking read.
     pub pending: Option<PendingRead>,
     /// fd numbers the process must close after this call (FDA fds of freed buffers).
     pub close_fds: Vec<i32>,
+    /// `BINDER_GET_EXTENDED_ERROR`'s record.
+    pub ee: ExtendedError,
 }
 
 /// A reference from a process to a node (`struct binder_ref`).
@@ -154,6 +161,8 @@ pub enum DeathKind {
 /// A death notification (`struct binder_ref_death`).
 #[derive(Debug, Clone, Copy)]
 pub struct Death {
+    /// The process that requested it (counted against its cap).
+    pub owner: u64,
     /// Its cookie.
     pub cookie: u64,
     /// What is due.
@@ -248,6 +257,8 @@ pub struct Buffer {
 pub struct Txn {
     /// The calling thread, for sync calls while it waits.
     pub from: Option<ConnId>,
+    /// The sending process (the record counts against its cap).
+    pub sender_proc: u64,
     /// The thread handling it (sync calls, once read).
     pub to_thread: Option<ConnId>,
     /// The target process.
@@ -309,6 +320,10 @@ pub struct Proc {
     pub buffers: BTreeMap<u64, Buffer>,
     /// BINDER_ENABLE_ONEWAY_SPAM_DETECTION.
     pub spam_detection: bool,
+    /// Transaction records kept for this sender ([`Limits::txns`]).
+    pub txns_out: u32,
+    /// Death notifications kept for this process ([`Limits::deaths`]).
+    pub deaths: u32,
 }
 
 /// Counters, like the kernel's binder `stats`.
@@ -326,6 +341,10 @@ pub struct Stats {
     pub created: [u64; 6],
     /// Objects deleted, same order.
     pub deleted: [u64; 6],
+    /// Refusals by cap ([`Cap`] order).
+    pub refused: Refused,
+    /// Refused transactions by the check that refused them.
+    pub refusals: BTreeMap<Check, u64>,
 }
 
 /// Indexes of [`Stats::created`] / [`Stats::deleted`].
@@ -363,6 +382,8 @@ pub struct State {
     pub wake: Vec<ConnId>,
     /// Counters.
     pub stats: Stats,
+    /// Per-process caps.
+    pub limits: Limits,
 }
 
 /// The result of a `BINDER_WRITE_READ` that did not park.
@@ -412,6 +433,8 @@ impl State {
                 requested_threads_started: 0,
                 buffers: BTreeMap::new(),
                 spam_detection: false,
+                txns_out: 0,
+                deaths: 0,
             },
         );
         id
@@ -433,11 +456,39 @@ impl State {
                 todo: VecDeque::new(),
                 stack: None,
                 return_error: None,
+                return_error_param: 0,
                 reply_error: None,
                 pending: None,
                 close_fds: Vec::new(),
+                ee: EE_CLEAR,
             },
         );
+    }
+
+    /// The thread cap: `ENOMEM` (the kernel's answer when it cannot make a thread) once
+    /// process `proc` has [`Limits::threads`] threads, counted. Call before
+    /// [`State::open_thread`].
+    // server.rs registers threads; until it calls this, only the tests do.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn check_thread_cap(&mut self, proc: u64) -> Result<(), Errno> {
+        let n = self.procs.get(&proc).map(|p| p.threads.len()).unwrap_or(0);
+        if n >= self.limits.threads {
+            self.stats.refused[Cap::Threads as usize] += 1;
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// Forgets death notification `d`, uncounting it from its process.
+    pub(super) fn forget_death(&mut self, d: u64) {
+        let Some(death) = self.deaths.remove(&d) else {
+            debug_assert!(false, "forget of missing death {d}");
+            return;
+        };
+        self.stats.deleted[OBJ_DEATH] += 1;
+        if let Some(p) = self.procs.get_mut(&death.owner) {
+            p.deaths = p.deaths.saturating_sub(1);
+        }
     }
 
     pub(super) fn user_error(&mut self) {
@@ -516,6 +567,15 @@ impl State {
         }
     }
 
+    /// Queues a non-transaction `return_error` (BR_ERROR with its `param`).
+    pub fn return_error_code(&mut self, conn: ConnId, cmd: u32, param: i32) {
+        if let Some(t) = self.threads.get_mut(&conn) {
+            t.return_error = Some(cmd);
+            t.return_error_param = param;
+        }
+        self.enqueue_thread(conn, Work::ReturnError, true);
+    }
+
     /// Sets the thread's return error and queues it (`binder_transaction`'s error path).
     pub fn return_error(&mut self, conn: ConnId, cmd: u32) {
         self.stats.failed_transactions += 1;
@@ -557,77 +617,92 @@ impl State {
                 return (consumed, Some(Errno::EINVAL));
             }
             let size = ioc_size(cmd);
-            let Some(payload) = stream.get(pos + 4..pos + 4 + size) else {
+            let next = pos + 4 + size;
+            let Some(payload) = stream.get(pos + 4..next) else {
                 // The command's payload lies past the end of the caller's buffer.
                 return (consumed, Some(Errno::EFAULT));
             };
             if let Some(i) = bc_index(cmd) {
                 self.stats.bc[i] += 1;
             }
-            let mut next = pos + 4 + size;
-            let res = match cmd {
-                BC_TRANSACTION | BC_REPLY | BC_TRANSACTION_SG | BC_REPLY_SG => {
-                    let sg = matches!(cmd, BC_TRANSACTION_SG | BC_REPLY_SG);
-                    let tr: BinderTransactionData = bytemuck::pod_read_unaligned(&payload[..64]);
-                    let buffers_size = if sg {
-                        read_at::<u64>(payload, 64).unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    match parse_gathered(stream, next, &mut fds) {
-                        Some((g, body, taken, end)) => {
-                            next = end;
-                            let reply = matches!(cmd, BC_REPLY | BC_REPLY_SG);
-                            self.transaction(conn, &tr, reply, buffers_size, &g, body, taken);
-                            Ok(())
-                        }
-                        None => Err(Errno::EFAULT),
-                    }
-                }
-                BC_INCREFS | BC_ACQUIRE | BC_RELEASE | BC_DECREFS => {
-                    let handle: u32 = bytemuck::pod_read_unaligned(payload);
-                    self.bc_refcount(conn, cmd, handle)
-                }
-                BC_INCREFS_DONE | BC_ACQUIRE_DONE => {
-                    let pc: BinderPtrCookie = bytemuck::pod_read_unaligned(payload);
-                    self.bc_refcount_done(conn, cmd == BC_ACQUIRE_DONE, pc);
-                    Ok(())
-                }
-                BC_FREE_BUFFER => {
-                    let addr: u64 = bytemuck::pod_read_unaligned(payload);
-                    self.bc_free_buffer(conn, addr);
-                    Ok(())
-                }
-                BC_REGISTER_LOOPER | BC_ENTER_LOOPER | BC_EXIT_LOOPER => {
-                    self.bc_looper(conn, cmd);
-                    Ok(())
-                }
-                BC_REQUEST_DEATH_NOTIFICATION | BC_CLEAR_DEATH_NOTIFICATION => {
-                    let hc: BinderHandleCookie = bytemuck::pod_read_unaligned(payload);
-                    let (handle, cookie) = (hc.handle, hc.cookie);
-                    if cmd == BC_REQUEST_DEATH_NOTIFICATION {
-                        self.bc_request_death(conn, handle, cookie);
-                    } else {
-                        self.bc_clear_death(conn, handle, cookie);
-                    }
-                    Ok(())
-                }
-                BC_DEAD_BINDER_DONE => {
-                    let cookie: u64 = bytemuck::pod_read_unaligned(payload);
-                    self.bc_dead_binder_done(conn, cookie);
-                    Ok(())
-                }
-                // BC_ACQUIRE_RESULT and BC_ATTEMPT_ACQUIRE are not supported by the kernel
-                // either; freeze notifications are outside this shim (see ARCHITECTURE.md).
-                _ => Err(Errno::EINVAL),
+            let next = match self.bc_command(conn, cmd, payload, stream, next, &mut fds) {
+                Ok(next) => next,
+                Err(e) => return (consumed, Some(e)),
             };
-            if let Err(e) = res {
-                return (consumed, Some(e));
-            }
-            consumed += 4 + size as u64;
+            // `write_consumed` came from the client: it may be anything.
+            let Some(c) = consumed.checked_add(4 + size as u64) else {
+                return (consumed, Some(Errno::EFAULT));
+            };
+            consumed = c;
             pos = next;
         }
         (consumed, None)
+    }
+
+    /// One BC_ command with its `payload`; `next` is where the stream goes on, which a
+    /// transaction moves past its [`Gathered`] record. Returns the new position.
+    fn bc_command(
+        &mut self,
+        conn: ConnId,
+        cmd: u32,
+        payload: &[u8],
+        stream: &[u8],
+        next: usize,
+        fds: &mut VecDeque<OwnedFd>,
+    ) -> Result<usize, Errno> {
+        match cmd {
+            BC_TRANSACTION | BC_REPLY | BC_TRANSACTION_SG | BC_REPLY_SG => {
+                let tr: BinderTransactionData = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                let sg = matches!(cmd, BC_TRANSACTION_SG | BC_REPLY_SG);
+                let buffers_size = if sg {
+                    read_at::<u64>(payload, 64)
+                } else {
+                    None
+                };
+                let (gathered, body, taken, end) =
+                    parse_gathered(stream, next, fds).ok_or(Errno::EFAULT)?;
+                let req = TxnRequest {
+                    tr,
+                    reply: matches!(cmd, BC_REPLY | BC_REPLY_SG),
+                    buffers_size: buffers_size.unwrap_or(0),
+                    gathered,
+                    body,
+                    fds: taken,
+                };
+                self.transaction(conn, req);
+                return Ok(end);
+            }
+            BC_INCREFS | BC_ACQUIRE | BC_RELEASE | BC_DECREFS => {
+                let handle: u32 = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                self.bc_refcount(conn, cmd, handle)?;
+            }
+            BC_INCREFS_DONE | BC_ACQUIRE_DONE => {
+                let pc: BinderPtrCookie = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                self.bc_refcount_done(conn, cmd == BC_ACQUIRE_DONE, pc);
+            }
+            BC_FREE_BUFFER => {
+                let addr: u64 = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                self.bc_free_buffer(conn, addr);
+            }
+            BC_REGISTER_LOOPER | BC_ENTER_LOOPER | BC_EXIT_LOOPER => self.bc_looper(conn, cmd),
+            BC_REQUEST_DEATH_NOTIFICATION | BC_CLEAR_DEATH_NOTIFICATION => {
+                let hc: BinderHandleCookie = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                let (handle, cookie) = (hc.handle, hc.cookie);
+                if cmd == BC_REQUEST_DEATH_NOTIFICATION {
+                    self.bc_request_death(conn, handle, cookie);
+                } else {
+                    self.bc_clear_death(conn, handle, cookie);
+                }
+            }
+            BC_DEAD_BINDER_DONE => {
+                let cookie: u64 = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                self.bc_dead_binder_done(conn, cookie);
+            }
+            // BC_ACQUIRE_RESULT and BC_ATTEMPT_ACQUIRE are not supported by the kernel
+            // either; freeze notifications are outside this shim (see ARCHITECTURE.md).
+            _ => return Err(Errno::EINVAL),
+        }
+        Ok(next)
     }
 
     fn bc_looper(&mut self, conn: ConnId, cmd: u32) {
@@ -879,8 +954,7 @@ impl State {
                     if let Some(death) = self.deaths.get_mut(&d) {
                         death.queued = None;
                         if death.kind == DeathKind::Clear {
-                            self.deaths.remove(&d);
-                            self.stats.deleted[OBJ_DEATH] += 1;
+                            self.forget_death(d);
                         }
                     }
                 }
@@ -934,8 +1008,8 @@ impl State {
         };
         self.release_work(todo);
         for d in delivered {
-            if self.deaths.remove(&d).is_some() {
-                self.stats.deleted[OBJ_DEATH] += 1;
+            if self.deaths.contains_key(&d) {
+                self.forget_death(d);
             }
         }
         let bufs: Vec<u64> = self
@@ -1007,10 +1081,9 @@ impl State {
         let b = p.buffers.remove(&off)?;
         let mut close = Vec::new();
         if b.allow_user_free {
-            for fo in &b.fda_fds {
-                if let Some(bytes) = p.area.read(*fo, 4) {
-                    close.push(i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
-                }
+            if let Some(mut view) = p.area.buffer_mut(off) {
+                // Buffer offsets checked when the FDA was translated.
+                close.extend(b.fda_fds.iter().filter_map(|at| view.read::<i32>(*at).ok()));
             }
         }
         p.area.free(off, b.is_async);
@@ -1091,6 +1164,7 @@ impl State {
             return;
         };
         self.stats.deleted[OBJ_TXN] += 1;
+        self.uncount_txn(&t);
         if let (Some(off), Some(proc)) = (t.buffer, t.to_proc) {
             if let Some(b) = self
                 .procs
