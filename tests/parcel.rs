@@ -1034,3 +1034,110 @@ fn fuzzed_received_parcels_leak_no_fds() {
     let handed_over = handed_over.load(Ordering::Relaxed);
     assert!(handed_over > 50, "only {handed_over} fds were handed over");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bytes other binder stacks write (issue 13)
+
+/// A String16 as libbinder and rsbinder write it: length in units, units, NUL, zero padding.
+fn string16_bytes(s: &str) -> Vec<u8> {
+    let units: Vec<u16> = s.encode_utf16().collect();
+    let mut out = (units.len() as i32).to_le_bytes().to_vec();
+    for u in units.iter().chain(std::iter::once(&0)) {
+        out.extend_from_slice(&u.to_le_bytes());
+    }
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+    out
+}
+
+/// `@nullable String[]` with a null element, as AOSP's `writeUtf8VectorAsUtf16Vector` and
+/// rsbinder's `Vec<Option<String>>` write it: count 3, "a", -1, "bc".
+fn string_array_with_null() -> Vec<u8> {
+    let mut data = 3i32.to_le_bytes().to_vec();
+    data.extend(string16_bytes("a"));
+    data.extend((-1i32).to_le_bytes());
+    data.extend(string16_bytes("bc"));
+    data
+}
+
+#[test]
+fn string16_array_with_a_null_element_reads_as_options() {
+    let data = string_array_with_null();
+    let mut p = Parcel::from_bytes(&data, &[]).unwrap();
+    let v = p.read_nullable_string16_array().unwrap().unwrap();
+    assert_eq!(v, vec![Some("a".to_owned()), None, Some("bc".to_owned())]);
+    assert_eq!(p.data_avail(), 0);
+
+    // The non-null reader still refuses it, and leaves the position where it was.
+    let mut p = Parcel::from_bytes(&data, &[]).unwrap();
+    assert!(matches!(
+        p.read_string16_array(),
+        Err(ParcelError::UnexpectedNull { .. })
+    ));
+    assert_eq!(p.data_position(), 0);
+
+    // Writing the same values gives the same bytes.
+    let mut w = Parcel::new();
+    w.write_nullable_string16_array(&[Some("a"), None, Some("bc")])
+        .unwrap();
+    assert_eq!(w.data(), &data[..]);
+
+    // A null vector is -1.
+    let mut p = Parcel::from_bytes(&(-1i32).to_le_bytes(), &[]).unwrap();
+    assert_eq!(p.read_nullable_string16_array().unwrap(), None);
+}
+
+/// A flat_binder_object naming handle `handle` (BINDER_TYPE_HANDLE), as a proxy writes it.
+fn handle_object_bytes(handle: u32) -> Vec<u8> {
+    let mut out = BINDER_TYPE_HANDLE.to_le_bytes().to_vec();
+    out.extend(0x13u32.to_le_bytes()); // flags
+    out.extend(u64::from(handle).to_le_bytes());
+    out.extend(0u64.to_le_bytes()); // cookie
+    out
+}
+
+#[test]
+fn android12_stability_category_is_read_as_its_level() {
+    // Android 12 writes Category { version 1, reserved 0, 0, level }: level << 24 | 1.
+    for (word, level) in [
+        (0x0c00_0001u32 as i32, Stability::SYSTEM),
+        (0x0300_0001, Stability::VENDOR),
+        (0x3f00_0001, Stability::VINTF),
+    ] {
+        assert_eq!(level.android12_wire(), word);
+        let mut data = handle_object_bytes(3);
+        data.extend(word.to_le_bytes());
+        let mut p = Parcel::from_bytes(&data, &[0]).unwrap();
+        let (obj, stability) = p.read_binder_with_stability().unwrap().unwrap();
+        assert!(matches!(obj, BinderObject::Handle { handle: 3, .. }));
+        assert_eq!(stability, level);
+    }
+    // Android 12's null binder: a zero BINDER object, then Category { 1, 0, 0, UNDECLARED }.
+    let mut null = Parcel::new();
+    null.write_null_binder().unwrap();
+    let mut data = null.data()[..OBJECT_SIZE].to_vec();
+    data.extend(1i32.to_le_bytes());
+    let mut p = Parcel::from_bytes(&data, &[]).unwrap();
+    assert_eq!(p.read_binder().unwrap(), None);
+    // The bare levels of Android 11 and 13+ still read.
+    let mut data = handle_object_bytes(3);
+    data.extend(12i32.to_le_bytes());
+    let mut p = Parcel::from_bytes(&data, &[0]).unwrap();
+    assert!(p.read_binder().unwrap().is_some());
+}
+
+#[test]
+fn malformed_stability_categories_are_refused() {
+    // A version other than 1, reserved bytes set, or an unknown level.
+    for word in [0x0c00_0002u32, 0x0c00_0101, 0x0c01_0001, 0x0500_0001, 0x7f] {
+        let mut data = handle_object_bytes(3);
+        data.extend(word.to_le_bytes());
+        let mut p = Parcel::from_bytes(&data, &[0]).unwrap();
+        assert!(
+            matches!(p.read_binder(), Err(ParcelError::BadFlag { .. })),
+            "{word:#x} accepted"
+        );
+        assert_eq!(p.data_position(), 0);
+    }
+}

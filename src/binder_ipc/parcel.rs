@@ -39,6 +39,7 @@
 
 mod error;
 mod object;
+mod parcelable;
 mod received;
 mod status;
 
@@ -662,6 +663,45 @@ impl Parcel {
         })
     }
 
+    /// Writes a vector of nullable strings as String16s (AIDL `@nullable String[]` elements,
+    /// libbinder's `writeUtf8VectorAsUtf16Vector` of `std::optional`): count, then each string
+    /// or `-1` for a null element.
+    pub fn write_nullable_string16_array<S: AsRef<str>>(
+        &mut self,
+        values: &[Option<S>],
+    ) -> Result<(), ParcelError> {
+        let len = Self::len_i32(values.len())?;
+        let start = self.pos;
+        let result = (|| {
+            self.write_i32(len)?;
+            values
+                .iter()
+                .try_for_each(|s| self.write_nullable_string16(s.as_ref().map(|s| s.as_ref())))
+        })();
+        if result.is_err() {
+            self.pos = start;
+        }
+        result
+    }
+
+    /// Reads a vector of strings whose elements may be null (`-1`), as AOSP and rsbinder write
+    /// them for `@nullable` element types; `None` for a null vector.
+    pub fn read_nullable_string16_array(
+        &mut self,
+    ) -> Result<Option<Vec<Option<String>>>, ParcelError> {
+        self.atomic_read(|p| {
+            let Some(count) = p.read_count("String16 array")? else {
+                return Ok(None);
+            };
+            // Each element takes at least 4 bytes: reserve no more than the data left allows.
+            let mut out = Vec::with_capacity(count.min(p.data_avail() / 4));
+            for _ in 0..count {
+                out.push(p.read_string16()?);
+            }
+            Ok(Some(out))
+        })
+    }
+
     // -----------------------------------------------------------------------------------------
     // Interface tokens
 
@@ -858,7 +898,7 @@ impl Parcel {
                     found,
                 })?;
             p.pos = pos + OBJECT_SIZE;
-            let stability = Stability(p.read_i32()?);
+            let stability = Stability::from_wire(p.read_i32()?);
             let (ok, allowed) = match obj {
                 Some(_) => (stability.is_declared(), DECLARED_STABILITIES),
                 None => (

@@ -132,6 +132,29 @@ impl Stability {
     /// A stable (VINTF) interface.
     pub const VINTF: Stability = Stability(0b111111);
 
+    /// The wire format version Android 12 stamps into its `Category` (`kBinderWireFormatVersion`).
+    pub const ANDROID_12_WIRE_VERSION: u8 = 1;
+
+    /// Android 12's encoding of `self`: its `Category { u8 version, u8 reserved[2], u8 level }`
+    /// read as a little-endian `i32`, i.e. `level << 24 | 1`. Android 11 and 13+ write the bare
+    /// level (what [`Parcel::write_binder`](super::Parcel::write_binder) writes).
+    pub fn android12_wire(self) -> i32 {
+        ((self.0 & 0xff) << 24) | i32::from(Self::ANDROID_12_WIRE_VERSION)
+    }
+
+    /// The level a stability word read from the wire stands for: the bare level (Android 11,
+    /// 13+) as is, and Android 12's `Category` (`level << 24 | version 1`, reserved bytes
+    /// zero) as its level. Any other word is returned unchanged, for the caller to refuse.
+    pub fn from_wire(word: i32) -> Stability {
+        let bytes = word.to_le_bytes();
+        let category = bytes[0] == Self::ANDROID_12_WIRE_VERSION && bytes[1] == 0 && bytes[2] == 0;
+        if category {
+            Stability(i32::from(bytes[3]))
+        } else {
+            Stability(word)
+        }
+    }
+
     /// True for the levels a non-null binder may carry (vendor, system, VINTF); libbinder
     /// refuses to read a binder with any other, and a null binder with anything but
     /// [`Stability::UNDECLARED`].
