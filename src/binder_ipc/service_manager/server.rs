@@ -359,6 +359,7 @@ impl ServiceManager {
             Method::GetServiceDebugInfo => {
                 let infos: Vec<ServiceDebugInfo> = lock(&self.services)
                     .iter()
+                    .filter(|(n, _)| self.check_access(Access::List, n, call.ctx).is_ok())
                     .map(|(name, e)| ServiceDebugInfo {
                         name: name.clone(),
                         debug_pid: e.pid,
