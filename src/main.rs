@@ -86,6 +86,12 @@ struct DriverArgs {
     /// The service manager's policy file (implies --service-manager).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Binder processes one uid may open (the shim's per-uid cap) [default: 1024].
+    #[arg(long, value_name = "N")]
+    max_procs_per_uid: Option<usize>,
+    /// Connections one uid may hold open [default: 4096].
+    #[arg(long, value_name = "N")]
+    max_conns_per_uid: Option<usize>,
     /// Log level on stderr: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: tracing::Level,
@@ -188,7 +194,10 @@ fn driver(args: &DriverArgs) -> Result<(), String> {
     };
     let socket = &args.socket;
     // `Driver::start_shared` binds before it returns: the socket accepts connections from here.
-    let driver = Driver::start_shared(socket, Limits::default(), access).map_err(|e| {
+    let mut limits = Limits::default();
+    limits.procs_per_uid = args.max_procs_per_uid.unwrap_or(limits.procs_per_uid);
+    limits.conns_per_uid = args.max_conns_per_uid.unwrap_or(limits.conns_per_uid);
+    let driver = Driver::start_shared(socket, limits, access).map_err(|e| {
         format!(
             "cannot start the binder driver shim at {}: {e}",
             socket.display()
