@@ -569,3 +569,113 @@ fn a_shared_socket_in_a_directory_others_may_write_is_refused_with_the_reason() 
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!Path::new(&dir).exists());
 }
+
+const IDENTITY_TEST: &str = "thread_tokens_and_handles_hold_across_uids";
+
+/// Opens a binder process over the raw wire protocol: its token.
+fn raw_open_proc(socket: &Path) -> (std::os::unix::net::UnixStream, u64) {
+    use bittube::binder_ipc::protocol::wire::{self, OpenProc, OpenProcOk};
+    let conn = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    let req = OpenProc {
+        version: wire::WIRE_VERSION,
+        reserved: 0,
+        area_size: 1 << 17,
+    };
+    wire::send_frame(
+        conn.as_fd(),
+        wire::K_OPEN_PROC,
+        &[bytemuck::bytes_of(&req)],
+        &[],
+    )
+    .unwrap();
+    let (hdr, body, _area) = wire::recv_frame(conn.as_fd()).unwrap();
+    let ok: OpenProcOk = wire::body_as(&hdr, &body, wire::K_OPEN_PROC_OK).unwrap();
+    assert_eq!(ok.errno, 0, "open proc");
+    (conn, ok.token)
+}
+
+/// A thread connection for `token`: the shim's errno (0: joined).
+fn raw_open_thread(socket: &Path, token: u64) -> i32 {
+    use bittube::binder_ipc::protocol::wire::{self, ResultBody};
+    let conn = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    wire::send_frame(
+        conn.as_fd(),
+        wire::K_OPEN_THREAD,
+        &[&token.to_ne_bytes()],
+        &[],
+    )
+    .unwrap();
+    let (hdr, body, _) = wire::recv_frame(conn.as_fd()).unwrap();
+    let res: ResultBody = wire::body_as(&hdr, &body, wire::K_RESULT).unwrap();
+    res.errno
+}
+
+/// Uid A's process: opens a binder process, joins it with a thread of its own, hands the
+/// token out and keeps the process until told.
+fn run_token_owner() {
+    become_uid(APP_A, &[GROUP]);
+    let control = control_in_child();
+    let (_proc_conn, token) = raw_open_proc(&socket_path());
+    assert_eq!(
+        raw_open_thread(&socket_path(), token),
+        0,
+        "own thread joins"
+    );
+    send(&control, &token.to_string());
+    assert_eq!(recv(&control), "done");
+}
+
+/// Another process (uid from `THIEF_UID`) with the owner's token: refused. Then, with a
+/// binder process of its own, every handle it was not given fails.
+fn run_thief() {
+    let uid: u32 = std::env::var("THIEF_UID").unwrap().parse().unwrap();
+    become_uid(uid, &[GROUP]);
+    let token: u64 = std::env::var("TOKEN").unwrap().parse().unwrap();
+    assert_eq!(
+        raw_open_thread(&socket_path(), token),
+        libc::EPERM,
+        "uid {uid} joined another process with its token"
+    );
+    let ps = open();
+    for handle in 1..=32u32 {
+        let obj = bittube::binder_ipc::parcel::BinderObject::handle(handle);
+        if let Ok(b) = ps.unflatten(obj) {
+            assert!(
+                b.transact(WHO, &Parcel::new()).is_err(),
+                "uid {uid} reached handle {handle} it was never given"
+            );
+        }
+    }
+    let _ = ps.shutdown(Duration::from_secs(2));
+}
+
+#[test]
+fn thread_tokens_and_handles_hold_across_uids() {
+    match child_role().as_deref() {
+        Some("token-owner") => return run_token_owner(),
+        Some("thief") => return run_thief(),
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
+    }
+    if !is_root() {
+        eprintln!("skipped: needs root to run processes of other uids");
+        return;
+    }
+    let daemon = Daemon::start("identity");
+    let env = daemon.env();
+    let (owner, owner_ctl) = spawn_child_env(IDENTITY_TEST, "token-owner", &env);
+    let token = recv(&owner_ctl);
+    for uid in [APP_B, APP_A] {
+        // Uid B, and uid A from another pid: neither may join A's process.
+        let uid = uid.to_string();
+        let mut env = env.to_vec();
+        env.push(("TOKEN", token.as_ref()));
+        env.push(("THIEF_UID", uid.as_ref()));
+        let (thief, _ctl) = spawn_child_env(IDENTITY_TEST, "thief", &env);
+        wait_success(thief);
+    }
+    send(&owner_ctl, "done");
+    wait_success(owner);
+    let state = daemon.cli(0, &["state"]);
+    assert!(state.status.success());
+}
