@@ -330,7 +330,8 @@ fn service_list(socket: Option<PathBuf>, owners: bool) -> Result<(), String> {
         });
         format!("cannot open binder: {e}{}", hint.unwrap_or_default())
     })?;
-    let sm = ServiceManagerClient::new(&ps).map_err(|e| format!("no service manager: {e}"))?;
+    let sm = ServiceManagerClient::new(&ps)
+        .map_err(|e| format!("cannot ask the service manager: {e}"))?;
     let names = sm
         .list_services()
         .map_err(|e| format!("cannot ask the service manager: {e}"))?;
