@@ -34,10 +34,12 @@
 //! assert!(UidSet::parse("0,10000-19999").unwrap().contains(12345));
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::service_manager::{Access, AccessPolicy, AccessRequest};
 
@@ -210,6 +212,53 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// Refusals logged per uid per second; past it they are counted and the count is logged
+/// when the next second starts for that uid (a hostile uid cannot flood the log).
+pub const LOGGED_REFUSALS_PER_SECOND: u32 = 20;
+
+/// Rate-limits the refusal log per uid, counting what it leaves out.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    /// uid → (start of its current second, refusals logged in it, refusals left out).
+    by_uid: Mutex<HashMap<u32, (Instant, u32, u64)>>,
+}
+
+/// At most this many uids are tracked; past it the table is cleared (its counts logged).
+const MAX_TRACKED_UIDS: usize = 4096;
+
+impl RefusalLog {
+    /// Logs `why` (warn, target `bittube::policy`) unless `uid` used up its second; then
+    /// counts it. A new second first logs how many were left out.
+    pub fn refused(&self, pid: i32, uid: u32, why: &str) {
+        let mut map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_TRACKED_UIDS && !map.contains_key(&uid) {
+            for (u, (_, _, left_out)) in map.drain().filter(|(_, v)| v.2 > 0) {
+                tracing::warn!(target: "bittube::policy", uid = u, "{left_out} more refusals not logged");
+            }
+        }
+        let now = Instant::now();
+        let e = map.entry(uid).or_insert((now, 0, 0));
+        if now.duration_since(e.0) >= Duration::from_secs(1) {
+            if e.2 > 0 {
+                tracing::warn!(target: "bittube::policy", uid, "{} more refusals not logged", e.2);
+            }
+            *e = (now, 0, 0);
+        }
+        if e.1 < LOGGED_REFUSALS_PER_SECOND {
+            e.1 += 1;
+            tracing::warn!(target: "bittube::policy", pid, uid, "refused: {why}");
+        } else {
+            e.2 += 1;
+        }
+    }
+
+    /// Refusals left out of the log so far (not yet reported), all uids together.
+    pub fn left_out(&self) -> u64 {
+        let map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
+        map.values().map(|v| v.2).sum()
+    }
+}
+
 /// One line of a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -330,9 +379,11 @@ impl ServicePolicy {
     }
 
     /// The hook for the service manager: [`ServicePolicy::check`], with every refusal logged
-    /// (`warn`, target `bittube::policy`) and every grant logged at `debug`.
+    /// (`warn`, target `bittube::policy`, at most [`LOGGED_REFUSALS_PER_SECOND`] per uid, the
+    /// rest counted and the count logged) and every grant logged at `debug`.
     pub fn into_access_policy(self) -> AccessPolicy {
         let policy = Arc::new(self);
+        let log = RefusalLog::default();
         Arc::new(move |req: &AccessRequest<'_>| {
             let r = policy.check(req.action, req.name, req.uid);
             match &r {
@@ -340,9 +391,7 @@ impl ServicePolicy {
                 Err(why) if req.action == Access::List => {
                     tracing::debug!(target: "bittube::policy", pid = req.pid, uid = req.uid, "list filtered: {why}")
                 }
-                Err(why) => {
-                    tracing::warn!(target: "bittube::policy", pid = req.pid, uid = req.uid, "refused: {why}")
-                }
+                Err(why) => log.refused(req.pid, req.uid, why),
                 Ok(()) => tracing::debug!(
                     target: "bittube::policy",
                     pid = req.pid,
@@ -406,6 +455,16 @@ mod tests {
         assert!(p.check(Access::Find, "secret.k", 0).is_ok());
         assert!(p.check(Access::List, "secret.k", 10001).is_err());
         assert!(p.check(Access::Find, "other", 10001).is_ok());
+    }
+
+    #[test]
+    fn refusal_log_counts_what_it_leaves_out() {
+        let log = RefusalLog::default();
+        for _ in 0..LOGGED_REFUSALS_PER_SECOND + 5 {
+            log.refused(1, 10001, "x");
+        }
+        log.refused(2, 10002, "y");
+        assert_eq!(log.left_out(), 5, "uid 10002 has its own share");
     }
 
     #[test]
