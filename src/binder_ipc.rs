@@ -14,6 +14,7 @@
 pub mod device;
 pub mod interface;
 pub mod parcel;
+pub mod policy;
 pub mod protocol;
 pub mod runtime;
 pub mod service_manager;

@@ -25,7 +25,7 @@ mod types;
 pub use client::ServiceManagerClient;
 pub use codes::{Method, Numbering};
 pub use report::{check_report, list_report};
-pub use server::{default_policy, AccessPolicy, AccessRequest, ServiceManager};
+pub use server::{default_policy, Access, AccessPolicy, AccessRequest, ServiceManager};
 pub use types::{
     ConnectionInfo, ServiceDebugInfo, ServiceUnion, ServiceWithMetadata, TAG_ACCESSOR,
     TAG_SERVICE_WITH_METADATA,

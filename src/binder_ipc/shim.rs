@@ -6,7 +6,8 @@
 //! process ([`Driver::start`]) or as a daemon ([`serve`], `bittube driver --socket PATH`);
 //! [`ShimDevice`](crate::binder_ipc::device::ShimDevice) is its client.
 //!
-//! The socket lives in a directory only its owner may enter; every connection's pid and uid
+//! The socket lives in a directory only its owner may enter (or, shared with other users, one
+//! only its owner or root may write: [`SocketAccess`]); every connection's pid and uid
 //! come from `SO_PEERCRED`.
 //!
 //! ```
@@ -144,18 +145,102 @@ fn check_private(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Who besides the shim's own user may connect to its socket (the system-wide mode).
+///
+/// [`SocketAccess::PRIVATE`] (the default) is the owner only, in a directory only the owner
+/// may enter. A shared socket (group or other bits in `mode`) sits in a directory that only
+/// its owner or root may write (others could replace the socket) and that the allowed users
+/// may search; both are checked at start and explained when wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketAccess {
+    /// The socket's permission bits: 0o600 the owner only, 0o660 its group too, 0o666 everyone.
+    pub mode: u32,
+    /// The socket's group (a gid); `None` keeps the creating process's.
+    pub group: Option<u32>,
+}
+
+impl SocketAccess {
+    /// The owner only (mode 0o600, directory 0o700).
+    pub const PRIVATE: SocketAccess = SocketAccess {
+        mode: 0o600,
+        group: None,
+    };
+
+    fn shared(&self) -> bool {
+        self.mode & 0o077 != 0
+    }
+}
+
+impl Default for SocketAccess {
+    fn default() -> Self {
+        SocketAccess::PRIVATE
+    }
+}
+
+/// Checks a shared socket's directory: written by its owner (this user or root) only, and
+/// searchable by the users `access` lets in.
+fn check_shared(dir: &Path, access: SocketAccess) -> std::io::Result<()> {
+    let meta = std::fs::metadata(dir)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let (mode, d) = (meta.mode() & 0o7777, dir.display());
+    let why = if meta.uid() != me && meta.uid() != 0 {
+        Some(format!(
+            "{d} belongs to uid {}, not to this user ({me}) or root",
+            meta.uid()
+        ))
+    } else if mode & 0o022 != 0 {
+        Some(format!("{d} (mode {mode:o}) may be written by others, who could replace the socket: chmod go-w {d}"))
+    } else if access.mode & 0o007 != 0 && mode & 0o001 == 0 {
+        Some(format!("the socket is for everyone but {d} (mode {mode:o}) lets only its owner/group through: chmod o+x {d}"))
+    } else if access.mode & 0o070 != 0
+        && mode & 0o001 == 0
+        && (mode & 0o010 == 0 || access.group.is_some_and(|g| g != meta.gid()))
+    {
+        Some(format!("the socket is for group {:?} but {d} (mode {mode:o}, group {}) does not let that group through: chgrp it to the socket's group and chmod g+x {d}", access.group.unwrap_or(meta.gid()), meta.gid()))
+    } else {
+        None
+    };
+    match why {
+        Some(w) => Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, w)),
+        None => Ok(()),
+    }
+}
+
+/// Creates a missing socket directory: 0o700 private, 0o750 (the socket's group) or 0o755.
+fn create_dir(dir: &Path, access: SocketAccess) -> std::io::Result<()> {
+    let mode = match (access.shared(), access.mode & 0o007 != 0) {
+        (false, _) => 0o700,
+        (true, true) => 0o755,
+        (true, false) => 0o750,
+    };
+    std::fs::DirBuilder::new()
+        .mode(mode)
+        .recursive(true)
+        .create(dir)?;
+    if access.shared() && access.group.is_some() {
+        std::os::unix::fs::chown(dir, None, access.group)?;
+    }
+    Ok(())
+}
+
 fn bind(socket: &Path) -> std::io::Result<UnixListener> {
+    bind_shared(socket, SocketAccess::PRIVATE)
+}
+
+fn bind_shared(socket: &Path, access: SocketAccess) -> std::io::Result<UnixListener> {
     let dir = socket
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(dir)?;
+        create_dir(dir, access)?;
     }
-    check_private(dir)?;
+    if access.shared() {
+        check_shared(dir, access)?;
+    } else {
+        check_private(dir)?;
+    }
     if socket.exists() {
         // A stale socket from a dead shim is replaced; a live one is refused.
         if UnixStream::connect(socket).is_ok() {
@@ -167,7 +252,10 @@ fn bind(socket: &Path) -> std::io::Result<UnixListener> {
         std::fs::remove_file(socket)?;
     }
     let l = UnixListener::bind(socket)?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    if access.group.is_some() {
+        std::os::unix::fs::chown(socket, None, access.group)?;
+    }
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(access.mode & 0o777))?;
     Ok(l)
 }
 
@@ -199,7 +287,17 @@ impl Driver {
 
     /// [`Driver::start_at`] with `limits` in place of the default caps.
     pub fn start_at_with(socket: &Path, limits: Limits) -> std::io::Result<Driver> {
-        let listener = bind(socket)?;
+        Self::start_shared(socket, limits, SocketAccess::PRIVATE)
+    }
+
+    /// [`Driver::start_at_with`] with a socket other users may reach as `access` says (the
+    /// system-wide mode); the directory is checked (see [`SocketAccess`]).
+    pub fn start_shared(
+        socket: &Path,
+        limits: Limits,
+        access: SocketAccess,
+    ) -> std::io::Result<Driver> {
+        let listener = bind_shared(socket, access)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (mut server, waker) = server::Server::new(listener, stop.clone(), limits)?;
         let thread = std::thread::Builder::new()

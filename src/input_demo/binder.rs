@@ -19,7 +19,14 @@
 //! | [`INJECT_EVENT`]      | byte array: one key or motion message in the channel's wire format (its seq is ignored) | u32 seq |
 //!
 //! Errors travel as status codes: a bad argument is `BAD_VALUE`, an unknown window
-//! `NAME_NOT_FOUND`.
+//! `NAME_NOT_FOUND`, a refused caller `PERMISSION_DENIED` with the reason.
+//!
+//! Who may do what ([`InputPermissions`], checked against the caller's uid from the driver):
+//! injecting events and changing focus need the inject permission (Android's
+//! `INJECT_EVENTS`; focus comes from its window manager, not from apps); a window can be
+//! unregistered only by the uid that registered it or a holder of the inject permission.
+//! Registering is open to every uid. Every refusal is logged (`warn`, target
+//! `bittube::input`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -29,6 +36,7 @@ use super::dispatcher::{Bounds, DispatchError, WindowToken};
 use super::message::{InputMessage, KeyEvent, MotionEvent, MAX_MESSAGE_SIZE};
 use super::thread::DispatcherThread;
 use crate::binder_ipc::parcel::Parcel;
+use crate::binder_ipc::policy::UidSet;
 use crate::binder_ipc::runtime::{
     Binder, BinderError, CallContext, ProcessState, Service, FIRST_CALL_TRANSACTION,
 };
@@ -59,11 +67,35 @@ fn dispatch_error(e: DispatchError) -> BinderError {
     }
 }
 
+/// A registered window's token binder and the uid that registered it.
+type Owned = (Binder, u32);
 /// The token binders of registered windows, by window.
-type Tokens = Mutex<HashMap<WindowToken, Binder>>;
+type Tokens = Mutex<HashMap<WindowToken, Owned>>;
 
-fn lock_tokens(tokens: &Tokens) -> std::sync::MutexGuard<'_, HashMap<WindowToken, Binder>> {
+fn lock_tokens(tokens: &Tokens) -> std::sync::MutexGuard<'_, HashMap<WindowToken, Owned>> {
     tokens.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Who holds the input service's permissions.
+#[derive(Debug, Clone)]
+pub struct InputPermissions {
+    /// May inject events, change focus and unregister any window (`INJECT_EVENTS`).
+    pub inject: UidSet,
+}
+
+impl Default for InputPermissions {
+    /// Root and the service's own uid.
+    fn default() -> Self {
+        InputPermissions {
+            inject: UidSet::privileged(),
+        }
+    }
+}
+
+/// A refusal: logged, and `PERMISSION_DENIED` with the reason for the caller.
+fn refuse(call: &CallContext, why: String) -> BinderError {
+    tracing::warn!(target: "bittube::input", pid = call.pid, uid = call.uid, "refused: {why}");
+    BinderError::PermissionDenied(why)
 }
 
 /// The dispatcher's binder service.
@@ -71,15 +103,45 @@ fn lock_tokens(tokens: &Tokens) -> std::sync::MutexGuard<'_, HashMap<WindowToken
 pub struct InputService {
     dispatcher: Arc<DispatcherThread>,
     tokens: Arc<Tokens>,
+    permissions: InputPermissions,
 }
 
 impl InputService {
-    /// A service in front of `dispatcher`.
+    /// A service in front of `dispatcher`, with the default permissions (root and this
+    /// process's uid may inject and focus).
     pub fn new(dispatcher: Arc<DispatcherThread>) -> Arc<InputService> {
+        Self::with_permissions(dispatcher, InputPermissions::default())
+    }
+
+    /// A service in front of `dispatcher` with `permissions`.
+    pub fn with_permissions(
+        dispatcher: Arc<DispatcherThread>,
+        permissions: InputPermissions,
+    ) -> Arc<InputService> {
         Arc::new(InputService {
             dispatcher,
             tokens: Arc::new(Mutex::new(HashMap::new())),
+            permissions,
         })
+    }
+
+    /// The uid that registered `window`, if it is registered.
+    pub fn owner_of(&self, window: WindowToken) -> Option<u32> {
+        lock_tokens(&self.tokens).get(&window).map(|(_, uid)| *uid)
+    }
+
+    /// Refuses a caller without the inject permission.
+    fn need_inject(&self, call: &CallContext, what: &str) -> Result<(), BinderError> {
+        if self.permissions.inject.contains(call.uid) {
+            return Ok(());
+        }
+        Err(refuse(
+            call,
+            format!(
+                "uid {} may not {what}: it needs the inject permission (INJECT_EVENTS), held by {}",
+                call.uid, self.permissions.inject
+            ),
+        ))
     }
 
     /// The dispatcher.
@@ -161,7 +223,7 @@ impl InputService {
         // Keep the token before linking: a binder already dead is reported at once, and the
         // notification must find it to let it go.
         let proxy = token.as_proxy().cloned();
-        lock_tokens(&self.tokens).insert(window, token);
+        lock_tokens(&self.tokens).insert(window, (token, call.uid));
         if let Some(Err(e)) = proxy.map(|p| p.link_to_death(Arc::new(died))) {
             self.dispatcher.lock().unregister_window(window);
             let token = lock_tokens(&self.tokens).remove(&window);
@@ -170,6 +232,25 @@ impl InputService {
         }
         reply.write_fd(end.into())?;
         Ok(())
+    }
+}
+
+impl InputService {
+    /// Refuses to unregister `window` for a caller that neither registered it nor holds
+    /// the inject permission.
+    fn check_owner(&self, window: WindowToken, call: &CallContext) -> Result<(), BinderError> {
+        match self.owner_of(window) {
+            Some(owner) if owner != call.uid && !self.permissions.inject.contains(call.uid) => {
+                Err(refuse(
+                    call,
+                    format!(
+                        "uid {} may not unregister window {window:?} of uid {owner}: only its owner or a holder of the inject permission may",
+                        call.uid
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -194,6 +275,7 @@ impl Service for InputService {
                 let token = Self::read_token(data, call)?
                     .ok_or_else(|| BinderError::BadValue("the window token is null".into()))?;
                 let window = Self::window_of(&token)?;
+                self.check_owner(window, call)?;
                 let removed = self.dispatcher.lock().unregister_window(window);
                 // Dropping the kept proxy (outside the lock) also drops its death notification.
                 let token = lock_tokens(&self.tokens).remove(&window);
@@ -202,6 +284,7 @@ impl Service for InputService {
                 Ok(())
             }
             SET_FOCUS => {
+                self.need_inject(call, "change the focus")?;
                 let window = match Self::read_token(data, call)? {
                     Some(token) => Some(Self::window_of(&token)?),
                     None => None,
@@ -212,6 +295,7 @@ impl Service for InputService {
                     .map_err(dispatch_error)
             }
             INJECT_EVENT => {
+                self.need_inject(call, "inject events")?;
                 let bytes = data
                     .read_byte_array()?
                     .ok_or_else(|| BinderError::BadValue("the event is null".into()))?;

@@ -27,9 +27,17 @@
 //!   then the report token (`i32`) when the status is 0;
 //! - [`DESTROY`]`()`: also done when the connection's binder object is released (the client
 //!   dropped its proxy or died).
+//!
+//! Permissions ([`SensorPermissions`], checked against each call's uid from the driver, as
+//! Android's SensorService does since Android 12): a caller without the high-rate permission
+//! (`HIGH_SAMPLING_RATE_SENSORS`) is granted at most [`CAPPED_RATE_HZ`] (200 Hz) through an
+//! event connection and at most `RATE_NORMAL` through a direct channel; enabling a wake-up
+//! sensor needs the wake-up permission and creating a direct channel the direct permission
+//! (`PERMISSION_DENIED` with the reason). Caps and refusals are logged (target
+//! `bittube::sensor`).
 
 use std::os::fd::OwnedFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::client::SensorEventQueue;
@@ -37,6 +45,7 @@ use super::direct::{DirectChannelReader, DirectRate};
 use super::sensors::SensorInfo;
 use super::service::{ConnectionId, DirectChannelId, SensorError, SensorService};
 use crate::binder_ipc::parcel::Parcel;
+use crate::binder_ipc::policy::UidSet;
 use crate::binder_ipc::runtime::{
     Binder, BinderError, CallContext, ProcessState, Service, BAD_VALUE, DEAD_OBJECT,
     FIRST_CALL_TRANSACTION,
@@ -102,14 +111,102 @@ fn nanos_arg(ns: i64) -> Duration {
     Duration::from_nanos(ns.max(0) as u64)
 }
 
+/// The highest event rate a caller without the high-rate permission gets (Android's cap for
+/// apps without `HIGH_SAMPLING_RATE_SENSORS`).
+pub const CAPPED_RATE_HZ: u64 = 200;
+/// The shortest spacing of events without the high-rate permission (1 / [`CAPPED_RATE_HZ`]).
+pub const CAPPED_PERIOD: Duration = Duration::from_nanos(1_000_000_000 / CAPPED_RATE_HZ);
+/// The sampling period a capped request is raised to: a connection takes an event a tenth of
+/// a period early (HAL jitter), so the period is [`CAPPED_PERIOD`] × 10/9 and no two events
+/// it delivers are closer than [`CAPPED_PERIOD`] (at most 200 Hz, whatever rate the HAL runs
+/// at for other clients; 180 Hz when the sensor runs for this client alone).
+pub const CAPPED_REQUEST_PERIOD: Duration =
+    Duration::from_nanos(1_000_000_000 * 10 / (9 * CAPPED_RATE_HZ));
+
+/// Who holds the sensor service's permissions.
+#[derive(Debug, Clone)]
+pub struct SensorPermissions {
+    /// Rates above 200 Hz, direct channels above `RATE_NORMAL`.
+    pub high_rate: UidSet,
+    /// Enabling wake-up sensors.
+    pub wake_up: UidSet,
+    /// Creating direct channels.
+    pub direct: UidSet,
+}
+
+impl Default for SensorPermissions {
+    /// Root and the service's own uid hold every permission.
+    fn default() -> Self {
+        SensorPermissions {
+            high_rate: UidSet::privileged(),
+            wake_up: UidSet::privileged(),
+            direct: UidSet::privileged(),
+        }
+    }
+}
+
+impl SensorPermissions {
+    /// Every uid holds every permission.
+    pub fn everyone() -> SensorPermissions {
+        SensorPermissions {
+            high_rate: UidSet::any(),
+            wake_up: UidSet::any(),
+            direct: UidSet::any(),
+        }
+    }
+
+    /// `period`, raised to [`CAPPED_PERIOD`] for a caller without the high-rate permission.
+    fn grant(&self, call: &CallContext, sensor: i32, period: Duration) -> Duration {
+        if period >= CAPPED_REQUEST_PERIOD || self.high_rate.contains(call.uid) {
+            return period;
+        }
+        tracing::info!(target: "bittube::sensor", pid = call.pid, uid = call.uid,
+            "sensor {sensor}: period {period:?} raised to {CAPPED_REQUEST_PERIOD:?} (at most {CAPPED_RATE_HZ} Hz): no high-rate permission");
+        CAPPED_REQUEST_PERIOD
+    }
+
+    /// Refuses `what` to a caller not in `set`.
+    fn need(set: &UidSet, call: &CallContext, what: &str) -> Result<(), BinderError> {
+        if set.contains(call.uid) {
+            return Ok(());
+        }
+        let why = format!("uid {} may not {what}: held by {set}", call.uid);
+        tracing::warn!(target: "bittube::sensor", pid = call.pid, uid = call.uid, "refused: {why}");
+        Err(BinderError::PermissionDenied(why))
+    }
+}
+
 /// The binder object of the sensor service: register it with the service manager under
-/// [`SERVICE_NAME`].
+/// [`SERVICE_NAME`]. Default permissions: root and this process's uid hold them all.
 pub fn sensor_server(svc: SensorService) -> Binder {
-    Binder::new(SensorServer { svc })
+    sensor_server_with(svc, SensorPermissions::default())
+}
+
+/// [`sensor_server`] with `permissions`.
+pub fn sensor_server_with(svc: SensorService, permissions: SensorPermissions) -> Binder {
+    let wake_up = svc
+        .sensor_list()
+        .iter()
+        .filter(|s| s.is_wake_up())
+        .map(|s| s.handle)
+        .collect();
+    let perms = Arc::new(Granted {
+        permissions,
+        wake_up,
+    });
+    Binder::new(SensorServer { svc, perms })
+}
+
+/// The permissions and the wake-up sensors' handles, shared by the server's connections.
+#[derive(Debug)]
+struct Granted {
+    permissions: SensorPermissions,
+    wake_up: Vec<i32>,
 }
 
 struct SensorServer {
     svc: SensorService,
+    perms: Arc<Granted>,
 }
 
 impl Service for SensorServer {
@@ -148,6 +245,7 @@ impl Service for SensorServer {
                     .map_err(|e| BinderError::Status(status_of(&e)))?;
                 let conn = Binder::new(EventConnection {
                     svc: self.svc.clone(),
+                    perms: self.perms.clone(),
                     id,
                     channel: Mutex::new(Some(end)),
                 });
@@ -156,6 +254,8 @@ impl Service for SensorServer {
             CREATE_SENSOR_DIRECT_CONNECTION => {
                 let _package = data.read_string16()?;
                 let records = data.read_i32()?;
+                let direct = &self.perms.permissions.direct;
+                SensorPermissions::need(direct, call, "create a direct channel")?;
                 if records <= 0 {
                     return Err(BinderError::BadValue(format!(
                         "a direct channel needs a positive record count, got {records}"
@@ -167,6 +267,7 @@ impl Service for SensorServer {
                     .map_err(|e| BinderError::Status(status_of(&e)))?;
                 let conn = Binder::new(DirectConnection {
                     svc: self.svc.clone(),
+                    perms: self.perms.clone(),
                     id,
                 });
                 call.process.write_binder(reply, &conn)?;
@@ -182,6 +283,7 @@ impl Service for SensorServer {
 /// driver releases it (the client dropped its proxy or died).
 struct EventConnection {
     svc: SensorService,
+    perms: Arc<Granted>,
     id: ConnectionId,
     channel: Mutex<Option<TubeEnd>>,
 }
@@ -196,9 +298,10 @@ impl Service for EventConnection {
         code: u32,
         data: &mut Parcel,
         reply: &mut Parcel,
-        _call: &CallContext,
+        call: &CallContext,
     ) -> Result<(), BinderError> {
         data.enforce_interface(CONNECTION_DESCRIPTOR)?;
+        let p = &self.perms.permissions;
         let st = match code {
             GET_SENSOR_CHANNEL => {
                 let end = self
@@ -219,18 +322,20 @@ impl Service for EventConnection {
                 let latency = data.read_i64()?;
                 let _reserved_flags = data.read_i32()?;
                 if enabled != 0 {
-                    status(
-                        self.svc
-                            .enable(self.id, handle, nanos_arg(period), nanos_arg(latency)),
-                    )
+                    if self.perms.wake_up.contains(&handle) {
+                        let what = format!("enable wake-up sensor {handle}");
+                        SensorPermissions::need(&p.wake_up, call, &what)?;
+                    }
+                    let period = p.grant(call, handle, nanos_arg(period));
+                    status(self.svc.enable(self.id, handle, period, nanos_arg(latency)))
                 } else {
                     status(self.svc.disable(self.id, handle))
                 }
             }
             SET_EVENT_RATE => {
                 let handle = data.read_i32()?;
-                let period = data.read_i64()?;
-                status(self.svc.set_rate(self.id, handle, nanos_arg(period)))
+                let period = p.grant(call, handle, nanos_arg(data.read_i64()?));
+                status(self.svc.set_rate(self.id, handle, period))
             }
             FLUSH_SENSOR => status(self.svc.flush_all(self.id).map(drop)),
             DESTROY => status(self.svc.destroy(self.id).map(drop)),
@@ -252,6 +357,7 @@ impl Drop for EventConnection {
 /// One direct connection, as a binder object.
 struct DirectConnection {
     svc: SensorService,
+    perms: Arc<Granted>,
     id: DirectChannelId,
 }
 
@@ -285,17 +391,23 @@ impl Service for DirectConnection {
         code: u32,
         data: &mut Parcel,
         reply: &mut Parcel,
-        _call: &CallContext,
+        call: &CallContext,
     ) -> Result<(), BinderError> {
         data.enforce_interface(CONNECTION_DESCRIPTOR)?;
         match code {
             CONFIGURE_CHANNEL => {
                 let handle = data.read_i32()?;
                 let level = data.read_i32()?;
-                let Some(rate) = rate_of_level(level) else {
+                let Some(mut rate) = rate_of_level(level) else {
                     reply.write_i32(BAD_VALUE)?;
                     return Ok(());
                 };
+                let high_rate = &self.perms.permissions.high_rate;
+                if level > level_of_rate(DirectRate::Normal) && !high_rate.contains(call.uid) {
+                    tracing::info!(target: "bittube::sensor", pid = call.pid, uid = call.uid,
+                        "direct channel sensor {handle}: rate level {level} lowered to RATE_NORMAL: no high-rate permission");
+                    rate = DirectRate::Normal;
+                }
                 match self.svc.configure_direct_channel(self.id, handle, rate) {
                     Ok(()) => {
                         reply.write_i32(0)?;

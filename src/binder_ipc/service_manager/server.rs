@@ -18,9 +18,22 @@ use std::time::{Duration, Instant};
 
 mod calls;
 
-/// Who asks to add a name.
+/// What a caller asks to do with a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Register it (addService, client callbacks, tryUnregisterService).
+    Add,
+    /// Look it up (getService, checkService and their `2` forms).
+    Find,
+    /// See it in listServices (names refused are left out).
+    List,
+}
+
+/// Who asks to do what with a name.
 #[derive(Debug, Clone, Copy)]
 pub struct AccessRequest<'a> {
+    /// What the caller asks.
+    pub action: Access,
     /// The name.
     pub name: &'a str,
     /// The caller's pid (from the driver).
@@ -32,12 +45,12 @@ pub struct AccessRequest<'a> {
 /// Decides whether a caller may add a name: `Ok(())`, or the reason for refusing.
 pub type AccessPolicy = Arc<dyn Fn(&AccessRequest<'_>) -> Result<(), String> + Send + Sync>;
 
-/// The default policy: the manager's own uid or root may add any name.
+/// The default policy: the manager's own uid or root may add any name; anyone finds and lists.
 pub fn default_policy() -> AccessPolicy {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     Arc::new(move |req: &AccessRequest<'_>| {
-        if req.uid == me || req.uid == 0 {
+        if req.action != Access::Add || req.uid == me || req.uid == 0 {
             Ok(())
         } else {
             Err(format!(
@@ -298,6 +311,9 @@ impl ServiceManager {
         match method {
             Method::GetService | Method::CheckService => {
                 let name = read_name(call.data)?;
+                if let Err(why) = self.check_access(Access::Find, &name, call.ctx) {
+                    return exception(call.reply, EX_SECURITY, why);
+                }
                 call.reply.write_no_exception()?;
                 match self.lookup(&name) {
                     Some(b) => call.ctx.process.write_binder(call.reply, &b),
@@ -306,6 +322,9 @@ impl ServiceManager {
             }
             Method::GetService2 | Method::CheckService2 => {
                 let name = read_name(call.data)?;
+                if let Err(why) = self.check_access(Access::Find, &name, call.ctx) {
+                    return exception(call.reply, EX_SECURITY, why);
+                }
                 let found = lock(&self.services).get(&name).and_then(|e| {
                     let lazy = e.dump_priority & FLAG_IS_LAZY_SERVICE != 0;
                     self.binder_of(e).map(|b| (b, lazy))
@@ -327,6 +346,7 @@ impl ServiceManager {
                 let names: Vec<String> = lock(&self.services)
                     .iter()
                     .filter(|(_, e)| e.dump_priority & priority != 0)
+                    .filter(|(n, _)| self.check_access(Access::List, n, call.ctx).is_ok())
                     .map(|(n, _)| n.clone())
                     .collect();
                 call.reply.write_no_exception()?;
@@ -339,6 +359,7 @@ impl ServiceManager {
             Method::GetServiceDebugInfo => {
                 let infos: Vec<ServiceDebugInfo> = lock(&self.services)
                     .iter()
+                    .filter(|(n, _)| self.check_access(Access::List, n, call.ctx).is_ok())
                     .map(|(name, e)| ServiceDebugInfo {
                         name: name.clone(),
                         debug_pid: e.pid,
@@ -371,7 +392,12 @@ impl ServiceManager {
     }
 
     fn check_policy(&self, name: &str, ctx: &CallContext) -> Result<(), String> {
+        self.check_access(Access::Add, name, ctx)
+    }
+
+    fn check_access(&self, action: Access, name: &str, ctx: &CallContext) -> Result<(), String> {
         let req = AccessRequest {
+            action,
             name,
             pid: ctx.pid,
             uid: ctx.uid,
