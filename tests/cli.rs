@@ -186,6 +186,12 @@ fn driver_daemon_serves_devices_and_state_shows_them() {
     assert!(after.status.success(), "{}", text(&after.stderr));
     let dump = text(&after.stdout);
     assert!(dump.contains(&me), "no `{me}` in:\n{dump}");
+    // Each process shows the uid the kernel vouched for (SO_PEERCRED).
+    let uid = nix::unistd::geteuid().as_raw();
+    assert!(
+        dump.lines().any(|l| l.starts_with(&me) && l.ends_with(&format!(" uid {uid}"))),
+        "no uid {uid} on the `{me}` line of:\n{dump}"
+    );
     assert!(dump.contains("  thread "), "no thread in:\n{dump}");
     assert!(dump.contains("proc: active 1"), "{dump}");
 

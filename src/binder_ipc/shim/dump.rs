@@ -25,7 +25,7 @@ pub fn dump(s: &State) -> String {
 
 /// One process: its area, threads, nodes, refs, buffers and what it holds against its caps.
 fn dump_proc(o: &mut String, s: &State, id: u64, p: &Proc) {
-    let _ = writeln!(o, "proc {} id {id}", p.pid);
+    let _ = writeln!(o, "proc {} id {id} uid {}", p.pid, p.euid);
     let _ = writeln!(
         o,
         "  area {} bytes, {} buffers, {} bytes allocated, {} free for oneway; max_threads {} requested {} started {}",
