@@ -55,7 +55,12 @@ const WAIT: Duration = Duration::from_secs(60);
 /// does not require one.
 fn device(test: &str) -> Option<KernelDevice> {
     match KernelDevice::open_default() {
-        Ok(dev) => Some(dev),
+        // The tests below call from the opening thread as a registered binder thread, as
+        // libbinder's open_driver leaves it (BINDER_VERSION); KernelDevice::open does not.
+        Ok(dev) => {
+            dev.version().expect("BINDER_VERSION on the opening thread");
+            Some(dev)
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => {
             if std::env::var("BITTUBE_REQUIRE_KERNEL").as_deref() == Ok("1") {
                 panic!("{test}: BITTUBE_REQUIRE_KERNEL=1 but {e}");
