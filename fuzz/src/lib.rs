@@ -4,6 +4,7 @@
 //! (`fuzz/seedgen`) includes these modules by path and writes seeds with their encoders.
 
 pub mod bc;
+pub mod binder;
 pub mod bytes;
 pub mod input;
 pub mod parcel;
