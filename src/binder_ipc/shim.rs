@@ -22,6 +22,8 @@
 
 mod alloc;
 mod dump;
+#[doc(hidden)]
+pub mod fuzzing;
 mod node;
 mod read;
 mod server;
@@ -52,6 +54,39 @@ pub struct Driver {
 
 /// The environment variable that names the shim's socket for child processes.
 pub const ENV_SOCKET: &str = "BITTUBE_BINDER";
+
+/// How long [`query_state`] waits for a shim to answer.
+pub const STATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What one client may hold in a shim. Each refusal is an errno to that client (on the
+/// answer to its open) and a counter in the state dump (`shim connections:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections per uid: proc, thread and state connections together. Past it a new
+    /// connection is answered `EUSERS` and closed.
+    pub conns_per_uid: usize,
+    /// Binder processes per uid. Past it `K_OPEN_PROC` is answered `EMFILE`
+    /// (`ShimDevice::open` fails with it). One connection holds at most one process.
+    pub procs_per_uid: usize,
+    /// Thread connections per binder process. Past it `K_OPEN_THREAD` is answered `EAGAIN`
+    /// (the thread's `write_read` or ioctl fails with it).
+    pub threads_per_proc: usize,
+    /// Bytes of answers queued for one connection that has not read them. Past it the shim
+    /// stops reading that connection's requests until half of it has drained (the client's
+    /// own writes then block); other connections are not affected.
+    pub out_bytes_per_conn: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            conns_per_uid: 4096,
+            procs_per_uid: 1024,
+            threads_per_proc: 1024,
+            out_bytes_per_conn: 1 << 20,
+        }
+    }
+}
 
 fn private_dir() -> std::io::Result<PathBuf> {
     let base = std::env::var_os("XDG_RUNTIME_DIR")
@@ -133,9 +168,23 @@ impl Driver {
     /// Starts a shim on a new thread listening at `socket`, whose directory must be private
     /// to this user (it is created, mode 0700, when missing).
     pub fn start_at(socket: &Path) -> std::io::Result<Driver> {
+        Self::start_at_with(socket, Limits::default())
+    }
+
+    /// [`Driver::start`] with `limits` in place of the default caps.
+    pub fn start_with(limits: Limits) -> std::io::Result<Driver> {
+        let dir = private_dir()?;
+        let socket = dir.join("binder");
+        let mut d = Self::start_at_with(&socket, limits)?;
+        d.private_dir = Some(dir);
+        Ok(d)
+    }
+
+    /// [`Driver::start_at`] with `limits` in place of the default caps.
+    pub fn start_at_with(socket: &Path, limits: Limits) -> std::io::Result<Driver> {
         let listener = bind(socket)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (mut server, waker) = server::Server::new(listener, stop.clone())?;
+        let (mut server, waker) = server::Server::new(listener, stop.clone(), limits)?;
         let thread = std::thread::Builder::new()
             .name("binder-shim".into())
             .spawn(move || server.run())?;
@@ -175,26 +224,55 @@ impl Drop for Driver {
 
 /// Runs a shim at `socket` on this thread until the process ends (the daemon).
 pub fn serve(socket: &Path) -> std::io::Result<()> {
+    serve_with(socket, Limits::default())
+}
+
+/// [`serve`] with `limits` in place of the default caps.
+pub fn serve_with(socket: &Path, limits: Limits) -> std::io::Result<()> {
     let listener = bind(socket)?;
-    let (mut server, _waker) = server::Server::new(listener, Arc::new(AtomicBool::new(false)))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (mut server, _waker) = server::Server::new(listener, stop, limits)?;
     server.run()
 }
 
-/// Asks the shim at `socket` for its state dump.
+/// Asks the shim at `socket` for its state dump, waiting at most [`STATE_TIMEOUT`] for the
+/// answer (the error then names the socket).
 pub fn query_state(socket: &Path) -> std::io::Result<String> {
-    let conn = UnixStream::connect(socket).map_err(|e| {
+    query_state_timeout(socket, STATE_TIMEOUT)
+}
+
+/// [`query_state`] with its own time limit for the connect, the request and the answer.
+pub fn query_state_timeout(socket: &Path, timeout: std::time::Duration) -> std::io::Result<String> {
+    let named = |e: std::io::Error| {
         std::io::Error::new(
             e.kind(),
             format!("binder shim at {}: {e}", socket.display()),
         )
-    })?;
-    let err = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);
+    };
+    let conn = UnixStream::connect(socket).map_err(named)?;
+    conn.set_read_timeout(Some(timeout)).map_err(named)?;
+    conn.set_write_timeout(Some(timeout)).map_err(named)?;
+    let err = |e: nix::errno::Errno| match e {
+        nix::errno::Errno::EAGAIN => std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "binder shim at {}: no answer to the state query within {timeout:?}",
+                socket.display()
+            ),
+        ),
+        e => named(std::io::Error::from_raw_os_error(e as i32)),
+    };
     wire::send_frame(conn.as_fd(), wire::K_STATE, &[], &[]).map_err(err)?;
     let (hdr, body, _) = wire::recv_frame(conn.as_fd()).map_err(err)?;
-    if hdr.kind != wire::K_STATE_RET {
-        return Err(std::io::Error::other(
-            "binder shim answered the state query with the wrong frame",
-        ));
+    match hdr.kind {
+        wire::K_STATE_RET => String::from_utf8(body)
+            .map_err(|_| named(std::io::Error::other("its state dump is not UTF-8"))),
+        wire::K_RESULT => {
+            let r: wire::ResultBody = wire::body_as(&hdr, &body, wire::K_RESULT).map_err(err)?;
+            Err(named(std::io::Error::from_raw_os_error(r.errno)))
+        }
+        _ => Err(named(std::io::Error::other(
+            "it answered the state query with the wrong frame",
+        ))),
     }
-    String::from_utf8(body).map_err(|_| std::io::Error::other("binder shim state is not UTF-8"))
 }

@@ -1,9 +1,19 @@
 //! The shim's event loop: one mio `Poll` owns every connection and the whole [`State`];
-//! nothing in it blocks. Frames come in with their fds, go to the state, and answers go
-//! out through per-connection queues.
+//! nothing in it blocks.
+//!
+//! Two layers: [`Core`] takes a connection's bytes and fds, cuts them into frames, runs each
+//! against the state and queues the answers ([`OutQueue`]); it does no I/O, so the fuzzing
+//! harness ([`super::fuzzing`]) drives exactly the code the server runs. [`Server`] moves
+//! bytes between the sockets and the core.
+//!
+//! Every connection is bounded: its queued answers ([`Limits::out_bytes_per_conn`]: past it
+//! the connection's input is not read until the answers drain), the connections of its uid,
+//! the binder processes of its uid and the threads of its process. Each refusal is an errno
+//! to that client and a counter in the state dump.
 
 use super::alloc::Area;
 use super::state::{ConnId, IdMap, State, WriteReadDone};
+use super::Limits;
 use crate::binder_ipc::protocol::wire::*;
 use crate::binder_ipc::uapi::*;
 use mio::net::{UnixListener, UnixStream};
@@ -11,8 +21,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use nix::errno::Errno;
 use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags};
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::io::IoSlice;
 use std::mem::size_of;
+use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,6 +33,10 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 /// Bytes one read takes from a connection.
 const READ_BUF: usize = 64 * 1024;
+/// Buffer capacity a connection keeps once drained; more is given back.
+const KEEP: usize = 64 * 1024;
+/// Most fds a frame header may announce.
+const MAX_FRAME_FDS: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -29,38 +45,153 @@ enum Role {
     Thread(u64),
 }
 
-/// A piece of output: bytes with fds riding on their first byte.
-struct Piece {
+/// Answers queued for one connection: whole frames, and the fds that ride on given bytes.
+#[derive(Default)]
+pub(super) struct OutQueue {
     bytes: Vec<u8>,
+    /// Bytes before `pos` are sent.
     pos: usize,
-    fds: Vec<OwnedFd>,
+    /// (position in `bytes`, fds that ride on that byte), in position order.
+    fds: VecDeque<(usize, Vec<OwnedFd>)>,
+    /// It once held more than [`KEEP`] bytes.
+    grew: bool,
 }
 
-struct Conn {
-    sock: UnixStream,
+impl OutQueue {
+    /// Bytes queued and not yet sent.
+    pub(super) fn queued(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    /// Appends one frame; its fds ride on its first bytes, at most [`MAX_FDS_PER_MSG`] a byte.
+    fn push_frame(&mut self, kind: u32, parts: &[&[u8]], fds: Vec<OwnedFd>) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let hdr = FrameHeader {
+            // Answers are built by the shim from bounded state; a body over 4 GiB is a bug.
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+            kind,
+            nfds: fds.len() as u32,
+            reserved: 0,
+        };
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(bytemuck::bytes_of(&hdr));
+        for p in parts {
+            self.bytes.extend_from_slice(p);
+        }
+        let last = self.bytes.len() - 1;
+        let mut fds = fds;
+        let mut byte = at;
+        while !fds.is_empty() {
+            let rest = if fds.len() > MAX_FDS_PER_MSG {
+                fds.split_off(MAX_FDS_PER_MSG)
+            } else {
+                Vec::new()
+            };
+            self.fds.push_back((byte.min(last), fds));
+            fds = rest;
+            byte += 1;
+        }
+    }
+
+    /// The next piece to send: a byte range and the fds riding on its first byte.
+    fn next_piece(&self) -> (Range<usize>, &[OwnedFd]) {
+        let end_at = |i: usize| self.fds.get(i).map_or(self.bytes.len(), |(p, _)| *p);
+        match self.fds.front() {
+            Some((p, fds)) if *p == self.pos => (self.pos..end_at(1).max(self.pos + 1), fds),
+            _ => (self.pos..end_at(0), &[]),
+        }
+    }
+
+    /// `n` bytes of the piece [`next_piece`](Self::next_piece) named were sent.
+    fn advance(&mut self, n: usize) {
+        if n > 0 && self.fds.front().is_some_and(|(p, _)| *p == self.pos) {
+            // Our copies of the sent fds close here; the peer holds its own.
+            self.fds.pop_front();
+        }
+        self.pos += n;
+        if self.pos >= self.bytes.len() {
+            self.clear();
+        }
+    }
+
+    /// Drops everything queued and gives back a large buffer.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.pos = 0;
+        self.fds.clear();
+        if self.bytes.capacity() > KEEP {
+            self.bytes.shrink_to(KEEP);
+            self.grew = true;
+        }
+    }
+
+    /// Takes every whole frame queued (the fuzzing harness's "socket").
+    pub(super) fn take_all(&mut self) -> (Vec<u8>, Vec<(usize, Vec<OwnedFd>)>) {
+        let bytes = self.bytes[self.pos..].to_vec();
+        let base = self.pos;
+        let fds = self.fds.drain(..).map(|(p, f)| (p - base, f)).collect();
+        self.clear();
+        (bytes, fds)
+    }
+}
+
+/// One client connection.
+pub(super) struct Conn {
+    /// The socket; `None` in the fuzzing harness.
+    sock: Option<UnixStream>,
     pid: i32,
     uid: u32,
     role: Role,
+    /// Bytes of a frame not yet whole.
     inbuf: Vec<u8>,
+    /// fds received and not yet taken by a frame.
     infds: VecDeque<OwnedFd>,
-    out: VecDeque<Piece>,
+    pub(super) out: OutQueue,
+    /// Registered for writable events.
     want_write: bool,
-    dead: bool,
+    /// Input is left unread while the output queue is over its cap.
+    pub(super) paused: bool,
+    /// On [`Core::dirty`].
+    dirty: bool,
+    /// To be reaped.
+    pub(super) dead: bool,
 }
 
-/// The event loop and everything it owns.
-pub struct Server {
-    poll: Poll,
-    listener: UnixListener,
-    conns: IdMap<ConnId, Conn>,
+impl Conn {
+    /// Its answers were collected (the fuzzing harness): off [`Core::dirty`].
+    pub(super) fn clear_dirty(&mut self) {
+        self.dirty = false;
+    }
+}
+
+/// Counters of the connection layer, shown in the state dump.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ServerStats {
+    accepted: u64,
+    reaped: u64,
+    refused_conns_per_uid: u64,
+    refused_fd_limit: u64,
+    refused_procs_per_uid: u64,
+    refused_threads_per_proc: u64,
+    protocol_errors: u64,
+    output_stalls: u64,
+    peak_output: usize,
+}
+
+/// Frames in, answers queued: everything between the sockets and the [`State`].
+pub(super) struct Core {
+    pub(super) conns: IdMap<ConnId, Conn>,
     tokens: IdMap<u64, u64>,
-    state: State,
-    next: usize,
-    stop: Arc<AtomicBool>,
-    /// The read buffer, kept between reads.
-    rbuf: Vec<u8>,
-    /// The control-message buffer for reads.
-    cmsg: Vec<u8>,
+    pub(super) state: State,
+    limits: Limits,
+    conns_by_uid: IdMap<u64, usize>,
+    stats: ServerStats,
+    /// Connections with new output, in the order they got it.
+    pub(super) dirty: Vec<ConnId>,
+    /// Deterministic proc tokens (fuzzing): the next one; `None`: random.
+    next_token: Option<u64>,
+    /// A connection that held large buffers went away: give free heap back.
+    trim: bool,
 }
 
 fn random_u64() -> u64 {
@@ -79,474 +210,305 @@ fn random_u64() -> u64 {
     u64::from_ne_bytes(b)
 }
 
-impl Server {
-    /// A server listening on `listener`; returns it and the waker that interrupts it.
-    pub fn new(
-        listener: std::os::unix::net::UnixListener,
-        stop: Arc<AtomicBool>,
-    ) -> std::io::Result<(Server, Arc<Waker>)> {
-        listener.set_nonblocking(true)?;
-        let mut listener = UnixListener::from_std(listener);
-        let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        Ok((
-            Server {
-                poll,
-                listener,
-                conns: IdMap::default(),
-                tokens: IdMap::default(),
-                state: State::default(),
-                next: 2,
-                stop,
-                rbuf: vec![0u8; READ_BUF],
-                cmsg: cmsg_buffer(),
+impl Core {
+    /// A core with `limits`; `det_tokens` makes proc tokens a counter (fuzzing only).
+    pub(super) fn new(limits: Limits, det_tokens: bool) -> Core {
+        Core {
+            conns: IdMap::default(),
+            tokens: IdMap::default(),
+            state: State::default(),
+            limits,
+            conns_by_uid: IdMap::default(),
+            stats: ServerStats::default(),
+            dirty: Vec::new(),
+            next_token: det_tokens.then_some(0x7000_0000_0000_0001),
+            trim: false,
+        }
+    }
+
+    /// Admits a new connection of `uid` under the caps, or says why not (counted).
+    pub(super) fn admit(&mut self, uid: u32) -> Result<(), Errno> {
+        let n = self.conns_by_uid.get(&(uid as u64)).copied().unwrap_or(0);
+        if n >= self.limits.conns_per_uid {
+            self.stats.refused_conns_per_uid += 1;
+            return Err(Errno::EUSERS);
+        }
+        Ok(())
+    }
+
+    /// Adds connection `c` (admitted by [`admit`](Self::admit)).
+    pub(super) fn add(&mut self, c: ConnId, sock: Option<UnixStream>, pid: i32, uid: u32) {
+        *self.conns_by_uid.entry(uid as u64).or_insert(0) += 1;
+        self.stats.accepted += 1;
+        self.conns.insert(
+            c,
+            Conn {
+                sock,
+                pid,
+                uid,
+                role: Role::New,
+                inbuf: Vec::new(),
+                infds: VecDeque::new(),
+                out: OutQueue::default(),
+                want_write: false,
+                paused: false,
+                dirty: false,
+                dead: false,
             },
-            waker,
-        ))
+        );
     }
 
-    /// Runs until the stop flag is set and the waker fires.
-    pub fn run(&mut self) -> std::io::Result<()> {
-        let mut events = Events::with_capacity(256);
-        loop {
-            if let Err(e) = self.poll.poll(&mut events, None) {
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
+    /// Bytes (and the fds that rode on them) arrived on `c`: handles every whole frame,
+    /// keeps the rest.
+    pub(super) fn receive(&mut self, c: ConnId, bytes: &[u8], fds: Vec<OwnedFd>) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        conn.infds.extend(fds);
+        if conn.inbuf.is_empty() {
+            // Whole frames straight from the caller's buffer; only a tail is kept.
+            let used = self.frames(c, bytes);
+            if let Some(conn) = self.conns.get_mut(&c) {
+                conn.inbuf
+                    .extend_from_slice(&bytes[used.min(bytes.len())..]);
             }
-            for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => self.accept(),
-                    WAKER => {
-                        if self.stop.load(Ordering::Acquire) {
-                            return Ok(());
-                        }
-                    }
-                    Token(c) => {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.read_conn(c);
-                        }
-                        if ev.is_writable() {
-                            self.flush(c);
-                        }
-                    }
-                }
-                self.run_wakes();
-                self.reap();
-            }
+        } else {
+            conn.inbuf.extend_from_slice(bytes);
+            self.receive_buffered(c);
         }
     }
 
-    fn accept(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((mut sock, _)) => {
-                    let cred = match getsockopt(&sock.as_fd(), sockopt::PeerCredentials) {
-                        Ok(c) => c,
-                        Err(_) => continue,
-                    };
-                    let id = self.next;
-                    self.next += 1;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut sock, Token(id), Interest::READABLE)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    self.conns.insert(
-                        id,
-                        Conn {
-                            sock,
-                            pid: cred.pid(),
-                            uid: cred.uid(),
-                            role: Role::New,
-                            inbuf: Vec::new(),
-                            infds: VecDeque::new(),
-                            out: VecDeque::new(),
-                            want_write: false,
-                            dead: false,
-                        },
-                    );
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return,
+    /// Handles whole frames left in `c`'s input buffer (after a pause).
+    pub(super) fn receive_buffered(&mut self, c: ConnId) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        let inbuf = std::mem::take(&mut conn.inbuf);
+        let used = self.frames(c, &inbuf);
+        if let Some(conn) = self.conns.get_mut(&c) {
+            let mut inbuf = inbuf;
+            inbuf.drain(..used.min(inbuf.len()));
+            if inbuf.is_empty() && inbuf.capacity() > KEEP {
+                inbuf = Vec::new();
             }
+            conn.inbuf = inbuf;
         }
     }
 
-    fn read_conn(&mut self, c: ConnId) {
-        // One read buffer for the whole loop (taken out while frames borrow it).
-        let mut buf = std::mem::take(&mut self.rbuf);
-        if buf.len() < READ_BUF {
-            buf.resize(READ_BUF, 0);
+    /// The peer of `c` hung up (or its socket failed): whatever it left half-sent is dropped.
+    pub(super) fn hang_up(&mut self, c: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&c) {
+            conn.dead = true;
         }
-        let mut fds = Vec::new();
-        while let Some(conn) = self.conns.get_mut(&c) {
-            match recv_some_with(
-                conn.sock.as_fd(),
-                &mut buf,
-                &mut self.cmsg,
-                &mut fds,
-                MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(0) => {
-                    conn.dead = true;
-                    break;
-                }
-                Ok(n) => {
-                    let got_fds = !fds.is_empty();
-                    conn.infds.extend(fds.drain(..));
-                    if conn.inbuf.is_empty() {
-                        // Whole frames straight from the read buffer; only a partial tail
-                        // is kept.
-                        let used = self.frames(c, &buf[..n]);
-                        if let Some(conn) = self.conns.get_mut(&c) {
-                            conn.inbuf.extend_from_slice(&buf[used..n]);
-                        }
-                    } else {
-                        conn.inbuf.extend_from_slice(&buf[..n]);
-                        let inbuf = std::mem::take(&mut conn.inbuf);
-                        let used = self.frames(c, &inbuf);
-                        if let Some(conn) = self.conns.get_mut(&c) {
-                            let mut inbuf = inbuf;
-                            inbuf.drain(..used);
-                            conn.inbuf = inbuf;
-                        }
-                    }
-                    // A stream read shorter than the buffer, with no fds, took everything
-                    // queued (a read stops early only after a message with fds, or between
-                    // writers of different credentials, which one thread's connection does
-                    // not have): no need for the read that would say EAGAIN. Data that
-                    // arrives later is a new edge for the poll.
-                    if n < buf.len() && !got_fds {
-                        break;
-                    }
-                }
-                Err(Errno::EAGAIN) => break,
-                Err(_) => {
-                    conn.infds.extend(fds.drain(..));
-                    conn.dead = true;
-                    break;
-                }
-            }
-        }
-        self.rbuf = buf;
+    }
+
+    /// Marks `c` dead for a protocol error (counted).
+    fn protocol_error(&mut self, c: ConnId) {
+        self.stats.protocol_errors += 1;
+        self.hang_up(c);
     }
 
     /// Handles the whole frames at the front of `bytes` in order; returns how many bytes they
-    /// took. A malformed header or a refused frame marks the connection dead.
+    /// took. Stops early when the connection's answers fill its cap (the rest waits); a
+    /// malformed header or a refused frame marks the connection dead.
     fn frames(&mut self, c: ConnId, bytes: &[u8]) -> usize {
         let mut at = 0;
         loop {
             let Some(conn) = self.conns.get_mut(&c) else {
                 return bytes.len();
             };
-            let rest = &bytes[at..];
-            if rest.len() < size_of::<FrameHeader>() {
+            if conn.dead {
+                return bytes.len();
+            }
+            if conn.out.queued() >= self.limits.out_bytes_per_conn {
+                if !conn.paused {
+                    conn.paused = true;
+                    self.stats.output_stalls += 1;
+                }
                 return at;
             }
-            let hdr: FrameHeader = bytemuck::pod_read_unaligned(&rest[..16]);
-            if hdr.len as usize > MAX_FRAME || hdr.nfds as usize > 1 << 20 {
-                conn.dead = true;
+            let rest = &bytes[at..];
+            let Some(h) = rest.get(..size_of::<FrameHeader>()) else {
+                return at;
+            };
+            let hdr: FrameHeader = bytemuck::pod_read_unaligned(h);
+            let nfds = hdr.nfds as usize;
+            if hdr.len as usize > MAX_FRAME || nfds > MAX_FRAME_FDS {
+                self.protocol_error(c);
                 return bytes.len();
             }
             let total = 16 + hdr.len as usize;
-            if rest.len() < total {
+            let Some(body) = rest.get(16..total) else {
                 return at;
-            }
-            if conn.infds.len() < hdr.nfds as usize {
+            };
+            if conn.infds.len() < nfds {
                 // Every fd rides on the frame's own bytes: missing ones mean a lying header.
-                conn.dead = true;
+                self.protocol_error(c);
                 return bytes.len();
             }
-            let fds: Vec<OwnedFd> = conn.infds.drain(..hdr.nfds as usize).collect();
+            let fds: Vec<OwnedFd> = conn.infds.drain(..nfds).collect();
             at += total;
-            if !self.frame(c, &hdr, &rest[16..total], fds) {
-                if let Some(conn) = self.conns.get_mut(&c) {
-                    conn.dead = true;
-                }
+            if !self.frame(c, &hdr, body, fds) {
+                self.protocol_error(c);
                 return bytes.len();
             }
         }
     }
 
+    /// Queues one answer frame on `c`.
     fn send(&mut self, c: ConnId, kind: u32, parts: &[&[u8]], fds: Vec<OwnedFd>) {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let hdr = FrameHeader {
-            len: len as u32,
-            kind,
-            nfds: fds.len() as u32,
-            reserved: 0,
-        };
-        let hdr_bytes = bytemuck::bytes_of(&hdr);
-        let total = 16 + len;
-        // Fast path: nothing queued, fds fit one message: send straight from the parts and
-        // queue only what the socket did not take.
-        if conn.out.is_empty() && fds.len() <= MAX_FDS_PER_MSG && parts.len() < 4 {
-            let mut iov = [IoSlice::new(&[]); 4];
-            iov[0] = IoSlice::new(hdr_bytes);
-            for (i, p) in parts.iter().enumerate() {
-                iov[i + 1] = IoSlice::new(p);
-            }
-            let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-            let cm = [ControlMessage::ScmRights(&raw)];
-            let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cm };
-            let sent = match sendmsg::<()>(
-                conn.sock.as_raw_fd(),
-                &iov[..parts.len() + 1],
-                cmsgs,
-                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-                None,
-            ) {
-                Ok(n) => Some(n),
-                Err(Errno::EINTR) | Err(Errno::EAGAIN) => None,
-                Err(_) => {
-                    conn.dead = true;
-                    return;
-                }
-            };
-            // Our copies of sent fds close here; the peer holds its own.
-            let (pos, fds) = match sent {
-                Some(n) => (n, Vec::new()),
-                None => (0, fds),
-            };
-            if pos == total {
-                return;
-            }
-            let mut bytes = Vec::with_capacity(total - pos);
-            let mut skip = pos;
-            for part in std::iter::once(hdr_bytes).chain(parts.iter().copied()) {
-                let from = skip.min(part.len());
-                skip -= from;
-                bytes.extend_from_slice(&part[from..]);
-            }
-            conn.out.push_back(Piece { bytes, pos: 0, fds });
-            self.flush(c);
+        if conn.dead {
             return;
         }
-        let mut bytes = Vec::with_capacity(total);
-        bytes.extend_from_slice(hdr_bytes);
-        for p in parts {
-            bytes.extend_from_slice(p);
-        }
-        // fds in pieces of at most MAX_FDS_PER_MSG, each on its own byte; the last piece
-        // carries the rest of the bytes.
-        let mut fds = fds;
-        let mut pos = 0;
-        while fds.len() > MAX_FDS_PER_MSG && pos + 1 < bytes.len() {
-            let rest = fds.split_off(MAX_FDS_PER_MSG);
-            conn.out.push_back(Piece {
-                bytes: bytes[pos..pos + 1].to_vec(),
-                pos: 0,
-                fds,
-            });
-            fds = rest;
-            pos += 1;
-        }
-        conn.out.push_back(Piece { bytes, pos, fds });
-        self.flush(c);
-    }
-
-    fn flush(&mut self, c: ConnId) {
-        let Some(conn) = self.conns.get_mut(&c) else {
-            return;
-        };
-        while let Some(p) = conn.out.front_mut() {
-            let raw: Vec<RawFd> = p.fds.iter().map(|f| f.as_raw_fd()).collect();
-            let cm = [ControlMessage::ScmRights(&raw)];
-            let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cm };
-            let iov = [IoSlice::new(&p.bytes[p.pos..])];
-            match sendmsg::<()>(
-                conn.sock.as_raw_fd(),
-                &iov,
-                cmsgs,
-                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-                None,
-            ) {
-                Ok(n) => {
-                    p.pos += n;
-                    p.fds.clear();
-                    if p.pos == p.bytes.len() {
-                        conn.out.pop_front();
-                    }
-                }
-                Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => break,
-                Err(_) => {
-                    conn.out.clear();
-                    conn.dead = true;
-                    break;
-                }
-            }
-        }
-        let want = !conn.out.is_empty();
-        if want != conn.want_write {
-            conn.want_write = want;
-            let interest = if want {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let _ = self
-                .poll
-                .registry()
-                .reregister(&mut conn.sock, Token(c), interest);
+        conn.out.push_frame(kind, parts, fds);
+        self.stats.peak_output = self.stats.peak_output.max(conn.out.queued());
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(c);
         }
     }
 
     fn result(&mut self, c: ConnId, r: Result<i32, Errno>) {
-        let body = match r {
-            Ok(v) => ResultBody { errno: 0, value: v },
-            Err(e) => ResultBody {
-                errno: e as i32,
-                value: 0,
-            },
-        };
-        self.send(c, K_RESULT, &[bytemuck::bytes_of(&body)], Vec::new());
+        self.send(
+            c,
+            K_RESULT,
+            &[bytemuck::bytes_of(&result_body(r))],
+            Vec::new(),
+        );
     }
 
     /// Handles one frame; false closes the connection (protocol error).
     fn frame(&mut self, c: ConnId, hdr: &FrameHeader, body: &[u8], fds: Vec<OwnedFd>) -> bool {
-        let Some(conn) = self.conns.get(&c) else {
+        let Some(role) = self.conns.get(&c).map(|k| k.role) else {
             return false;
         };
-        let (role, pid, uid) = (conn.role, conn.pid, conn.uid);
         match (role, hdr.kind) {
-            (Role::New, K_OPEN_PROC) => {
-                let Some(req) = read_body::<OpenProc>(body) else {
-                    return false;
-                };
-                if req.version != WIRE_VERSION {
-                    let ok = OpenProcOk {
-                        errno: Errno::EPROTO as i32,
-                        ..Default::default()
-                    };
-                    self.send(c, K_OPEN_PROC_OK, &[bytemuck::bytes_of(&ok)], Vec::new());
-                    return true;
-                }
-                match Area::new(req.area_size as usize).and_then(|a| {
-                    a.memfd()
-                        .try_clone()
-                        .map(|fd| (a, fd))
-                        .map_err(|_| Errno::EMFILE)
-                }) {
-                    Ok((area, memfd)) => {
-                        let size = area.size() as u64;
-                        let token = random_u64();
-                        let proc = self.state.open_proc(pid, uid, area, token);
-                        self.tokens.insert(token, proc);
-                        if let Some(conn) = self.conns.get_mut(&c) {
-                            conn.role = Role::Proc(proc);
-                        }
-                        let ok = OpenProcOk {
-                            errno: 0,
-                            reserved: 0,
-                            token,
-                            area_size: size,
-                        };
-                        self.send(c, K_OPEN_PROC_OK, &[bytemuck::bytes_of(&ok)], vec![memfd]);
-                    }
-                    Err(e) => {
-                        let ok = OpenProcOk {
-                            errno: e as i32,
-                            ..Default::default()
-                        };
-                        self.send(c, K_OPEN_PROC_OK, &[bytemuck::bytes_of(&ok)], Vec::new());
-                    }
-                }
-                true
-            }
-            (Role::Proc(p), K_MAP_DONE) => {
-                let Some(base) = read_body::<u64>(body) else {
-                    return false;
-                };
-                if let Some(proc) = self.state.procs.get_mut(&p) {
-                    proc.area.client_base = base;
-                    proc.mapped = true;
-                }
-                self.result(c, Ok(0));
-                true
-            }
-            (Role::New, K_OPEN_THREAD) => {
-                let Some(token) = read_body::<u64>(body) else {
-                    return false;
-                };
-                let proc = self.tokens.get(&token).copied().filter(|p| {
-                    self.state
-                        .procs
-                        .get(p)
-                        .is_some_and(|p| p.pid == pid && p.euid == uid)
-                });
-                match proc {
-                    Some(p) => {
-                        self.state.open_thread(c, p);
-                        if let Some(conn) = self.conns.get_mut(&c) {
-                            conn.role = Role::Thread(p);
-                        }
-                        self.result(c, Ok(0));
-                    }
-                    None => self.result(c, Err(Errno::EPERM)),
-                }
-                true
-            }
+            (Role::New, K_OPEN_PROC) => read_body(body).is_some_and(|r| self.open_proc(c, r)),
+            (Role::Proc(p), K_MAP_DONE) => read_body(body).is_some_and(|b| self.map_done(c, p, b)),
+            (Role::New, K_OPEN_THREAD) => read_body(body).is_some_and(|t| self.open_thread(c, t)),
             (Role::New, K_STATE) => {
-                let text = super::dump::dump(&self.state);
+                let text = self.dump();
                 self.send(c, K_STATE_RET, &[text.as_bytes()], Vec::new());
                 true
             }
             (Role::Thread(p), K_IOCTL) => {
-                let Some(req) = read_body::<Ioctl>(body) else {
-                    return false;
-                };
-                let r = self.ioctl(c, p, &req);
-                if let Some(t) = self.state.threads.get_mut(&c) {
-                    t.need_return = false;
-                }
-                self.result(c, r);
-                true
+                read_body(body).is_some_and(|r| self.ioctl_frame(c, p, r))
             }
-            (Role::Thread(_), K_WRITE_READ) => {
-                if self
-                    .state
-                    .threads
-                    .get(&c)
-                    .is_none_or(|t| t.pending.is_some())
-                {
-                    return false;
-                }
-                let Some(req) = read_body_prefix::<WriteReadReq>(body) else {
-                    return false;
-                };
-                let stream = &body[size_of::<WriteReadReq>()..];
-                if let Some(done) = self.state.write_read(
-                    c,
-                    stream,
-                    req.write_consumed,
-                    req.read_consumed,
-                    req.read_size,
-                    req.nonblock != 0,
-                    fds,
-                ) {
-                    // Threads this call woke are served first, as the kernel wakes the
-                    // target before the caller returns: each thread only sees its own
-                    // answers, so the order of sends cannot change what any thread reads,
-                    // and the woken side (a caller waiting for BR_REPLY) runs sooner.
-                    self.run_wakes();
-                    self.reply_write_read(c, done);
-                }
-                true
-            }
+            (Role::Thread(_), K_WRITE_READ) => self.write_read(c, body, fds),
             _ => false,
         }
+    }
+
+    /// `K_OPEN_PROC`: a new binder process with a fresh buffer area.
+    fn open_proc(&mut self, c: ConnId, req: OpenProc) -> bool {
+        let Some((pid, uid)) = self.conns.get(&c).map(|k| (k.pid, k.uid)) else {
+            return false;
+        };
+        let refuse = |errno: Errno| OpenProcOk {
+            errno: errno as i32,
+            ..Default::default()
+        };
+        if req.version != WIRE_VERSION {
+            let ok = refuse(Errno::EPROTO);
+            self.send(c, K_OPEN_PROC_OK, &[bytemuck::bytes_of(&ok)], Vec::new());
+            return true;
+        }
+        let procs = self.state.procs.values().filter(|p| p.euid == uid).count();
+        if procs >= self.limits.procs_per_uid {
+            self.stats.refused_procs_per_uid += 1;
+            let ok = refuse(Errno::EMFILE);
+            self.send(c, K_OPEN_PROC_OK, &[bytemuck::bytes_of(&ok)], Vec::new());
+            return true;
+        }
+        let area = usize::try_from(req.area_size)
+            .map_err(|_| Errno::ENOMEM)
+            .and_then(Area::new)
+            .and_then(|a| {
+                let fd = a.memfd().try_clone().map_err(|_| Errno::EMFILE)?;
+                Ok((a, fd))
+            });
+        match area {
+            Ok((area, memfd)) => {
+                let size = area.size() as u64;
+                let token = self.new_token();
+                let proc = self.state.open_proc(pid, uid, area, token);
+                self.tokens.insert(token, proc);
+                if let Some(conn) = self.conns.get_mut(&c) {
+                    conn.role = Role::Proc(proc);
+                }
+                let ok = OpenProcOk {
+                    errno: 0,
+                    reserved: 0,
+                    token,
+                    area_size: size,
+                };
+                self.send(c, K_OPEN_PROC_OK, &[bytemuck::bytes_of(&ok)], vec![memfd]);
+            }
+            Err(e) => {
+                let ok = refuse(e);
+                self.send(c, K_OPEN_PROC_OK, &[bytemuck::bytes_of(&ok)], Vec::new());
+            }
+        }
+        true
+    }
+
+    fn new_token(&mut self) -> u64 {
+        match &mut self.next_token {
+            Some(t) => {
+                *t += 1;
+                *t
+            }
+            None => random_u64(),
+        }
+    }
+
+    /// `K_MAP_DONE`: the process mapped its area at `base`.
+    fn map_done(&mut self, c: ConnId, p: u64, base: u64) -> bool {
+        if let Some(proc) = self.state.procs.get_mut(&p) {
+            proc.area.client_base = base;
+            proc.mapped = true;
+        }
+        self.result(c, Ok(0));
+        true
+    }
+
+    /// `K_OPEN_THREAD`: `c` becomes a thread of the process `token` names, when its peer is
+    /// that process's pid and uid and the process has room for another thread.
+    fn open_thread(&mut self, c: ConnId, token: u64) -> bool {
+        let Some((pid, uid)) = self.conns.get(&c).map(|k| (k.pid, k.uid)) else {
+            return false;
+        };
+        let proc = self.tokens.get(&token).copied().and_then(|id| {
+            let p = self.state.procs.get(&id)?;
+            (p.pid == pid && p.euid == uid).then_some((id, p.threads.len()))
+        });
+        match proc {
+            Some((_, n)) if n >= self.limits.threads_per_proc => {
+                self.stats.refused_threads_per_proc += 1;
+                self.result(c, Err(Errno::EAGAIN));
+            }
+            Some((p, _)) => {
+                self.state.open_thread(c, p);
+                if let Some(conn) = self.conns.get_mut(&c) {
+                    conn.role = Role::Thread(p);
+                }
+                self.result(c, Ok(0));
+            }
+            None => self.result(c, Err(Errno::EPERM)),
+        }
+        true
+    }
+
+    fn ioctl_frame(&mut self, c: ConnId, p: u64, req: Ioctl) -> bool {
+        let r = self.ioctl(c, p, &req);
+        if let Some(t) = self.state.threads.get_mut(&c) {
+            t.need_return = false;
+        }
+        self.result(c, r);
+        true
     }
 
     fn ioctl(&mut self, c: ConnId, p: u64, req: &Ioctl) -> Result<i32, Errno> {
@@ -575,7 +537,58 @@ impl Server {
         }
     }
 
-    fn reply_write_read(&mut self, c: ConnId, done: WriteReadDone) {
+    /// `K_WRITE_READ`: one `BINDER_WRITE_READ`; a read with nothing to return parks.
+    fn write_read(&mut self, c: ConnId, body: &[u8], fds: Vec<OwnedFd>) -> bool {
+        if self
+            .state
+            .threads
+            .get(&c)
+            .is_none_or(|t| t.pending.is_some())
+        {
+            return false;
+        }
+        let Some(req) = read_body_prefix::<WriteReadReq>(body) else {
+            return false;
+        };
+        let stream = &body[size_of::<WriteReadReq>()..];
+        let done = self.state.write_read(
+            c,
+            stream,
+            req.write_consumed,
+            req.read_consumed,
+            req.read_size,
+            req.nonblock != 0,
+            fds,
+        );
+        if let Some(done) = done.or_else(|| self.finish_after_free(c)) {
+            // Threads this call woke are served first, as the kernel wakes the target before
+            // the caller returns: each thread only sees its own answers, so the order of
+            // sends cannot change what any thread reads, and the woken side (a caller
+            // waiting for BR_REPLY) runs sooner.
+            self.run_wakes();
+            self.reply_write_read(c, done);
+        }
+        true
+    }
+
+    /// A read parked after this call freed a buffer holding an FDA: the kernel closes those
+    /// fds in the freeing thread's process before the call returns, and sets
+    /// `looper_need_return` so the read returns at once (a lone `BR_NOOP` when nothing else
+    /// is pending). The same here: the parked read completes now, with the close list.
+    fn finish_after_free(&mut self, c: ConnId) -> Option<WriteReadDone> {
+        let t = self.state.threads.get_mut(&c)?;
+        if t.close_fds.is_empty() {
+            return None;
+        }
+        t.need_return = true;
+        self.state.retry_read(c)
+    }
+
+    fn reply_write_read(&mut self, c: ConnId, mut done: WriteReadDone) {
+        // FDA fds of buffers this call freed close within this call, read or not.
+        if let Some(t) = self.state.threads.get_mut(&c) {
+            done.close.append(&mut t.close_fds);
+        }
         let ret = WriteReadRet {
             errno: done.errno,
             nfixups: done.fixups.len() as u32,
@@ -601,7 +614,8 @@ impl Server {
         );
     }
 
-    fn run_wakes(&mut self) {
+    /// Completes the parked reads the state woke.
+    pub(super) fn run_wakes(&mut self) {
         while let Some(c) = self.state.wake.pop() {
             if let Some(done) = self.state.retry_read(c) {
                 self.reply_write_read(c, done);
@@ -609,47 +623,130 @@ impl Server {
         }
     }
 
-    /// Closes dead connections: a proc connection's end is process exit, a thread's is
-    /// thread exit.
-    fn reap(&mut self) {
-        let dead: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, k)| k.dead)
-            .map(|(&c, _)| c)
-            .collect();
-        for c in dead {
-            let Some(mut conn) = self.conns.remove(&c) else {
-                continue;
-            };
-            let _ = self.poll.registry().deregister(&mut conn.sock);
-            match conn.role {
-                Role::Proc(p) => {
-                    if let Some(token) = self.state.procs.get(&p).map(|p| p.token) {
-                        self.tokens.remove(&token);
-                    }
-                    let threads: Vec<ConnId> = self
-                        .state
-                        .procs
-                        .get(&p)
-                        .map(|p| p.threads.iter().copied().collect())
-                        .unwrap_or_default();
-                    self.state.release_proc(p);
-                    for t in threads {
-                        if let Some(k) = self.conns.get_mut(&t) {
-                            k.role = Role::New;
-                            k.dead = true;
-                        }
-                    }
-                }
-                Role::Thread(_) => self.state.release_thread(c),
-                Role::New => {}
+    /// Whether `c`, paused for its output, has drained to half its cap: it is resumed (its
+    /// buffered input must then be handled, and its socket read).
+    pub(super) fn resume_if_drained(&mut self, c: ConnId) -> bool {
+        let half = self.limits.out_bytes_per_conn / 2;
+        match self.conns.get_mut(&c) {
+            Some(k) if k.paused && !k.dead && k.out.queued() <= half => {
+                k.paused = false;
+                true
             }
-            self.run_wakes();
+            _ => false,
         }
-        if self.conns.values().any(|k| k.dead) {
-            self.reap();
+    }
+
+    /// Removes dead connections: a proc connection's end is process exit, a thread's is
+    /// thread exit. Returns the sockets of the removed connections.
+    pub(super) fn reap(&mut self) -> Vec<UnixStream> {
+        let mut socks = Vec::new();
+        loop {
+            let dead: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, k)| k.dead)
+                .map(|(&c, _)| c)
+                .collect();
+            if dead.is_empty() {
+                return socks;
+            }
+            for c in dead {
+                if let Some(sock) = self.remove(c) {
+                    socks.push(sock);
+                }
+                self.run_wakes();
+            }
         }
+    }
+
+    /// Removes connection `c` and releases what its role held.
+    fn remove(&mut self, c: ConnId) -> Option<UnixStream> {
+        let conn = self.conns.remove(&c)?;
+        self.stats.reaped += 1;
+        if conn.out.bytes.capacity() > KEEP || conn.inbuf.capacity() > KEEP || conn.out.grew {
+            self.trim = true;
+        }
+        if let Some(n) = self.conns_by_uid.get_mut(&(conn.uid as u64)) {
+            *n -= 1;
+            if *n == 0 {
+                self.conns_by_uid.remove(&(conn.uid as u64));
+            }
+        }
+        match conn.role {
+            Role::Proc(p) => self.release_proc(p),
+            Role::Thread(_) => self.state.release_thread(c),
+            Role::New => {}
+        }
+        conn.sock
+    }
+
+    fn release_proc(&mut self, p: u64) {
+        if let Some(token) = self.state.procs.get(&p).map(|p| p.token) {
+            self.tokens.remove(&token);
+        }
+        let threads: Vec<ConnId> = self
+            .state
+            .procs
+            .get(&p)
+            .map(|p| p.threads.iter().copied().collect())
+            .unwrap_or_default();
+        self.state.release_proc(p);
+        for t in threads {
+            if let Some(k) = self.conns.get_mut(&t) {
+                k.role = Role::New;
+                k.dead = true;
+            }
+        }
+    }
+
+    /// Whether freed heap should be given back (a connection with large buffers went away).
+    pub(super) fn take_trim(&mut self) -> bool {
+        std::mem::take(&mut self.trim)
+    }
+
+    /// The state dump with the connection layer's section.
+    pub(super) fn dump(&self) -> String {
+        let mut o = super::dump::dump(&self.state);
+        let s = &self.stats;
+        let l = &self.limits;
+        let _ = writeln!(o, "shim connections:");
+        let _ = writeln!(
+            o,
+            "  open {} accepted {} reaped {} protocol errors {}",
+            self.conns.len(),
+            s.accepted,
+            s.reaped,
+            s.protocol_errors
+        );
+        let _ = writeln!(
+            o,
+            "  refused: conns per uid {} (cap {}) fd limit {} procs per uid {} (cap {}) threads per proc {} (cap {})",
+            s.refused_conns_per_uid,
+            l.conns_per_uid,
+            s.refused_fd_limit,
+            s.refused_procs_per_uid,
+            l.procs_per_uid,
+            s.refused_threads_per_proc,
+            l.threads_per_proc
+        );
+        let queued: usize = self.conns.values().map(|k| k.out.queued()).sum();
+        let paused = self.conns.values().filter(|k| k.paused).count();
+        let _ = writeln!(
+            o,
+            "  output: queued {queued} bytes, peak {} on one connection (cap {}), stalls {} ({paused} paused now)",
+            s.peak_output, l.out_bytes_per_conn, s.output_stalls
+        );
+        o
+    }
+}
+
+fn result_body(r: Result<i32, Errno>) -> ResultBody {
+    match r {
+        Ok(v) => ResultBody { errno: 0, value: v },
+        Err(e) => ResultBody {
+            errno: e as i32,
+            value: 0,
+        },
     }
 }
 
@@ -659,4 +756,295 @@ fn read_body<T: bytemuck::Pod>(body: &[u8]) -> Option<T> {
 
 fn read_body_prefix<T: bytemuck::Pod>(body: &[u8]) -> Option<T> {
     body.get(..size_of::<T>()).map(bytemuck::pod_read_unaligned)
+}
+
+/// The event loop and everything it owns.
+pub struct Server {
+    poll: Poll,
+    listener: UnixListener,
+    core: Core,
+    next: usize,
+    stop: Arc<AtomicBool>,
+    /// The read buffer, kept between reads.
+    rbuf: Vec<u8>,
+    /// The control-message buffer for reads.
+    cmsg: Vec<u8>,
+    /// A spare fd, given up to accept (and refuse) a connection when the fd table is full.
+    spare: Option<std::fs::File>,
+}
+
+fn open_spare() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+impl Server {
+    /// A server listening on `listener` under `limits`; returns it and the waker that
+    /// interrupts it.
+    pub fn new(
+        listener: std::os::unix::net::UnixListener,
+        stop: Arc<AtomicBool>,
+        limits: Limits,
+    ) -> std::io::Result<(Server, Arc<Waker>)> {
+        listener.set_nonblocking(true)?;
+        let mut listener = UnixListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok((
+            Server {
+                poll,
+                listener,
+                core: Core::new(limits, false),
+                next: 2,
+                stop,
+                rbuf: vec![0u8; READ_BUF],
+                cmsg: cmsg_buffer(),
+                spare: open_spare(),
+            },
+            waker,
+        ))
+    }
+
+    /// Runs until the stop flag is set and the waker fires.
+    pub fn run(&mut self) -> std::io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {
+                        if self.stop.load(Ordering::Acquire) {
+                            return Ok(());
+                        }
+                    }
+                    Token(c) => {
+                        let hup = ev.is_read_closed() || ev.is_error();
+                        if ev.is_readable() || hup {
+                            self.read_conn(c, hup);
+                        }
+                        if ev.is_writable() || hup {
+                            self.flush(c);
+                        }
+                    }
+                }
+                self.settle();
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((sock, _)) => self.admit(sock),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    if !self.refuse_at_fd_limit() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The fd table is full: the spare fd makes room to accept one connection and tell it
+    /// so, instead of leaving it (and every later one) waiting in the backlog.
+    fn refuse_at_fd_limit(&mut self) -> bool {
+        if self.spare.take().is_none() {
+            return false;
+        }
+        let ok = match self.listener.accept() {
+            Ok((sock, _)) => {
+                self.core.stats.refused_fd_limit += 1;
+                refuse(&sock, Errno::EMFILE);
+                true
+            }
+            Err(_) => false,
+        };
+        self.spare = open_spare();
+        ok
+    }
+
+    fn admit(&mut self, mut sock: UnixStream) {
+        let Ok(cred) = getsockopt(&sock.as_fd(), sockopt::PeerCredentials) else {
+            return;
+        };
+        if let Err(e) = self.core.admit(cred.uid()) {
+            refuse(&sock, e);
+            return;
+        }
+        let id = self.next;
+        self.next += 1;
+        if self
+            .poll
+            .registry()
+            .register(&mut sock, Token(id), Interest::READABLE)
+            .is_err()
+        {
+            return;
+        }
+        self.core.add(id, Some(sock), cred.pid(), cred.uid());
+    }
+
+    /// Reads what `c` sent and handles its frames. `hup`: the peer hung up (or failed), so
+    /// read on to the end of its stream.
+    fn read_conn(&mut self, c: ConnId, hup: bool) {
+        // One read buffer for the whole loop (taken out while frames borrow it).
+        let mut buf = std::mem::take(&mut self.rbuf);
+        if buf.len() < READ_BUF {
+            buf.resize(READ_BUF, 0);
+        }
+        let mut fds = Vec::new();
+        while let Some(conn) = self.core.conns.get_mut(&c) {
+            if conn.paused || conn.dead {
+                break;
+            }
+            let Some(sock) = conn.sock.as_ref() else {
+                break;
+            };
+            match recv_some_with(
+                sock.as_fd(),
+                &mut buf,
+                &mut self.cmsg,
+                &mut fds,
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(0) => {
+                    // End of stream, whatever came before it: a half-sent frame and its fds
+                    // go with the connection.
+                    self.core.hang_up(c);
+                    break;
+                }
+                Ok(n) => {
+                    let got_fds = !fds.is_empty();
+                    self.core.receive(c, &buf[..n], std::mem::take(&mut fds));
+                    // A stream read shorter than the buffer, with no fds, took everything
+                    // queued (a read stops early only after a message with fds, or between
+                    // writers of different credentials, which one connection does not
+                    // have): no need for the read that would say EAGAIN, unless the peer
+                    // hung up, whose end of stream comes on no new edge.
+                    if n < buf.len() && !got_fds && !hup {
+                        break;
+                    }
+                }
+                Err(Errno::EAGAIN) => break,
+                Err(_) => {
+                    drop(std::mem::take(&mut fds));
+                    self.core.hang_up(c);
+                    break;
+                }
+            }
+        }
+        self.rbuf = buf;
+    }
+
+    /// Sends the answers of every connection that got some, in order.
+    fn flush_dirty(&mut self) {
+        while !self.core.dirty.is_empty() {
+            let dirty = std::mem::take(&mut self.core.dirty);
+            for c in dirty {
+                if let Some(k) = self.core.conns.get_mut(&c) {
+                    k.dirty = false;
+                }
+                self.flush(c);
+            }
+            self.core.run_wakes();
+        }
+    }
+
+    /// Sends what `c` has queued; watches for writability while some is left; resumes a
+    /// paused connection once drained.
+    fn flush(&mut self, c: ConnId) {
+        let Some(conn) = self.core.conns.get_mut(&c) else {
+            return;
+        };
+        let Some(sock) = conn.sock.as_mut() else {
+            return;
+        };
+        while conn.out.queued() > 0 {
+            let (range, fds) = conn.out.next_piece();
+            let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+            let cm = [ControlMessage::ScmRights(&raw)];
+            let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cm };
+            let iov = [IoSlice::new(&conn.out.bytes[range])];
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, flags, None) {
+                Ok(n) => conn.out.advance(n),
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => break,
+                Err(_) => {
+                    conn.out.clear();
+                    conn.dead = true;
+                    break;
+                }
+            }
+        }
+        let want = conn.out.queued() > 0 && !conn.dead;
+        if want != conn.want_write {
+            conn.want_write = want;
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let _ = self.poll.registry().reregister(sock, Token(c), interest);
+        }
+        if self.core.resume_if_drained(c) {
+            self.core.receive_buffered(c);
+            self.read_conn(c, true);
+        }
+    }
+
+    /// What follows every event: woken reads complete, answers go out, dead connections
+    /// are reaped (which may wake and answer others, or find more dead), until nothing moves.
+    fn settle(&mut self) {
+        loop {
+            self.core.run_wakes();
+            self.flush_dirty();
+            let socks = self.core.reap();
+            if socks.is_empty() && self.core.dirty.is_empty() {
+                return;
+            }
+            for mut s in socks {
+                let _ = self.poll.registry().deregister(&mut s);
+            }
+            if self.core.take_trim() {
+                release_free_memory();
+            }
+        }
+    }
+}
+
+/// Tells a connection it is refused (a [`K_RESULT`] with `errno`, which every client reads
+/// in place of the answer it waits for); it is then closed.
+fn refuse(sock: &UnixStream, errno: Errno) {
+    let body = result_body(Err(errno));
+    let mut q = OutQueue::default();
+    q.push_frame(K_RESULT, &[bytemuck::bytes_of(&body)], Vec::new());
+    // A fresh socket's buffer takes 24 bytes at once; if not, the close alone tells.
+    let _ = sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(&q.bytes)],
+        &[],
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        None,
+    );
+}
+
+/// Gives freed heap back to the system once no connection is left (the allocator keeps
+/// freed chunks otherwise, and a flood's answers would stay resident).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
