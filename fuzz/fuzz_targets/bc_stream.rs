@@ -13,7 +13,7 @@
 use bittube::binder_ipc::device::{Device, ShimDevice};
 use bittube::binder_ipc::shim::Driver;
 use bittube::binder_ipc::uapi::*;
-use bittube_fuzz::bc::{decode, Cmd, Content, Input, Obj, Op, Txn};
+use bittube_fuzz::bc::{decode, layout, txn_command, Cmd, Input, Op, Txn};
 use bittube_fuzz::binder::{call, free_all, manager, round_trip, try_round_trip, Returns, CODE_RESET, ENV_MGR};
 use bittube_fuzz::fresh_fd;
 use libfuzzer_sys::fuzz_target;
@@ -222,92 +222,30 @@ impl Stream {
     }
 }
 
-fn pool_fd(pool: &[OwnedFd], sel: u8) -> i32 {
-    pool[sel as usize % pool.len()].as_raw_fd()
-}
-
 /// The data, offsets and buffers of a transaction, laid out in memory this call keeps alive.
 fn transaction(w: &mut Stream, t: &Txn, pool: &[OwnedFd], keep: &mut Keep) {
-    let mut data = t.data.clone();
-    let mut offsets: Vec<u64> = Vec::new();
-    let mut sg_needed: u64 = 0;
-    for o in &t.objs {
-        data.resize(data.len().next_multiple_of(8), 0);
-        offsets.push(data.len() as u64);
-        let bytes: Vec<u8> = match o {
-            Obj::Binder { strong, ptr, cookie, flags } => bytemuck::bytes_of(&FlatBinderObject {
-                hdr: BinderObjectHeader { type_: if *strong { BINDER_TYPE_BINDER } else { BINDER_TYPE_WEAK_BINDER } },
-                flags: *flags,
-                binder: *ptr,
-                cookie: *cookie,
-            })
-            .to_vec(),
-            Obj::Handle { strong, handle } => bytemuck::bytes_of(&FlatBinderObject {
-                hdr: BinderObjectHeader { type_: if *strong { BINDER_TYPE_HANDLE } else { BINDER_TYPE_WEAK_HANDLE } },
-                flags: 0,
-                binder: u64::from(*handle),
-                cookie: 0,
-            })
-            .to_vec(),
-            Obj::Fd { sel, raw } => {
-                let fd = if *sel < 200 { pool_fd(pool, *sel) } else { *raw as i32 };
-                bytemuck::bytes_of(&BinderFdObject {
-                    hdr: BinderObjectHeader { type_: BINDER_TYPE_FD },
-                    pad_flags: 0,
-                    pad_binder: u64::from(fd as u32),
-                    cookie: 0,
-                })
-                .to_vec()
-            }
-            Obj::Fda { num, parent, parent_offset } => bytemuck::bytes_of(&BinderFdArrayObject {
-                hdr: BinderObjectHeader { type_: BINDER_TYPE_FDA },
-                pad: 0,
-                num_fds: *num,
-                parent: *parent,
-                parent_offset: *parent_offset,
-            })
-            .to_vec(),
-            Obj::Ptr { flags, parent, parent_offset, len_raw, len, content } => {
-                let buf: Vec<u8> = match content {
-                    Content::Bytes(b) => b.clone(),
-                    Content::Fds(n) => (0..*n).flat_map(|i| pool_fd(pool, i).to_ne_bytes()).collect(),
-                };
-                let length = if *len_raw { *len } else { buf.len() as u64 };
-                sg_needed = sg_needed.saturating_add((buf.len() as u64).next_multiple_of(8));
-                let addr = keep.hold(buf);
-                bytemuck::bytes_of(&BinderBufferObject {
-                    hdr: BinderObjectHeader { type_: BINDER_TYPE_PTR },
-                    flags: *flags,
-                    buffer: addr,
-                    length,
-                    parent: *parent,
-                    parent_offset: *parent_offset,
-                })
-                .to_vec()
-            }
-        };
-        data.extend_from_slice(&bytes);
+    let fds: Vec<i32> = pool.iter().map(AsRawFd::as_raw_fd).collect();
+    let mut l = layout(t, &fds);
+    for (at, buf) in std::mem::take(&mut l.ptrs) {
+        let addr = keep.hold(buf);
+        l.data[at..at + 8].copy_from_slice(&addr.to_ne_bytes());
     }
-    offsets.extend_from_slice(&t.extra_offsets);
-    let offs_bytes: Vec<u8> = offsets.iter().flat_map(|o| o.to_ne_bytes()).collect();
+    let offs_bytes: Vec<u8> = l.offsets.iter().flat_map(|o| o.to_ne_bytes()).collect();
     let tr = BinderTransactionData {
         target: u64::from(t.handle),
-        cookie: 0,
         code: t.code,
         flags: t.flags,
-        sender_pid: 0,
-        sender_euid: 0,
-        data_size: data.len() as u64,
+        data_size: l.data.len() as u64,
         offsets_size: offs_bytes.len() as u64,
-        data_buffer: keep.hold(data),
+        data_buffer: keep.hold(l.data),
         data_offsets: keep.hold(offs_bytes),
+        ..Default::default()
     };
-    let reply = t.kind & 1 == 1;
+    let cmd = txn_command(t);
     if t.kind & 2 == 0 {
-        w.cmd_with(if reply { BC_REPLY } else { BC_TRANSACTION }, &tr);
+        w.cmd_with(cmd, &tr);
     } else {
-        let buffers_size = if t.sg_raw { t.sg } else { sg_needed.saturating_add(t.sg % 256) };
-        let sg = BinderTransactionDataSg { transaction_data: tr, buffers_size };
-        w.cmd_with(if reply { BC_REPLY_SG } else { BC_TRANSACTION_SG }, &sg);
+        let sg = BinderTransactionDataSg { transaction_data: tr, buffers_size: l.buffers_size };
+        w.cmd_with(cmd, &sg);
     }
 }

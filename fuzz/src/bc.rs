@@ -202,7 +202,7 @@ fn obj(r: &mut Reader<'_>) -> Obj {
     }
 }
 
-fn txn(r: &mut Reader<'_>) -> Txn {
+pub(crate) fn txn(r: &mut Reader<'_>) -> Txn {
     let kind = r.u8();
     let handle = r.u32();
     let code = r.u32();
@@ -227,7 +227,7 @@ fn txn(r: &mut Reader<'_>) -> Txn {
     }
 }
 
-fn cmd(r: &mut Reader<'_>) -> Cmd {
+pub(crate) fn cmd(r: &mut Reader<'_>) -> Cmd {
     match r.u8() % 8 {
         0 => Cmd::Txn(txn(r)),
         1 => Cmd::Free(r.u8(), r.u64()),
@@ -299,7 +299,7 @@ fn put_obj(w: &mut Writer, o: &Obj) {
     };
 }
 
-fn put_cmd(w: &mut Writer, c: &Cmd) {
+pub(crate) fn put_cmd(w: &mut Writer, c: &Cmd) {
     match c {
         Cmd::Txn(t) => {
             w.u8(0).u8(t.kind).u32(t.handle).u32(t.code).u32(t.flags).blob(&t.data);
@@ -364,4 +364,144 @@ pub fn encode(input: &Input) -> Vec<u8> {
         }
     }
     w.finish()
+}
+
+/// A transaction's bytes, laid out as a client would: the data (objects 8-aligned after the
+/// leading bytes), the offsets, and each PTR object's buffer.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// The data; PTR objects' `buffer` fields are 0 until the caller sets them.
+    pub data: Vec<u8>,
+    /// The offsets array.
+    pub offsets: Vec<u64>,
+    /// `(position of a PTR's buffer field in data, its buffer's bytes)`, in object order.
+    pub ptrs: Vec<(usize, Vec<u8>)>,
+    /// fds the objects name (FD objects and fd arrays), in order.
+    pub fds: Vec<i32>,
+    /// `buffers_size` as the input says.
+    pub buffers_size: u64,
+}
+
+fn object_bytes<T: bytemuck::Pod>(v: &T) -> Vec<u8> {
+    bytemuck::bytes_of(v).to_vec()
+}
+
+/// Lays out `t`; `pool` are the fds that FD objects and fd arrays pick from (non-empty).
+pub fn layout(t: &Txn, pool: &[i32]) -> Layout {
+    use bittube::binder_ipc::uapi::*;
+    let mut l = Layout {
+        data: t.data.clone(),
+        ..Layout::default()
+    };
+    let pick = |sel: u8| pool[sel as usize % pool.len()];
+    let mut sg_needed: u64 = 0;
+    for o in &t.objs {
+        l.data.resize(l.data.len().next_multiple_of(8), 0);
+        let at = l.data.len();
+        l.offsets.push(at as u64);
+        let bytes = match o {
+            Obj::Binder {
+                strong,
+                ptr,
+                cookie,
+                flags,
+            } => object_bytes(&FlatBinderObject {
+                hdr: BinderObjectHeader {
+                    type_: if *strong {
+                        BINDER_TYPE_BINDER
+                    } else {
+                        BINDER_TYPE_WEAK_BINDER
+                    },
+                },
+                flags: *flags,
+                binder: *ptr,
+                cookie: *cookie,
+            }),
+            Obj::Handle { strong, handle } => object_bytes(&FlatBinderObject {
+                hdr: BinderObjectHeader {
+                    type_: if *strong {
+                        BINDER_TYPE_HANDLE
+                    } else {
+                        BINDER_TYPE_WEAK_HANDLE
+                    },
+                },
+                flags: 0,
+                binder: u64::from(*handle),
+                cookie: 0,
+            }),
+            Obj::Fd { sel, raw } => {
+                let fd = if *sel < 200 { pick(*sel) } else { *raw as i32 };
+                l.fds.push(fd);
+                object_bytes(&BinderFdObject {
+                    hdr: BinderObjectHeader {
+                        type_: BINDER_TYPE_FD,
+                    },
+                    pad_flags: 0,
+                    pad_binder: u64::from(fd as u32),
+                    cookie: 0,
+                })
+            }
+            Obj::Fda {
+                num,
+                parent,
+                parent_offset,
+            } => object_bytes(&BinderFdArrayObject {
+                hdr: BinderObjectHeader {
+                    type_: BINDER_TYPE_FDA,
+                },
+                pad: 0,
+                num_fds: *num,
+                parent: *parent,
+                parent_offset: *parent_offset,
+            }),
+            Obj::Ptr {
+                flags,
+                parent,
+                parent_offset,
+                len_raw,
+                len,
+                content,
+            } => {
+                let buf: Vec<u8> = match content {
+                    Content::Bytes(b) => b.clone(),
+                    Content::Fds(n) => (0..*n).flat_map(|i| pick(i).to_ne_bytes()).collect(),
+                };
+                if let Content::Fds(n) = content {
+                    l.fds.extend((0..*n).map(pick));
+                }
+                let length = if *len_raw { *len } else { buf.len() as u64 };
+                sg_needed = sg_needed.saturating_add((buf.len() as u64).next_multiple_of(8));
+                l.ptrs.push((at + 8, buf));
+                object_bytes(&BinderBufferObject {
+                    hdr: BinderObjectHeader {
+                        type_: BINDER_TYPE_PTR,
+                    },
+                    flags: *flags,
+                    buffer: 0,
+                    length,
+                    parent: *parent,
+                    parent_offset: *parent_offset,
+                })
+            }
+        };
+        l.data.extend_from_slice(&bytes);
+    }
+    l.offsets.extend_from_slice(&t.extra_offsets);
+    l.buffers_size = if t.sg_raw {
+        t.sg
+    } else {
+        sg_needed.saturating_add(t.sg % 256)
+    };
+    l
+}
+
+/// The command word of `t`: BC_TRANSACTION, BC_REPLY or their _SG forms.
+pub fn txn_command(t: &Txn) -> u32 {
+    use bittube::binder_ipc::uapi::*;
+    match t.kind & 3 {
+        0 => BC_TRANSACTION,
+        1 => BC_REPLY,
+        2 => BC_TRANSACTION_SG,
+        _ => BC_REPLY_SG,
+    }
 }

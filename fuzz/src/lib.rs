@@ -6,6 +6,7 @@
 pub mod bc;
 pub mod binder;
 pub mod bytes;
+pub mod frames;
 pub mod input;
 pub mod parcel;
 pub mod sensor;
