@@ -40,6 +40,7 @@ fn shim() -> &'static Shim {
         let exe = std::env::current_exe().unwrap();
         let manager = Command::new(exe)
             .env(ENV_MGR, driver.socket_path())
+            .env_remove("BITTUBE_FUZZ_TRACE")
             .stdin(std::process::Stdio::null())
             .spawn()
             .expect("context manager child");
@@ -136,6 +137,9 @@ fn step(procs: &mut [Proc], op: &Op, pool: &[OwnedFd]) {
             }
             let _ = call(dev, &w.0, *read as usize % 4097, &mut proc.seen);
             drop(keep);
+            if cmds.iter().any(calls_manager) {
+                await_manager(dev, &mut proc.seen);
+            }
         }
         Op::RawWrite(_, read, raw) => {
             let _ = call(dev, raw, *read as usize % 4097, &mut proc.seen);
@@ -150,6 +154,24 @@ fn step(procs: &mut [Proc], op: &Op, pool: &[OwnedFd]) {
             let dev = proc.dev.take().unwrap();
             drain(&dev, &mut proc.seen);
         }
+    }
+}
+
+/// A two-way call to handle 0: answered by the manager in the child process.
+fn calls_manager(c: &Cmd) -> bool {
+    matches!(c, Cmd::Txn(t) if t.kind & 1 == 0 && t.handle == 0 && t.flags & TF_ONE_WAY == 0)
+}
+
+/// Reads until the manager's answer (or a failure) arrived, at most 2 s: the manager is
+/// another process, and waiting for it keeps an input's run the same from run to run.
+fn await_manager(dev: &ShimDevice, seen: &mut Returns) {
+    let (replies, failed) = (seen.replies, seen.failed);
+    let start = std::time::Instant::now();
+    while seen.replies == replies && seen.failed == failed && start.elapsed().as_secs() < 2 {
+        if matches!(call(dev, &[], 4096, seen), Err(e) if e != nix::errno::Errno::EAGAIN) {
+            return;
+        }
+        std::thread::yield_now();
     }
 }
 

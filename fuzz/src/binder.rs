@@ -95,8 +95,22 @@ pub fn call(dev: &ShimDevice, write: &[u8], read_size: usize, out: &mut Returns)
     let mut wr = WriteRead::new(write, &mut read);
     let r = dev.write_read(&mut wr);
     let n = wr.read_consumed;
+    if trace() {
+        let mut cr = CommandReader::new(&read[..n]);
+        let mut names = Vec::new();
+        while let Some((cmd, _)) = cr.next_command() {
+            names.push(command_name(cmd));
+        }
+        eprintln!("write_read {} bytes -> {r:?} {names:?}", write.len());
+    }
     parse_returns(dev, &read[..n], out);
     r
+}
+
+/// `BITTUBE_FUZZ_TRACE` set: every write_read is logged (to check what a seed reaches).
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("BITTUBE_FUZZ_TRACE").is_some())
 }
 
 /// Sends a two-way transaction with no data to handle 0 and waits (bounded) for the reply;
@@ -176,9 +190,6 @@ pub fn manager(socket: &Path) -> ! {
             let pc = BinderPtrCookie { ptr, cookie };
             w.cmd_with(BC_INCREFS_DONE, &pc).cmd_with(BC_ACQUIRE_DONE, &pc);
         }
-        for b in out.buffers.drain(..) {
-            w.cmd_with(BC_FREE_BUFFER, &b);
-        }
         let mut two_way = false;
         for (flags, code, handles) in out.transactions.drain(..) {
             if code == CODE_RESET {
@@ -196,6 +207,10 @@ pub fn manager(socket: &Path) -> ! {
                 w.cmd_with(BC_RELEASE, &held.remove(0));
             }
             two_way |= flags & TF_ONE_WAY == 0;
+        }
+        // Freed only now: the buffer holds the refs until the BC_ACQUIREs above took theirs.
+        for b in out.buffers.drain(..) {
+            w.cmd_with(BC_FREE_BUFFER, &b);
         }
         if two_way {
             let (d, o) = handles_parcel(&held);
