@@ -71,6 +71,7 @@ struct Proc {
 }
 
 fn run(input: Input) {
+    let t_start = std::time::Instant::now();
     let shim = shim();
     let path = shim.driver.socket_path();
     let pool: Vec<OwnedFd> = (0..3).map(|_| fresh_fd()).collect();
@@ -81,19 +82,35 @@ fn run(input: Input) {
             Proc { dev: Some(dev), seen: Returns::default() }
         })
         .collect();
+    let trace = std::env::var_os("BITTUBE_FUZZ_TRACE").is_some();
+    if trace {
+        eprintln!("open {:?}", t_start.elapsed());
+    }
     for op in &input.ops {
+        let t = std::time::Instant::now();
         step(&mut procs, op, &pool);
+        if trace && t.elapsed().as_millis() > 2 {
+            eprintln!("slow op {:?}: {op:?}", t.elapsed());
+        }
     }
     for p in &mut procs {
         if let Some(dev) = p.dev.take() {
             drain(&dev, &mut p.seen);
         }
     }
+    if trace {
+        eprintln!("ops + drain {:?}", t_start.elapsed());
+    }
+    let t0 = std::time::Instant::now();
     drop(procs);
     drop(pool);
     // The shim still answers, and the manager drops what it was sent.
     round_trip(&shim.probe, CODE_RESET);
+    let t1 = t0.elapsed();
     settle(&shim.driver);
+    if std::env::var_os("BITTUBE_FUZZ_TRACE").is_some() {
+        eprintln!("exit + round trip {t1:?}, settle {:?}", t0.elapsed() - t1);
+    }
     let fds = open_fds();
     assert!(fds < shim.fd_baseline + 256, "fds grow: {fds} open, {} at the start", shim.fd_baseline);
 }
@@ -135,10 +152,11 @@ fn step(procs: &mut [Proc], op: &Op, pool: &[OwnedFd]) {
             for c in cmds {
                 command(&mut w, c, &proc.seen, pool, &mut keep);
             }
-            let _ = call(dev, &w.0, *read as usize % 4097, &mut proc.seen);
+            let before = (proc.seen.replies, proc.seen.failed);
+            let r = call(dev, &w.0, *read as usize % 4097, &mut proc.seen);
             drop(keep);
-            if cmds.iter().any(calls_manager) {
-                await_manager(dev, &mut proc.seen);
+            if r.is_ok() && cmds.iter().any(calls_manager) {
+                await_manager(dev, &mut proc.seen, before);
             }
         }
         Op::RawWrite(_, read, raw) => {
@@ -162,12 +180,12 @@ fn calls_manager(c: &Cmd) -> bool {
     matches!(c, Cmd::Txn(t) if t.kind & 1 == 0 && t.handle == 0 && t.flags & TF_ONE_WAY == 0)
 }
 
-/// Reads until the manager's answer (or a failure) arrived, at most 2 s: the manager is
-/// another process, and waiting for it keeps an input's run the same from run to run.
-fn await_manager(dev: &ShimDevice, seen: &mut Returns) {
-    let (replies, failed) = (seen.replies, seen.failed);
+/// Reads until an answer (reply or failure) arrived since `before`, at most 50 ms: the
+/// manager is another process, and waiting for it keeps an input's run the same from run to
+/// run. (A call that never reached the manager, e.g. after a bad command, has no answer.)
+fn await_manager(dev: &ShimDevice, seen: &mut Returns, before: (usize, usize)) {
     let start = std::time::Instant::now();
-    while seen.replies == replies && seen.failed == failed && start.elapsed().as_secs() < 2 {
+    while (seen.replies, seen.failed) == before && start.elapsed().as_millis() < 50 {
         if matches!(call(dev, &[], 4096, seen), Err(e) if e != nix::errno::Errno::EAGAIN) {
             return;
         }
