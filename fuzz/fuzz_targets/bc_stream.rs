@@ -14,7 +14,9 @@ use bittube::binder_ipc::device::{Device, ShimDevice};
 use bittube::binder_ipc::shim::Driver;
 use bittube::binder_ipc::uapi::*;
 use bittube_fuzz::bc::{decode, layout, txn_command, Cmd, Input, Op, Txn};
-use bittube_fuzz::binder::{call, free_all, manager, round_trip, try_round_trip, Returns, CODE_RESET, ENV_MGR};
+use bittube_fuzz::binder::{
+    call, free_all, manager, round_trip, try_round_trip, Returns, CODE_RESET, ENV_MGR,
+};
 use bittube_fuzz::fresh_fd;
 use libfuzzer_sys::fuzz_target;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -30,7 +32,9 @@ struct Shim {
 }
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn shim() -> &'static Shim {
@@ -49,10 +53,18 @@ fn shim() -> &'static Shim {
         dev.set_nonblocking(true);
         let start = std::time::Instant::now();
         while try_round_trip(&dev, CODE_RESET).is_err() {
-            assert!(start.elapsed().as_secs() < 20, "context manager child never came up");
+            assert!(
+                start.elapsed().as_secs() < 20,
+                "context manager child never came up"
+            );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        Shim { driver, _manager: manager, probe: dev, fd_baseline: open_fds() }
+        Shim {
+            driver,
+            _manager: manager,
+            probe: dev,
+            fd_baseline: open_fds(),
+        }
     })
 }
 
@@ -79,7 +91,10 @@ fn run(input: Input) {
         .map(|_| {
             let dev = ShimDevice::open(path).unwrap();
             dev.set_nonblocking(true);
-            Proc { dev: Some(dev), seen: Returns::default() }
+            Proc {
+                dev: Some(dev),
+                seen: Returns::default(),
+            }
         })
         .collect();
     let trace = std::env::var_os("BITTUBE_FUZZ_TRACE").is_some();
@@ -112,7 +127,11 @@ fn run(input: Input) {
         eprintln!("exit + round trip {t1:?}, settle {:?}", t0.elapsed() - t1);
     }
     let fds = open_fds();
-    assert!(fds < shim.fd_baseline + 256, "fds grow: {fds} open, {} at the start", shim.fd_baseline);
+    assert!(
+        fds < shim.fd_baseline + 256,
+        "fds grow: {fds} open, {} at the start",
+        shim.fd_baseline
+    );
 }
 
 /// Waits (bounded) until the shim has released every process of the input: only the
@@ -125,7 +144,10 @@ fn settle(driver: &Driver) {
         if procs == 2 {
             return;
         }
-        assert!(start.elapsed().as_secs() < 5, "the shim keeps {procs} processes (2 expected):\n{state}");
+        assert!(
+            start.elapsed().as_secs() < 5,
+            "the shim keeps {procs} processes (2 expected):\n{state}"
+        );
         std::thread::sleep(std::time::Duration::from_micros(200));
     }
 }
@@ -142,7 +164,8 @@ fn drain(dev: &ShimDevice, seen: &mut Returns) {
 
 fn step(procs: &mut [Proc], op: &Op, pool: &[OwnedFd]) {
     let n = procs.len();
-    let (Op::Write(p, ..) | Op::RawWrite(p, ..) | Op::Read(p) | Op::ThreadExit(p) | Op::Exit(p)) = op;
+    let (Op::Write(p, ..) | Op::RawWrite(p, ..) | Op::Read(p) | Op::ThreadExit(p) | Op::Exit(p)) =
+        op;
     let proc = &mut procs[*p as usize % n];
     let Some(dev) = proc.dev.as_ref() else { return };
     match op {
@@ -215,7 +238,11 @@ fn command(w: &mut Stream, c: &Cmd, seen: &Returns, pool: &[OwnedFd], keep: &mut
     match c {
         Cmd::Txn(t) => transaction(w, t, pool, keep),
         Cmd::Free(sel, raw) => {
-            let addr = if *sel < 128 { pick(&seen.buffers, *sel).unwrap_or(*raw) } else { *raw };
+            let addr = if *sel < 128 {
+                pick(&seen.buffers, *sel).unwrap_or(*raw)
+            } else {
+                *raw
+            };
             w.cmd_with(BC_FREE_BUFFER, &addr);
         }
         Cmd::Ref(which, h) => {
@@ -224,15 +251,33 @@ fn command(w: &mut Stream, c: &Cmd, seen: &Returns, pool: &[OwnedFd], keep: &mut
         }
         Cmd::Done(acquire, sel) => {
             let (ptr, cookie) = pick(&seen.asked, *sel).unwrap_or((u64::from(*sel), 0));
-            let cmd = if *acquire { BC_ACQUIRE_DONE } else { BC_INCREFS_DONE };
+            let cmd = if *acquire {
+                BC_ACQUIRE_DONE
+            } else {
+                BC_INCREFS_DONE
+            };
             w.cmd_with(cmd, &BinderPtrCookie { ptr, cookie });
         }
         Cmd::Death(clear, handle, cookie) => {
-            let cmd = if *clear { BC_CLEAR_DEATH_NOTIFICATION } else { BC_REQUEST_DEATH_NOTIFICATION };
-            w.cmd_with(cmd, &BinderHandleCookie { handle: *handle, cookie: *cookie });
+            let cmd = if *clear {
+                BC_CLEAR_DEATH_NOTIFICATION
+            } else {
+                BC_REQUEST_DEATH_NOTIFICATION
+            };
+            w.cmd_with(
+                cmd,
+                &BinderHandleCookie {
+                    handle: *handle,
+                    cookie: *cookie,
+                },
+            );
         }
         Cmd::DeadDone(sel, raw) => {
-            let cookie = if *sel < 128 { pick(&seen.dead, *sel).unwrap_or(*raw) } else { *raw };
+            let cookie = if *sel < 128 {
+                pick(&seen.dead, *sel).unwrap_or(*raw)
+            } else {
+                *raw
+            };
             w.cmd_with(BC_DEAD_BINDER_DONE, &cookie);
         }
         Cmd::Looper(which) => {
@@ -285,7 +330,10 @@ fn transaction(w: &mut Stream, t: &Txn, pool: &[OwnedFd], keep: &mut Keep) {
     if t.kind & 2 == 0 {
         w.cmd_with(cmd, &tr);
     } else {
-        let sg = BinderTransactionDataSg { transaction_data: tr, buffers_size: l.buffers_size };
+        let sg = BinderTransactionDataSg {
+            transaction_data: tr,
+            buffers_size: l.buffers_size,
+        };
         w.cmd_with(cmd, &sg);
     }
 }

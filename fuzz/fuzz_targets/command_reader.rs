@@ -10,12 +10,16 @@
 
 use bittube::binder_ipc::parcel::offsets_from_bytes;
 use bittube::binder_ipc::protocol::object::{object_at, offsets};
-use bittube::binder_ipc::protocol::wire::{body_as, body_as_prefix, FrameHeader, OpenProcOk, WriteReadRet};
+use bittube::binder_ipc::protocol::wire::{
+    body_as, body_as_prefix, FrameHeader, OpenProcOk, WriteReadRet,
+};
 use bittube::binder_ipc::uapi::{command_name, ioc_size, CommandReader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, rest)) = data.split_first() else { return };
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
     let cut = (cut as usize * rest.len()) / 255;
     let (stream, offs) = rest.split_at(cut.min(rest.len()));
 
@@ -41,7 +45,12 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = offsets_from_bytes(offs);
 
-    let hdr = FrameHeader { len: stream.len() as u32, kind: cut as u32 % 12, nfds: 0, reserved: 0 };
+    let hdr = FrameHeader {
+        len: stream.len() as u32,
+        kind: cut as u32 % 12,
+        nfds: 0,
+        reserved: 0,
+    };
     let _ = body_as::<OpenProcOk>(&hdr, stream, hdr.kind);
     let _ = body_as_prefix::<WriteReadRet>(&hdr, stream, hdr.kind);
 });

@@ -67,5 +67,9 @@ fn channel(ops: &[Op]) {
             }
         }
     }
-    let _ = (consumer.stats(), consumer.has_pending_batch(), consumer.unsent_finished());
+    let _ = (
+        consumer.stats(),
+        consumer.has_pending_batch(),
+        consumer.unsent_finished(),
+    );
 }

@@ -7,7 +7,10 @@
 //! exactly once; a parcel built by the writer reads back what was written.
 #![no_main]
 
-use bittube::binder_ipc::parcel::{AidlException, BinderObject, Parcel, ParcelError, EX_HAS_REPLY_HEADER, EX_NONE, EX_SERVICE_SPECIFIC, OBJECT_SIZE};
+use bittube::binder_ipc::parcel::{
+    AidlException, BinderObject, Parcel, ParcelError, EX_HAS_REPLY_HEADER, EX_NONE,
+    EX_SERVICE_SPECIFIC, OBJECT_SIZE,
+};
 use bittube::binder_ipc::uapi::BINDER_TYPE_FD;
 use bittube_fuzz::parcel::{decode, ReadOp, Source, WriteOp, DESCRIPTORS};
 use bittube_fuzz::{fd_is_open, fresh_fd};
@@ -36,10 +39,17 @@ fuzz_target!(|data: &[u8]| {
         drop(parcel);
     }
     if received {
-        assert_eq!(released.load(Ordering::SeqCst), 1, "release must run exactly once");
+        assert_eq!(
+            released.load(Ordering::SeqCst),
+            1,
+            "release must run exactly once"
+        );
     }
     for fd in created {
-        assert!(!fd_is_open(fd), "fd {fd} the parcel owned is still open: leaked");
+        assert!(
+            !fd_is_open(fd),
+            "fd {fd} the parcel owned is still open: leaked"
+        );
     }
 });
 
@@ -53,8 +63,15 @@ fn from_received(
 ) -> Option<(Parcel, Vec<WriteOp>)> {
     let mut done = Vec::new();
     for &off in offsets {
-        let Ok(start) = usize::try_from(off) else { continue };
-        if start % 4 != 0 || start.checked_add(OBJECT_SIZE).is_none_or(|e| e > data.len()) || done.contains(&start) {
+        let Ok(start) = usize::try_from(off) else {
+            continue;
+        };
+        if start % 4 != 0
+            || start
+                .checked_add(OBJECT_SIZE)
+                .is_none_or(|e| e > data.len())
+            || done.contains(&start)
+        {
             continue;
         }
         let ty = u32::from_ne_bytes(data[start..start + 4].try_into().unwrap());
@@ -129,7 +146,11 @@ fn build(ops: &[WriteOp], created: &mut Vec<RawFd>) -> (Parcel, Vec<WriteOp>) {
         };
         match r {
             Ok(()) => ok.push(op.clone()),
-            Err(_) => assert_eq!(p.data_position(), start, "a failed write moved the position"),
+            Err(_) => assert_eq!(
+                p.data_position(),
+                start,
+                "a failed write moved the position"
+            ),
         }
         if matches!(op, WriteOp::Exception(c, ..) if *c == EX_HAS_REPLY_HEADER) {
             exact = false; // -128 written as an exception code reads as a reply header
@@ -147,8 +168,12 @@ fn read_back(p: &mut Parcel, ops: &[WriteOp]) {
             WriteOp::I64(v) => assert_eq!(p.read_i64().unwrap(), *v),
             WriteOp::String16(s) => assert_eq!(p.read_string16().unwrap().as_deref(), Some(&s[..])),
             WriteOp::NullString16 => assert_eq!(p.read_string16().unwrap(), None),
-            WriteOp::ByteArray(b) => assert_eq!(p.read_byte_array().unwrap().as_deref(), Some(&b[..])),
-            WriteOp::I32Array(v) => assert_eq!(p.read_i32_array().unwrap().as_deref(), Some(&v[..])),
+            WriteOp::ByteArray(b) => {
+                assert_eq!(p.read_byte_array().unwrap().as_deref(), Some(&b[..]))
+            }
+            WriteOp::I32Array(v) => {
+                assert_eq!(p.read_i32_array().unwrap().as_deref(), Some(&v[..]))
+            }
             WriteOp::String16Array(v) => {
                 assert_eq!(p.read_string16_array().unwrap().as_deref(), Some(&v[..]))
             }
@@ -165,11 +190,16 @@ fn read_back(p: &mut Parcel, ops: &[WriteOp]) {
                 let got = p.read_binder().unwrap();
                 assert_eq!(got, Some(BinderObject::local(*ptr, *cookie)));
             }
-            WriteOp::Handle(h) => assert_eq!(p.read_binder().unwrap(), Some(BinderObject::handle(*h))),
+            WriteOp::Handle(h) => {
+                assert_eq!(p.read_binder().unwrap(), Some(BinderObject::handle(*h)))
+            }
             WriteOp::NullBinder => assert_eq!(p.read_binder().unwrap(), None),
             WriteOp::Fd => drop(p.read_fd().unwrap()),
             WriteOp::Pfd(some) => {
-                assert_eq!(p.read_nullable_parcel_file_descriptor().unwrap().is_some(), *some)
+                assert_eq!(
+                    p.read_nullable_parcel_file_descriptor().unwrap().is_some(),
+                    *some
+                )
             }
             WriteOp::Exception(c, m, s) => {
                 let got = p.read_exception();
@@ -215,7 +245,9 @@ fn read(p: &mut Parcel, op: ReadOp, kept: &mut Vec<OwnedFd>) {
         ReadOp::Fd => p.read_fd().map(|fd| kept.push(fd)),
         ReadOp::DupFd => p.read_dup_fd().map(drop),
         ReadOp::Pfd => p.read_parcel_file_descriptor().map(|fd| kept.push(fd)),
-        ReadOp::NullablePfd => p.read_nullable_parcel_file_descriptor().map(|fd| kept.extend(fd)),
+        ReadOp::NullablePfd => p
+            .read_nullable_parcel_file_descriptor()
+            .map(|fd| kept.extend(fd)),
         ReadOp::Exception => p.read_exception(),
         ReadOp::SetPos(pos) => {
             p.set_data_position(pos as usize);
@@ -228,12 +260,21 @@ fn read(p: &mut Parcel, op: ReadOp, kept: &mut Vec<OwnedFd>) {
         ReadOp::Walk => {
             let _ = p.binder_objects().count();
             let _ = p.fds().count();
-            let _ = (p.offsets().len(), p.has_fds(), p.data_avail(), p.data_size());
+            let _ = (
+                p.offsets().len(),
+                p.has_fds(),
+                p.data_avail(),
+                p.data_size(),
+            );
             Ok(())
         }
     };
     match r {
         Err(ParcelError::Exception(_)) | Ok(()) => {}
-        Err(e) => assert_eq!(p.data_position(), start, "{op:?} failed ({e}) and moved the position"),
+        Err(e) => assert_eq!(
+            p.data_position(),
+            start,
+            "{op:?} failed ({e}) and moved the position"
+        ),
     }
 }

@@ -64,13 +64,21 @@ fn queue(ops: &[QueueOp]) {
 }
 
 fn ring_file(slots: usize, sealed: bool, ring: &[u8]) -> OwnedFd {
-    let fd = memfd_create(c"fuzz-ring", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).unwrap();
+    let fd = memfd_create(
+        c"fuzz-ring",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .unwrap();
     let len = slots * EVENT_SIZE;
     nix::unistd::ftruncate(&fd, len as i64).unwrap();
     let n = ring.len().min(len);
     nix::sys::uio::pwrite(&fd, &ring[..n], 0).unwrap();
     if sealed {
-        fcntl(&fd, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW)).unwrap();
+        fcntl(
+            &fd,
+            FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW),
+        )
+        .unwrap();
     }
     fd
 }
@@ -112,7 +120,10 @@ fn direct(slots: usize, sealed: bool, ring: &[u8], ops: &[DirectOp]) {
     reader.read(&mut taken, usize::MAX);
     if clean {
         let counters: Vec<i32> = taken.iter().map(|e| e.reserved0).collect();
-        assert!(counters.windows(2).all(|w| w[0] < w[1]), "out of order: {counters:?}");
+        assert!(
+            counters.windows(2).all(|w| w[0] < w[1]),
+            "out of order: {counters:?}"
+        );
         assert_eq!(reader.last_counter(), written);
         assert_eq!(taken.len() as u64 + reader.lost(), u64::from(written));
     }
@@ -127,8 +138,13 @@ fn acks(enable: bool, packets: &[Vec<u8>]) {
     let svc = service();
     let (conn, client) = svc.create_connection().unwrap();
     if enable {
-        svc.enable(conn, ACCELEROMETER_WAKE_UP, Duration::from_millis(1), Duration::ZERO)
-            .unwrap();
+        svc.enable(
+            conn,
+            ACCELEROMETER_WAKE_UP,
+            Duration::from_millis(1),
+            Duration::ZERO,
+        )
+        .unwrap();
     }
     for p in packets {
         let _ = client.send_batch(p);

@@ -31,7 +31,9 @@ const IOCTLS: [u32; 8] = [
 ];
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -44,7 +46,10 @@ fuzz_target!(|data: &[u8]| {
         run.finish();
     }
     let after = open_fds();
-    assert_eq!(after, before, "fds leaked: {before} open before, {after} after");
+    assert_eq!(
+        after, before,
+        "fds leaked: {before} open before, {after} after"
+    );
 });
 
 #[derive(Default)]
@@ -74,19 +79,29 @@ impl Run {
                 }
             }
             Op::Raw(c, nfds, bytes) => {
-                let Some(c) = pick(&self.conns, *c) else { return };
+                let Some(c) = pick(&self.conns, *c) else {
+                    return;
+                };
                 let answers = self.h.feed(c, bytes, fresh(*nfds as usize % 8));
                 self.note(answers);
             }
             Op::Close(c) => {
-                let Some(c) = pick(&self.conns, *c) else { return };
+                let Some(c) = pick(&self.conns, *c) else {
+                    return;
+                };
                 let answers = self.h.close(c);
                 self.note(answers);
             }
             Op::Frame(c, split, f) => {
-                let Some(c) = pick(&self.conns, *c) else { return };
+                let Some(c) = pick(&self.conns, *c) else {
+                    return;
+                };
                 let (bytes, fds) = self.build(f);
-                let cut = if *split == 0 { bytes.len() } else { *split as usize % bytes.len().max(1) };
+                let cut = if *split == 0 {
+                    bytes.len()
+                } else {
+                    *split as usize % bytes.len().max(1)
+                };
                 let answers = self.h.feed(c, &bytes[..cut], fds);
                 self.note(answers);
                 if cut < bytes.len() {
@@ -109,7 +124,9 @@ impl Run {
                 K_WRITE_READ_RET => {
                     if let Some(ret) = body::<WriteReadRet>(&a.body) {
                         let start = std::mem::size_of::<WriteReadRet>();
-                        let end = start.saturating_add(ret.read_len as usize).min(a.body.len());
+                        let end = start
+                            .saturating_add(ret.read_len as usize)
+                            .min(a.body.len());
                         self.returns(&a.body[start.min(end)..end]);
                     }
                 }
@@ -139,21 +156,45 @@ impl Run {
     fn build(&self, f: &Frame) -> (Vec<u8>, Vec<OwnedFd>) {
         match f {
             Frame::OpenProc(area) => {
-                let req = OpenProc { version: WIRE_VERSION, reserved: 0, area_size: u64::from(*area) };
-                (frame_bytes(K_OPEN_PROC, bytemuck::bytes_of(&req), 0), Vec::new())
+                let req = OpenProc {
+                    version: WIRE_VERSION,
+                    reserved: 0,
+                    area_size: u64::from(*area),
+                };
+                (
+                    frame_bytes(K_OPEN_PROC, bytemuck::bytes_of(&req), 0),
+                    Vec::new(),
+                )
             }
             Frame::MapDone(addr) => (frame_bytes(K_MAP_DONE, &addr.to_ne_bytes(), 0), Vec::new()),
             Frame::OpenThread(sel, raw) => {
-                let token = if *sel < 128 { pick(&self.tokens, *sel).unwrap_or(*raw) } else { *raw };
-                (frame_bytes(K_OPEN_THREAD, &token.to_ne_bytes(), 0), Vec::new())
+                let token = if *sel < 128 {
+                    pick(&self.tokens, *sel).unwrap_or(*raw)
+                } else {
+                    *raw
+                };
+                (
+                    frame_bytes(K_OPEN_THREAD, &token.to_ne_bytes(), 0),
+                    Vec::new(),
+                )
             }
             Frame::Ioctl(sel, arg) => {
-                let mut req = Ioctl { cmd: *IOCTLS.get(*sel as usize).unwrap_or(&u32::from(*sel)), ..Default::default() };
+                let mut req = Ioctl {
+                    cmd: *IOCTLS.get(*sel as usize).unwrap_or(&u32::from(*sel)),
+                    ..Default::default()
+                };
                 let n = arg.len().min(req.arg.len());
                 req.arg[..n].copy_from_slice(&arg[..n]);
-                (frame_bytes(K_IOCTL, bytemuck::bytes_of(&req), 0), Vec::new())
+                (
+                    frame_bytes(K_IOCTL, bytemuck::bytes_of(&req), 0),
+                    Vec::new(),
+                )
             }
-            Frame::WriteRead { nonblock, read, cmds } => self.write_read(*nonblock, *read, cmds),
+            Frame::WriteRead {
+                nonblock,
+                read,
+                cmds,
+            } => self.write_read(*nonblock, *read, cmds),
             Frame::State => (frame_bytes(K_STATE, &[], 0), Vec::new()),
             Frame::Any(kind, nfds, body) => {
                 let n = *nfds as usize % 8;
@@ -240,7 +281,10 @@ impl Run {
         }
         let dump = self.h.dump();
         for what in ["proc ", "  thread ", "  node ", "  ref ", "  buffer "] {
-            assert!(!dump.lines().any(|l| l.starts_with(what)), "the shim kept a {what}after every connection closed:\n{dump}");
+            assert!(
+                !dump.lines().any(|l| l.starts_with(what)),
+                "the shim kept a {what}after every connection closed:\n{dump}"
+            );
         }
     }
 }
@@ -254,24 +298,58 @@ fn simple_command(stream: &mut Vec<u8>, c: &Cmd, run: &Run) {
     match c {
         Cmd::Txn(_) => unreachable!(),
         Cmd::Free(sel, raw) => {
-            let addr = if *sel < 128 { pick(&run.buffers, *sel).unwrap_or(*raw) } else { *raw };
+            let addr = if *sel < 128 {
+                pick(&run.buffers, *sel).unwrap_or(*raw)
+            } else {
+                *raw
+            };
             put(stream, BC_FREE_BUFFER, &addr);
         }
-        Cmd::Ref(which, h) => put(stream, [BC_INCREFS, BC_ACQUIRE, BC_RELEASE, BC_DECREFS][*which as usize % 4], h),
+        Cmd::Ref(which, h) => put(
+            stream,
+            [BC_INCREFS, BC_ACQUIRE, BC_RELEASE, BC_DECREFS][*which as usize % 4],
+            h,
+        ),
         Cmd::Done(acquire, sel) => {
             let (ptr, cookie) = pick(&run.asked, *sel).unwrap_or((u64::from(*sel), 0));
-            put(stream, if *acquire { BC_ACQUIRE_DONE } else { BC_INCREFS_DONE }, &BinderPtrCookie { ptr, cookie });
+            put(
+                stream,
+                if *acquire {
+                    BC_ACQUIRE_DONE
+                } else {
+                    BC_INCREFS_DONE
+                },
+                &BinderPtrCookie { ptr, cookie },
+            );
         }
         Cmd::Death(clear, handle, cookie) => {
-            let cmd = if *clear { BC_CLEAR_DEATH_NOTIFICATION } else { BC_REQUEST_DEATH_NOTIFICATION };
-            put(stream, cmd, &BinderHandleCookie { handle: *handle, cookie: *cookie });
+            let cmd = if *clear {
+                BC_CLEAR_DEATH_NOTIFICATION
+            } else {
+                BC_REQUEST_DEATH_NOTIFICATION
+            };
+            put(
+                stream,
+                cmd,
+                &BinderHandleCookie {
+                    handle: *handle,
+                    cookie: *cookie,
+                },
+            );
         }
         Cmd::DeadDone(sel, raw) => {
-            let cookie = if *sel < 128 { pick(&run.dead, *sel).unwrap_or(*raw) } else { *raw };
+            let cookie = if *sel < 128 {
+                pick(&run.dead, *sel).unwrap_or(*raw)
+            } else {
+                *raw
+            };
             put(stream, BC_DEAD_BINDER_DONE, &cookie);
         }
         Cmd::Looper(which) => {
-            stream.extend_from_slice(&[BC_ENTER_LOOPER, BC_REGISTER_LOOPER, BC_EXIT_LOOPER][*which as usize % 3].to_ne_bytes());
+            stream.extend_from_slice(
+                &[BC_ENTER_LOOPER, BC_REGISTER_LOOPER, BC_EXIT_LOOPER][*which as usize % 3]
+                    .to_ne_bytes(),
+            );
         }
         Cmd::Raw(cmd, payload) => {
             stream.extend_from_slice(&cmd.to_ne_bytes());
@@ -281,6 +359,6 @@ fn simple_command(stream: &mut Vec<u8>, c: &Cmd, run: &Run) {
 }
 
 fn body<T: bytemuck::Pod>(b: &[u8]) -> Option<T> {
-    b.get(..std::mem::size_of::<T>()).map(bytemuck::pod_read_unaligned)
+    b.get(..std::mem::size_of::<T>())
+        .map(bytemuck::pod_read_unaligned)
 }
-

@@ -17,16 +17,17 @@
 //!        | 6 which:u8                       BC_ENTER_LOOPER / REGISTER_LOOPER / EXIT_LOOPER
 //!        | 7 cmd:u32 payload:blob           any command word and payload
 //! txn   := kind:u8 handle:u32 code:u32 flags:u32 data:blob nobj:u8 obj{nobj}
-//!          nextra:u8 offset:u64{nextra} sg_raw:u8 sg:u64
+//!          nextra:u8 offset:wide{nextra} sg_raw:u8 sg:wide
 //! obj   := 0 strong:u8 ptr:u64 cookie:u64 flags:u32     BINDER / WEAK_BINDER
 //!        | 1 strong:u8 handle:u32                       HANDLE / WEAK_HANDLE
 //!        | 2 sel:u8 raw:u32                             FD: one of 3 fresh fds, or a raw number when sel >= 200
-//!        | 3 num:u64 parent:u64 parent_offset:u64       FDA
-//!        | 4 flags:u32 parent:u64 parent_offset:u64 len_raw:u8 len:u64 content
+//!        | 3 num:wide parent:wide parent_offset:wide    FDA
+//!        | 4 flags:u32 parent:wide parent_offset:wide len_raw:u8 len:wide content
 //!                                                       PTR to real memory holding `content`
 //! content := 0 bytes:blob | 1 n:u8 (n of the fresh fds, as i32s: an fd array)
 //! ```
-//! `kind` bit 0: BC_REPLY instead of BC_TRANSACTION; bit 1: the _SG variant. `len_raw` odd:
+//! `wide` is [`Reader::wide`]: a raw `u64` or a value near an edge. `kind` bit 0: BC_REPLY
+//! instead of BC_TRANSACTION; bit 1: the _SG variant. `len_raw` odd:
 //! the PTR's `length` is `len` as given instead of the content's size. `sg_raw` odd: the
 //! `buffers_size` is `sg` as given instead of what the PTRs need plus `sg % 256`.
 
@@ -187,16 +188,16 @@ fn obj(r: &mut Reader<'_>) -> Obj {
             raw: r.u32(),
         },
         3 => Obj::Fda {
-            num: r.u64(),
-            parent: r.u64(),
-            parent_offset: r.u64(),
+            num: r.wide(),
+            parent: r.wide(),
+            parent_offset: r.wide(),
         },
         _ => Obj::Ptr {
             flags: r.u32(),
-            parent: r.u64(),
-            parent_offset: r.u64(),
+            parent: r.wide(),
+            parent_offset: r.wide(),
             len_raw: r.u8() & 1 == 1,
-            len: r.u64(),
+            len: r.wide(),
             content: content(r),
         },
     }
@@ -211,9 +212,9 @@ pub(crate) fn txn(r: &mut Reader<'_>) -> Txn {
     let n = r.u8() % 16;
     let objs = (0..n).map(|_| obj(r)).collect();
     let nextra = r.u8() % 8;
-    let extra_offsets = (0..nextra).map(|_| r.u64()).collect();
+    let extra_offsets = (0..nextra).map(|_| r.wide()).collect();
     let sg_raw = r.u8() & 1 == 1;
-    let sg = r.u64();
+    let sg = r.wide();
     Txn {
         kind,
         handle,
@@ -269,14 +270,19 @@ fn put_obj(w: &mut Writer, o: &Obj) {
             ptr,
             cookie,
             flags,
-        } => w.u8(0).u8(u8::from(!strong)).u64(*ptr).u64(*cookie).u32(*flags),
+        } => w
+            .u8(0)
+            .u8(u8::from(!strong))
+            .u64(*ptr)
+            .u64(*cookie)
+            .u32(*flags),
         Obj::Handle { strong, handle } => w.u8(1).u8(u8::from(!strong)).u32(*handle),
         Obj::Fd { sel, raw } => w.u8(2).u8(*sel).u32(*raw),
         Obj::Fda {
             num,
             parent,
             parent_offset,
-        } => w.u8(3).u64(*num).u64(*parent).u64(*parent_offset),
+        } => w.u8(3).wide(*num).wide(*parent).wide(*parent_offset),
         Obj::Ptr {
             flags,
             parent,
@@ -287,10 +293,10 @@ fn put_obj(w: &mut Writer, o: &Obj) {
         } => {
             w.u8(4)
                 .u32(*flags)
-                .u64(*parent)
-                .u64(*parent_offset)
+                .wide(*parent)
+                .wide(*parent_offset)
                 .u8(u8::from(*len_raw))
-                .u64(*len);
+                .wide(*len);
             match content {
                 Content::Bytes(b) => w.u8(0).blob(b),
                 Content::Fds(n) => w.u8(1).u8(*n),
@@ -302,16 +308,21 @@ fn put_obj(w: &mut Writer, o: &Obj) {
 pub(crate) fn put_cmd(w: &mut Writer, c: &Cmd) {
     match c {
         Cmd::Txn(t) => {
-            w.u8(0).u8(t.kind).u32(t.handle).u32(t.code).u32(t.flags).blob(&t.data);
+            w.u8(0)
+                .u8(t.kind)
+                .u32(t.handle)
+                .u32(t.code)
+                .u32(t.flags)
+                .blob(&t.data);
             w.u8(t.objs.len() as u8);
             for o in &t.objs {
                 put_obj(w, o);
             }
             w.u8(t.extra_offsets.len() as u8);
             for &o in &t.extra_offsets {
-                w.u64(o);
+                w.wide(o);
             }
-            w.u8(u8::from(t.sg_raw)).u64(t.sg);
+            w.u8(u8::from(t.sg_raw)).wide(t.sg);
         }
         Cmd::Free(s, raw) => {
             w.u8(1).u8(*s).u64(*raw);

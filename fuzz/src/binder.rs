@@ -50,7 +50,8 @@ pub fn take_transaction(dev: &ShimDevice, tr: &BinderTransactionData) -> Vec<u32
                 unsafe { libc::close(fo.fd()) };
             }
             Some(Object::Binder(fbo))
-                if fbo.hdr.type_ == BINDER_TYPE_HANDLE || fbo.hdr.type_ == BINDER_TYPE_WEAK_HANDLE =>
+                if fbo.hdr.type_ == BINDER_TYPE_HANDLE
+                    || fbo.hdr.type_ == BINDER_TYPE_WEAK_HANDLE =>
             {
                 handles.push(fbo.handle())
             }
@@ -66,8 +67,9 @@ pub fn parse_returns(dev: &ShimDevice, bytes: &[u8], out: &mut Returns) {
     while let Some((cmd, payload)) = r.next_command() {
         match cmd {
             BR_TRANSACTION | BR_REPLY | BR_TRANSACTION_SEC_CTX => {
-                let tr: BinderTransactionData =
-                    bytemuck::pod_read_unaligned(&payload[..std::mem::size_of::<BinderTransactionData>()]);
+                let tr: BinderTransactionData = bytemuck::pod_read_unaligned(
+                    &payload[..std::mem::size_of::<BinderTransactionData>()],
+                );
                 let handles = take_transaction(dev, &tr);
                 if tr.flags & TF_STATUS_CODE == 0 || tr.data_size > 0 {
                     out.buffers.push(tr.data_buffer);
@@ -90,7 +92,12 @@ pub fn parse_returns(dev: &ShimDevice, bytes: &[u8], out: &mut Returns) {
 }
 
 /// One write_read of `write` with a read buffer of `read_size`; the returns go to `out`.
-pub fn call(dev: &ShimDevice, write: &[u8], read_size: usize, out: &mut Returns) -> Result<(), Errno> {
+pub fn call(
+    dev: &ShimDevice,
+    write: &[u8],
+    read_size: usize,
+    out: &mut Returns,
+) -> Result<(), Errno> {
     let mut read = vec![0u8; read_size];
     let mut wr = WriteRead::new(write, &mut read);
     let r = dev.write_read(&mut wr);
@@ -188,7 +195,8 @@ pub fn manager(socket: &Path) -> ! {
         w.clear();
         for (ptr, cookie) in out.asked.drain(..) {
             let pc = BinderPtrCookie { ptr, cookie };
-            w.cmd_with(BC_INCREFS_DONE, &pc).cmd_with(BC_ACQUIRE_DONE, &pc);
+            w.cmd_with(BC_INCREFS_DONE, &pc)
+                .cmd_with(BC_ACQUIRE_DONE, &pc);
         }
         let mut two_way = false;
         for (flags, code, handles) in out.transactions.drain(..) {

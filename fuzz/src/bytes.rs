@@ -59,6 +59,18 @@ impl<'a> Reader<'a> {
         u64::from_le_bytes(self.array())
     }
 
+    /// A size or offset that likes edges: a tag byte, then 0: a raw `u64`; 1: `u64::MAX - k`
+    /// (`k: u8`); 2: `1 << (k % 64)`; 3: `k` (small). Sizes near the top of the range are
+    /// where unchecked arithmetic wraps, and a raw `u64` almost never lands there.
+    pub fn wide(&mut self) -> u64 {
+        match self.u8() % 4 {
+            0 => self.u64(),
+            1 => u64::MAX - u64::from(self.u8()),
+            2 => 1u64 << (self.u8() % 64),
+            _ => u64::from(self.u8()),
+        }
+    }
+
     /// A blob: `u16` length, then that many bytes.
     pub fn blob(&mut self) -> &'a [u8] {
         let n = self.u16() as usize;
@@ -106,6 +118,11 @@ impl Writer {
     pub fn u64(&mut self, v: u64) -> &mut Self {
         self.out.extend_from_slice(&v.to_le_bytes());
         self
+    }
+
+    /// A [`Reader::wide`] value, written raw.
+    pub fn wide(&mut self, v: u64) -> &mut Self {
+        self.u8(0).u64(v)
     }
 
     /// A blob (`u16` length; panics above 65535 bytes, which no seed needs).

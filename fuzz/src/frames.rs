@@ -119,7 +119,10 @@ fn put_frame(w: &mut Writer, f: &Frame) {
             read,
             cmds,
         } => {
-            w.u8(4).u8(u8::from(*nonblock)).u32(*read).u8(cmds.len() as u8);
+            w.u8(4)
+                .u8(u8::from(*nonblock))
+                .u32(*read)
+                .u8(cmds.len() as u8);
             for c in cmds {
                 bc::put_cmd(w, c);
             }

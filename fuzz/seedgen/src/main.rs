@@ -1,10 +1,10 @@
 //! Writes fuzz/seeds/<target>/<name> for every fuzz target. Usage: seedgen <seeds dir>.
 //! Deterministic: the same crate writes the same files.
 
-#[path = "../../src/bytes.rs"]
-pub mod bytes;
 #[path = "../../src/bc.rs"]
 pub mod bc;
+#[path = "../../src/bytes.rs"]
+pub mod bytes;
 #[path = "../../src/frames.rs"]
 pub mod frames;
 #[path = "../../src/input.rs"]
@@ -17,7 +17,9 @@ pub mod sensor;
 mod seeds;
 
 fn main() {
-    let dir = std::env::args_os().nth(1).expect("usage: seedgen <seeds dir>");
+    let dir = std::env::args_os()
+        .nth(1)
+        .expect("usage: seedgen <seeds dir>");
     let dir = std::path::PathBuf::from(dir);
     let mut n = 0;
     for (target, name, bytes) in seeds::all() {
