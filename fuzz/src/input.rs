@@ -45,7 +45,7 @@ pub enum Input {
 /// Decodes any bytes.
 pub fn decode(data: &[u8]) -> Input {
     let mut r = Reader::new(data);
-    if r.u8() % 2 == 0 {
+    if r.u8() & 1 == 0 {
         return Input::Decode(r.rest().to_vec());
     }
     let mut ops = Vec::new();
