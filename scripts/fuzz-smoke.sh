@@ -6,8 +6,10 @@
 #   scripts/fuzz-smoke.sh --seeds         regenerate fuzz/seeds/ first (fuzz/seedgen)
 #   scripts/fuzz-smoke.sh parcel_read ... only these targets
 #
-# Each target runs from its corpus fuzz/corpus/<target>/ (kept between runs, gitignored; new
-# inputs go there) and the seeds fuzz/seeds/<target>/ (in git). The run fails on any crash,
+# Each target first replays the crashes found so far, minimised, in fuzz/regressions/<target>/
+# (in git; tests/fuzz_regressions.rs replays the same cases in the normal suite), then runs
+# from its corpus fuzz/corpus/<target>/ (kept between runs, gitignored; new inputs go there)
+# and the seeds fuzz/seeds/<target>/ (in git). The run fails on any crash,
 # panic, leak, timeout (FUZZ_TIMEOUT, default 30 s per input) or out-of-memory; the input
 # that did it is in fuzz/artifacts/<target>/. At the end a table gives, per target, the
 # executions, the coverage (cov: edges, ft: features) and the corpus size, from libFuzzer's
@@ -71,6 +73,15 @@ for t in "${targets[@]}"; do
     leaks=1
     [ "$t" = bc_stream ] && leaks=0
     log="$logs/$t.log"
+    if [ -n "$(ls -A "fuzz/regressions/$t" 2>/dev/null)" ]; then
+        echo "== $t: replaying fuzz/regressions/$t"
+        if ! "$bin/$t" -runs=0 -detect_leaks=0 -timeout="$timeout_s" "fuzz/regressions/$t" \
+            >"$logs/$t.regressions.log" 2>&1; then
+            grep -aE 'panicked at|ERROR: |Running: ' "$logs/$t.regressions.log" | head -6 || true
+            echo "$t: a crash in fuzz/regressions/$t still crashes" >&2
+            failed+=("$t(regressions)")
+        fi
+    fi
     echo "== $t: ${secs}s (log: $log)"
     status=0
     "$bin/$t" -artifact_prefix="fuzz/artifacts/$t/" -max_total_time="$secs" \
@@ -94,6 +105,6 @@ echo
 printf '%-15s %12s %9s %7s %8s %7s %8s  %s\n' target executions exec/s cov ft corpus rss_mb result
 for r in "${rows[@]}"; do echo "$r"; done
 if [ "${#failed[@]}" != 0 ]; then
-    echo "fuzzing found problems in: ${failed[*]} (inputs in fuzz/artifacts/<target>/)" >&2
+    echo "fuzzing found problems in: ${failed[*]} (new inputs in fuzz/artifacts/<target>/)" >&2
     exit 1
 fi
