@@ -25,6 +25,12 @@
 #   BITTUBE_KERNEL_TIMEOUT  seconds the guest may run (default 300)
 #   BITTUBE_KERNEL_PACKAGE  a linux-image package to use instead of the newest one found
 #   BITTUBE_KERNEL_DMESG=1  print the guest's binder kernel messages after the tests
+#   BITTUBE_DIFF_SEEDS, BITTUBE_DIFF_SEED, BITTUBE_DIFF_REPLAY
+#                           passed into the guest for tests/differential.rs (scenario count,
+#                           first seed, one scenario to replay)
+#
+# When tests/differential.rs ran, its count line `differential: N scenarios, M differences`
+# is printed again on a line of its own after the `kernel:` line.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -218,13 +224,17 @@ for f in "${tests[@]}" ${others[@]+"${others[@]}"}; do
 done
 mkdir -p "$rootfs$root"
 printf '%s\n' "${tests[@]}" >"$rootfs/tests.list"
+diff_env=""
+for v in BITTUBE_DIFF_SEEDS BITTUBE_DIFF_SEED BITTUBE_DIFF_REPLAY; do
+    if [ -n "${!v:-}" ]; then diff_env+=" $v='${!v//\'/}'"; fi
+done
 quoted_args=""
 for a in ${guest_args[@]+"${guest_args[@]}"}; do
     quoted_args+=" '${a//\'/\'\\\'\'}'"
 done
 cat >"$rootfs/init" <<EOF
 #!/bin/sh
-export PATH=/bin HOME=/tmp TMPDIR=/tmp BITTUBE_REQUIRE_KERNEL=1 RUST_BACKTRACE=1
+export PATH=/bin HOME=/tmp TMPDIR=/tmp BITTUBE_REQUIRE_KERNEL=1 RUST_BACKTRACE=1$diff_env
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -307,6 +317,16 @@ ran=$(grep -c '^kernel-binder: exit ' "$log" || true)
 if [ -t 1 ]; then printf '\033[?7h'; fi
 echo
 echo "kernel: $passed passed, $failed failed"
+# The differential tester's count (its own line; the guest may have glued it to other output).
+diff_line=$(grep -o 'differential: [0-9]* scenarios, [0-9]* differences' "$log" | tail -n1 || true)
+if grep -q '/differential-[0-9a-f]*$' "$rootfs/tests.list"; then
+    if [ -n "$diff_line" ]; then
+        echo "$diff_line"
+    else
+        echo "differential: no count (the differential test did not finish)"
+        problems+=("the differential test printed no count")
+    fi
+fi
 if [ ${#problems[@]} -gt 0 ] || [ "$failed" != 0 ] || [ "$passed" = 0 ]; then
     for p in ${problems[@]+"${problems[@]}"}; do say "FAIL: $p"; done
     [ "$passed" != 0 ] || say "FAIL: no test passed"

@@ -146,6 +146,8 @@ mod looper;
 mod malformed;
 #[path = "conformance/objects.rs"]
 mod objects;
+#[path = "conformance/regressions.rs"]
+mod regressions;
 #[path = "conformance/sg.rs"]
 mod sg;
 #[path = "conformance/transactions.rs"]

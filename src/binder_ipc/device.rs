@@ -6,7 +6,7 @@
 //! trait, so it cannot tell the kernel driver ([`KernelDevice`]) from the crate's shim
 //! ([`ShimDevice`]).
 
-use super::uapi::FlatBinderObject;
+use super::uapi::{BinderExtendedError, FlatBinderObject};
 pub use nix::errno::Errno;
 
 mod shim;
@@ -62,7 +62,22 @@ pub enum DeviceKind {
 /// Addresses inside the write stream (`binder_transaction_data` pointers, scatter-gather
 /// buffers) must name this process's memory; a bad address fails the transaction with
 /// `BR_FAILED_REPLY` (or the call with `EFAULT`), never with undefined behaviour.
-pub trait Device: Send + Sync + std::fmt::Debug {
+///
+/// # Safety
+///
+/// [`Device::buffer_bytes`] turns what [`Device::buffer_area`] returns into slices, so an
+/// implementation promises, for `(base, len) = buffer_area()`:
+///
+/// - `[base, base + len)` is one mapping of this process, readable, that stays mapped (at
+///   the same address, with the same length) for as long as the device lives: every call
+///   returns the same pair, and the mapping is released only when the device is dropped;
+/// - nothing in this process writes to it through a Rust reference, and the bytes of a
+///   buffer the driver delivered do not change until that buffer is freed
+///   (`BC_FREE_BUFFER`); the mapping is backed by memory that cannot go away under it (a
+///   file sealed against shrinking, or the kernel driver's pages), so reading it never
+///   faults;
+/// - `base + len` does not overflow.
+pub unsafe trait Device: Send + Sync + std::fmt::Debug {
     /// `BINDER_WRITE_READ`.
     fn write_read(&self, wr: &mut WriteRead<'_>) -> Result<(), Errno>;
     /// `BINDER_VERSION`: the protocol version.
@@ -75,10 +90,16 @@ pub trait Device: Send + Sync + std::fmt::Debug {
     fn set_context_mgr_ext(&self, obj: &FlatBinderObject) -> Result<(), Errno>;
     /// `BINDER_THREAD_EXIT`: forget the calling thread.
     fn thread_exit(&self) -> Result<(), Errno>;
+    /// `BINDER_GET_EXTENDED_ERROR`: the calling thread's last transaction error (`{id, BR
+    /// code, -errno}`, or `{0, BR_OK, 0}`), cleared by reading it. A device without it:
+    /// `EINVAL`, as a kernel before 6.0 answers.
+    fn extended_error(&self) -> Result<BinderExtendedError, Errno> {
+        Err(Errno::EINVAL)
+    }
     /// `BINDER_ENABLE_ONEWAY_SPAM_DETECTION`.
     fn enable_oneway_spam_detection(&self, enable: bool) -> Result<(), Errno>;
     /// The buffer area (`mmap` of the device): its start address and length. Buffers of
-    /// incoming transactions lie inside it.
+    /// incoming transactions lie inside it. Part of the trait's safety contract.
     fn buffer_area(&self) -> (u64, usize);
     /// Which driver this is.
     fn kind(&self) -> DeviceKind;
@@ -98,8 +119,9 @@ pub trait Device: Send + Sync + std::fmt::Debug {
         if end > size {
             return None;
         }
-        // SAFETY: [base, base + size) is the device's live read-only mapping, owned by `self`
-        // and unmapped only when it is dropped; the range was checked to lie inside it.
+        // SAFETY: by the trait's contract [base, base + size) is the device's mapping,
+        // readable and unchanged while `self` is borrowed (for a delivered buffer, until it
+        // is freed); [base + off, base + off + len) was checked to lie inside it.
         Some(unsafe { std::slice::from_raw_parts((base as usize + off) as *const u8, len) })
     }
 }

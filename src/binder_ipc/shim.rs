@@ -22,8 +22,11 @@
 
 mod alloc;
 mod dump;
+mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod ids;
+mod limits;
 mod node;
 mod read;
 mod server;
@@ -31,6 +34,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod transaction;
+mod translate;
 
 use std::os::fd::AsFd;
 
@@ -58,8 +62,10 @@ pub const ENV_SOCKET: &str = "BITTUBE_BINDER";
 /// How long [`query_state`] waits for a shim to answer.
 pub const STATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+pub use limits::Limits as StateLimits;
+
 /// What one client may hold in a shim. Each refusal is an errno to that client (on the
-/// answer to its open) and a counter in the state dump (`shim connections:`).
+/// answer to its open or call) and a counter in the state dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Open connections per uid: proc, thread and state connections together. Past it a new
@@ -68,13 +74,22 @@ pub struct Limits {
     /// Binder processes per uid. Past it `K_OPEN_PROC` is answered `EMFILE`
     /// (`ShimDevice::open` fails with it). One connection holds at most one process.
     pub procs_per_uid: usize,
-    /// Thread connections per binder process. Past it `K_OPEN_THREAD` is answered `EAGAIN`
-    /// (the thread's `write_read` or ioctl fails with it).
-    pub threads_per_proc: usize,
+    /// Bytes of frames not yet whole, held for all the connections of one uid. A connection
+    /// whose half-received frame would pass it is closed (half a frame cannot be answered);
+    /// frames are at most [`wire::MAX_FRAME`] bytes.
+    pub in_bytes_per_uid: usize,
     /// Bytes of answers queued for one connection that has not read them. Past it the shim
     /// stops reading that connection's requests until half of it has drained (the client's
     /// own writes then block); other connections are not affected.
     pub out_bytes_per_conn: usize,
+    /// Bytes of answers queued for all the connections of one uid. Past it, a connection of
+    /// that uid with answers still queued is paused in the same way, so that many
+    /// connections that never read cannot add up their caps.
+    pub out_bytes_per_uid: usize,
+    /// The caps inside the state, per binder process: nodes, refs, pending transactions,
+    /// death notifications and threads (a thread connection past the cap is answered
+    /// `ENOMEM`).
+    pub state: StateLimits,
 }
 
 impl Default for Limits {
@@ -82,8 +97,10 @@ impl Default for Limits {
         Limits {
             conns_per_uid: 4096,
             procs_per_uid: 1024,
-            threads_per_proc: 1024,
+            in_bytes_per_uid: 256 << 20,
             out_bytes_per_conn: 1 << 20,
+            out_bytes_per_uid: 64 << 20,
+            state: StateLimits::default(),
         }
     }
 }

@@ -74,6 +74,13 @@ impl KernelDevice {
     /// Opens the binder device at `path` (read-write, close-on-exec), checks that it speaks
     /// protocol version 8, and maps its buffer area.
     ///
+    /// The new binder process has no binder thread afterwards, as a process fresh from
+    /// `open` has with the shim: every binder ioctl registers the calling thread
+    /// (`binder_ioctl` calls `binder_get_thread`), and the version check's registration is
+    /// undone with `BINDER_THREAD_EXIT` (`binder_thread_release`). So the opening thread's
+    /// first `write_read` is that of a new thread (`looper_need_return`: it returns at once
+    /// with `BR_NOOP`), not that of a thread already known, which would block or be `EAGAIN`.
+    ///
     /// A file that is not a binder device (the version ioctl fails with `ENOTTY`/`EINVAL`) or
     /// speaks another version is an error of kind [`io::ErrorKind::Unsupported`].
     pub fn open(path: &Path) -> io::Result<KernelDevice> {
@@ -99,6 +106,10 @@ impl KernelDevice {
             }
             Err(e) => return Err(fail("BINDER_VERSION", e)),
         }
+        // Forget the thread BINDER_VERSION registered (see above).
+        let mut unused = 0u32;
+        ioctl_pod(fd.as_fd(), BINDER_THREAD_EXIT, &mut unused)
+            .map_err(|e| fail("BINDER_THREAD_EXIT after BINDER_VERSION", e))?;
         if version.protocol_version != BINDER_CURRENT_PROTOCOL_VERSION {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -130,6 +141,21 @@ impl KernelDevice {
             map_len: BINDER_VM_SIZE,
             path: path.to_owned(),
         })
+    }
+
+    /// Makes reads non-blocking (`O_NONBLOCK` on the device's open file): a read with no
+    /// work for the thread is `EAGAIN` (`binder_thread_read`), like
+    /// [`ShimDevice::set_nonblocking`](super::ShimDevice::set_nonblocking). The flag belongs
+    /// to this device's open file, shared by every thread of the binder process.
+    pub fn set_nonblocking(&self, nonblock: bool) -> Result<(), Errno> {
+        use nix::fcntl::{fcntl, FcntlArg};
+        let flags = OFlag::from_bits_retain(fcntl(&self.fd, FcntlArg::F_GETFL)?);
+        let flags = if nonblock {
+            flags | OFlag::O_NONBLOCK
+        } else {
+            flags - OFlag::O_NONBLOCK
+        };
+        fcntl(&self.fd, FcntlArg::F_SETFL(flags)).map(drop)
     }
 
     /// The path this device was opened from.
@@ -181,7 +207,7 @@ impl AsFd for KernelDevice {
     }
 }
 
-impl Device for KernelDevice {
+unsafe impl Device for KernelDevice {
     /// `BINDER_WRITE_READ`. Interrupted calls (`EINTR`) are retried with the counts the kernel
     /// returned, as libbinder does. Consumed counts beyond their slices are `EINVAL`; so is a
     /// read of 1 to 3 bytes from the start of `read` (the kernel would store its leading 4-byte

@@ -32,12 +32,24 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 
 /// A connection to the driver shim: one binder process.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ShimDevice {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for ShimDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let threads = self.inner.threads.lock().map(|t| t.len()).unwrap_or(0);
+        write!(
+            f,
+            "ShimDevice {{ socket: {}, area: {:#x}+{:#x}, threads: {threads} }}",
+            self.inner.path.display(),
+            self.inner.area_base.as_ptr() as usize,
+            self.inner.area_len
+        )
+    }
+}
+
 struct Inner {
     path: PathBuf,
     token: u64,
@@ -48,6 +60,9 @@ struct Inner {
     nonblock: AtomicBool,
     closed: AtomicBool,
     threads: Mutex<HashMap<ThreadId, Arc<ThreadConn>>>,
+    /// The fds installed with each received buffer (by its address), while the buffer is
+    /// held: the only fds the shim may ask this process to close when it is freed.
+    held: Mutex<HashMap<u64, Vec<i32>>>,
 }
 
 // SAFETY: `area_base` points at a read-only shared mapping owned by `Inner` for its whole
@@ -58,14 +73,12 @@ unsafe impl Sync for Inner {}
 
 /// A thread's connection. Only its own thread sends and receives on `sock`; another thread
 /// may only shut it down ([`Device::shutdown`]).
-#[derive(Debug)]
 struct ThreadConn {
     sock: UnixStream,
     io: Mutex<ThreadIo>,
 }
 
 /// Buffers a thread connection reuses from call to call.
-#[derive(Debug)]
 struct ThreadIo {
     /// The frame being sent.
     out: Vec<u8>,
@@ -136,6 +149,66 @@ fn io_err(e: Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e as i32)
 }
 
+/// Sends an opening request on a fresh connection and receives its answer of kind `want`. The
+/// shim may refuse the connection instead (a [`K_RESULT`] with an errno, then the close): that
+/// errno is the error, also when the refusal made the send itself fail.
+fn request(
+    sock: BorrowedFd<'_>,
+    kind: u32,
+    parts: &[&[u8]],
+    want: u32,
+) -> Result<(FrameHeader, Vec<u8>, Vec<OwnedFd>), Errno> {
+    let sent = wire::send_frame(sock, kind, parts, &[]);
+    let got = wire::recv_frame(sock);
+    let (hdr, body, fds) = match (sent, got) {
+        (_, Ok(f)) => f,
+        (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e),
+    };
+    if hdr.kind == K_RESULT && want != K_RESULT {
+        let res: ResultBody = wire::body_as(&hdr, &body, K_RESULT)?;
+        return Err(if res.errno != 0 {
+            Errno::from_raw(res.errno)
+        } else {
+            Errno::EPROTO
+        });
+    }
+    Ok((hdr, body, fds))
+}
+
+/// Maps the area the shim sent, read-only, after checking it holds `area_len` bytes and is
+/// sealed against shrinking: a shorter or shrinkable file would fault (SIGBUS) here later.
+fn map_area(path: &Path, area_fd: &OwnedFd, area_len: usize) -> std::io::Result<NonNull<u8>> {
+    let len = NonZeroUsize::new(area_len).ok_or_else(|| io_err(Errno::EPROTO))?;
+    // Map only what is there and cannot go away: a file that is shorter, or not sealed
+    // against shrinking, would fault (SIGBUS) in this process later.
+    let st = nix::sys::stat::fstat(area_fd).map_err(io_err)?;
+    let seals = nix::fcntl::fcntl(area_fd, nix::fcntl::FcntlArg::F_GET_SEALS).map_err(io_err)?;
+    if (st.st_size as u64) < area_len as u64 || seals & libc::F_SEAL_SHRINK == 0 {
+        return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "binder shim at {}: its buffer area is {} bytes, not sealed against shrinking or smaller than the {area_len} announced",
+                    path.display(),
+                    st.st_size
+                ),
+            ));
+    }
+    // SAFETY: a fresh shared read-only mapping of a memfd checked above to hold at least
+    // `area_len` bytes and to be sealed against shrinking; it aliases no Rust object.
+    let base = unsafe {
+        mmap(
+            None,
+            len,
+            ProtFlags::PROT_READ,
+            MapFlags::MAP_SHARED,
+            area_fd,
+            0,
+        )
+    }
+    .map_err(io_err)?;
+    Ok(base.cast::<u8>())
+}
+
 impl ShimDevice {
     /// Connects to the shim listening at `path` and registers a new binder process with a
     /// buffer area of [`BINDER_VM_SIZE`] bytes.
@@ -164,45 +237,21 @@ impl ShimDevice {
             reserved: 0,
             area_size: area_size as u64,
         };
-        wire::send_frame(conn.as_fd(), K_OPEN_PROC, &[bytemuck::bytes_of(&req)], &[])
-            .map_err(io_err)?;
-        let (hdr, body, mut fds) = wire::recv_frame(conn.as_fd()).map_err(io_err)?;
+        let (hdr, body, mut fds) = request(
+            conn.as_fd(),
+            K_OPEN_PROC,
+            &[bytemuck::bytes_of(&req)],
+            K_OPEN_PROC_OK,
+        )
+        // The errno itself, so that callers can tell a cap (EUSERS, EMFILE) apart.
+        .map_err(io_err)?;
         let ok: OpenProcOk = wire::body_as(&hdr, &body, K_OPEN_PROC_OK).map_err(io_err)?;
         if ok.errno != 0 {
             return Err(std::io::Error::from_raw_os_error(ok.errno));
         }
         let area_fd = fds.pop().ok_or_else(|| io_err(Errno::EPROTO))?;
         let area_len = ok.area_size as usize;
-        let len = NonZeroUsize::new(area_len).ok_or_else(|| io_err(Errno::EPROTO))?;
-        // Map only what is there and cannot go away: a file that is shorter, or not sealed
-        // against shrinking, would fault (SIGBUS) in this process later.
-        let st = nix::sys::stat::fstat(&area_fd).map_err(io_err)?;
-        let seals =
-            nix::fcntl::fcntl(&area_fd, nix::fcntl::FcntlArg::F_GET_SEALS).map_err(io_err)?;
-        if (st.st_size as u64) < area_len as u64 || seals & libc::F_SEAL_SHRINK == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "binder shim at {}: its buffer area is {} bytes, not sealed against shrinking or smaller than the {area_len} announced",
-                    path.display(),
-                    st.st_size
-                ),
-            ));
-        }
-        // SAFETY: a fresh shared read-only mapping of a memfd checked above to hold at least
-        // `area_len` bytes and to be sealed against shrinking; it aliases no Rust object.
-        let base = unsafe {
-            mmap(
-                None,
-                len,
-                ProtFlags::PROT_READ,
-                MapFlags::MAP_SHARED,
-                &area_fd,
-                0,
-            )
-        }
-        .map_err(io_err)?;
-        let base = base.cast::<u8>();
+        let base = map_area(path, &area_fd, area_len)?;
         let inner = Inner {
             path: path.to_owned(),
             token: ok.token,
@@ -213,6 +262,7 @@ impl ShimDevice {
             nonblock: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             threads: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         };
         let addr = base.as_ptr() as u64;
         wire::send_frame(
@@ -254,13 +304,12 @@ impl ShimDevice {
         }
         let sock = UnixStream::connect(&self.inner.path)
             .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::ECONNREFUSED)))?;
-        wire::send_frame(
+        let (hdr, body, _) = request(
             sock.as_fd(),
             K_OPEN_THREAD,
             &[&self.inner.token.to_ne_bytes()],
-            &[],
+            K_RESULT,
         )?;
-        let (hdr, body, _) = wire::recv_frame(sock.as_fd())?;
         let res: ResultBody = wire::body_as(&hdr, &body, K_RESULT)?;
         if res.errno != 0 {
             return Err(Errno::from_raw(res.errno));
@@ -283,6 +332,12 @@ impl ShimDevice {
     }
 
     fn ioctl(&self, cmd: u32, arg: &[u8]) -> Result<i32, Errno> {
+        self.ioctl_out(cmd, arg, &mut []).map(|(v, _)| v)
+    }
+
+    /// An ioctl whose answer may write bytes back into `out` (as many as the shim sent, at
+    /// most `out.len()`; how many is returned with the value).
+    fn ioctl_out(&self, cmd: u32, arg: &[u8], out: &mut [u8]) -> Result<(i32, usize), Errno> {
         let conn = self.thread_conn()?;
         let mut req = Ioctl {
             cmd,
@@ -291,11 +346,16 @@ impl ShimDevice {
         req.arg[..arg.len()].copy_from_slice(arg);
         wire::send_frame(conn.sock.as_fd(), K_IOCTL, &[bytemuck::bytes_of(&req)], &[])?;
         let (hdr, body, _) = wire::recv_frame(conn.sock.as_fd())?;
-        let res: ResultBody = wire::body_as(&hdr, &body, K_RESULT)?;
+        let res: ResultBody = wire::body_as_prefix(&hdr, &body, K_RESULT)?;
+        let extra = &body[size_of::<ResultBody>()..];
+        if extra.len() > out.len() {
+            return Err(Errno::EPROTO);
+        }
         if res.errno != 0 {
             return Err(Errno::from_raw(res.errno));
         }
-        Ok(res.value)
+        out[..extra.len()].copy_from_slice(extra);
+        Ok((res.value, extra.len()))
     }
 }
 
@@ -324,9 +384,12 @@ fn read_own_memory(pid: Pid, addr: u64, len: u64, out: &mut Vec<u8>) -> Result<(
 
 /// Most bytes one transaction may carry before the sizes are refused outright.
 const MAX_GATHER: u64 = 1 << 30;
+/// Most fds one transaction may carry (FD objects and FDA entries together).
+const MAX_TXN_FDS: usize = 16 * 1024;
 
 /// Appends the [`Gathered`] record for transaction `tr` (and its payload) to `out`, and the
-/// fds its objects name to `fds`.
+/// fds its objects name to `fds`. A failure is the record's status (the shim then answers
+/// `BR_FAILED_REPLY`, as the kernel does); nothing here can overflow or panic.
 fn gather<'a>(
     pid: Pid,
     tr: &BinderTransactionData,
@@ -338,73 +401,134 @@ fn gather<'a>(
     out.extend_from_slice(bytemuck::bytes_of(&Gathered::default()));
     let fds_at = fds.len();
     let mut rec = Gathered::default();
-    let status = (|| -> Result<(), Errno> {
-        let total = tr
-            .data_size
-            .checked_add(tr.offsets_size)
-            .and_then(|n| n.checked_add(buffers_size))
-            .ok_or(Errno::ENOSPC)?;
-        if total > MAX_GATHER {
-            return Err(Errno::ENOSPC);
+    match gather_payload(pid, tr, buffers_size, out, fds) {
+        Ok(sg_len) => {
+            rec.data_len = tr.data_size;
+            rec.offsets_len = tr.offsets_size;
+            rec.sg_len = sg_len;
         }
-        let data_at = out.len();
-        read_own_memory(pid, tr.data_buffer, tr.data_size, out)?;
-        let offs_at = out.len();
-        read_own_memory(pid, tr.data_offsets, tr.offsets_size, out)?;
-        rec.data_len = tr.data_size;
-        rec.offsets_len = tr.offsets_size;
-        let sg_at = out.len();
-        // Walk the objects the way the driver will; it re-validates everything.
-        let mut ptr_bufs: Vec<(usize, usize)> = Vec::new(); // (object index, start in out)
-        let n_offsets = (tr.offsets_size / 8) as usize;
-        for i in 0..n_offsets {
-            let off: u64 = bytemuck::pod_read_unaligned(&out[offs_at + i * 8..offs_at + i * 8 + 8]);
-            let Some(obj) = object::object_at(&out[data_at..offs_at], off) else {
-                break;
-            };
-            match obj {
-                Object::Fd(fo) => fds.push(borrow_checked(fo.fd())?),
-                Object::Ptr(bo) => {
-                    let used = (out.len() - sg_at) as u64;
-                    let padded = wire::align8(bo.length);
-                    if used.checked_add(padded).is_none_or(|n| n > buffers_size) {
-                        break;
-                    }
-                    let start = out.len();
-                    read_own_memory(pid, bo.buffer, bo.length, out)?;
-                    out.resize(start + padded as usize, 0);
-                    ptr_bufs.push((i, start));
-                }
-                Object::Fda(fa) => {
-                    let Some(&(_, pstart)) =
-                        ptr_bufs.iter().find(|(idx, _)| *idx as u64 == fa.parent)
-                    else {
-                        break;
-                    };
-                    let first = pstart as u64 + fa.parent_offset;
-                    for k in 0..fa.num_fds.min(4096) {
-                        let at = (first + k * 4) as usize;
-                        let Some(b) = out.get(at..at + 4) else { break };
-                        let fd: i32 = bytemuck::pod_read_unaligned(b);
-                        fds.push(borrow_checked(fd)?);
-                    }
-                }
-                Object::Binder(_) => {}
-            }
+        Err(e) => {
+            out.truncate(rec_at + size_of::<Gathered>());
+            fds.truncate(fds_at);
+            rec.status = e as i32;
         }
-        rec.sg_len = (out.len() - sg_at) as u64;
-        Ok(())
-    })();
-    if let Err(e) = status {
-        out.truncate(rec_at + size_of::<Gathered>());
-        fds.truncate(fds_at);
-        rec = Gathered {
-            status: e as i32,
-            ..Default::default()
-        };
     }
     rec.nfds = (fds.len() - fds_at) as u32;
     out[rec_at..rec_at + size_of::<Gathered>()].copy_from_slice(bytemuck::bytes_of(&rec));
+}
+
+/// Where a scatter-gather buffer was gathered: its object's index, start in the gathered
+/// bytes, length.
+struct PtrBuf {
+    index: u64,
+    start: usize,
+    len: u64,
+}
+
+/// Gathers data, offsets and the buffers and fds the objects name; returns the bytes of
+/// scatter-gather buffers gathered. Walks the objects the way the shim will; it re-validates
+/// everything, so an object this walk cannot place only ends the walk.
+fn gather_payload<'a>(
+    pid: Pid,
+    tr: &BinderTransactionData,
+    buffers_size: u64,
+    out: &mut Vec<u8>,
+    fds: &mut Vec<BorrowedFd<'a>>,
+) -> Result<u64, Errno> {
+    let total = tr
+        .data_size
+        .checked_add(tr.offsets_size)
+        .and_then(|n| n.checked_add(buffers_size))
+        .ok_or(Errno::ENOSPC)?;
+    if total > MAX_GATHER {
+        return Err(Errno::ENOSPC);
+    }
+    let data_at = out.len();
+    read_own_memory(pid, tr.data_buffer, tr.data_size, out)?;
+    let offs_at = out.len();
+    read_own_memory(pid, tr.data_offsets, tr.offsets_size, out)?;
+    let sg_at = out.len();
+    let mut ptr_bufs: Vec<PtrBuf> = Vec::new();
+    for i in 0..(sg_at - offs_at) / 8 {
+        let at = offs_at + i * 8;
+        let off: u64 = bytemuck::pod_read_unaligned(&out[at..at + 8]);
+        let Some(obj) = object::object_at(&out[data_at..offs_at], off) else {
+            break;
+        };
+        match obj {
+            Object::Fd(fo) => push_fd(fds, fo.fd())?,
+            Object::Ptr(bo) => {
+                let used = (out.len() - sg_at) as u64;
+                let start = out.len();
+                gather_ptr(pid, bo.buffer, bo.length, buffers_size - used, out)?;
+                ptr_bufs.push(PtrBuf {
+                    index: i as u64,
+                    start,
+                    len: bo.length,
+                });
+            }
+            Object::Fda(fa) => {
+                let Some(parent) = ptr_bufs.iter().find(|p| p.index == fa.parent) else {
+                    break;
+                };
+                gather_fda(parent, fa.parent_offset, fa.num_fds, out, fds)?;
+            }
+            Object::Binder(_) => {}
+        }
+    }
+    Ok((out.len() - sg_at) as u64)
+}
+
+/// Gathers one scatter-gather buffer of `len` bytes at `addr`, padded to 8, when it fits in
+/// the `left` bytes of `buffers_size` not used yet (the kernel's `bp->length > buf_left`
+/// check: `BR_FAILED_REPLY`, here `EINVAL`).
+fn gather_ptr(pid: Pid, addr: u64, len: u64, left: u64, out: &mut Vec<u8>) -> Result<(), Errno> {
+    let padded = len
+        .checked_add(7)
+        .map(|n| n & !7)
+        .filter(|&p| p <= left)
+        .ok_or(Errno::EINVAL)?;
+    let padded = usize::try_from(padded).map_err(|_| Errno::EINVAL)?;
+    let start = out.len();
+    read_own_memory(pid, addr, len, out)?;
+    out.resize(start + padded, 0);
+    Ok(())
+}
+
+/// The fds an FDA object names: `num_fds` `u32`s at `parent_offset` inside its parent's
+/// gathered bytes (outside them: `EINVAL`, as the kernel refuses it).
+fn gather_fda<'a>(
+    parent: &PtrBuf,
+    parent_offset: u64,
+    num_fds: u64,
+    out: &[u8],
+    fds: &mut Vec<BorrowedFd<'a>>,
+) -> Result<(), Errno> {
+    let end = num_fds
+        .checked_mul(4)
+        .and_then(|n| n.checked_add(parent_offset))
+        .filter(|&e| e <= parent.len)
+        .ok_or(Errno::EINVAL)?;
+    let from = usize::try_from(parent_offset).map_err(|_| Errno::EINVAL)?;
+    let to = usize::try_from(end).map_err(|_| Errno::EINVAL)?;
+    let bytes = out
+        .get(parent.start.checked_add(from).ok_or(Errno::EINVAL)?..)
+        .and_then(|b| b.get(..to - from))
+        .ok_or(Errno::EINVAL)?;
+    for raw in bytes.chunks_exact(4) {
+        push_fd(fds, bytemuck::pod_read_unaligned(raw))?;
+    }
+    Ok(())
+}
+
+/// Adds fd number `fd` to a transaction's fds, after checking it is open and the
+/// transaction has room for it.
+fn push_fd<'a>(fds: &mut Vec<BorrowedFd<'a>>, fd: i32) -> Result<(), Errno> {
+    if fds.len() >= MAX_TXN_FDS {
+        return Err(Errno::EMFILE);
+    }
+    fds.push(borrow_checked(fd)?);
+    Ok(())
 }
 
 /// Borrows fd number `fd` for the length of one send, after checking it is open (`EBADF`).
@@ -423,7 +547,177 @@ fn borrow_checked<'a>(fd: i32) -> Result<BorrowedFd<'a>, Errno> {
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
-impl Device for ShimDevice {
+/// The parts of a [`K_WRITE_READ_RET`] body, checked against each other.
+struct Answer<'b> {
+    ret: WriteReadRet,
+    read: &'b [u8],
+    fixups: &'b [u8],
+    close: &'b [u8],
+}
+
+impl<'b> Answer<'b> {
+    fn parse(hdr: &FrameHeader, body: &'b [u8], nfds: usize) -> Result<Answer<'b>, Errno> {
+        let ret: WriteReadRet = wire::body_as_prefix(hdr, body, K_WRITE_READ_RET)?;
+        let rest = &body[size_of::<WriteReadRet>()..];
+        let read_len = ret.read_len as usize;
+        let fix_len = (ret.nfixups as usize).checked_mul(8).ok_or(Errno::EPROTO)?;
+        let close_len = (ret.nclose as usize).checked_mul(4).ok_or(Errno::EPROTO)?;
+        let want = read_len
+            .checked_add(fix_len)
+            .and_then(|n| n.checked_add(close_len));
+        if want != Some(rest.len()) || nfds != ret.nfixups as usize {
+            return Err(Errno::EPROTO);
+        }
+        let (read, rest) = rest.split_at(read_len);
+        let (fixups, close) = rest.split_at(fix_len);
+        Ok(Answer {
+            ret,
+            read,
+            fixups,
+            close,
+        })
+    }
+}
+
+/// The buffer of the transaction a read returned (`data.ptr.buffer` of its first
+/// `BR_TRANSACTION`/`BR_REPLY`): the shim returns at most one per read.
+fn received_buffer(read: &[u8]) -> Option<u64> {
+    let mut r = CommandReader::new(read);
+    while let Some((cmd, payload)) = r.next_command() {
+        match cmd {
+            BR_TRANSACTION | BR_REPLY | BR_TRANSACTION_SEC_CTX => {
+                let tr: BinderTransactionData = bytemuck::pod_read_unaligned(
+                    payload.get(..size_of::<BinderTransactionData>())?,
+                );
+                return Some(tr.data_buffer);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The buffers a consumed write stream freed (`BC_FREE_BUFFER`).
+fn freed_buffers(write: &[u8]) -> Vec<u64> {
+    let mut freed = Vec::new();
+    let mut r = CommandReader::new(write);
+    while let Some((cmd, payload)) = r.next_command() {
+        if cmd == BC_FREE_BUFFER {
+            freed.push(bytemuck::pod_read_unaligned(payload));
+        }
+    }
+    freed
+}
+
+impl ShimDevice {
+    /// Builds the [`K_WRITE_READ`] body for `wr` from `start` into `out`: the request, the
+    /// caller's stream with a [`Gathered`] record after each transaction; the fds to send go
+    /// to `fds`.
+    fn encode<'w>(
+        &self,
+        wr: &WriteRead<'w>,
+        start: usize,
+        pid: Pid,
+        out: &mut Vec<u8>,
+        fds: &mut Vec<BorrowedFd<'w>>,
+    ) {
+        out.clear();
+        let req = WriteReadReq {
+            write_consumed: start as u64,
+            write_size: wr.write.len() as u64,
+            read_consumed: wr.read_consumed as u64,
+            read_size: wr.read.len() as u64,
+            nonblock: self.inner.nonblock.load(Ordering::Relaxed) as u32,
+            reserved: 0,
+        };
+        out.extend_from_slice(bytemuck::bytes_of(&req));
+        let write = &wr.write[start..];
+        let mut r = CommandReader::new(write);
+        loop {
+            let at = r.position();
+            let Some((cmd, payload)) = r.next_command() else {
+                out.extend_from_slice(&write[at..]);
+                return;
+            };
+            out.extend_from_slice(&write[at..r.position()]);
+            match cmd {
+                BC_TRANSACTION | BC_REPLY => {
+                    let tr: BinderTransactionData = bytemuck::pod_read_unaligned(payload);
+                    gather(pid, &tr, 0, out, fds);
+                }
+                BC_TRANSACTION_SG | BC_REPLY_SG => {
+                    let sg: BinderTransactionDataSg = bytemuck::pod_read_unaligned(payload);
+                    gather(pid, &sg.transaction_data, sg.buffers_size, out, fds);
+                }
+                _ if command_name(cmd).starts_with("BC_") => {}
+                _ => {
+                    // Unknown: the driver stops here; pass the rest on untouched.
+                    out.extend_from_slice(&write[r.position()..]);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Installs the fds of a received transaction: each number is written into the buffer
+    /// at its fixup offset (inside the area, or `EPROTO`) and recorded for that buffer. fds
+    /// that came without a transaction to hold them are closed.
+    fn install(&self, ans: &Answer<'_>, fds: Vec<OwnedFd>) -> Result<(), Errno> {
+        if fds.is_empty() {
+            return Ok(());
+        }
+        let Some(buffer) = received_buffer(ans.read) else {
+            return Ok(());
+        };
+        let mut nums = Vec::with_capacity(fds.len());
+        for (fix, fd) in ans.fixups.chunks_exact(8).zip(fds) {
+            let off: u64 = bytemuck::pod_read_unaligned(fix);
+            let inside = off
+                .checked_add(4)
+                .is_some_and(|end| end <= self.inner.area_len as u64);
+            if !inside {
+                return Err(Errno::EPROTO);
+            }
+            let num = fd.as_raw_fd();
+            nix::sys::uio::pwrite(&self.inner.area_fd, &num.to_ne_bytes(), off as i64)?;
+            // The number now lives in the buffer: whoever reads the object owns the fd, as
+            // with the kernel driver.
+            nums.push(fd.into_raw_fd());
+        }
+        let mut held = self.inner.held.lock().map_err(|_| Errno::EIO)?;
+        held.entry(buffer).or_default().extend(nums);
+        Ok(())
+    }
+
+    /// Closes the FDA fds of the buffers this call freed, as the kernel does in the freeing
+    /// process. Only numbers this process received with one of those buffers are closed,
+    /// whatever else the shim names.
+    fn close_freed(&self, freed: &[u64], close: &[u8]) {
+        let Ok(mut held) = self.inner.held.lock() else {
+            return;
+        };
+        let mut mine: Vec<i32> = freed
+            .iter()
+            .filter_map(|b| held.remove(b))
+            .flatten()
+            .collect();
+        drop(held);
+        for c in close.chunks_exact(4) {
+            let num: i32 = bytemuck::pod_read_unaligned(c);
+            if let Some(i) = mine.iter().position(|&m| m == num) {
+                mine.swap_remove(i);
+                let _ = nix::unistd::close(num);
+            }
+        }
+    }
+}
+
+// SAFETY: `buffer_area` returns the read-only shared mapping made in `open_with` of a memfd
+// checked to be at least `area_len` bytes and sealed against shrinking (reads never fault);
+// it is unmapped only when the last clone drops `Inner`. Nothing in this process writes
+// through it (fds are installed with `pwrite` on the memfd, before the read that names the
+// buffer returns), and the shim does not write into a delivered buffer before it is freed.
+unsafe impl Device for ShimDevice {
     fn write_read(&self, wr: &mut WriteRead<'_>) -> Result<(), Errno> {
         let conn = self.thread_conn()?;
         let mut io = conn.io.lock().map_err(|_| Errno::EIO)?;
@@ -435,82 +729,35 @@ impl Device for ShimDevice {
             pid_gen,
         } = &mut *io;
         let pid = own_pid(pid, pid_gen);
-        out.clear();
         let start = wr.write_consumed.min(wr.write.len());
-        let req = WriteReadReq {
-            write_consumed: start as u64,
-            write_size: wr.write.len() as u64,
-            read_consumed: wr.read_consumed as u64,
-            read_size: wr.read.len() as u64,
-            nonblock: self.inner.nonblock.load(Ordering::Relaxed) as u32,
-            reserved: 0,
-        };
-        out.extend_from_slice(bytemuck::bytes_of(&req));
         let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
-        let mut r = CommandReader::new(&wr.write[start..]);
-        loop {
-            let at = r.position();
-            let Some((cmd, payload)) = r.next_command() else {
-                out.extend_from_slice(&wr.write[start + at..]);
-                break;
-            };
-            out.extend_from_slice(&wr.write[start + at..start + r.position()]);
-            match cmd {
-                BC_TRANSACTION | BC_REPLY => {
-                    let tr: BinderTransactionData = bytemuck::pod_read_unaligned(payload);
-                    gather(pid, &tr, 0, out, &mut fds);
-                }
-                BC_TRANSACTION_SG | BC_REPLY_SG => {
-                    let sg: BinderTransactionDataSg = bytemuck::pod_read_unaligned(payload);
-                    gather(pid, &sg.transaction_data, sg.buffers_size, out, &mut fds);
-                }
-                _ if command_name(cmd).starts_with("BC_") => {}
-                _ => {
-                    // Unknown: the driver stops here; pass the rest on untouched.
-                    out.extend_from_slice(&wr.write[start + r.position()..]);
-                    break;
-                }
-            }
-        }
+        self.encode(wr, start, pid, out, &mut fds);
         wire::send_frame(conn.sock.as_fd(), K_WRITE_READ, &[out], &fds)?;
         drop(fds);
         let mut fds = Vec::new();
         let hdr = wire::recv_frame_into(conn.sock.as_fd(), inb, cmsg, &mut fds)?;
-        let body = &inb[16..16 + hdr.len as usize];
-        let ret: WriteReadRet = wire::body_as_prefix(&hdr, body, K_WRITE_READ_RET)?;
-        let mut rest = &body[size_of::<WriteReadRet>()..];
-        let read_len = ret.read_len as usize;
-        let fix_len = ret.nfixups as usize * 8;
-        let close_len = ret.nclose as usize * 4;
-        if rest.len() != read_len + fix_len + close_len || fds.len() != ret.nfixups as usize {
+        let body = inb.get(16..16 + hdr.len as usize).ok_or(Errno::EPROTO)?;
+        let ans = Answer::parse(&hdr, body, fds.len())?;
+        // The counters must name what this call was given: a shim cannot move them past it.
+        let wc = usize::try_from(ans.ret.write_consumed).map_err(|_| Errno::EPROTO)?;
+        let rc_in = wr.read_consumed;
+        let rc = usize::try_from(ans.ret.read_consumed).map_err(|_| Errno::EPROTO)?;
+        if wc < start || wc > wr.write.len() || rc > wr.read.len() {
             return Err(Errno::EPROTO);
         }
-        let read_bytes = &rest[..read_len];
-        rest = &rest[read_len..];
-        let rc_in = wr.read_consumed;
-        let dst = wr
-            .read
-            .get_mut(rc_in..rc_in + read_len)
-            .ok_or(Errno::EPROTO)?;
-        dst.copy_from_slice(read_bytes);
-        for (fix, fd) in rest[..fix_len].chunks_exact(8).zip(fds) {
-            let off: u64 = bytemuck::pod_read_unaligned(fix);
-            let num = fd.as_raw_fd();
-            nix::sys::uio::pwrite(&self.inner.area_fd, &num.to_ne_bytes(), off as i64)?;
-            // The number now lives in the buffer: whoever reads the object owns the fd, as
-            // with the kernel driver.
-            let _ = fd.into_raw_fd();
+        let end = rc_in.checked_add(ans.read.len()).ok_or(Errno::EPROTO)?;
+        wr.read
+            .get_mut(rc_in..end)
+            .ok_or(Errno::EPROTO)?
+            .copy_from_slice(ans.read);
+        self.install(&ans, fds)?;
+        if self.inner.held.lock().is_ok_and(|h| !h.is_empty()) {
+            self.close_freed(&freed_buffers(&wr.write[start..wc]), ans.close);
         }
-        for c in rest[fix_len..].chunks_exact(4) {
-            let num: i32 = bytemuck::pod_read_unaligned(c);
-            // FDA fds of a buffer this process freed: the driver closes them, as the kernel
-            // does, in this process's table.
-            let _ = nix::unistd::close(num);
-        }
-        wr.write_consumed = ret.write_consumed as usize;
-        wr.read_consumed = ret.read_consumed as usize;
-        if ret.errno != 0 {
-            return Err(Errno::from_raw(ret.errno));
+        wr.write_consumed = wc;
+        wr.read_consumed = rc;
+        if ans.ret.errno != 0 {
+            return Err(Errno::from_raw(ans.ret.errno));
         }
         Ok(())
     }
@@ -541,6 +788,18 @@ impl Device for ShimDevice {
         // Closing the thread's connection is BINDER_THREAD_EXIT.
         drop(conn);
         Ok(())
+    }
+    fn extended_error(&self) -> Result<BinderExtendedError, Errno> {
+        let mut ee = BinderExtendedError::default();
+        let want = size_of::<BinderExtendedError>();
+        match self.ioctl_out(
+            BINDER_GET_EXTENDED_ERROR,
+            &[],
+            bytemuck::bytes_of_mut(&mut ee),
+        )? {
+            (_, n) if n == want => Ok(ee),
+            _ => Err(Errno::EPROTO),
+        }
     }
     fn enable_oneway_spam_detection(&self, enable: bool) -> Result<(), Errno> {
         self.ioctl(

@@ -57,6 +57,16 @@ pub fn object_at(data: &[u8], offset: u64) -> Option<Object> {
     })
 }
 
+/// Rounds `n` up to a multiple of 8, or `None` when that overflows (a length near `u64::MAX`
+/// from a client). Every size a client sends goes through this, never through an unchecked
+/// `align8`.
+pub const fn checked_align8(n: u64) -> Option<u64> {
+    match n.checked_add(7) {
+        Some(m) => Some(m & !7),
+        None => None,
+    }
+}
+
 /// The offsets array as `u64`s (a trailing partial entry is ignored).
 pub fn offsets(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
     bytes.chunks_exact(8).map(pod_read_unaligned::<u64>)
@@ -82,5 +92,14 @@ mod tests {
         assert_eq!(object_at(&data, 0), None, "unknown type");
         assert_eq!(object_at(&data[..20], 4), None, "cut short");
         assert_eq!(object_at(&data, u64::MAX), None);
+    }
+
+    #[test]
+    fn checked_align8_refuses_overflow() {
+        assert_eq!(checked_align8(0), Some(0));
+        assert_eq!(checked_align8(1), Some(8));
+        assert_eq!(checked_align8(u64::MAX - 7), Some(u64::MAX - 7));
+        assert_eq!(checked_align8(u64::MAX - 6), None);
+        assert_eq!(checked_align8(u64::MAX), None);
     }
 }

@@ -40,7 +40,8 @@ pub const K_MAP_DONE: u32 = 3;
 pub const K_OPEN_THREAD: u32 = 4;
 /// Client → driver: an ioctl other than WRITE_READ. Body [`Ioctl`]. Answer [`K_RESULT`].
 pub const K_IOCTL: u32 = 5;
-/// Driver → client: body [`ResultBody`].
+/// Driver → client: body [`ResultBody`]; for an ioctl that writes its argument back
+/// (`BINDER_GET_EXTENDED_ERROR`), followed by those bytes.
 pub const K_RESULT: u32 = 6;
 /// Client → driver: `BINDER_WRITE_READ`. Body [`WriteReadReq`] + the write stream.
 pub const K_WRITE_READ: u32 = 7;
@@ -168,7 +169,9 @@ pub struct Gathered {
     pub sg_len: u64,
 }
 
-/// Rounds `n` up to a multiple of 8.
+/// Rounds `n` up to a multiple of 8. Only for sizes already bounded (a buffer inside an area,
+/// a read's length): a number from a client goes through
+/// [`checked_align8`](super::object::checked_align8), which refuses to overflow.
 pub const fn align8(n: u64) -> u64 {
     (n + 7) & !7
 }

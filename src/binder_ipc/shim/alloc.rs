@@ -2,6 +2,7 @@
 //! process (read-only), with the kernel's allocation rules (`binder_alloc`): best fit, sizes
 //! rounded to 8, at least 8 bytes, and half of the area for oneway buffers.
 
+use super::ids::BufferId;
 use nix::errno::Errno;
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use std::collections::BTreeMap;
@@ -100,9 +101,9 @@ impl Area {
         self.used.values().sum()
     }
 
-    /// The allocated length of the buffer at `off`.
-    pub fn len_of(&self, off: u64) -> Option<u64> {
-        self.used.get(&off).copied()
+    /// The allocated length of buffer `id`.
+    pub fn len_of(&self, id: BufferId) -> Option<u64> {
+        self.used.get(&id.0).copied()
     }
 
     /// Number of allocated buffers.
@@ -112,7 +113,7 @@ impl Area {
 
     /// Allocates a buffer of `len` bytes (rounded to 8, at least 8): best fit, lowest address
     /// among equals. `ENOSPC` when no free range fits, or a oneway buffer finds its half full.
-    pub fn alloc(&mut self, len: u64, is_async: bool) -> Result<u64, Errno> {
+    pub fn alloc(&mut self, len: u64, is_async: bool) -> Result<BufferId, Errno> {
         let len = len.checked_add(7).ok_or(Errno::ENOSPC)? & !7;
         let len = len.max(8);
         if is_async && self.free_async_space < len {
@@ -132,11 +133,12 @@ impl Area {
         if is_async {
             self.free_async_space -= len;
         }
-        Ok(off)
+        Ok(BufferId(off))
     }
 
-    /// Frees the buffer at `off`; returns its length, or `None` when no buffer starts there.
-    pub fn free(&mut self, off: u64, is_async: bool) -> Option<u64> {
+    /// Frees buffer `id`; returns its length, or `None` when no buffer starts there.
+    pub fn free(&mut self, id: BufferId, is_async: bool) -> Option<u64> {
+        let off = id.0;
         let len = self.used.remove(&off)?;
         if is_async {
             self.free_async_space += len;
@@ -157,21 +159,76 @@ impl Area {
         Some(len)
     }
 
-    /// The driver's view of `[off, off + len)`, when inside the area.
-    pub fn bytes_mut(&mut self, off: u64, len: usize) -> Option<&mut [u8]> {
-        let off = usize::try_from(off).ok()?;
-        if off.checked_add(len)? > self.size {
+    /// The allocated buffer at `off`, as a bounded view (the kernel's `Allocation`): every
+    /// access through it is checked against that buffer's own length, so no offset a client
+    /// chose can reach another buffer. `None` when no buffer starts at `off`.
+    pub fn buffer_mut(&mut self, id: BufferId) -> Option<BufferMut<'_>> {
+        let len = self.len_of(id)?;
+        Some(BufferMut {
+            area: self,
+            off: id.0,
+            len,
+        })
+    }
+
+    /// `[off, off + len)` of the mapping, when inside the area.
+    fn range_mut(&mut self, off: u64, len: u64) -> Option<&mut [u8]> {
+        let end = off.checked_add(len)?;
+        if end > self.size as u64 {
             return None;
         }
+        let (off, len) = (usize::try_from(off).ok()?, usize::try_from(len).ok()?);
         // SAFETY: the range lies inside the live mapping (checked above); `&mut self` makes
         // this the only Rust reference into the area for its lifetime. The process maps the
         // area read-only and may race only on bytes of its own buffers, which are plain bytes.
         Some(unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().add(off), len) })
     }
+}
 
-    /// Copies `[off, off + len)` out of the area.
-    pub fn read(&mut self, off: u64, len: usize) -> Option<Vec<u8>> {
-        self.bytes_mut(off, len).map(|b| b.to_vec())
+/// One allocated buffer of an [`Area`]: typed, checked reads and writes at offsets from the
+/// buffer's start. Nothing hands out a slice of the shared mapping.
+#[derive(Debug)]
+pub struct BufferMut<'a> {
+    area: &'a mut Area,
+    off: u64,
+    len: u64,
+}
+
+/// An access outside the buffer: `EFAULT`, as the kernel's checked buffer copies answer.
+pub const OUT_OF_BUFFER: Errno = Errno::EFAULT;
+
+impl BufferMut<'_> {
+    /// `[at, at + n)` of this buffer, checked.
+    fn range(&mut self, at: u64, n: u64) -> Result<&mut [u8], Errno> {
+        if at.checked_add(n).is_none_or(|end| end > self.len) {
+            return Err(OUT_OF_BUFFER);
+        }
+        let start = self.off.checked_add(at).ok_or(OUT_OF_BUFFER)?;
+        self.area.range_mut(start, n).ok_or(OUT_OF_BUFFER)
+    }
+
+    /// Copies `bytes` in at `at`.
+    pub fn copy_into(&mut self, at: u64, bytes: &[u8]) -> Result<(), Errno> {
+        self.range(at, bytes.len() as u64)?.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Writes `v` at `at` (unaligned is fine).
+    pub fn write<T: bytemuck::Pod>(&mut self, at: u64, v: &T) -> Result<(), Errno> {
+        self.copy_into(at, bytemuck::bytes_of(v))
+    }
+
+    /// Reads a `T` at `at`.
+    pub fn read<T: bytemuck::Pod>(&mut self, at: u64) -> Result<T, Errno> {
+        let r = self.range(at, std::mem::size_of::<T>() as u64)?;
+        Ok(bytemuck::pod_read_unaligned(r))
+    }
+
+    /// Zeroes the whole buffer.
+    pub fn zero(&mut self) -> Result<(), Errno> {
+        let len = self.len;
+        self.range(0, len)?.fill(0);
+        Ok(())
     }
 }
 
@@ -184,11 +241,11 @@ mod tests {
         let mut a = Area::new(64 * 1024).unwrap();
         let x = a.alloc(100, false).unwrap();
         let y = a.alloc(1, false).unwrap();
-        assert_eq!((x, y), (0, 104));
+        assert_eq!((x.0, y.0), (0, 104));
         assert_eq!(a.allocated(), 112);
         assert_eq!(a.free(x, false), Some(104));
         // The hole at 0 fits 8 bytes best.
-        assert_eq!(a.alloc(8, false).unwrap(), 0);
+        assert_eq!(a.alloc(8, false).unwrap(), BufferId(0));
         assert_eq!(
             a.alloc(40_000, true),
             Err(Errno::ENOSPC),
@@ -197,14 +254,14 @@ mod tests {
         let z = a.alloc(30_000, true).unwrap();
         assert_eq!(a.free_async_space, 32 * 1024 - 30_000);
         a.free(z, true);
-        a.free(0, false);
+        a.free(BufferId(0), false);
         a.free(y, false);
         assert_eq!(a.allocated(), 0);
         assert_eq!(
             a.alloc(64 * 1024, false).unwrap(),
-            0,
+            BufferId(0),
             "free ranges merged back"
         );
-        assert_eq!(a.free(12345, false), None);
+        assert_eq!(a.free(BufferId(12345), false), None);
     }
 }

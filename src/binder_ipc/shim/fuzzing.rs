@@ -45,6 +45,8 @@ pub struct Answer {
 pub struct Harness {
     core: Core,
     next: usize,
+    /// Connections whose answers are left queued (a client that does not read).
+    not_reading: std::collections::BTreeSet<usize>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -70,6 +72,7 @@ impl Harness {
         Harness {
             core: Core::new(limits, true),
             next: 2,
+            not_reading: Default::default(),
         }
     }
 
@@ -97,13 +100,27 @@ impl Harness {
         self.settle()
     }
 
+    /// Whether the client of `conn` reads its answers (the default). One that does not has
+    /// them left queued, as a socket nobody reads; turning reading back on collects them at
+    /// the next call.
+    pub fn set_reading(&mut self, conn: ConnHandle, reading: bool) {
+        if reading {
+            self.not_reading.remove(&conn.0);
+            if self.core.conns.contains_key(&conn.0) {
+                self.core.dirty.push(conn.0);
+            }
+        } else {
+            self.not_reading.insert(conn.0);
+        }
+    }
+
     /// Whether `conn` is still open (a protocol error or a close ends it).
     pub fn is_open(&self, conn: ConnHandle) -> bool {
         self.core.conns.get(&conn.0).is_some_and(|k| !k.dead)
     }
 
-    /// Bytes of answers queued for `conn` and not yet collected (always 0 after a call:
-    /// every call collects them).
+    /// Bytes of answers queued for `conn` and not yet collected (0 after a call unless its
+    /// client does not read: [`set_reading`](Self::set_reading)).
     pub fn queued(&self, conn: ConnHandle) -> usize {
         self.core.conns.get(&conn.0).map_or(0, |k| k.out.queued())
     }
@@ -140,7 +157,12 @@ impl Harness {
             return;
         };
         k.clear_dirty();
+        if self.not_reading.contains(&c) {
+            return;
+        }
+        let queued = k.out.queued();
         let (bytes, fds) = k.out.take_all();
+        self.core.out_sent(c, queued);
         let mut fds = fds.into_iter().peekable();
         let mut at = 0;
         while let Some(h) = bytes.get(at..at + 16) {
@@ -172,4 +194,185 @@ pub fn frame_bytes(kind: u32, body: &[u8], nfds: u32) -> Vec<u8> {
     let mut v = bytemuck::bytes_of(&hdr).to_vec();
     v.extend_from_slice(body);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binder_ipc::protocol::wire::*;
+
+    fn open_proc(h: &mut Harness, pid: i32, uid: u32) -> (ConnHandle, u64) {
+        let c = h.connect(pid, uid).unwrap();
+        let req = OpenProc {
+            version: WIRE_VERSION,
+            reserved: 0,
+            area_size: 64 * 1024,
+        };
+        let a = h.feed(
+            c,
+            &frame_bytes(K_OPEN_PROC, bytemuck::bytes_of(&req), 0),
+            Vec::new(),
+        );
+        let ok: OpenProcOk = bytemuck::pod_read_unaligned(&a[0].body);
+        (c, ok.token)
+    }
+
+    #[test]
+    fn a_frame_split_anywhere_is_the_same_frame() {
+        let state = frame_bytes(K_STATE, &[], 0);
+        for cut in 0..state.len() {
+            let mut h = Harness::new();
+            let c = h.connect(1, 0).unwrap();
+            assert!(h.feed(c, &state[..cut], Vec::new()).is_empty());
+            let a = h.feed(c, &state[cut..], Vec::new());
+            assert_eq!(a.len(), 1);
+            assert_eq!(a[0].header.kind, K_STATE_RET);
+        }
+    }
+
+    #[test]
+    fn a_close_after_half_a_frame_reaps_the_connection() {
+        let mut h = Harness::new();
+        let (p, _) = open_proc(&mut h, 1, 0);
+        h.feed(
+            p,
+            &frame_bytes(K_MAP_DONE, &0u64.to_ne_bytes(), 0)[..10],
+            Vec::new(),
+        );
+        h.close(p);
+        assert!(!h.is_open(p));
+        assert!(h.dump().contains("open 0 "), "{}", h.dump());
+        assert!(!h.dump().contains("proc 1 "), "the process went with it");
+    }
+
+    #[test]
+    fn a_client_that_never_reads_is_paused_at_the_cap() {
+        let limits = Limits {
+            out_bytes_per_conn: 4096,
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        let c = h.connect(1, 0).unwrap();
+        let flood: Vec<u8> = (0..1000)
+            .flat_map(|_| frame_bytes(K_STATE, &[], 0))
+            .collect();
+        // The harness collects answers as they come, so the queue drains and resumes: all
+        // 1000 are answered, never more than the cap plus one answer queued at once.
+        let a = h.feed(c, &flood, Vec::new());
+        assert_eq!(a.len(), 1000);
+        assert!(h.dump().contains("stalls "), "{}", h.dump());
+        assert!(!h.dump().contains("stalls 0 "), "{}", h.dump());
+    }
+
+    #[test]
+    fn caps_refuse_with_an_errno_and_count() {
+        let limits = Limits {
+            conns_per_uid: 3,
+            procs_per_uid: 1,
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        let (_p, token) = open_proc(&mut h, 1, 5);
+        let c2 = h.connect(1, 5).unwrap();
+        let req = OpenProc {
+            version: WIRE_VERSION,
+            reserved: 0,
+            area_size: 64 * 1024,
+        };
+        let a = h.feed(
+            c2,
+            &frame_bytes(K_OPEN_PROC, bytemuck::bytes_of(&req), 0),
+            Vec::new(),
+        );
+        let ok: OpenProcOk = bytemuck::pod_read_unaligned(&a[0].body);
+        assert_eq!(ok.errno, Errno::EMFILE as i32);
+        let t = h.connect(1, 5).unwrap();
+        let a = h.feed(
+            t,
+            &frame_bytes(K_OPEN_THREAD, &token.to_ne_bytes(), 0),
+            Vec::new(),
+        );
+        let r: ResultBody = bytemuck::pod_read_unaligned(&a[0].body);
+        assert_eq!(r.errno, 0);
+        assert_eq!(h.connect(1, 5), Err(Errno::EUSERS));
+        // Another uid is not affected.
+        assert!(h.connect(2, 6).is_ok());
+        let dump = h.dump();
+        assert!(dump.contains("conns per uid 1 "), "{dump}");
+        assert!(dump.contains("procs per uid 1 "), "{dump}");
+    }
+
+    #[test]
+    fn half_frames_past_the_uid_input_budget_close_the_connection() {
+        let limits = Limits {
+            in_bytes_per_uid: 1000,
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        let mut half = frame_bytes(K_WRITE_READ, &[0u8; 4096], 0);
+        half.truncate(600);
+        let a = h.connect(1, 7).unwrap();
+        let b = h.connect(1, 7).unwrap();
+        let other = h.connect(1, 8).unwrap();
+        h.feed(a, &half, Vec::new());
+        h.feed(other, &half, Vec::new());
+        assert!(h.is_open(a) && h.is_open(other));
+        h.feed(b, &half, Vec::new());
+        assert!(!h.is_open(b), "past the budget");
+        assert!(
+            h.is_open(a) && h.is_open(other),
+            "the others are not touched"
+        );
+        assert!(h.dump().contains("input per uid 1 "), "{}", h.dump());
+        // Its bytes left with it: the budget has room again.
+        let c = h.connect(1, 7).unwrap();
+        h.feed(c, &half[..300], Vec::new());
+        assert!(h.is_open(c));
+    }
+
+    #[test]
+    fn clients_that_never_read_are_bounded_per_connection_and_per_uid() {
+        let limits = Limits {
+            out_bytes_per_conn: 8 * 1024,
+            out_bytes_per_uid: 20 * 1024,
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        let flood: Vec<u8> = (0..1000)
+            .flat_map(|_| frame_bytes(K_STATE, &[], 0))
+            .collect();
+        let conns: Vec<ConnHandle> = (0..5).map(|_| h.connect(1, 9).unwrap()).collect();
+        for &c in &conns {
+            h.set_reading(c, false);
+            h.feed(c, &flood, Vec::new());
+        }
+        let one = h.dump().len() + 200;
+        let total: usize = conns.iter().map(|&c| h.queued(c)).sum();
+        for &c in &conns {
+            assert!(h.queued(c) <= 8 * 1024 + one, "{}", h.queued(c));
+        }
+        assert!(total <= 20 * 1024 + 5 * one, "{total}");
+        // Another uid is served at once.
+        let other = h.connect(2, 10).unwrap();
+        let a = h.feed(other, &frame_bytes(K_STATE, &[], 0), Vec::new());
+        assert_eq!(a.len(), 1);
+        // Once a client reads, its requests go on.
+        h.set_reading(conns[0], true);
+        let a = h.feed(other, &[], Vec::new());
+        assert!(a.iter().filter(|x| x.conn == conns[0]).count() > 1);
+    }
+
+    #[test]
+    fn a_thread_token_of_another_pid_is_refused() {
+        let mut h = Harness::new();
+        let (_p, token) = open_proc(&mut h, 1, 0);
+        let t = h.connect(2, 0).unwrap();
+        let a = h.feed(
+            t,
+            &frame_bytes(K_OPEN_THREAD, &token.to_ne_bytes(), 0),
+            Vec::new(),
+        );
+        let r: ResultBody = bytemuck::pod_read_unaligned(&a[0].body);
+        assert_eq!(r.errno, Errno::EPERM as i32);
+    }
 }

@@ -2,6 +2,7 @@
 //! (`binder_inc_node_nilocked`, `binder_dec_node_nilocked`, `binder_inc_ref_for_node`,
 //! `binder_dec_ref_olocked`) and the death commands.
 
+use super::limits::Cap;
 use super::state::*;
 use crate::binder_ipc::uapi::*;
 use nix::errno::Errno;
@@ -9,8 +10,8 @@ use std::collections::{BTreeSet, VecDeque};
 
 impl State {
     /// Creates a node owned by `proc` (`binder_new_node`).
-    pub fn new_node(&mut self, proc: u64, ptr: u64, cookie: u64, flags: u32) -> u64 {
-        let id = self.new_id();
+    pub fn new_node(&mut self, proc: u64, ptr: u64, cookie: u64, flags: u32) -> NodeId {
+        let id = NodeId(self.new_id());
         self.stats.created[OBJ_NODE] += 1;
         self.nodes.insert(
             id,
@@ -44,7 +45,7 @@ impl State {
     /// BR_INCREFS/BR_ACQUIRE (the sending thread, during a transaction).
     pub fn inc_node(
         &mut self,
-        n: u64,
+        n: NodeId,
         strong: bool,
         internal: bool,
         target: Option<ConnId>,
@@ -94,7 +95,7 @@ impl State {
 
     /// Drops a ref on node `n`; frees the node when nothing holds it
     /// (`binder_dec_node_nilocked`).
-    pub fn dec_node(&mut self, n: u64, strong: bool, internal: bool) {
+    pub fn dec_node(&mut self, n: NodeId, strong: bool, internal: bool) {
         let Some(node) = self.nodes.get_mut(&n) else {
             return;
         };
@@ -143,7 +144,7 @@ impl State {
         }
     }
 
-    pub(super) fn free_node(&mut self, n: u64) {
+    pub(super) fn free_node(&mut self, n: NodeId) {
         if self.nodes.remove(&n).is_some() {
             self.stats.deleted[OBJ_NODE] += 1;
         }
@@ -158,10 +159,10 @@ impl State {
     pub fn inc_ref_for_node(
         &mut self,
         proc: u64,
-        n: u64,
+        n: NodeId,
         strong: bool,
         target: Option<ConnId>,
-    ) -> Result<u32, Errno> {
+    ) -> Result<Handle, Errno> {
         let existing = self
             .procs
             .get(&proc)
@@ -173,10 +174,16 @@ impl State {
             Some(d) => d,
             None => {
                 let p = self.procs.get(&proc).ok_or(Errno::EINVAL)?;
-                let mut desc = if self.ctx_mgr == Some(n) { 0 } else { 1 };
+                if p.refs.len() >= self.limits.refs {
+                    // The kernel's answer when it cannot allocate a ref.
+                    self.stats.refused[Cap::Refs as usize] += 1;
+                    return Err(Errno::ENOMEM);
+                }
+                // The smallest free handle (refs are capped far below u32::MAX).
+                let mut desc = Handle(if self.ctx_mgr == Some(n) { 0 } else { 1 });
                 for &used in p.refs.range(desc..).map(|(k, _)| k) {
                     if used == desc {
-                        desc += 1;
+                        desc.0 += 1;
                     } else {
                         break;
                     }
@@ -207,7 +214,7 @@ impl State {
     fn inc_ref(
         &mut self,
         proc: u64,
-        desc: u32,
+        desc: Handle,
         strong: bool,
         target: Option<ConnId>,
     ) -> Result<(), Errno> {
@@ -216,6 +223,11 @@ impl State {
             .get(&proc)
             .and_then(|p| p.refs.get(&desc))
             .ok_or(Errno::EINVAL)?;
+        // A client can send BC_ACQUIRE / BC_INCREFS as often as it likes: a count at its
+        // maximum takes no more (the kernel's int would overflow).
+        if (if strong { r.strong } else { r.weak }) == u32::MAX {
+            return Err(Errno::EOVERFLOW);
+        }
         if strong {
             if r.strong == 0 {
                 self.inc_node(r.node, true, true, target)?;
@@ -239,7 +251,7 @@ impl State {
 
     /// One less count on ref `desc`; deletes it when both reach 0
     /// (`binder_dec_ref_olocked`). A count already at 0 is a user error.
-    pub fn dec_ref(&mut self, proc: u64, desc: u32, strong: bool) -> bool {
+    pub fn dec_ref(&mut self, proc: u64, desc: Handle, strong: bool) -> bool {
         let Some(r) = self
             .procs
             .get_mut(&proc)
@@ -278,7 +290,7 @@ impl State {
 
     /// Removes ref `desc` of `proc` and what hangs on it (`binder_cleanup_ref_olocked` and
     /// `binder_free_ref`).
-    pub fn delete_ref(&mut self, proc: u64, desc: u32) {
+    pub fn delete_ref(&mut self, proc: u64, desc: Handle) {
         let Some(p) = self.procs.get_mut(&proc) else {
             return;
         };
@@ -302,15 +314,15 @@ impl State {
                 if let Some(p) = self.procs.get_mut(&proc) {
                     p.delivered_death.retain(|x| *x != d);
                 }
-                self.deaths.remove(&d);
-                self.stats.deleted[OBJ_DEATH] += 1;
+                self.forget_death(d);
             }
         }
     }
 
     /// BC_INCREFS / BC_ACQUIRE / BC_RELEASE / BC_DECREFS on a handle.
-    pub fn bc_refcount(&mut self, conn: ConnId, cmd: u32, handle: u32) -> Result<(), Errno> {
+    pub fn bc_refcount(&mut self, conn: ConnId, cmd: u32, handle: Handle) -> Result<(), Errno> {
         let Some(proc) = self.threads.get(&conn).map(|t| t.proc) else {
+            debug_assert!(false, "missing proc in node.rs");
             return Ok(());
         };
         let strong = cmd == BC_ACQUIRE || cmd == BC_RELEASE;
@@ -319,7 +331,7 @@ impl State {
             .procs
             .get(&proc)
             .is_some_and(|p| p.refs.contains_key(&handle));
-        if increment && handle == 0 && !has_ref {
+        if increment && handle == Handle(0) && !has_ref {
             if let Some(ctx) = self.ctx_mgr {
                 if self.nodes.get(&ctx).and_then(|n| n.owner) == Some(proc) {
                     // "context manager tried to acquire desc 0": the call fails.
@@ -346,6 +358,7 @@ impl State {
     /// BC_INCREFS_DONE / BC_ACQUIRE_DONE: the owner finished the handshake.
     pub fn bc_refcount_done(&mut self, conn: ConnId, strong: bool, pc: BinderPtrCookie) {
         let Some(proc) = self.threads.get(&conn).map(|t| t.proc) else {
+            debug_assert!(false, "missing proc in node.rs");
             return;
         };
         let Some(&n) = self.procs.get(&proc).and_then(|p| p.nodes.get(&pc.ptr)) else {
@@ -353,6 +366,7 @@ impl State {
             return;
         };
         let Some(node) = self.nodes.get_mut(&n) else {
+            debug_assert!(false, "missing node in node.rs");
             return;
         };
         if node.cookie != pc.cookie {
@@ -374,7 +388,7 @@ impl State {
 
     /// Queues death notification `d` as `kind`: to the calling thread when it is a looper,
     /// else to its process (the kernel's choice in the death commands).
-    fn queue_death(&mut self, d: u64, kind: DeathKind, conn: ConnId, proc: u64, looper: u32) {
+    fn queue_death(&mut self, d: DeathId, kind: DeathKind, conn: ConnId, proc: u64, looper: u32) {
         let loc = if looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0 {
             Loc::Thread(conn)
         } else {
@@ -387,9 +401,12 @@ impl State {
         self.enqueue_at(loc, Work::Death(d));
     }
 
-    /// BC_REQUEST_DEATH_NOTIFICATION.
-    pub fn bc_request_death(&mut self, conn: ConnId, handle: u32, cookie: u64) {
-        let Some((proc, looper)) = self.threads.get(&conn).map(|t| (t.proc, t.looper)) else {
+    /// BC_REQUEST_DEATH_NOTIFICATION. On a node already dead, BR_DEAD_BINDER is queued on
+    /// the process (the kernel's rule for the request, unlike the clear's), so a thread in the
+    /// middle of a call hears it only after its reply, or another looper takes it.
+    pub fn bc_request_death(&mut self, conn: ConnId, handle: Handle, cookie: u64) {
+        let Some(proc) = self.threads.get(&conn).map(|t| t.proc) else {
+            debug_assert!(false, "death request from unknown thread {conn}");
             return;
         };
         let Some(r) = self
@@ -405,32 +422,47 @@ impl State {
             self.user_error();
             return;
         }
-        let d = self.new_id();
+        if self
+            .procs
+            .get(&proc)
+            .is_some_and(|p| p.deaths >= self.limits.deaths)
+        {
+            // The kernel's answer when it cannot allocate a death: BR_ERROR on the thread.
+            self.stats.refused[Cap::Deaths as usize] += 1;
+            self.return_error_code(conn, BR_ERROR, -(Errno::ENOMEM as i32));
+            return;
+        }
+        let d = DeathId(self.new_id());
         self.stats.created[OBJ_DEATH] += 1;
         self.deaths.insert(
             d,
             Death {
+                owner: proc,
                 cookie,
                 kind: DeathKind::Armed,
                 queued: None,
             },
         );
-        if let Some(r) = self
-            .procs
-            .get_mut(&proc)
-            .and_then(|p| p.refs.get_mut(&handle))
-        {
-            r.death = Some(d);
+        if let Some(p) = self.procs.get_mut(&proc) {
+            p.deaths += 1;
+            if let Some(r) = p.refs.get_mut(&handle) {
+                r.death = Some(d);
+            }
         }
         let owner_dead = self.nodes.get(&r.node).is_none_or(|n| n.owner.is_none());
         if owner_dead {
-            self.queue_death(d, DeathKind::DeadBinder, conn, proc, looper);
+            if let Some(death) = self.deaths.get_mut(&d) {
+                death.kind = DeathKind::DeadBinder;
+                death.queued = Some(Loc::Proc(proc));
+            }
+            self.enqueue_proc(proc, Work::Death(d));
         }
     }
 
     /// BC_CLEAR_DEATH_NOTIFICATION.
-    pub fn bc_clear_death(&mut self, conn: ConnId, handle: u32, cookie: u64) {
+    pub fn bc_clear_death(&mut self, conn: ConnId, handle: Handle, cookie: u64) {
         let Some((proc, looper)) = self.threads.get(&conn).map(|t| (t.proc, t.looper)) else {
+            debug_assert!(false, "missing proc, looper in node.rs");
             return;
         };
         let Some(r) = self
@@ -447,6 +479,7 @@ impl State {
             return;
         };
         let Some(death) = self.deaths.get(&d).copied() else {
+            debug_assert!(false, "missing death in node.rs");
             return;
         };
         if death.cookie != cookie {
@@ -476,9 +509,11 @@ impl State {
     /// BC_DEAD_BINDER_DONE.
     pub fn bc_dead_binder_done(&mut self, conn: ConnId, cookie: u64) {
         let Some((proc, looper)) = self.threads.get(&conn).map(|t| (t.proc, t.looper)) else {
+            debug_assert!(false, "missing proc, looper in node.rs");
             return;
         };
         let Some(p) = self.procs.get_mut(&proc) else {
+            debug_assert!(false, "missing p in node.rs");
             return;
         };
         let found = p

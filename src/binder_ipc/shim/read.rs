@@ -38,18 +38,27 @@ impl State {
         nonblock: bool,
     ) -> Option<WriteReadDone> {
         let proc = self.threads.get(&conn)?.proc;
-        let rc_in = req.read_consumed as usize;
-        let room = (req.read_size as usize).saturating_sub(rc_in);
+        // Both came from the client: any value, so no arithmetic on them may overflow.
+        let rc_in = usize::try_from(req.read_consumed).unwrap_or(usize::MAX);
+        let room = usize::try_from(req.read_size)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(rc_in);
         let mut out = Vec::new();
         let mut fixups: Vec<(u64, OwnedFd)> = Vec::new();
         if rc_in == 0 {
             self.put(&mut out, BR_NOOP);
         }
         'retry: loop {
-            let proc_work = self
-                .threads
-                .get(&conn)
-                .is_some_and(State::available_for_proc_work);
+            let Some(t) = self.threads.get(&conn) else {
+                debug_assert!(false, "read of unknown thread {conn}");
+                return None;
+            };
+            let proc_work = State::available_for_proc_work(t);
+            if proc_work && t.looper & (LOOPER_REGISTERED | LOOPER_ENTERED) == 0 {
+                // "Thread waiting for process work before calling BC_REGISTER_LOOPER or
+                // BC_ENTER_LOOPER": logged, then served anyway.
+                self.user_error();
+            }
             if !self.has_work(conn, proc_work) {
                 if nonblock {
                     return Some(WriteReadDone {
@@ -68,7 +77,7 @@ impl State {
                 } else if proc_work && self.procs.get(&proc).is_some_and(|p| !p.todo.is_empty()) {
                     From::Proc
                 } else {
-                    if rc_in + out.len() == 4 && !t.need_return {
+                    if rc_in.saturating_add(out.len()) == 4 && !t.need_return {
                         continue 'retry;
                     }
                     break 'retry;
@@ -76,73 +85,14 @@ impl State {
                 if room.saturating_sub(out.len()) < TXN_RECORD {
                     break 'retry;
                 }
-                let w = match from {
-                    From::Thread => {
-                        let t = self.threads.get_mut(&conn)?;
-                        let w = t.todo.pop_front()?;
-                        if t.todo.is_empty() {
-                            t.process_todo = false;
-                        }
-                        w
-                    }
-                    From::Proc => self.procs.get_mut(&proc)?.todo.pop_front()?,
-                };
-                match w {
-                    Work::Complete => self.put(&mut out, BR_TRANSACTION_COMPLETE),
-                    Work::SpamSuspect => {
-                        // The sender's own setting decides what it hears.
-                        let on = self.procs.get(&proc).is_some_and(|p| p.spam_detection);
-                        self.put(
-                            &mut out,
-                            if on {
-                                BR_ONEWAY_SPAM_SUSPECT
-                            } else {
-                                BR_TRANSACTION_COMPLETE
-                            },
-                        );
-                    }
-                    Work::ReturnError | Work::ReplyError => {
-                        let t = self.threads.get_mut(&conn)?;
-                        let e = if w == Work::ReturnError {
-                            t.return_error.take()
-                        } else {
-                            t.reply_error.take()
-                        };
-                        if let Some(cmd) = e {
-                            self.put(&mut out, cmd);
-                        }
-                    }
-                    Work::Node(n) => self.read_node(n, &mut out),
-                    Work::Death(d) => {
-                        if self.read_death(proc, d, &mut out) {
-                            // A dead binder may make the process call out: return now.
-                            break 'retry;
-                        }
-                    }
-                    Work::Txn(id) => {
-                        if self.read_txn(conn, proc, id, &mut out, &mut fixups) {
-                            break 'retry;
-                        }
-                    }
+                let w = self.pop_work(conn, proc, from)?;
+                if self.read_work(conn, proc, w, &mut out, &mut fixups) {
+                    break 'retry;
                 }
             }
         }
-        // BR_SPAWN_LOOPER in place of the leading BR_NOOP.
-        let spawn = {
-            let t = self.threads.get(&conn)?;
-            let p = self.procs.get(&proc)?;
-            p.requested_threads == 0
-                && self.waiting_thread(proc).is_none()
-                && p.requested_threads_started < p.max_threads
-                && t.looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0
-        };
-        if spawn && rc_in == 0 {
-            if let Some(p) = self.procs.get_mut(&proc) {
-                p.requested_threads += 1;
-            }
-            out[..4].copy_from_slice(&BR_SPAWN_LOOPER.to_ne_bytes());
-            self.stats.br[(BR_NOOP & 0x1f) as usize] -= 1;
-            self.stats.br[(BR_SPAWN_LOOPER & 0x1f) as usize] += 1;
+        if rc_in == 0 {
+            self.maybe_spawn_looper(conn, proc, &mut out);
         }
         let close = self
             .threads
@@ -152,15 +102,105 @@ impl State {
         Some(WriteReadDone {
             errno: 0,
             write_consumed: req.write_consumed,
-            read_consumed: (rc_in + out.len()) as u64,
+            read_consumed: req.read_consumed.saturating_add(out.len() as u64),
             read: out,
             fixups,
             close,
         })
     }
 
+    /// Takes the next work item from the thread's list or its process's.
+    fn pop_work(&mut self, conn: ConnId, proc: u64, from: From) -> Option<Work> {
+        match from {
+            From::Thread => {
+                let t = self.threads.get_mut(&conn)?;
+                let w = t.todo.pop_front()?;
+                if t.todo.is_empty() {
+                    t.process_todo = false;
+                }
+                Some(w)
+            }
+            From::Proc => self.procs.get_mut(&proc)?.todo.pop_front(),
+        }
+    }
+
+    /// Writes one work item's BR_ commands; true when the read must return now (a
+    /// transaction, or a dead binder that may make the process call out).
+    fn read_work(
+        &mut self,
+        conn: ConnId,
+        proc: u64,
+        w: Work,
+        out: &mut Vec<u8>,
+        fixups: &mut Vec<(u64, OwnedFd)>,
+    ) -> bool {
+        match w {
+            Work::Complete => self.put(out, BR_TRANSACTION_COMPLETE),
+            Work::SpamSuspect => {
+                // The sender's own setting decides what it hears.
+                let on = self.procs.get(&proc).is_some_and(|p| p.spam_detection);
+                let cmd = if on {
+                    BR_ONEWAY_SPAM_SUSPECT
+                } else {
+                    BR_TRANSACTION_COMPLETE
+                };
+                self.put(out, cmd);
+            }
+            Work::ReturnError | Work::ReplyError => self.read_error(conn, w, out),
+            Work::Node(n) => self.read_node(n, out),
+            Work::Death(d) => return self.read_death(proc, d, out),
+            Work::Txn(id) => return self.read_txn(conn, proc, id, out, fixups),
+        }
+        false
+    }
+
+    /// The thread's `return_error` or `reply_error`.
+    fn read_error(&mut self, conn: ConnId, w: Work, out: &mut Vec<u8>) {
+        let Some(t) = self.threads.get_mut(&conn) else {
+            debug_assert!(false, "read of unknown thread {conn}");
+            return;
+        };
+        let e = if w == Work::ReturnError {
+            t.return_error.take()
+        } else {
+            t.reply_error.take()
+        };
+        let param = t.return_error_param;
+        if let Some(cmd) = e {
+            self.put(out, cmd);
+            if cmd == BR_ERROR {
+                // The payload the command's size promises (see ARCHITECTURE.md: the kernel
+                // writes the code alone).
+                out.extend_from_slice(&param.to_ne_bytes());
+            }
+        }
+    }
+
+    /// BR_SPAWN_LOOPER in place of the leading BR_NOOP, when the process should start
+    /// another looper.
+    fn maybe_spawn_looper(&mut self, conn: ConnId, proc: u64, out: &mut [u8]) {
+        let spawn = match (self.threads.get(&conn), self.procs.get(&proc)) {
+            (Some(t), Some(p)) => {
+                p.requested_threads == 0
+                    && self.waiting_thread(proc).is_none()
+                    && p.requested_threads_started < p.max_threads
+                    && t.looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0
+            }
+            _ => false,
+        };
+        if !spawn || out.len() < 4 {
+            return;
+        }
+        if let Some(p) = self.procs.get_mut(&proc) {
+            p.requested_threads += 1;
+        }
+        out[..4].copy_from_slice(&BR_SPAWN_LOOPER.to_ne_bytes());
+        self.stats.br[(BR_NOOP & 0x1f) as usize] -= 1;
+        self.stats.br[(BR_SPAWN_LOOPER & 0x1f) as usize] += 1;
+    }
+
     /// A node's work item: tell the owner what refs to hold (BINDER_WORK_NODE).
-    fn read_node(&mut self, n: u64, out: &mut Vec<u8>) {
+    fn read_node(&mut self, n: NodeId, out: &mut Vec<u8>) {
         let Some(node) = self.nodes.get_mut(&n) else {
             return;
         };
@@ -213,7 +253,7 @@ impl State {
     }
 
     /// A death notification's work item; true when it was BR_DEAD_BINDER.
-    fn read_death(&mut self, proc: u64, d: u64, out: &mut Vec<u8>) -> bool {
+    fn read_death(&mut self, proc: u64, d: DeathId, out: &mut Vec<u8>) -> bool {
         let Some(death) = self.deaths.get_mut(&d) else {
             return false;
         };
@@ -228,8 +268,7 @@ impl State {
         self.put(out, cmd);
         out.extend_from_slice(&cookie.to_ne_bytes());
         if kind == DeathKind::Clear {
-            self.deaths.remove(&d);
-            self.stats.deleted[OBJ_DEATH] += 1;
+            self.forget_death(d);
         } else if let Some(p) = self.procs.get_mut(&proc) {
             p.delivered_death.push(d);
         }
@@ -241,7 +280,7 @@ impl State {
         &mut self,
         conn: ConnId,
         proc: u64,
-        id: u64,
+        id: TxnId,
         out: &mut Vec<u8>,
         fixups: &mut Vec<(u64, OwnedFd)>,
     ) -> bool {
@@ -258,10 +297,12 @@ impl State {
         let node = t.node;
         fixups.append(&mut t.fds);
         let Some(p) = self.procs.get_mut(&proc) else {
+            debug_assert!(false, "missing p in read.rs");
             return false;
         };
-        let base = p.area.client_base + buf_off;
+        let base = p.area.client_base.wrapping_add(buf_off.0);
         let Some(b) = p.buffers.get_mut(&buf_off) else {
+            debug_assert!(false, "missing b in read.rs");
             return false;
         };
         b.allow_user_free = true;

@@ -172,7 +172,7 @@ pub(super) struct ServerStats {
     refused_conns_per_uid: u64,
     refused_fd_limit: u64,
     refused_procs_per_uid: u64,
-    refused_threads_per_proc: u64,
+    refused_input_per_uid: u64,
     protocol_errors: u64,
     output_stalls: u64,
     peak_output: usize,
@@ -185,6 +185,10 @@ pub(super) struct Core {
     pub(super) state: State,
     limits: Limits,
     conns_by_uid: IdMap<u64, usize>,
+    /// Bytes of frames not yet whole, per uid.
+    in_by_uid: IdMap<u64, usize>,
+    /// Bytes of answers queued, per uid.
+    out_by_uid: IdMap<u64, usize>,
     stats: ServerStats,
     /// Connections with new output, in the order they got it.
     pub(super) dirty: Vec<ConnId>,
@@ -213,12 +217,16 @@ fn random_u64() -> u64 {
 impl Core {
     /// A core with `limits`; `det_tokens` makes proc tokens a counter (fuzzing only).
     pub(super) fn new(limits: Limits, det_tokens: bool) -> Core {
+        let mut state = State::default();
+        state.limits = limits.state;
         Core {
             conns: IdMap::default(),
             tokens: IdMap::default(),
-            state: State::default(),
+            state,
             limits,
             conns_by_uid: IdMap::default(),
+            in_by_uid: IdMap::default(),
+            out_by_uid: IdMap::default(),
             stats: ServerStats::default(),
             dirty: Vec::new(),
             next_token: det_tokens.then_some(0x7000_0000_0000_0001),
@@ -259,11 +267,12 @@ impl Core {
     }
 
     /// Bytes (and the fds that rode on them) arrived on `c`: handles every whole frame,
-    /// keeps the rest.
+    /// keeps the rest (within the uid's input budget).
     pub(super) fn receive(&mut self, c: ConnId, bytes: &[u8], fds: Vec<OwnedFd>) {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
+        let before = conn.inbuf.len();
         conn.infds.extend(fds);
         if conn.inbuf.is_empty() {
             // Whole frames straight from the caller's buffer; only a tail is kept.
@@ -274,12 +283,21 @@ impl Core {
             }
         } else {
             conn.inbuf.extend_from_slice(bytes);
-            self.receive_buffered(c);
+            self.handle_buffered(c);
         }
+        self.account_input(c, before);
     }
 
     /// Handles whole frames left in `c`'s input buffer (after a pause).
     pub(super) fn receive_buffered(&mut self, c: ConnId) {
+        let Some(before) = self.conns.get(&c).map(|k| k.inbuf.len()) else {
+            return;
+        };
+        self.handle_buffered(c);
+        self.account_input(c, before);
+    }
+
+    fn handle_buffered(&mut self, c: ConnId) {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
@@ -292,6 +310,22 @@ impl Core {
                 inbuf = Vec::new();
             }
             conn.inbuf = inbuf;
+        }
+    }
+
+    /// `c`'s half-received bytes went from `before` to what it holds now: counted against
+    /// its uid, whose budget ([`Limits::in_bytes_per_uid`]) a growing connection may not
+    /// pass (it is closed: half a frame cannot be answered; counted).
+    fn account_input(&mut self, c: ConnId, before: usize) {
+        let Some(k) = self.conns.get(&c) else {
+            return;
+        };
+        let (uid, after) = (k.uid as u64, k.inbuf.len());
+        let total = self.in_by_uid.entry(uid).or_insert(0);
+        *total = total.saturating_sub(before).saturating_add(after);
+        if after > before && *total > self.limits.in_bytes_per_uid {
+            self.stats.refused_input_per_uid += 1;
+            self.protocol_error(c);
         }
     }
 
@@ -320,7 +354,15 @@ impl Core {
             if conn.dead {
                 return bytes.len();
             }
-            if conn.out.queued() >= self.limits.out_bytes_per_conn {
+            let q = conn.out.queued();
+            let uid_out = self
+                .out_by_uid
+                .get(&(conn.uid as u64))
+                .copied()
+                .unwrap_or(0);
+            if q >= self.limits.out_bytes_per_conn
+                || (q > 0 && uid_out >= self.limits.out_bytes_per_uid)
+            {
                 if !conn.paused {
                     conn.paused = true;
                     self.stats.output_stalls += 1;
@@ -363,7 +405,10 @@ impl Core {
         if conn.dead {
             return;
         }
+        let before = conn.out.queued();
         conn.out.push_frame(kind, parts, fds);
+        let added = conn.out.queued() - before;
+        *self.out_by_uid.entry(conn.uid as u64).or_insert(0) += added;
         self.stats.peak_output = self.stats.peak_output.max(conn.out.queued());
         if !conn.dirty {
             conn.dirty = true;
@@ -476,33 +521,46 @@ impl Core {
     }
 
     /// `K_OPEN_THREAD`: `c` becomes a thread of the process `token` names, when its peer is
-    /// that process's pid and uid and the process has room for another thread.
+    /// that process's pid and uid and the process has room for another thread (the state's
+    /// thread cap, `ENOMEM`).
     fn open_thread(&mut self, c: ConnId, token: u64) -> bool {
         let Some((pid, uid)) = self.conns.get(&c).map(|k| (k.pid, k.uid)) else {
             return false;
         };
-        let proc = self.tokens.get(&token).copied().and_then(|id| {
-            let p = self.state.procs.get(&id)?;
-            (p.pid == pid && p.euid == uid).then_some((id, p.threads.len()))
+        let proc = self.tokens.get(&token).copied().filter(|id| {
+            self.state
+                .procs
+                .get(id)
+                .is_some_and(|p| p.pid == pid && p.euid == uid)
         });
-        match proc {
-            Some((_, n)) if n >= self.limits.threads_per_proc => {
-                self.stats.refused_threads_per_proc += 1;
-                self.result(c, Err(Errno::EAGAIN));
-            }
-            Some((p, _)) => {
-                self.state.open_thread(c, p);
-                if let Some(conn) = self.conns.get_mut(&c) {
-                    conn.role = Role::Thread(p);
-                }
-                self.result(c, Ok(0));
-            }
-            None => self.result(c, Err(Errno::EPERM)),
+        let Some(p) = proc else {
+            self.result(c, Err(Errno::EPERM));
+            return true;
+        };
+        if let Err(e) = self.state.check_thread_cap(p) {
+            self.result(c, Err(e));
+            return true;
         }
+        self.state.open_thread(c, p);
+        if let Some(conn) = self.conns.get_mut(&c) {
+            conn.role = Role::Thread(p);
+        }
+        self.result(c, Ok(0));
         true
     }
 
     fn ioctl_frame(&mut self, c: ConnId, p: u64, req: Ioctl) -> bool {
+        if req.cmd == BINDER_GET_EXTENDED_ERROR {
+            // Read and cleared, as the kernel does; the record follows the result.
+            let ee = self
+                .state
+                .take_extended_error(c)
+                .unwrap_or(super::error::EE_CLEAR);
+            let body = result_body(Ok(0));
+            let parts = [bytemuck::bytes_of(&body), bytemuck::bytes_of(&ee)];
+            self.send(c, K_RESULT, &parts, Vec::new());
+            return true;
+        }
         let r = self.ioctl(c, p, &req);
         if let Some(t) = self.state.threads.get_mut(&c) {
             t.need_return = false;
@@ -551,15 +609,7 @@ impl Core {
             return false;
         };
         let stream = &body[size_of::<WriteReadReq>()..];
-        let done = self.state.write_read(
-            c,
-            stream,
-            req.write_consumed,
-            req.read_consumed,
-            req.read_size,
-            req.nonblock != 0,
-            fds,
-        );
+        let done = self.state.write_read(c, stream, &req, fds);
         if let Some(done) = done.or_else(|| self.finish_after_free(c)) {
             // Threads this call woke are served first, as the kernel wakes the target before
             // the caller returns: each thread only sees its own answers, so the order of
@@ -627,8 +677,14 @@ impl Core {
     /// buffered input must then be handled, and its socket read).
     pub(super) fn resume_if_drained(&mut self, c: ConnId) -> bool {
         let half = self.limits.out_bytes_per_conn / 2;
-        match self.conns.get_mut(&c) {
-            Some(k) if k.paused && !k.dead && k.out.queued() <= half => {
+        let budget = self.limits.out_bytes_per_uid;
+        let Some(k) = self.conns.get_mut(&c) else {
+            return false;
+        };
+        let uid_out = self.out_by_uid.get(&(k.uid as u64)).copied().unwrap_or(0);
+        let q = k.out.queued();
+        match k {
+            k if k.paused && !k.dead && q <= half && (q == 0 || uid_out < budget) => {
                 k.paused = false;
                 true
             }
@@ -666,10 +722,23 @@ impl Core {
         if conn.out.bytes.capacity() > KEEP || conn.inbuf.capacity() > KEEP || conn.out.grew {
             self.trim = true;
         }
-        if let Some(n) = self.conns_by_uid.get_mut(&(conn.uid as u64)) {
+        let uid = conn.uid as u64;
+        if let Some(n) = self.conns_by_uid.get_mut(&uid) {
             *n -= 1;
             if *n == 0 {
-                self.conns_by_uid.remove(&(conn.uid as u64));
+                self.conns_by_uid.remove(&uid);
+            }
+        }
+        if let Some(n) = self.out_by_uid.get_mut(&uid) {
+            *n = n.saturating_sub(conn.out.queued());
+            if *n == 0 {
+                self.out_by_uid.remove(&uid);
+            }
+        }
+        if let Some(n) = self.in_by_uid.get_mut(&uid) {
+            *n = n.saturating_sub(conn.inbuf.len());
+            if *n == 0 {
+                self.in_by_uid.remove(&uid);
             }
         }
         match conn.role {
@@ -699,6 +768,19 @@ impl Core {
         }
     }
 
+    /// `n` bytes of `c`'s queued answers left (sent, collected or dropped).
+    pub(super) fn out_sent(&mut self, c: ConnId, n: usize) {
+        let Some(uid) = self.conns.get(&c).map(|k| k.uid as u64) else {
+            return;
+        };
+        if let Some(t) = self.out_by_uid.get_mut(&uid) {
+            *t = t.saturating_sub(n);
+            if *t == 0 {
+                self.out_by_uid.remove(&uid);
+            }
+        }
+    }
+
     /// Whether freed heap should be given back (a connection with large buffers went away).
     pub(super) fn take_trim(&mut self) -> bool {
         std::mem::take(&mut self.trim)
@@ -720,21 +802,21 @@ impl Core {
         );
         let _ = writeln!(
             o,
-            "  refused: conns per uid {} (cap {}) fd limit {} procs per uid {} (cap {}) threads per proc {} (cap {})",
+            "  refused: conns per uid {} (cap {}) fd limit {} procs per uid {} (cap {}) input per uid {} (cap {} bytes)",
             s.refused_conns_per_uid,
             l.conns_per_uid,
             s.refused_fd_limit,
             s.refused_procs_per_uid,
             l.procs_per_uid,
-            s.refused_threads_per_proc,
-            l.threads_per_proc
+            s.refused_input_per_uid,
+            l.in_bytes_per_uid,
         );
         let queued: usize = self.conns.values().map(|k| k.out.queued()).sum();
         let paused = self.conns.values().filter(|k| k.paused).count();
         let _ = writeln!(
             o,
-            "  output: queued {queued} bytes, peak {} on one connection (cap {}), stalls {} ({paused} paused now)",
-            s.peak_output, l.out_bytes_per_conn, s.output_stalls
+            "  output: queued {queued} bytes, peak {} on one connection (cap {}, {} per uid), stalls {} ({paused} paused now)",
+            s.peak_output, l.out_bytes_per_conn, l.out_bytes_per_uid, s.output_stalls
         );
         o
     }
@@ -844,7 +926,10 @@ impl Server {
             match self.listener.accept() {
                 Ok((sock, _)) => self.admit(sock),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Interrupted, or a connection that went before it was taken: go on.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::Interrupted
+                        || e.raw_os_error() == Some(libc::ECONNABORTED) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                     if !self.refuse_at_fd_limit() {
                         return;
@@ -969,6 +1054,7 @@ impl Server {
         let Some(sock) = conn.sock.as_mut() else {
             return;
         };
+        let before = conn.out.queued();
         while conn.out.queued() > 0 {
             let (range, fds) = conn.out.next_piece();
             let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
@@ -987,7 +1073,8 @@ impl Server {
                 }
             }
         }
-        let want = conn.out.queued() > 0 && !conn.dead;
+        let left = conn.out.queued();
+        let want = left > 0 && !conn.dead;
         if want != conn.want_write {
             conn.want_write = want;
             let interest = if want {
@@ -997,6 +1084,7 @@ impl Server {
             };
             let _ = self.poll.registry().reregister(sock, Token(c), interest);
         }
+        self.core.out_sent(c, before - left);
         if self.core.resume_if_drained(c) {
             self.core.receive_buffered(c);
             self.read_conn(c, true);

@@ -10,7 +10,11 @@
 //! (`binder_user_error`) is counted in [`Stats::user_errors`] and otherwise ignored.
 
 use super::alloc::Area;
-use crate::binder_ipc::protocol::wire::Gathered;
+use super::error::{Check, ExtendedError, EE_CLEAR};
+pub use super::ids::{BufferId, DeathId, Handle, NodeId, TxnId};
+use super::limits::{Cap, Limits, Refused};
+use super::transaction::TxnRequest;
+use crate::binder_ipc::protocol::wire::{Gathered, WriteReadReq};
 use crate::binder_ipc::uapi::*;
 use nix::errno::Errno;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -65,7 +69,7 @@ pub const LOOPER_INVALID: u32 = 0x08;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Work {
     /// An incoming transaction or reply.
-    Txn(u64),
+    Txn(TxnId),
     /// BR_TRANSACTION_COMPLETE.
     Complete,
     /// BR_ONEWAY_SPAM_SUSPECT (in place of BR_TRANSACTION_COMPLETE).
@@ -75,9 +79,9 @@ pub enum Work {
     /// The thread's `reply_error`.
     ReplyError,
     /// Refcount changes of a node, for its owner.
-    Node(u64),
+    Node(NodeId),
     /// A death notification (dead binder, clear done, or both).
-    Death(u64),
+    Death(DeathId),
 }
 
 /// Where a work item is queued.
@@ -114,28 +118,32 @@ pub struct Thread {
     /// Thread-specific work.
     pub todo: VecDeque<Work>,
     /// Top of the transaction stack.
-    pub stack: Option<u64>,
+    pub stack: Option<TxnId>,
     /// BR_ error for this thread's last command (`return_error`).
     pub return_error: Option<u32>,
+    /// The i32 that follows a BR_ERROR `return_error`.
+    pub return_error_param: i32,
     /// BR_ error for a call this thread made (`reply_error`).
     pub reply_error: Option<u32>,
     /// A parked blocking read.
     pub pending: Option<PendingRead>,
     /// fd numbers the process must close after this call (FDA fds of freed buffers).
     pub close_fds: Vec<i32>,
+    /// `BINDER_GET_EXTENDED_ERROR`'s record.
+    pub ee: ExtendedError,
 }
 
 /// A reference from a process to a node (`struct binder_ref`).
 #[derive(Debug, Clone, Copy)]
 pub struct Ref {
     /// The node.
-    pub node: u64,
+    pub node: NodeId,
     /// Strong count.
     pub strong: u32,
     /// Weak count.
     pub weak: u32,
     /// The registered death notification.
-    pub death: Option<u64>,
+    pub death: Option<DeathId>,
 }
 
 /// What a death notification will say next.
@@ -154,6 +162,8 @@ pub enum DeathKind {
 /// A death notification (`struct binder_ref_death`).
 #[derive(Debug, Clone, Copy)]
 pub struct Death {
+    /// The process that requested it (counted against its cap).
+    pub owner: u64,
     /// Its cookie.
     pub cookie: u64,
     /// What is due.
@@ -196,7 +206,7 @@ pub struct Node {
     /// A oneway transaction is being handled.
     pub has_async: bool,
     /// Oneway transactions waiting for it.
-    pub async_todo: VecDeque<u64>,
+    pub async_todo: VecDeque<TxnId>,
     /// Where the node's work item is queued.
     pub work: Option<Loc>,
 }
@@ -207,14 +217,14 @@ pub enum Release {
     /// The receiver owns the node: a local ref.
     Node {
         /// The node.
-        node: u64,
+        node: NodeId,
         /// Strong or weak.
         strong: bool,
     },
     /// The receiver holds a ref to the node.
     Ref {
         /// The node.
-        node: u64,
+        node: NodeId,
         /// Strong or weak.
         strong: bool,
     },
@@ -230,9 +240,9 @@ pub struct Buffer {
     /// A oneway buffer (counts against the async half).
     pub is_async: bool,
     /// The node the transaction targeted.
-    pub target_node: Option<u64>,
+    pub target_node: Option<NodeId>,
     /// The transaction still pointing at it.
-    pub txn: Option<u64>,
+    pub txn: Option<TxnId>,
     /// Delivered: the process may free it.
     pub allow_user_free: bool,
     /// References its objects hold.
@@ -248,6 +258,8 @@ pub struct Buffer {
 pub struct Txn {
     /// The calling thread, for sync calls while it waits.
     pub from: Option<ConnId>,
+    /// The sending process (the record counts against its cap).
+    pub sender_proc: u64,
     /// The thread handling it (sync calls, once read).
     pub to_thread: Option<ConnId>,
     /// The target process.
@@ -263,13 +275,13 @@ pub struct Txn {
     /// A reply.
     pub is_reply: bool,
     /// The target node (calls).
-    pub node: Option<u64>,
+    pub node: Option<NodeId>,
     /// The buffer's offset in the target's area.
-    pub buffer: Option<u64>,
+    pub buffer: Option<BufferId>,
     /// The caller's previous transaction.
-    pub from_parent: Option<u64>,
+    pub from_parent: Option<TxnId>,
     /// The handler's previous transaction.
-    pub to_parent: Option<u64>,
+    pub to_parent: Option<TxnId>,
     /// fds to install at read: (area offset for the number, the file).
     pub fds: Vec<(u64, OwnedFd)>,
 }
@@ -290,15 +302,15 @@ pub struct Proc {
     /// Its threads.
     pub threads: BTreeSet<ConnId>,
     /// Its nodes by pointer.
-    pub nodes: BTreeMap<u64, u64>,
+    pub nodes: BTreeMap<u64, NodeId>,
     /// Its refs by handle.
-    pub refs: BTreeMap<u32, Ref>,
+    pub refs: BTreeMap<Handle, Ref>,
     /// Handle by node.
-    pub refs_by_node: IdMap<u64, u32>,
+    pub refs_by_node: IdMap<NodeId, Handle>,
     /// Process-wide work.
     pub todo: VecDeque<Work>,
     /// Death notifications delivered, awaiting BC_DEAD_BINDER_DONE.
-    pub delivered_death: Vec<u64>,
+    pub delivered_death: Vec<DeathId>,
     /// BINDER_SET_MAX_THREADS.
     pub max_threads: u32,
     /// BR_SPAWN_LOOPER sent, BC_REGISTER_LOOPER not yet seen.
@@ -306,9 +318,13 @@ pub struct Proc {
     /// Threads started on request.
     pub requested_threads_started: u32,
     /// Buffers by area offset.
-    pub buffers: BTreeMap<u64, Buffer>,
+    pub buffers: BTreeMap<BufferId, Buffer>,
     /// BINDER_ENABLE_ONEWAY_SPAM_DETECTION.
     pub spam_detection: bool,
+    /// Transaction records kept for this sender ([`Limits::txns`]).
+    pub txns_out: u32,
+    /// Death notifications kept for this process ([`Limits::deaths`]).
+    pub deaths: u32,
 }
 
 /// Counters, like the kernel's binder `stats`.
@@ -326,6 +342,10 @@ pub struct Stats {
     pub created: [u64; 6],
     /// Objects deleted, same order.
     pub deleted: [u64; 6],
+    /// Refusals by cap ([`Cap`] order).
+    pub refused: Refused,
+    /// Refused transactions by the check that refused them.
+    pub refusals: BTreeMap<Check, u64>,
 }
 
 /// Indexes of [`Stats::created`] / [`Stats::deleted`].
@@ -349,13 +369,13 @@ pub struct State {
     /// Threads by connection.
     pub threads: IdMap<ConnId, Thread>,
     /// Nodes by id.
-    pub nodes: IdMap<u64, Node>,
+    pub nodes: IdMap<NodeId, Node>,
     /// Transactions by id.
-    pub txns: IdMap<u64, Txn>,
+    pub txns: IdMap<TxnId, Txn>,
     /// Death notifications by id.
-    pub deaths: IdMap<u64, Death>,
+    pub deaths: IdMap<DeathId, Death>,
     /// The context manager's node.
-    pub ctx_mgr: Option<u64>,
+    pub ctx_mgr: Option<NodeId>,
     /// The uid that set the context manager first (the kernel's `binder_context_mgr_uid`).
     pub ctx_mgr_uid: Option<u32>,
     next_id: u64,
@@ -363,6 +383,8 @@ pub struct State {
     pub wake: Vec<ConnId>,
     /// Counters.
     pub stats: Stats,
+    /// Per-process caps.
+    pub limits: Limits,
 }
 
 /// The result of a `BINDER_WRITE_READ` that did not park.
@@ -412,6 +434,8 @@ impl State {
                 requested_threads_started: 0,
                 buffers: BTreeMap::new(),
                 spam_detection: false,
+                txns_out: 0,
+                deaths: 0,
             },
         );
         id
@@ -433,11 +457,37 @@ impl State {
                 todo: VecDeque::new(),
                 stack: None,
                 return_error: None,
+                return_error_param: 0,
                 reply_error: None,
                 pending: None,
                 close_fds: Vec::new(),
+                ee: EE_CLEAR,
             },
         );
+    }
+
+    /// The thread cap: `ENOMEM` (the kernel's answer when it cannot make a thread) once
+    /// process `proc` has [`Limits::threads`] threads, counted. Call before
+    /// [`State::open_thread`].
+    pub fn check_thread_cap(&mut self, proc: u64) -> Result<(), Errno> {
+        let n = self.procs.get(&proc).map(|p| p.threads.len()).unwrap_or(0);
+        if n >= self.limits.threads {
+            self.stats.refused[Cap::Threads as usize] += 1;
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// Forgets death notification `d`, uncounting it from its process.
+    pub(super) fn forget_death(&mut self, d: DeathId) {
+        let Some(death) = self.deaths.remove(&d) else {
+            debug_assert!(false, "forget of missing death {d}");
+            return;
+        };
+        self.stats.deleted[OBJ_DEATH] += 1;
+        if let Some(p) = self.procs.get_mut(&death.owner) {
+            p.deaths = p.deaths.saturating_sub(1);
+        }
     }
 
     pub(super) fn user_error(&mut self) {
@@ -492,11 +542,13 @@ impl State {
         }
     }
 
-    /// A thread takes process work when it is idle and a looper.
+    /// A thread takes process work when it is idle: no transaction on its stack, nothing
+    /// of its own queued. Since Linux 31643d84b8c3 ("binder: fix hang of unregistered
+    /// readers", 6.1.103 and the Debian kernel of the qemu run) the looper state no longer
+    /// matters here; a thread that waits for process work without BC_ENTER_LOOPER /
+    /// BC_REGISTER_LOOPER is a user error the kernel logs (counted in `thread_read`).
     pub fn available_for_proc_work(t: &Thread) -> bool {
-        t.stack.is_none()
-            && t.todo.is_empty()
-            && t.looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0
+        t.stack.is_none() && t.todo.is_empty()
     }
 
     /// A thread parked waiting for process work (the kernel's `waiting_threads`).
@@ -514,6 +566,15 @@ impl State {
         if let Some(c) = self.waiting_thread(proc) {
             self.wake.push(c);
         }
+    }
+
+    /// Queues a non-transaction `return_error` (BR_ERROR with its `param`).
+    pub fn return_error_code(&mut self, conn: ConnId, cmd: u32, param: i32) {
+        if let Some(t) = self.threads.get_mut(&conn) {
+            t.return_error = Some(cmd);
+            t.return_error_param = param;
+        }
+        self.enqueue_thread(conn, Work::ReturnError, true);
     }
 
     /// Sets the thread's return error and queues it (`binder_transaction`'s error path).
@@ -557,81 +618,97 @@ impl State {
                 return (consumed, Some(Errno::EINVAL));
             }
             let size = ioc_size(cmd);
-            let Some(payload) = stream.get(pos + 4..pos + 4 + size) else {
+            let next = pos + 4 + size;
+            let Some(payload) = stream.get(pos + 4..next) else {
                 // The command's payload lies past the end of the caller's buffer.
                 return (consumed, Some(Errno::EFAULT));
             };
             if let Some(i) = bc_index(cmd) {
                 self.stats.bc[i] += 1;
             }
-            let mut next = pos + 4 + size;
-            let res = match cmd {
-                BC_TRANSACTION | BC_REPLY | BC_TRANSACTION_SG | BC_REPLY_SG => {
-                    let sg = matches!(cmd, BC_TRANSACTION_SG | BC_REPLY_SG);
-                    let tr: BinderTransactionData = bytemuck::pod_read_unaligned(&payload[..64]);
-                    let buffers_size = if sg {
-                        read_at::<u64>(payload, 64).unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    match parse_gathered(stream, next, &mut fds) {
-                        Some((g, body, taken, end)) => {
-                            next = end;
-                            let reply = matches!(cmd, BC_REPLY | BC_REPLY_SG);
-                            self.transaction(conn, &tr, reply, buffers_size, &g, body, taken);
-                            Ok(())
-                        }
-                        None => Err(Errno::EFAULT),
-                    }
-                }
-                BC_INCREFS | BC_ACQUIRE | BC_RELEASE | BC_DECREFS => {
-                    let handle: u32 = bytemuck::pod_read_unaligned(payload);
-                    self.bc_refcount(conn, cmd, handle)
-                }
-                BC_INCREFS_DONE | BC_ACQUIRE_DONE => {
-                    let pc: BinderPtrCookie = bytemuck::pod_read_unaligned(payload);
-                    self.bc_refcount_done(conn, cmd == BC_ACQUIRE_DONE, pc);
-                    Ok(())
-                }
-                BC_FREE_BUFFER => {
-                    let addr: u64 = bytemuck::pod_read_unaligned(payload);
-                    self.bc_free_buffer(conn, addr);
-                    Ok(())
-                }
-                BC_REGISTER_LOOPER | BC_ENTER_LOOPER | BC_EXIT_LOOPER => {
-                    self.bc_looper(conn, cmd);
-                    Ok(())
-                }
-                BC_REQUEST_DEATH_NOTIFICATION | BC_CLEAR_DEATH_NOTIFICATION => {
-                    let hc: BinderHandleCookie = bytemuck::pod_read_unaligned(payload);
-                    let (handle, cookie) = (hc.handle, hc.cookie);
-                    if cmd == BC_REQUEST_DEATH_NOTIFICATION {
-                        self.bc_request_death(conn, handle, cookie);
-                    } else {
-                        self.bc_clear_death(conn, handle, cookie);
-                    }
-                    Ok(())
-                }
-                BC_DEAD_BINDER_DONE => {
-                    let cookie: u64 = bytemuck::pod_read_unaligned(payload);
-                    self.bc_dead_binder_done(conn, cookie);
-                    Ok(())
-                }
-                // BC_ACQUIRE_RESULT and BC_ATTEMPT_ACQUIRE are not supported by the kernel
-                // either; freeze notifications are outside this shim (see ARCHITECTURE.md).
-                _ => Err(Errno::EINVAL),
+            let next = match self.bc_command(conn, cmd, payload, stream, next, &mut fds) {
+                Ok(next) => next,
+                Err(e) => return (consumed, Some(e)),
             };
-            if let Err(e) = res {
-                return (consumed, Some(e));
-            }
-            consumed += 4 + size as u64;
+            // `write_consumed` came from the client: it may be anything.
+            let Some(c) = consumed.checked_add(4 + size as u64) else {
+                return (consumed, Some(Errno::EFAULT));
+            };
+            consumed = c;
             pos = next;
         }
         (consumed, None)
     }
 
+    /// One BC_ command with its `payload`; `next` is where the stream goes on, which a
+    /// transaction moves past its [`Gathered`] record. Returns the new position.
+    fn bc_command(
+        &mut self,
+        conn: ConnId,
+        cmd: u32,
+        payload: &[u8],
+        stream: &[u8],
+        next: usize,
+        fds: &mut VecDeque<OwnedFd>,
+    ) -> Result<usize, Errno> {
+        match cmd {
+            BC_TRANSACTION | BC_REPLY | BC_TRANSACTION_SG | BC_REPLY_SG => {
+                let tr: BinderTransactionData = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                let sg = matches!(cmd, BC_TRANSACTION_SG | BC_REPLY_SG);
+                let buffers_size = if sg {
+                    read_at::<u64>(payload, 64)
+                } else {
+                    None
+                };
+                let (gathered, body, taken, end) =
+                    parse_gathered(stream, next, fds).ok_or(Errno::EFAULT)?;
+                let req = TxnRequest {
+                    tr,
+                    reply: matches!(cmd, BC_REPLY | BC_REPLY_SG),
+                    buffers_size: buffers_size.unwrap_or(0),
+                    gathered,
+                    body,
+                    fds: taken,
+                };
+                self.transaction(conn, req);
+                return Ok(end);
+            }
+            BC_INCREFS | BC_ACQUIRE | BC_RELEASE | BC_DECREFS => {
+                let handle = Handle(read_at::<u32>(payload, 0).ok_or(Errno::EFAULT)?);
+                self.bc_refcount(conn, cmd, handle)?;
+            }
+            BC_INCREFS_DONE | BC_ACQUIRE_DONE => {
+                let pc: BinderPtrCookie = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                self.bc_refcount_done(conn, cmd == BC_ACQUIRE_DONE, pc);
+            }
+            BC_FREE_BUFFER => {
+                let addr: u64 = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                self.bc_free_buffer(conn, addr);
+            }
+            BC_REGISTER_LOOPER | BC_ENTER_LOOPER | BC_EXIT_LOOPER => self.bc_looper(conn, cmd),
+            BC_REQUEST_DEATH_NOTIFICATION | BC_CLEAR_DEATH_NOTIFICATION => {
+                let hc: BinderHandleCookie = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                let (handle, cookie) = (Handle(hc.handle), hc.cookie);
+                if cmd == BC_REQUEST_DEATH_NOTIFICATION {
+                    self.bc_request_death(conn, handle, cookie);
+                } else {
+                    self.bc_clear_death(conn, handle, cookie);
+                }
+            }
+            BC_DEAD_BINDER_DONE => {
+                let cookie: u64 = read_at(payload, 0).ok_or(Errno::EFAULT)?;
+                self.bc_dead_binder_done(conn, cookie);
+            }
+            // BC_ACQUIRE_RESULT and BC_ATTEMPT_ACQUIRE are not supported by the kernel
+            // either; freeze notifications are outside this shim (see ARCHITECTURE.md).
+            _ => return Err(Errno::EINVAL),
+        }
+        Ok(next)
+    }
+
     fn bc_looper(&mut self, conn: ConnId, cmd: u32) {
         let Some(t) = self.threads.get(&conn) else {
+            debug_assert!(false, "missing t in state.rs");
             return;
         };
         let proc = t.proc;
@@ -666,18 +743,18 @@ impl State {
         }
     }
 
-    /// Runs a whole `BINDER_WRITE_READ`; `None` when the read parks (the thread blocks).
-    #[allow(clippy::too_many_arguments)]
+    /// Runs a whole `BINDER_WRITE_READ` as `req` asks (its `write_consumed`, `read_consumed`,
+    /// `read_size`, `nonblock`; `stream` is the caller's write stream from `write_consumed`
+    /// on); `None` when the read parks (the thread blocks).
     pub fn write_read(
         &mut self,
         conn: ConnId,
         stream: &[u8],
-        write_consumed: u64,
-        read_consumed: u64,
-        read_size: u64,
-        nonblock: bool,
+        req: &WriteReadReq,
         fds: Vec<OwnedFd>,
     ) -> Option<WriteReadDone> {
+        let (write_consumed, read_consumed) = (req.write_consumed, req.read_consumed);
+        let (read_size, nonblock) = (req.read_size, req.nonblock != 0);
         let proc = self.threads.get(&conn)?.proc;
         let (wc, err) = self.thread_write(conn, stream, write_consumed, fds);
         if let Some(e) = err {
@@ -772,6 +849,11 @@ impl State {
             if uid != euid {
                 return Err(Errno::EPERM);
             }
+        }
+        if self.procs[&proc].nodes.len() >= self.limits.nodes {
+            // The kernel's answer when it cannot make the node.
+            self.stats.refused[Cap::Nodes as usize] += 1;
+            return Err(Errno::ENOMEM);
         }
         let (ptr, cookie, flags) = fbo
             .map(|f| (f.binder, f.cookie, f.flags))
@@ -879,8 +961,7 @@ impl State {
                     if let Some(death) = self.deaths.get_mut(&d) {
                         death.queued = None;
                         if death.kind == DeathKind::Clear {
-                            self.deaths.remove(&d);
-                            self.stats.deleted[OBJ_DEATH] += 1;
+                            self.forget_death(d);
                         }
                     }
                 }
@@ -909,7 +990,7 @@ impl State {
         for c in threads {
             self.release_thread(c);
         }
-        let nodes: Vec<u64> = self
+        let nodes: Vec<NodeId> = self
             .procs
             .get(&proc)
             .map(|p| p.nodes.values().copied().collect())
@@ -917,7 +998,7 @@ impl State {
         for n in nodes {
             self.release_node(n);
         }
-        let refs: Vec<u32> = self
+        let refs: Vec<Handle> = self
             .procs
             .get(&proc)
             .map(|p| p.refs.keys().copied().collect())
@@ -925,7 +1006,7 @@ impl State {
         for desc in refs {
             self.delete_ref(proc, desc);
         }
-        let (todo, delivered): (Vec<Work>, Vec<u64>) = match self.procs.get_mut(&proc) {
+        let (todo, delivered): (Vec<Work>, Vec<DeathId>) = match self.procs.get_mut(&proc) {
             Some(p) => (
                 p.todo.drain(..).collect(),
                 std::mem::take(&mut p.delivered_death),
@@ -934,11 +1015,11 @@ impl State {
         };
         self.release_work(todo);
         for d in delivered {
-            if self.deaths.remove(&d).is_some() {
-                self.stats.deleted[OBJ_DEATH] += 1;
+            if self.deaths.contains_key(&d) {
+                self.forget_death(d);
             }
         }
-        let bufs: Vec<u64> = self
+        let bufs: Vec<BufferId> = self
             .procs
             .get(&proc)
             .map(|p| p.buffers.keys().copied().collect())
@@ -952,8 +1033,8 @@ impl State {
     }
 
     /// The owner of node `n` died (`binder_node_release`).
-    fn release_node(&mut self, n: u64) {
-        let async_todo: Vec<u64> = self
+    fn release_node(&mut self, n: NodeId) {
+        let async_todo: Vec<TxnId> = self
             .nodes
             .get_mut(&n)
             .map(|x| x.async_todo.drain(..).collect())
@@ -1002,15 +1083,14 @@ impl State {
     /// Frees buffer `off` of `proc` and releases what its objects held. Returns the fd
     /// numbers of its FDA objects, which the process must close (the kernel closes them in
     /// the freeing process).
-    pub fn release_buffer(&mut self, proc: u64, off: u64) -> Option<Vec<i32>> {
+    pub fn release_buffer(&mut self, proc: u64, off: BufferId) -> Option<Vec<i32>> {
         let p = self.procs.get_mut(&proc)?;
         let b = p.buffers.remove(&off)?;
         let mut close = Vec::new();
         if b.allow_user_free {
-            for fo in &b.fda_fds {
-                if let Some(bytes) = p.area.read(*fo, 4) {
-                    close.push(i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
-                }
+            if let Some(mut view) = p.area.buffer_mut(off) {
+                // Buffer offsets checked when the FDA was translated.
+                close.extend(b.fda_fds.iter().filter_map(|at| view.read::<i32>(*at).ok()));
             }
         }
         p.area.free(off, b.is_async);
@@ -1023,6 +1103,9 @@ impl State {
             if let Some(n) = b.target_node {
                 self.next_async(n);
             }
+        }
+        if let Some(n) = b.target_node {
+            self.dec_node(n, true, false);
         }
         self.apply_releases(proc, &b.releases);
         Some(close)
@@ -1051,12 +1134,14 @@ impl State {
     /// BC_FREE_BUFFER.
     fn bc_free_buffer(&mut self, conn: ConnId, addr: u64) {
         let Some(proc) = self.threads.get(&conn).map(|t| t.proc) else {
+            debug_assert!(false, "missing proc in state.rs");
             return;
         };
         let Some(p) = self.procs.get(&proc) else {
+            debug_assert!(false, "missing p in state.rs");
             return;
         };
-        let off = addr.wrapping_sub(p.area.client_base);
+        let off = BufferId(addr.wrapping_sub(p.area.client_base));
         match p.buffers.get(&off) {
             Some(b) if b.allow_user_free => {
                 let close = self.release_buffer(proc, off).unwrap_or_default();
@@ -1069,7 +1154,7 @@ impl State {
     }
 
     /// A oneway buffer of node `n` was freed: the next queued oneway call goes to the process.
-    fn next_async(&mut self, n: u64) {
+    fn next_async(&mut self, n: NodeId) {
         let Some(node) = self.nodes.get_mut(&n) else {
             return;
         };
@@ -1086,11 +1171,12 @@ impl State {
     }
 
     /// Frees a transaction record and the buffer it still owns (undelivered).
-    pub fn free_txn(&mut self, id: u64) {
+    pub fn free_txn(&mut self, id: TxnId) {
         let Some(t) = self.txns.remove(&id) else {
             return;
         };
         self.stats.deleted[OBJ_TXN] += 1;
+        self.uncount_txn(&t);
         if let (Some(off), Some(proc)) = (t.buffer, t.to_proc) {
             if let Some(b) = self
                 .procs

@@ -1,300 +1,463 @@
-//! Transactions and replies (`binder_transaction`): routing, buffer allocation, object
-//! translation and fd hand-off, and failed replies (`binder_send_failed_reply`).
+//! Transactions and replies (`binder_transaction`), in the shape of the kernel's Rust driver:
+//! the BC_ loop builds one [`TxnRequest`]; [`State::transaction`] hands it to `call`, `reply`
+//! or `oneway`, each of which finds its target; [`State::build_txn`] then allocates the
+//! receiver's buffer, copies the payload in and translates its objects (translate.rs) before the
+//! caller-specific part queues the work. A refusal is a [`TxnError`] (BR code, errno, check),
+//! which also becomes the thread's extended error (`BINDER_GET_EXTENDED_ERROR`).
 
+use super::error::{Check, ExtendedError, TxnError, EE_CLEAR};
+use super::limits::Cap;
 use super::state::*;
-use crate::binder_ipc::protocol::object::{self, Object};
+use super::translate::{SgState, Translation};
+use crate::binder_ipc::protocol::object::checked_align8;
 use crate::binder_ipc::protocol::wire::{align8, Gathered};
 use crate::binder_ipc::uapi::*;
+use nix::errno::Errno;
 use std::mem::size_of;
 use std::os::fd::OwnedFd;
 
-/// Why a transaction failed: the BR_ code for the sender.
-type Fail = u32;
+/// One BC_TRANSACTION / BC_REPLY (or `_SG`) as the BC_ loop read it, with what the sender's
+/// device gathered for it.
+#[derive(Debug)]
+pub struct TxnRequest<'a> {
+    /// The transaction data.
+    pub tr: BinderTransactionData,
+    /// BC_REPLY / BC_REPLY_SG.
+    pub reply: bool,
+    /// `buffers_size` of the `_SG` forms (0 otherwise).
+    pub buffers_size: u64,
+    /// What the sender's device gathered.
+    pub gathered: Gathered,
+    /// data ‖ offsets ‖ scatter-gather bytes.
+    pub body: &'a [u8],
+    /// The files its FD/FDA objects name, in order.
+    pub fds: Vec<OwnedFd>,
+}
+
+impl TxnRequest<'_> {
+    fn oneway(&self) -> bool {
+        !self.reply && self.tr.flags & TF_ONE_WAY != 0
+    }
+}
+
+/// The sending thread and its process.
+#[derive(Debug, Clone, Copy)]
+pub struct Sender {
+    /// The thread.
+    pub conn: ConnId,
+    /// Its process.
+    pub proc: u64,
+    /// The process's pid.
+    pub pid: i32,
+    /// The process's euid.
+    pub euid: u32,
+}
+
+/// Where a transaction goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// The receiving process.
+    pub proc: u64,
+    /// The target node (calls).
+    pub node: Option<NodeId>,
+    /// The receiver accepts fds.
+    pub accept_fds: bool,
+}
+
+/// What a transaction record keeps of its request.
+#[derive(Debug, Clone, Copy)]
+struct TxnHead {
+    id: TxnId,
+    code: u32,
+    flags: u32,
+    reply: bool,
+}
+
+/// The layout of a transaction buffer, every boundary computed with checked arithmetic.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    data_size: u64,
+    offsets_size: u64,
+    /// Start of the offsets array (data rounded up to 8).
+    off_start: u64,
+    /// Start of the scatter-gather area.
+    sg_start: u64,
+    /// Total bytes (end of the scatter-gather area).
+    total: u64,
+}
 
 impl State {
     /// BC_TRANSACTION / BC_REPLY (and the `_SG` forms) from thread `conn`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn transaction(
-        &mut self,
-        conn: ConnId,
-        tr: &BinderTransactionData,
-        reply: bool,
-        extra: u64,
-        g: &Gathered,
-        body: &[u8],
-        fds: Vec<OwnedFd>,
-    ) {
-        let mut in_reply_to = None;
-        match self.transaction_inner(conn, tr, reply, extra, g, body, fds, &mut in_reply_to) {
-            Ok(()) => {}
-            Err(code) => {
-                if let Some(irt) = in_reply_to {
-                    // The replier hears "complete"; the caller gets the failure.
-                    self.stats.failed_transactions += 1;
-                    if let Some(t) = self.threads.get_mut(&conn) {
-                        t.return_error = Some(BR_TRANSACTION_COMPLETE);
-                    }
-                    self.enqueue_thread(conn, Work::ReturnError, true);
-                    self.send_failed_reply(irt, code);
-                } else {
-                    self.return_error(conn, code);
-                }
-            }
+    pub fn transaction(&mut self, conn: ConnId, req: TxnRequest<'_>) {
+        let id = TxnId(self.new_id());
+        self.set_ee(conn, ee(id, BR_OK, None));
+        let Some(sender) = self.sender(conn) else {
+            debug_assert!(false, "transaction from unknown thread {conn}");
+            return;
+        };
+        let res = if req.reply {
+            self.reply(sender, id, req)
+        } else if req.oneway() {
+            self.oneway(sender, id, req)
+        } else {
+            self.call(sender, id, req)
+        };
+        if let Err(e) = res {
+            self.set_ee(conn, ee(id, e.reply, Some(e)));
+            self.count_refusal(e.check);
+            self.return_error(conn, e.reply);
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn transaction_inner(
-        &mut self,
-        conn: ConnId,
-        tr: &BinderTransactionData,
-        reply: bool,
-        extra: u64,
-        g: &Gathered,
-        body: &[u8],
-        fds: Vec<OwnedFd>,
-        in_reply_to_out: &mut Option<u64>,
-    ) -> Result<(), Fail> {
-        let proc = self.threads.get(&conn).ok_or(BR_FAILED_REPLY)?.proc;
-        let (sender_pid, sender_euid) = self
-            .procs
-            .get(&proc)
-            .map(|p| (p.pid, p.euid))
-            .ok_or(BR_FAILED_REPLY)?;
-        let oneway = !reply && tr.flags & TF_ONE_WAY != 0;
-        let mut target_thread: Option<ConnId> = None;
-        let target_proc: u64;
-        let mut target_node: Option<u64> = None;
+    fn sender(&self, conn: ConnId) -> Option<Sender> {
+        let proc = self.threads.get(&conn)?.proc;
+        let p = self.procs.get(&proc)?;
+        Some(Sender {
+            conn,
+            proc,
+            pid: p.pid,
+            euid: p.euid,
+        })
+    }
 
-        if reply {
-            let irt = self
-                .threads
-                .get(&conn)
-                .and_then(|t| t.stack)
-                .ok_or_else(|| {
-                    self.stats.user_errors += 1;
-                    BR_FAILED_REPLY
-                })?;
-            let x = self.txns.get(&irt).ok_or(BR_FAILED_REPLY)?;
-            if x.to_thread != Some(conn) {
-                self.user_error();
-                return Err(BR_FAILED_REPLY);
-            }
-            let to_parent = x.to_parent;
-            let from = x.from;
-            if let Some(t) = self.threads.get_mut(&conn) {
-                t.stack = to_parent;
-            }
-            *in_reply_to_out = Some(irt);
-            let Some(from) = from else {
-                return Err(BR_DEAD_REPLY);
-            };
-            let caller = self.threads.get(&from).ok_or(BR_DEAD_REPLY)?;
-            if caller.stack != Some(irt) {
-                *in_reply_to_out = None;
-                self.user_error();
-                return Err(BR_FAILED_REPLY);
-            }
-            target_thread = Some(from);
-            target_proc = caller.proc;
+    /// A sync call (`binder_transaction`, `!reply`, no TF_ONE_WAY).
+    fn call(&mut self, s: Sender, id: TxnId, req: TxnRequest<'_>) -> Result<(), TxnError> {
+        let (node, target_proc) = self.call_target(s, Handle(req.tr.handle()))?;
+        let thread = self.nested_target(s.conn, target_proc)?;
+        let route = Route {
+            proc: target_proc,
+            node: Some(node),
+            accept_fds: self.nodes.get(&node).is_some_and(|n| n.accept_fds),
+        };
+        self.build_txn(s, id, req, route)?;
+        let parent = self.threads.get(&s.conn).and_then(|t| t.stack);
+        if let Some(x) = self.txns.get_mut(&id) {
+            x.from_parent = parent;
+        }
+        if let Some(t) = self.threads.get_mut(&s.conn) {
+            t.stack = Some(id);
+        }
+        // Deferred: the caller sleeps until the reply comes.
+        self.enqueue_thread(s.conn, Work::Complete, false);
+        self.proc_transaction(id, target_proc, thread, Some(node), false);
+        Ok(())
+    }
+
+    /// A oneway call.
+    fn oneway(&mut self, s: Sender, id: TxnId, req: TxnRequest<'_>) -> Result<(), TxnError> {
+        let (node, target_proc) = self.call_target(s, Handle(req.tr.handle()))?;
+        let route = Route {
+            proc: target_proc,
+            node: Some(node),
+            accept_fds: self.nodes.get(&node).is_some_and(|n| n.accept_fds),
+        };
+        let spam = self.build_txn(s, id, req, route)?;
+        let w = if spam {
+            Work::SpamSuspect
         } else {
-            let handle = tr.handle();
-            let node = if handle == 0 {
-                self.ctx_mgr.ok_or(BR_DEAD_REPLY)?
-            } else {
-                // `binder_get_ref_olocked(.., need_strong_ref = true)`: a weak ref cannot
-                // be called.
-                let r = self
-                    .procs
-                    .get(&proc)
-                    .and_then(|p| p.refs.get(&handle))
-                    .filter(|r| r.strong > 0)
-                    .ok_or_else(|| {
-                        self.stats.user_errors += 1;
-                        BR_FAILED_REPLY
-                    })?;
-                r.node
-            };
-            let owner = self
-                .nodes
-                .get(&node)
-                .and_then(|n| n.owner)
-                .ok_or(BR_DEAD_REPLY)?;
-            // The kernel compares OS pids here: no binder process of the context manager's
-            // own OS process may call it through handle 0.
-            let same_pid =
-                handle == 0 && self.procs.get(&owner).is_some_and(|p| p.pid == sender_pid);
-            if owner == proc || same_pid {
-                self.user_error();
-                return Err(BR_FAILED_REPLY);
+            Work::Complete
+        };
+        self.enqueue_thread(s.conn, w, true);
+        self.proc_transaction(id, target_proc, None, Some(node), true);
+        Ok(())
+    }
+
+    /// BC_REPLY: the call on top of the thread's stack is answered. Failures after the call
+    /// was popped go to its caller (the replier hears BR_TRANSACTION_COMPLETE).
+    fn reply(&mut self, s: Sender, id: TxnId, req: TxnRequest<'_>) -> Result<(), TxnError> {
+        let irt = self.pop_call_for_reply(s.conn)?;
+        let caller = self.txns.get(&irt).and_then(|x| x.from);
+        let res = match caller {
+            None => Err(TxnError::dead(Check::CallerDead, None)),
+            Some(c) => {
+                let on_top = self.threads.get(&c).map(|t| t.stack == Some(irt));
+                debug_assert!(on_top.is_some(), "caller {c} of txn {irt} is gone");
+                if on_top != Some(true) {
+                    // The kernel lets go of in_reply_to here: the replier hears the error.
+                    self.user_error();
+                    return Err(TxnError::failed(Check::CallerStackMoved, Errno::EPROTO));
+                }
+                self.reply_to(s, id, irt, c, req)
             }
-            target_proc = owner;
-            target_node = Some(node);
-            if !oneway {
-                if let Some(top) = self.threads.get(&conn).and_then(|t| t.stack) {
-                    let x = self.txns.get(&top).ok_or(BR_FAILED_REPLY)?;
-                    if x.to_thread != Some(conn) {
-                        self.user_error();
-                        return Err(BR_FAILED_REPLY);
-                    }
-                    // A nested call back into a process already in this chain goes to the
-                    // thread of that process that waits in it.
-                    let mut cur = Some(top);
-                    while let Some(id) = cur {
-                        let Some(x) = self.txns.get(&id) else { break };
-                        if let Some(f) = x.from {
-                            if self.threads.get(&f).is_some_and(|t| t.proc == target_proc) {
-                                target_thread = Some(f);
-                                break;
-                            }
-                        }
-                        cur = x.from_parent;
-                    }
+        };
+        if let Err(e) = res {
+            self.reply_failed(s.conn, id, irt, e);
+        }
+        Ok(())
+    }
+
+    /// Pops the call this thread answers off its stack.
+    fn pop_call_for_reply(&mut self, conn: ConnId) -> Result<TxnId, TxnError> {
+        let Some(irt) = self.threads.get(&conn).and_then(|t| t.stack) else {
+            self.user_error();
+            return Err(TxnError::failed(Check::ReplyWithoutCall, Errno::EPROTO));
+        };
+        let Some(x) = self.txns.get(&irt) else {
+            debug_assert!(false, "stack names missing txn {irt}");
+            return Err(TxnError::failed(Check::ReplyWithoutCall, Errno::EPROTO));
+        };
+        if x.to_thread != Some(conn) {
+            self.user_error();
+            return Err(TxnError::failed(Check::ReplyNotOnTop, Errno::EPROTO));
+        }
+        let to_parent = x.to_parent;
+        if let Some(t) = self.threads.get_mut(&conn) {
+            t.stack = to_parent;
+        }
+        Ok(irt)
+    }
+
+    fn reply_to(
+        &mut self,
+        s: Sender,
+        id: TxnId,
+        irt: TxnId,
+        caller: ConnId,
+        req: TxnRequest<'_>,
+    ) -> Result<(), TxnError> {
+        let target_proc = self.threads.get(&caller).map(|t| t.proc);
+        let target_proc = target_proc.ok_or(TxnError::dead(Check::CallerDead, None))?;
+        let route = Route {
+            proc: target_proc,
+            node: None,
+            accept_fds: self
+                .txns
+                .get(&irt)
+                .is_some_and(|t| t.flags & TF_ACCEPT_FDS != 0),
+        };
+        self.build_txn(s, id, req, route)?;
+        self.enqueue_thread(s.conn, Work::Complete, true);
+        let from_parent = self.txns.get(&irt).and_then(|x| x.from_parent);
+        if let Some(t) = self.threads.get_mut(&caller) {
+            t.stack = from_parent;
+        }
+        self.enqueue_thread(caller, Work::Txn(id), true);
+        self.free_txn_record(irt);
+        Ok(())
+    }
+
+    /// A reply that failed after its call was popped: the caller gets the error (and it as
+    /// its extended error, unless it holds one), the replier BR_TRANSACTION_COMPLETE.
+    fn reply_failed(&mut self, conn: ConnId, id: TxnId, irt: TxnId, e: TxnError) {
+        self.count_refusal(e.check);
+        self.stats.failed_transactions += 1;
+        if let Some(f) = self.txns.get(&irt).and_then(|x| x.from) {
+            if let Some(t) = self.threads.get_mut(&f) {
+                if t.ee.command == BR_OK {
+                    t.ee = ee(id, e.reply, Some(e));
                 }
             }
         }
-        if !self.procs.get(&target_proc).is_some_and(|p| p.mapped) {
-            return Err(BR_DEAD_REPLY);
+        if let Some(t) = self.threads.get_mut(&conn) {
+            t.return_error = Some(BR_TRANSACTION_COMPLETE);
         }
+        self.enqueue_thread(conn, Work::ReturnError, true);
+        self.send_failed_reply(irt, e.reply);
+    }
 
-        // Sizes: what the caller's pointers named must be what it gathered.
-        if g.status != 0 {
-            return Err(BR_FAILED_REPLY);
-        }
-        if g.data_len != tr.data_size || g.offsets_len != tr.offsets_size || g.sg_len > extra {
-            return Err(BR_FAILED_REPLY);
-        }
-        if tr.offsets_size % 8 != 0 || extra % 8 != 0 {
-            self.user_error();
-            return Err(BR_FAILED_REPLY);
-        }
-        let data_size = tr.data_size;
-        let off_start = align8(data_size);
-        let off_end = off_start + tr.offsets_size;
-        let sg_start = align8(off_end);
-        let total = sg_start.checked_add(extra).ok_or(BR_FAILED_REPLY)?;
-        let is_async = oneway;
-        let tp = self.procs.get_mut(&target_proc).ok_or(BR_DEAD_REPLY)?;
-        let buf_off = tp
-            .area
-            .alloc(total, is_async)
-            .map_err(|_| BR_FAILED_REPLY)?;
-        let data = &body[..data_size as usize];
-        let offs = &body[data_size as usize..(data_size + tr.offsets_size) as usize];
-        let sg = &body[(data_size + tr.offsets_size) as usize..];
-        {
-            let dst = tp
-                .area
-                .bytes_mut(buf_off, total as usize)
-                .ok_or(BR_FAILED_REPLY)?;
-            dst.fill(0);
-            dst[..data.len()].copy_from_slice(data);
-            dst[off_start as usize..off_end as usize].copy_from_slice(offs);
-        }
-        let accept_fds = if reply {
-            in_reply_to_out
-                .and_then(|t| self.txns.get(&t))
-                .is_some_and(|t| t.flags & TF_ACCEPT_FDS != 0)
+    /// The node and process a call on `handle` goes to.
+    fn call_target(&mut self, s: Sender, handle: Handle) -> Result<(NodeId, u64), TxnError> {
+        let node = if handle == Handle(0) {
+            self.ctx_mgr
+                .ok_or(TxnError::dead(Check::NoContextManager, Some(Errno::EINVAL)))?
         } else {
-            target_node
-                .and_then(|n| self.nodes.get(&n))
-                .is_some_and(|n| n.accept_fds)
-        };
-        let mut releases = Vec::new();
-        let mut fixups: Vec<(u64, OwnedFd)> = Vec::new();
-        let mut fda_fds = Vec::new();
-        let res = self.translate(
-            conn,
-            proc,
-            target_proc,
-            buf_off,
-            data,
-            offs,
-            sg,
-            sg_start,
-            extra,
-            accept_fds,
-            fds,
-            &mut releases,
-            &mut fixups,
-            &mut fda_fds,
-        );
-        if let Err(code) = res {
-            if let Some(tp) = self.procs.get_mut(&target_proc) {
-                tp.area.free(buf_off, is_async);
+            // `binder_get_ref_olocked(.., need_strong_ref = true)`: a weak ref cannot be
+            // called.
+            let r = self
+                .procs
+                .get(&s.proc)
+                .and_then(|p| p.refs.get(&handle))
+                .filter(|r| r.strong > 0)
+                .map(|r| r.node);
+            match r {
+                Some(n) => n,
+                None => {
+                    self.user_error();
+                    return Err(TxnError::failed(Check::BadHandle, Errno::EINVAL));
+                }
             }
-            self.apply_releases(target_proc, &releases);
-            return Err(code);
+        };
+        let owner = self.nodes.get(&node).and_then(|n| n.owner);
+        let owner = owner.ok_or(TxnError::dead(Check::TargetDead, Some(Errno::EINVAL)))?;
+        // The kernel compares OS pids here: no binder process of the context manager's own OS
+        // process may call it through handle 0.
+        let same_pid =
+            handle == Handle(0) && self.procs.get(&owner).is_some_and(|p| p.pid == s.pid);
+        if owner == s.proc || same_pid {
+            self.user_error();
+            return Err(TxnError::failed(Check::SelfCall, Errno::EINVAL));
+        }
+        Ok((node, owner))
+    }
+
+    /// For a sync call from a thread with a stack: the thread of `target_proc` that waits in
+    /// this chain, if any (a nested call goes back to it).
+    fn nested_target(
+        &mut self,
+        conn: ConnId,
+        target_proc: u64,
+    ) -> Result<Option<ConnId>, TxnError> {
+        let Some(top) = self.threads.get(&conn).and_then(|t| t.stack) else {
+            return Ok(None);
+        };
+        let to_thread = self.txns.get(&top).map(|x| x.to_thread);
+        debug_assert!(to_thread.is_some(), "stack names missing txn {top}");
+        if to_thread != Some(Some(conn)) {
+            self.user_error();
+            return Err(TxnError::failed(Check::BadCallStack, Errno::EPROTO));
+        }
+        let mut cur = Some(top);
+        while let Some(id) = cur {
+            let Some(x) = self.txns.get(&id) else { break };
+            if let Some(f) = x.from {
+                if self.threads.get(&f).is_some_and(|t| t.proc == target_proc) {
+                    return Ok(Some(f));
+                }
+            }
+            cur = x.from_parent;
+        }
+        Ok(None)
+    }
+
+    /// Allocates the receiver's buffer, copies and translates the payload, and records the
+    /// transaction as `id`. Returns whether a oneway sender is now a spam suspect. On error
+    /// nothing is left behind: the buffer is freed and the references taken are dropped.
+    fn build_txn(
+        &mut self,
+        s: Sender,
+        id: TxnId,
+        req: TxnRequest<'_>,
+        route: Route,
+    ) -> Result<bool, TxnError> {
+        if !self.procs.get(&route.proc).is_some_and(|p| p.mapped) {
+            return Err(TxnError::dead(Check::TargetUnmapped, Some(Errno::ESRCH)));
+        }
+        self.check_txn_cap(s.proc)?;
+        let layout = Layout::of(&req)?;
+        let oneway = req.oneway();
+        let alloc = match self.procs.get_mut(&route.proc) {
+            Some(tp) => tp.area.alloc(layout.total, oneway),
+            None => Err(Errno::ESRCH),
+        };
+        let buf_off = alloc.map_err(|e| TxnError::failed(Check::NoSpace, e))?;
+        let mut cx = Translation::new(s, route, buf_off, req.fds);
+        let filled = self.fill_buffer(&mut cx, &layout, req.body);
+        if let Err(e) = filled {
+            if let Some(tp) = self.procs.get_mut(&route.proc) {
+                tp.area.free(buf_off, oneway);
+            }
+            self.apply_releases(route.proc, &cx.releases);
+            return Err(e);
         }
         // Judged only for a transaction that goes through: a refused one must not use up the
         // once-per-episode report.
-        let spam = is_async && self.oneway_spam(target_proc, sender_pid, total);
-        let id = self.new_id();
+        let spam = oneway && self.oneway_spam(route.proc, s.pid, layout.total);
+        let head = TxnHead {
+            id,
+            code: req.tr.code,
+            flags: req.tr.flags,
+            reply: req.reply,
+        };
+        self.commit_txn(s, head, route, layout, cx);
+        Ok(spam)
+    }
+
+    /// Copies data and offsets into the new buffer and translates the objects.
+    fn fill_buffer(
+        &mut self,
+        cx: &mut Translation,
+        layout: &Layout,
+        body: &[u8],
+    ) -> Result<(), TxnError> {
+        let size_err = TxnError::failed(Check::SizeMismatch, Errno::EFAULT);
+        let data_len = usize::try_from(layout.data_size).map_err(|_| size_err)?;
+        let offs_len = usize::try_from(layout.offsets_size).map_err(|_| size_err)?;
+        let offs_end = data_len.checked_add(offs_len).ok_or(size_err)?;
+        let data = body.get(..data_len).ok_or(size_err)?;
+        let offs = body.get(data_len..offs_end).ok_or(size_err)?;
+        let sg_src = body.get(offs_end..).ok_or(size_err)?;
+        {
+            let mut b = self.txn_buffer(cx)?;
+            let access = |e| TxnError::failed(Check::BufferAccess, e);
+            b.zero().map_err(access)?;
+            b.copy_into(0, data).map_err(access)?;
+            b.copy_into(layout.off_start, offs).map_err(access)?;
+        }
+        let mut sg = SgState::new(sg_src, layout.sg_start, layout.total);
+        self.translate_objects(cx, &mut sg, data, offs)
+    }
+
+    /// Records the buffer and the transaction (`t->buffer`, `t`), counted against the
+    /// sender's cap.
+    fn commit_txn(
+        &mut self,
+        s: Sender,
+        head: TxnHead,
+        route: Route,
+        layout: Layout,
+        cx: Translation,
+    ) {
+        let TxnHead {
+            id,
+            code,
+            flags,
+            reply,
+        } = head;
+        let oneway = !reply && flags & TF_ONE_WAY != 0;
         self.stats.created[OBJ_TXN] += 1;
-        if let Some(tp) = self.procs.get_mut(&target_proc) {
+        if let Some(tp) = self.procs.get_mut(&route.proc) {
             tp.buffers.insert(
-                buf_off,
+                cx.buf_off,
                 Buffer {
-                    data_size,
-                    offsets_size: tr.offsets_size,
-                    is_async,
-                    target_node,
+                    data_size: layout.data_size,
+                    offsets_size: layout.offsets_size,
+                    is_async: oneway,
+                    target_node: route.node,
                     txn: Some(id),
                     allow_user_free: false,
-                    releases,
-                    fda_fds,
-                    sender_pid,
+                    releases: cx.releases,
+                    fda_fds: cx.fda_fds,
+                    sender_pid: s.pid,
                 },
             );
+        }
+        if let Some(n) = route.node {
+            // The buffer holds a strong ref on its target node until it is freed (the
+            // kernel's `binder_get_node_refs_for_txn`, dropped in
+            // `binder_transaction_buffer_release`): no BR_RELEASE while it is held.
+            let held = self.inc_node(n, true, false, None);
+            debug_assert!(held.is_ok(), "target node {n} of a new txn is gone");
+        }
+        if let Some(p) = self.procs.get_mut(&s.proc) {
+            p.txns_out += 1;
         }
         self.txns.insert(
             id,
             Txn {
-                from: (!reply && !oneway).then_some(conn),
+                from: (!reply && !oneway).then_some(s.conn),
+                sender_proc: s.proc,
                 to_thread: None,
-                to_proc: Some(target_proc),
-                code: tr.code,
-                flags: tr.flags,
-                sender_pid,
-                sender_euid,
+                to_proc: Some(route.proc),
+                code,
+                flags,
+                sender_pid: s.pid,
+                sender_euid: s.euid,
                 is_reply: reply,
-                node: target_node,
-                buffer: Some(buf_off),
+                node: route.node,
+                buffer: Some(cx.buf_off),
                 from_parent: None,
                 to_parent: None,
-                fds: fixups,
+                fds: cx.fd_fixups,
             },
         );
+    }
 
-        if reply {
-            let irt = in_reply_to_out.take().ok_or(BR_FAILED_REPLY)?;
-            let to = target_thread.ok_or(BR_DEAD_REPLY)?;
-            self.enqueue_thread(conn, Work::Complete, true);
-            let from_parent = self.txns.get(&irt).and_then(|x| x.from_parent);
-            if let Some(t) = self.threads.get_mut(&to) {
-                t.stack = from_parent;
-            }
-            self.enqueue_thread(to, Work::Txn(id), true);
-            self.free_txn_record(irt);
-        } else if !oneway {
-            let parent = self.threads.get(&conn).and_then(|t| t.stack);
-            if let Some(x) = self.txns.get_mut(&id) {
-                x.from_parent = parent;
-            }
-            if let Some(t) = self.threads.get_mut(&conn) {
-                t.stack = Some(id);
-            }
-            // Deferred: the caller sleeps until the reply comes.
-            self.enqueue_thread(conn, Work::Complete, false);
-            self.proc_transaction(id, target_proc, target_thread, target_node, false);
-        } else {
-            let w = if spam {
-                Work::SpamSuspect
-            } else {
-                Work::Complete
-            };
-            self.enqueue_thread(conn, w, true);
-            self.proc_transaction(id, target_proc, None, target_node, true);
+    /// The sender's pending-transaction cap.
+    fn check_txn_cap(&mut self, proc: u64) -> Result<(), TxnError> {
+        let out = self.procs.get(&proc).map(|p| p.txns_out).unwrap_or(0);
+        if out >= self.limits.txns {
+            self.stats.refused[Cap::Txns as usize] += 1;
+            return Err(TxnError::failed(Check::TxnCap, Errno::ENOSPC));
         }
         Ok(())
     }
@@ -302,10 +465,10 @@ impl State {
     /// Hands transaction `id` to its target (`binder_proc_transaction`).
     fn proc_transaction(
         &mut self,
-        id: u64,
+        id: TxnId,
         proc: u64,
         thread: Option<ConnId>,
-        node: Option<u64>,
+        node: Option<NodeId>,
         oneway: bool,
     ) {
         let mut pending_async = false;
@@ -345,6 +508,7 @@ impl State {
             tp.area.spam_detected = false;
             return false;
         }
+        // `size` was allocated, so it rounds up without overflow.
         let (mut n, mut bytes) = (1u64, align8(size).max(8));
         for (off, _) in tp
             .buffers
@@ -352,7 +516,7 @@ impl State {
             .filter(|(_, b)| b.is_async && b.sender_pid == sender_pid)
         {
             n += 1;
-            bytes += tp.area.len_of(*off).unwrap_or(0);
+            bytes = bytes.saturating_add(tp.area.len_of(*off).unwrap_or(0));
         }
         if (n > 50 || bytes > total / 4) && !tp.area.spam_detected {
             tp.area.spam_detected = true;
@@ -361,254 +525,31 @@ impl State {
         false
     }
 
-    /// Translates the objects of a new buffer into the target's terms, writing them into the
-    /// target's area. Records what the buffer holds in `releases`.
-    #[allow(clippy::too_many_arguments)]
-    fn translate(
-        &mut self,
-        conn: ConnId,
-        proc: u64,
-        target_proc: u64,
-        buf_off: u64,
-        data: &[u8],
-        offs: &[u8],
-        sg: &[u8],
-        sg_start: u64,
-        extra: u64,
-        accept_fds: bool,
-        fds: Vec<OwnedFd>,
-        releases: &mut Vec<Release>,
-        fixups: &mut Vec<(u64, OwnedFd)>,
-        fda_fds: &mut Vec<u64>,
-    ) -> Result<(), Fail> {
-        let mut fds = fds.into_iter();
-        let mut off_min = 0u64;
-        let mut sg_used = 0u64;
-        let sg_end = sg_start + extra;
-        // PTR objects so far, and the kernel's fixup order state (`last_fixup_obj_off`, 0
-        // meaning none, and `last_fixup_min_off`).
-        let mut ptrs: Vec<PtrSeen> = Vec::new();
-        let (mut last_fixup_obj, mut last_fixup_min) = (0u64, 0u64);
-        let client_base = self
-            .procs
-            .get(&target_proc)
-            .map(|p| p.area.client_base)
-            .ok_or(BR_DEAD_REPLY)?;
-        for (idx, off) in object::offsets(offs).enumerate() {
-            let obj = object::object_at(data, off).ok_or_else(|| {
-                self.stats.user_errors += 1;
-                BR_FAILED_REPLY
-            })?;
-            if off < off_min {
-                self.user_error();
-                return Err(BR_FAILED_REPLY);
-            }
-            off_min = off + obj.size() as u64;
-            let out: Vec<u8> = match obj {
-                Object::Binder(fbo) => self
-                    .translate_binder(conn, proc, target_proc, fbo, releases)?
-                    .to_vec(),
-                Object::Fd(mut fo) => {
-                    if !accept_fds {
-                        return Err(BR_FAILED_REPLY);
-                    }
-                    let file = fds.next().ok_or(BR_FAILED_REPLY)?;
-                    fixups.push((buf_off + off + 8, file));
-                    fo.pad_binder = 0;
-                    bytemuck::bytes_of(&fo).to_vec()
-                }
-                Object::Ptr(mut bo) => {
-                    let len = align8(bo.length);
-                    let src = sg
-                        .get(sg_used as usize..(sg_used + len) as usize)
-                        .ok_or(BR_FAILED_REPLY)?;
-                    let at = sg_start + sg_used;
-                    if at + len > sg_end {
-                        return Err(BR_FAILED_REPLY);
-                    }
-                    let area = &mut self.procs.get_mut(&target_proc).ok_or(BR_DEAD_REPLY)?.area;
-                    area.bytes_mut(buf_off + at, len as usize)
-                        .ok_or(BR_FAILED_REPLY)?
-                        .copy_from_slice(src);
-                    sg_used += len;
-                    bo.buffer = client_base + buf_off + at;
-                    if bo.flags & BINDER_BUFFER_FLAG_HAS_PARENT != 0 {
-                        let parent = *ptrs
-                            .iter()
-                            .find(|p| p.index == bo.parent)
-                            .ok_or(BR_FAILED_REPLY)?;
-                        if !validate_fixup(
-                            &ptrs,
-                            parent.data_off,
-                            bo.parent_offset,
-                            last_fixup_obj,
-                            last_fixup_min,
-                        ) || parent.obj.length < 8
-                            || bo.parent_offset > parent.obj.length - 8
-                        {
-                            return Err(BR_FAILED_REPLY);
-                        }
-                        let fix = area
-                            .bytes_mut(buf_off + parent.at + bo.parent_offset, 8)
-                            .ok_or(BR_FAILED_REPLY)?;
-                        fix.copy_from_slice(&bo.buffer.to_ne_bytes());
-                    }
-                    last_fixup_obj = off;
-                    last_fixup_min = 0;
-                    ptrs.push(PtrSeen {
-                        index: idx as u64,
-                        data_off: off,
-                        at,
-                        obj: bo,
-                    });
-                    bytemuck::bytes_of(&bo).to_vec()
-                }
-                Object::Fda(fa) => {
-                    if !accept_fds {
-                        return Err(BR_FAILED_REPLY);
-                    }
-                    let parent = *ptrs
-                        .iter()
-                        .find(|p| p.index == fa.parent)
-                        .ok_or(BR_FAILED_REPLY)?;
-                    if !validate_fixup(
-                        &ptrs,
-                        parent.data_off,
-                        fa.parent_offset,
-                        last_fixup_obj,
-                        last_fixup_min,
-                    ) {
-                        return Err(BR_FAILED_REPLY);
-                    }
-                    let (p_at, p_len) = (parent.at, parent.obj.length);
-                    let bytes = fa.num_fds.checked_mul(4).ok_or(BR_FAILED_REPLY)?;
-                    if fa.parent_offset % 4 != 0
-                        || fa
-                            .parent_offset
-                            .checked_add(bytes)
-                            .is_none_or(|e| e > p_len)
-                    {
-                        return Err(BR_FAILED_REPLY);
-                    }
-                    for k in 0..fa.num_fds {
-                        let file = fds.next().ok_or(BR_FAILED_REPLY)?;
-                        let pos = buf_off + p_at + fa.parent_offset + k * 4;
-                        fixups.push((pos, file));
-                        fda_fds.push(pos);
-                    }
-                    last_fixup_obj = parent.data_off;
-                    last_fixup_min = fa.parent_offset + bytes;
-                    bytemuck::bytes_of(&fa).to_vec()
-                }
-            };
-            let area = &mut self.procs.get_mut(&target_proc).ok_or(BR_DEAD_REPLY)?.area;
-            area.bytes_mut(buf_off + off, out.len())
-                .ok_or(BR_FAILED_REPLY)?
-                .copy_from_slice(&out);
-        }
-        Ok(())
-    }
-
-    /// BINDER/WEAK_BINDER and HANDLE/WEAK_HANDLE objects (`binder_translate_binder`,
-    /// `binder_translate_handle`).
-    fn translate_binder(
-        &mut self,
-        conn: ConnId,
-        proc: u64,
-        target_proc: u64,
-        mut fbo: FlatBinderObject,
-        releases: &mut Vec<Release>,
-    ) -> Result<[u8; 24], Fail> {
-        let ty = fbo.hdr.type_;
-        let strong = ty == BINDER_TYPE_BINDER || ty == BINDER_TYPE_HANDLE;
-        if ty == BINDER_TYPE_BINDER || ty == BINDER_TYPE_WEAK_BINDER {
-            let existing = self
-                .procs
-                .get(&proc)
-                .and_then(|p| p.nodes.get(&fbo.binder).copied());
-            let node = match existing {
-                Some(n) => n,
-                None => self.new_node(proc, fbo.binder, fbo.cookie, fbo.flags),
-            };
-            if self
-                .nodes
-                .get(&node)
-                .is_some_and(|n| n.cookie != fbo.cookie)
-            {
-                self.user_error();
-                return Err(BR_FAILED_REPLY);
-            }
-            let desc = self
-                .inc_ref_for_node(target_proc, node, strong, Some(conn))
-                .map_err(|_| BR_FAILED_REPLY)?;
-            releases.push(Release::Ref { node, strong });
-            fbo.hdr.type_ = if strong {
-                BINDER_TYPE_HANDLE
-            } else {
-                BINDER_TYPE_WEAK_HANDLE
-            };
-            fbo.binder = desc as u64;
-            fbo.cookie = 0;
-        } else {
-            let handle = fbo.handle();
-            let Some(r) = self
-                .procs
-                .get(&proc)
-                .and_then(|p| p.refs.get(&handle))
-                .copied()
-                // A strong HANDLE object needs a strong ref.
-                .filter(|r| !strong || r.strong > 0)
-            else {
-                self.user_error();
-                return Err(BR_FAILED_REPLY);
-            };
-            let node = self.nodes.get(&r.node).ok_or(BR_FAILED_REPLY)?;
-            if node.owner == Some(target_proc) {
-                fbo.hdr.type_ = if strong {
-                    BINDER_TYPE_BINDER
-                } else {
-                    BINDER_TYPE_WEAK_BINDER
-                };
-                fbo.binder = node.ptr;
-                fbo.cookie = node.cookie;
-                self.inc_node(r.node, strong, false, None)
-                    .map_err(|_| BR_FAILED_REPLY)?;
-                releases.push(Release::Node {
-                    node: r.node,
-                    strong,
-                });
-            } else {
-                let desc = self
-                    .inc_ref_for_node(target_proc, r.node, strong, None)
-                    .map_err(|_| BR_FAILED_REPLY)?;
-                releases.push(Release::Ref {
-                    node: r.node,
-                    strong,
-                });
-                fbo.binder = desc as u64;
-                fbo.cookie = 0;
-            }
-        }
-        let mut out = [0u8; 24];
-        out.copy_from_slice(bytemuck::bytes_of(&fbo));
-        Ok(out)
-    }
-
     /// Forgets a finished transaction record, leaving its buffer to its owner.
-    pub fn free_txn_record(&mut self, id: u64) {
-        if let Some(t) = self.txns.remove(&id) {
-            self.stats.deleted[OBJ_TXN] += 1;
-            if let (Some(off), Some(p)) = (t.buffer, t.to_proc) {
-                if let Some(b) = self.procs.get_mut(&p).and_then(|p| p.buffers.get_mut(&off)) {
-                    b.txn = None;
-                }
+    pub fn free_txn_record(&mut self, id: TxnId) {
+        let Some(t) = self.txns.remove(&id) else {
+            debug_assert!(false, "free of missing txn {id}");
+            return;
+        };
+        self.stats.deleted[OBJ_TXN] += 1;
+        self.uncount_txn(&t);
+        if let (Some(off), Some(p)) = (t.buffer, t.to_proc) {
+            if let Some(b) = self.procs.get_mut(&p).and_then(|p| p.buffers.get_mut(&off)) {
+                b.txn = None;
             }
+        }
+    }
+
+    /// A transaction record went away: its sender may send one more.
+    pub(super) fn uncount_txn(&mut self, t: &Txn) {
+        if let Some(p) = self.procs.get_mut(&t.sender_proc) {
+            p.txns_out = p.txns_out.saturating_sub(1);
         }
     }
 
     /// The call `t` will get no reply: its caller (or the first live caller down the chain)
     /// gets `code` (`binder_send_failed_reply`).
-    pub fn send_failed_reply(&mut self, mut t: u64, code: u32) {
+    pub fn send_failed_reply(&mut self, mut t: TxnId, code: u32) {
         loop {
             let Some(x) = self.txns.get(&t) else { return };
             let (from, from_parent) = (x.from, x.from_parent);
@@ -633,50 +574,70 @@ impl State {
             }
         }
     }
-}
 
-/// A PTR object met while translating.
-#[derive(Clone, Copy)]
-struct PtrSeen {
-    /// Its index in the offsets array.
-    index: u64,
-    /// Its offset in the data.
-    data_off: u64,
-    /// Where its buffer landed, from the start of the transaction buffer.
-    at: u64,
-    /// The object.
-    obj: BinderBufferObject,
-}
-
-/// The kernel's `binder_validate_fixup`: a fixup at `fixup_offset` inside the buffer of the
-/// PTR object at data offset `parent_data_off` is allowed only in order — into the buffer
-/// last fixed up or one of its ancestors, at or past the last fixed-up position. Like the
-/// kernel, "no fixup yet" is data offset 0, so a parent at offset 0 takes no fixups.
-fn validate_fixup(
-    ptrs: &[PtrSeen],
-    parent_data_off: u64,
-    fixup_offset: u64,
-    last_obj: u64,
-    last_min: u64,
-) -> bool {
-    if last_obj == 0 {
-        return false;
-    }
-    let (mut last, mut min) = (last_obj, last_min);
-    while last != parent_data_off {
-        let Some(p) = ptrs.iter().find(|p| p.data_off == last) else {
-            return false;
-        };
-        if p.obj.flags & BINDER_BUFFER_FLAG_HAS_PARENT == 0 {
-            return false;
+    /// Sets thread `conn`'s extended error.
+    fn set_ee(&mut self, conn: ConnId, e: ExtendedError) {
+        if let Some(t) = self.threads.get_mut(&conn) {
+            t.ee = e;
         }
-        min = p.obj.parent_offset + 8;
-        let Some(parent) = ptrs.iter().find(|q| q.index == p.obj.parent) else {
-            return false;
-        };
-        last = parent.data_off;
     }
-    fixup_offset >= min
+
+    /// `BINDER_GET_EXTENDED_ERROR`: thread `conn`'s extended error, which this clears to
+    /// `{0, BR_OK, 0}`. `None` for an unknown thread.
+    pub fn take_extended_error(&mut self, conn: ConnId) -> Option<ExtendedError> {
+        let t = self.threads.get_mut(&conn)?;
+        Some(std::mem::replace(&mut t.ee, EE_CLEAR))
+    }
+
+    /// Counts a refusal by its check (shown in the dump).
+    fn count_refusal(&mut self, check: Check) {
+        *self.stats.refusals.entry(check).or_insert(0) += 1;
+    }
+}
+
+/// An extended-error record for transaction `id`.
+fn ee(id: TxnId, command: u32, e: Option<TxnError>) -> ExtendedError {
+    ExtendedError {
+        id: id.0 as u32,
+        command,
+        param: e.map(|e| e.param()).unwrap_or(0),
+    }
+}
+
+impl Layout {
+    /// The buffer layout of `req`, after checking it against what was gathered
+    /// (`binder_alloc_new_buf`'s and `binder_transaction`'s size checks).
+    fn of(req: &TxnRequest<'_>) -> Result<Layout, TxnError> {
+        let (g, tr) = (&req.gathered, &req.tr);
+        if g.status != 0 {
+            let errno = Errno::from_raw(g.status);
+            return Err(TxnError::failed(Check::Gather, errno));
+        }
+        if g.data_len != tr.data_size
+            || g.offsets_len != tr.offsets_size
+            || g.sg_len > req.buffers_size
+        {
+            return Err(TxnError::failed(Check::SizeMismatch, Errno::EFAULT));
+        }
+        if tr.offsets_size % 8 != 0 {
+            return Err(TxnError::failed(Check::OffsetsSizeUnaligned, Errno::EINVAL));
+        }
+        if req.buffers_size % 8 != 0 {
+            return Err(TxnError::failed(Check::BuffersSizeUnaligned, Errno::EINVAL));
+        }
+        let overflow = TxnError::failed(Check::SizeOverflow, Errno::EINVAL);
+        let off_start = checked_align8(tr.data_size).ok_or(overflow)?;
+        let off_end = off_start.checked_add(tr.offsets_size).ok_or(overflow)?;
+        let sg_start = checked_align8(off_end).ok_or(overflow)?;
+        let total = sg_start.checked_add(req.buffers_size).ok_or(overflow)?;
+        Ok(Layout {
+            data_size: tr.data_size,
+            offsets_size: tr.offsets_size,
+            off_start,
+            sg_start,
+            total,
+        })
+    }
 }
 
 /// Room a read needs before the kernel delivers a transaction: command + the secctx form

@@ -1,0 +1,389 @@
+//! Differences between the shim and the kernel found by the differential tester (issue 17),
+//! each pinned here so that it runs on both drivers: the kernel's behaviour is the expected one.
+
+use crate::harness::*;
+use crate::test_name;
+use bittube::binder_ipc::uapi::*;
+use nix::fcntl::{fcntl, FcntlArg};
+use std::fs::File;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::PathBuf;
+
+const PREFIX: u64 = 0x5C5C;
+const FIRST: u32 = 0x7e51;
+const LAST: u32 = 0x7e52;
+
+fn ptr_obj(buffer: u64, length: u64, parent: Option<(u64, u64)>) -> BinderBufferObject {
+    BinderBufferObject {
+        hdr: BinderObjectHeader {
+            type_: BINDER_TYPE_PTR,
+        },
+        flags: if parent.is_some() {
+            BINDER_BUFFER_FLAG_HAS_PARENT
+        } else {
+            0
+        },
+        buffer,
+        length,
+        parent: parent.map_or(0, |p| p.0),
+        parent_offset: parent.map_or(0, |p| p.1),
+    }
+}
+
+fn fda_obj(num_fds: u64, parent: u64, parent_offset: u64) -> BinderFdArrayObject {
+    BinderFdArrayObject {
+        hdr: BinderObjectHeader {
+            type_: BINDER_TYPE_FDA,
+        },
+        pad: 0,
+        num_fds,
+        parent,
+        parent_offset,
+    }
+}
+
+/// A sync BC_TRANSACTION_SG to handle 0; reads until its outcome.
+fn sg_call(c: &Proc, p: &Payload, code: u32, buffers_size: u64) -> Vec<Ret> {
+    let sg = BinderTransactionDataSg {
+        transaction_data: p.tr(0, code, TF_ACCEPT_FDS),
+        buffers_size,
+    };
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_TRANSACTION_SG, &sg);
+    c.write_read_until_any(w.as_bytes(), &[BR_REPLY, BR_FAILED_REPLY, BR_DEAD_REPLY])
+}
+
+/// A PTR object of length `u64::MAX` (align8 of it wraps), a child PTR whose fixup offset in
+/// its parent overflows, a child PTR of length `u64::MAX`, and FDAs whose `num_fds * 4` or
+/// `parent_offset + size` overflow: each gives the sender BR_FAILED_REPLY (binder_transaction:
+/// "too large buffer", binder_validate_fixup, binder_translate_fd_array's bounds), the sender
+/// lives on, nothing reaches the receiver, and the receiver's buffer of an earlier call is
+/// unchanged.
+#[test]
+fn overflowing_ptr_and_fda_sizes_fail_the_transaction() {
+    run(
+        test_name!(overflowing_ptr_and_fda_sizes_fail_the_transaction),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS, 0x1, 0x2);
+                let mut child = ctx.spawn("sender", &[]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                assert_stream(&rets, &["BR_TRANSACTION"], "the first, valid call");
+                let first = m.received(&find(&rets, BR_TRANSACTION));
+                assert_eq!(first.tr.code, FIRST);
+                let pa: BinderBufferObject = first.object(8);
+                let snapshot = |what: &str| {
+                    let d = m
+                        .dev
+                        .buffer_bytes(first.tr.data_buffer, first.tr.data_size as usize)
+                        .unwrap_or_else(|| panic!("{what}: data in the area"))
+                        .to_vec();
+                    let a = m
+                        .dev
+                        .buffer_bytes(pa.buffer, pa.length as usize)
+                        .unwrap_or_else(|| panic!("{what}: PTR buffer in the area"))
+                        .to_vec();
+                    (d, a)
+                };
+                let before = snapshot("before");
+                let mut w = CommandWriter::new();
+                bc::reply(&mut w, 0, 0, &Payload::new());
+                assert_stream(
+                    &m.write_read(w.as_bytes()),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "replying to the first call (its buffer is kept)",
+                );
+                let rets = m.write_read_until_any(&[], &[BR_TRANSACTION]);
+                assert_stream(&rets, &["BR_TRANSACTION"], "after the bad calls");
+                let last = m.received(&find(&rets, BR_TRANSACTION));
+                assert_eq!(
+                    last.tr.code, LAST,
+                    "no transaction with an overflowing object reaches the receiver"
+                );
+                assert_eq!(
+                    snapshot("after"),
+                    before,
+                    "a delivered buffer must not change"
+                );
+                let mut w = CommandWriter::new();
+                bc::reply(&mut w, 0, 0, &Payload::new());
+                bc::free_buffer(&mut w, last.tr.data_buffer);
+                bc::free_buffer(&mut w, first.tr.data_buffer);
+                m.write_read(w.as_bytes());
+                assert_eq!(child.expect("OK"), "");
+                child.finish();
+            }
+            Some(_) => {
+                let c = Proc::open();
+                let a = [0xA1u8; 32];
+                let b = [0xB2u8; 16];
+                let null = File::open("/dev/null").unwrap();
+                let words = [null.as_raw_fd() as u32; 4];
+                // The first call: a good PTR buffer the receiver keeps.
+                let mut p = Payload::bytes(&PREFIX.to_ne_bytes());
+                p.push_object(&ptr_obj(a.as_ptr() as u64, 32, None));
+                let rets = sg_call(&c, &p, FIRST, 32);
+                assert_stream(
+                    &rets,
+                    &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
+                    "the first call",
+                );
+                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                let fail = |p: &Payload, buffers_size: u64, what: &str| {
+                    let rets = sg_call(&c, p, 0xBAD, buffers_size);
+                    assert_stream(&rets, &["BR_FAILED_REPLY"], what);
+                };
+                let mut p = Payload::bytes(&PREFIX.to_ne_bytes());
+                p.push_object(&ptr_obj(a.as_ptr() as u64, u64::MAX, None));
+                fail(&p, 32, "PTR of length u64::MAX");
+                let parent = |p: &mut Payload| {
+                    p.push_object(&ptr_obj(a.as_ptr() as u64, 32, None));
+                };
+                let mut p = Payload::bytes(&PREFIX.to_ne_bytes());
+                parent(&mut p);
+                p.push_object(&ptr_obj(b.as_ptr() as u64, 16, Some((0, u64::MAX - 3))));
+                fail(&p, 48, "child PTR whose parent offset overflows");
+                let mut p = Payload::bytes(&PREFIX.to_ne_bytes());
+                parent(&mut p);
+                p.push_object(&ptr_obj(b.as_ptr() as u64, u64::MAX, Some((0, 8))));
+                fail(&p, 48, "child PTR of length u64::MAX");
+                let fda_parent = |p: &mut Payload| {
+                    p.push_object(&ptr_obj(words.as_ptr() as u64, 16, None));
+                };
+                let mut p = Payload::bytes(&PREFIX.to_ne_bytes());
+                fda_parent(&mut p);
+                p.push_object(&fda_obj(u64::MAX / 4 + 1, 0, 0));
+                fail(&p, 16, "FDA whose num_fds * 4 overflows");
+                let mut p = Payload::bytes(&PREFIX.to_ne_bytes());
+                fda_parent(&mut p);
+                p.push_object(&fda_obj(2, 0, u64::MAX - 3));
+                fail(&p, 16, "FDA whose parent_offset overflows");
+                // The sender is alive and its next call goes through.
+                let rets = c.transact(0, LAST, 0, &Payload::bytes(b"last"));
+                assert_stream(
+                    &rets,
+                    &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
+                    "a valid call afterwards",
+                );
+                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                tell("OK", "");
+            }
+        },
+    );
+}
+
+fn is_open(fd: i32) -> bool {
+    // SAFETY: only asks whether the number is open; nothing is done with it.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    fcntl(b, FcntlArg::F_GETFD).is_ok()
+}
+
+/// The FDA fds of a received buffer are closed when BC_FREE_BUFFER returns
+/// (binder_transaction_buffer_release → binder_deferred_fd_close, task work run on the way
+/// back to user space), whether the free is written alone or with a read; the read returns at
+/// once with a lone BR_NOOP (the release sets looper_need_return so the close runs).
+#[test]
+fn fda_fds_are_closed_when_the_free_returns() {
+    run(
+        test_name!(fda_fds_are_closed_when_the_free_returns),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let path = std::env::temp_dir().join(format!("bittube-regress-{}-fda", pid()));
+                std::fs::write(&path, b"fda").unwrap();
+                let m = Proc::open();
+                m.become_context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS, 0x1, 0x2);
+                let mut child = ctx.spawn("sender", &[("FDA", path.display().to_string())]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                m.write(w.as_bytes());
+                let mut bufs = Vec::new();
+                for _ in 0..2 {
+                    let rets = m.write_read_until_any(&[], &[BR_TRANSACTION]);
+                    let r = m.received(&find(&rets, BR_TRANSACTION));
+                    let pa: BinderBufferObject = r.object(8);
+                    let words = m.dev.buffer_bytes(pa.buffer, 8).expect("parent").to_vec();
+                    let fds = [
+                        i32::from_ne_bytes(words[..4].try_into().unwrap()),
+                        i32::from_ne_bytes(words[4..].try_into().unwrap()),
+                    ];
+                    for fd in fds {
+                        assert!(is_open(fd), "FDA fd {fd} is installed");
+                        assert_eq!(
+                            std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap(),
+                            PathBuf::from(&path)
+                        );
+                    }
+                    let mut w = CommandWriter::new();
+                    bc::reply(&mut w, 0, 0, &Payload::new());
+                    assert_stream(
+                        &m.write_read(w.as_bytes()),
+                        &["BR_TRANSACTION_COMPLETE"],
+                        "replying (the buffer is kept)",
+                    );
+                    bufs.push((r.tr.data_buffer, fds));
+                }
+                let (addr, fds) = bufs[0];
+                m.free(addr);
+                for fd in fds {
+                    assert!(!is_open(fd), "FDA fd {fd} closed by a write-only free");
+                }
+                let (addr, fds) = bufs[1];
+                let mut w = CommandWriter::new();
+                bc::free_buffer(&mut w, addr);
+                let rets = m.write_read(w.as_bytes());
+                assert_eq!(
+                    names(&rets),
+                    ["BR_NOOP"],
+                    "a free with a read returns at once with a lone BR_NOOP"
+                );
+                for fd in fds {
+                    assert!(!is_open(fd), "FDA fd {fd} closed by a free with a read");
+                }
+                assert_eq!(child.expect("OK"), "");
+                child.finish();
+                let _ = std::fs::remove_file(path);
+            }
+            Some(_) => {
+                let f = File::open(std::env::var("FDA").unwrap()).unwrap();
+                let fd = f.as_raw_fd() as u32;
+                let words = [fd, fd];
+                let c = Proc::open();
+                for _ in 0..2 {
+                    let mut p = Payload::bytes(&PREFIX.to_ne_bytes());
+                    p.push_object(&ptr_obj(words.as_ptr() as u64, 8, None));
+                    p.push_object(&fda_obj(2, 0, 0));
+                    let rets = sg_call(&c, &p, FIRST, 8);
+                    assert_stream(
+                        &rets,
+                        &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
+                        "an FDA call",
+                    );
+                    c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                }
+                tell("OK", "");
+            }
+        },
+    );
+}
+
+const NODE: u64 = 0xDE00_0001;
+const NODE_COOKIE: u64 = 0xDE00_0002;
+const DEATH_COOKIE: u64 = 0xDEAD_C0DE;
+
+/// A death request on a node that is already dead, written while the thread serves a sync
+/// call: the kernel queues BR_DEAD_BINDER on the process (BC_REQUEST_DEATH_NOTIFICATION,
+/// ref->node->proc == NULL → proc->todo), which a thread with a transaction stack does not
+/// take; it comes after the reply, in the next read.
+#[test]
+fn death_request_on_a_dead_node_during_a_call_comes_after_the_reply() {
+    run(
+        test_name!(death_request_on_a_dead_node_during_a_call_comes_after_the_reply),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, 0x1, 0x2);
+                let mut owner = ctx.spawn("owner", &[]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let r = m.received(&find(&rets, BR_TRANSACTION));
+                let obj: FlatBinderObject = r.object(0);
+                assert_eq!(obj.hdr.type_, BINDER_TYPE_HANDLE);
+                let h = obj.handle();
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_ACQUIRE, &h);
+                bc::reply(&mut w, 0, 0, &Payload::new());
+                bc::free_buffer(&mut w, r.tr.data_buffer);
+                m.write_read(w.as_bytes());
+                assert_eq!(owner.expect("REGISTERED"), "");
+                owner.kill();
+                // A call to the killed owner ends in BR_DEAD_REPLY (at once, or when the
+                // kernel's release of the process, on a workqueue, fails the queued call).
+                let rets = m.transact(h, 5, 0, &Payload::bytes(b"alive?"));
+                assert!(
+                    rets.iter().any(|r| r.cmd == BR_DEAD_REPLY),
+                    "call to the killed owner: {rets:?}"
+                );
+                let mut caller = ctx.spawn("caller", &[]);
+                let rets = m.write_read_until_any(&[], &[BR_TRANSACTION]);
+                assert_stream(&rets, &["BR_TRANSACTION"], "the caller's call");
+                let t = find(&rets, BR_TRANSACTION).txn();
+                let mut w = CommandWriter::new();
+                bc::handle_cookie(&mut w, BC_REQUEST_DEATH_NOTIFICATION, h, DEATH_COOKIE);
+                m.write(w.as_bytes());
+                let mut w = CommandWriter::new();
+                bc::reply(&mut w, 0, 0, &Payload::new());
+                bc::free_buffer(&mut w, t.data_buffer);
+                assert_stream(
+                    &m.write_read(w.as_bytes()),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "the reply's read: BR_DEAD_BINDER is process work, not yet taken",
+                );
+                let rets = m.write_read_until_any(&[], &[BR_DEAD_BINDER]);
+                assert_stream(&rets, &["BR_DEAD_BINDER"], "the next read");
+                assert_eq!(find(&rets, BR_DEAD_BINDER).cookie(), DEATH_COOKIE);
+                assert_eq!(caller.expect("REPLIED"), "");
+                caller.finish();
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_DEAD_BINDER_DONE, &DEATH_COOKIE);
+                bc::handle_cookie(&mut w, BC_CLEAR_DEATH_NOTIFICATION, h, DEATH_COOKIE);
+                let rets =
+                    m.write_read_until_any(w.as_bytes(), &[BR_CLEAR_DEATH_NOTIFICATION_DONE]);
+                assert_stream(&rets, &["BR_CLEAR_DEATH_NOTIFICATION_DONE"], "clearing");
+            }
+            Some("owner") => {
+                let c = Proc::open();
+                let mut p = Payload::new();
+                p.push_object(&binder_obj(NODE, NODE_COOKIE, 0));
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                bc::transaction(&mut w, 0, 1, 0, &p);
+                let rets = c.write_read_until_any(w.as_bytes(), &[BR_REPLY]);
+                let reply = find(&rets, BR_REPLY).txn();
+                let mut w = CommandWriter::new();
+                bc::free_buffer(&mut w, reply.data_buffer);
+                bc::ptr_cookie(&mut w, BC_INCREFS_DONE, NODE, NODE_COOKIE);
+                bc::ptr_cookie(&mut w, BC_ACQUIRE_DONE, NODE, NODE_COOKIE);
+                c.write(w.as_bytes());
+                tell("REGISTERED", "");
+                while hear().is_some() {}
+            }
+            Some(_) => {
+                let c = Proc::open();
+                let rets = c.transact(0, 7, 0, &Payload::bytes(b"call"));
+                assert_stream(
+                    &rets,
+                    &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
+                    "the caller",
+                );
+                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                tell("REPLIED", "");
+            }
+        },
+    );
+}
+
+/// A device fresh from `open`, used by the thread that opened it: its first read is that of
+/// a new binder thread (binder_get_thread sets looper_need_return), a lone BR_NOOP at once,
+/// on both drivers; opening must not leave the opening thread registered.
+#[test]
+fn first_read_on_the_opening_thread_is_a_lone_noop() {
+    run(
+        test_name!(first_read_on_the_opening_thread_is_a_lone_noop),
+        |_| {
+            let p = Proc::open();
+            assert_eq!(names(&p.write_read(&[])), ["BR_NOOP"], "the first read");
+            let q = Proc::open();
+            let mut w = CommandWriter::new();
+            w.cmd(BC_ENTER_LOOPER);
+            assert_eq!(
+                names(&q.write_read(w.as_bytes())),
+                ["BR_NOOP"],
+                "a looper's first read"
+            );
+        },
+    );
+}

@@ -1,0 +1,633 @@
+//! Hostile clients against a shim in its own process: connections that send half a frame and
+//! close, a client that floods requests and never reads the answers, clients past every cap.
+//! Throughout, the shim's fd count (`/proc/<pid>/fd`) comes back to its baseline, its RSS stays
+//! under a stated bound, and a normal client's round trip (a ping through the context manager
+//! in a third process) keeps working. Waits are bounded only to turn a hang into a failure.
+
+mod common;
+
+use bittube::binder_ipc::device::{Device, ShimDevice};
+use bittube::binder_ipc::parcel::Parcel;
+use bittube::binder_ipc::protocol::wire::{self, FrameHeader, ResultBody};
+use bittube::binder_ipc::runtime::{BinderError, CallContext, ProcessState, Service};
+use bittube::binder_ipc::shim::{query_state, Driver, Limits};
+use common::{child_role, control_in_child, spawn_child_env, LONG};
+use nix::sys::socket::{recv, send, MsgFlags};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The shim's caps in these tests, small enough to reach.
+const CONNS_PER_UID: usize = 200;
+const PROCS_PER_UID: usize = 8;
+const THREADS_PER_PROC: usize = 24;
+const OUT_CAP: usize = 256 * 1024;
+/// The bound on the shim's RSS growth over its baseline while a client floods it: the
+/// output cap, one answer, buffers of a read, with room for the allocator's slack.
+const RSS_GROWTH_BOUND_KB: u64 = 16 * 1024;
+
+fn limits() -> Limits {
+    let mut l = Limits {
+        conns_per_uid: CONNS_PER_UID,
+        procs_per_uid: PROCS_PER_UID,
+        out_bytes_per_conn: OUT_CAP,
+        ..Limits::default()
+    };
+    l.state.threads = THREADS_PER_PROC;
+    l
+}
+
+/// A shim in a child process, a context manager in another, and this process's client.
+struct Setup {
+    shim: Child,
+    shim_ctl: OwnedFd,
+    service: Child,
+    socket: PathBuf,
+    dir: PathBuf,
+    client: ProcessState,
+}
+
+fn private_dir(test: &str) -> PathBuf {
+    let base = std::env::temp_dir().join(format!("bittube-hostile-{}-{test}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&base)
+        .expect("private dir");
+    base
+}
+
+fn wait_ready(ctl: &OwnedFd) {
+    let mut b = [0u8; 16];
+    let n = recv(ctl.as_raw_fd(), &mut b, MsgFlags::empty()).expect("child ready");
+    assert_eq!(&b[..n], b"ready", "child did not start");
+}
+
+fn say_ready() -> OwnedFd {
+    let ctl = control_in_child();
+    send(ctl.as_raw_fd(), b"ready", MsgFlags::empty()).expect("say ready");
+    ctl
+}
+
+impl Setup {
+    fn start(test: &str) -> Setup {
+        let dir = private_dir(test);
+        let socket = dir.join("binder");
+        let env = [("HOSTILE_SOCKET", socket.as_os_str())];
+        let (shim, shim_ctl) = spawn_child_env(test, "shim", &env);
+        wait_ready(&shim_ctl);
+        let (service, service_ctl) = spawn_child_env(test, "service", &env);
+        wait_ready(&service_ctl);
+        let client = ProcessState::open_shim(&socket).expect("client process");
+        let s = Setup {
+            shim,
+            shim_ctl,
+            service,
+            socket,
+            dir,
+            client,
+        };
+        s.round_trip();
+        s
+    }
+
+    /// A ping through the context manager: a whole binder round trip.
+    fn round_trip(&self) {
+        let ctx = self.client.context_object().expect("context object");
+        ctx.ping().expect("round trip through the shim");
+    }
+
+    fn pid(&self) -> u32 {
+        self.shim.id()
+    }
+
+    fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("shim fds")
+            .count()
+    }
+
+    fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Waits (bounded) until the shim holds `baseline` fds again.
+    fn wait_fds(&self, baseline: usize) {
+        let deadline = Instant::now() + LONG;
+        while self.fds() != baseline {
+            assert!(
+                Instant::now() < deadline,
+                "shim fds stay at {} (baseline {baseline})\n{}",
+                self.fds(),
+                self.state()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Waits (bounded) until the state dump contains `text`.
+    fn wait_state(&self, text: &str) -> String {
+        let deadline = Instant::now() + LONG;
+        loop {
+            let s = self.state();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "no {text:?} in\n{s}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    fn state(&self) -> String {
+        query_state(&self.socket).expect("shim state")
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+        // The shim child exits when its control socket closes.
+        let _ =
+            nix::sys::socket::shutdown(self.shim_ctl.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        let _ = self.shim.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Echo;
+
+impl Service for Echo {
+    fn descriptor(&self) -> &str {
+        "bittube.test.Echo"
+    }
+    fn on_transact(
+        &self,
+        _code: u32,
+        data: &mut Parcel,
+        reply: &mut Parcel,
+        _: &CallContext,
+    ) -> Result<(), BinderError> {
+        reply.write_u64(data.read_u64()?)?;
+        Ok(())
+    }
+}
+
+/// Runs the child roles; true when this process is a child (the test body is skipped).
+fn child() -> bool {
+    let Some(role) = child_role() else {
+        return false;
+    };
+    let socket = PathBuf::from(std::env::var_os("HOSTILE_SOCKET").expect("socket"));
+    match role.as_str() {
+        "shim" => {
+            let driver = Driver::start_at_with(&socket, limits()).expect("shim");
+            let ctl = say_ready();
+            // Until the test closes the control socket.
+            let mut b = [0u8; 1];
+            let _ = recv(ctl.as_raw_fd(), &mut b, MsgFlags::empty());
+            drop(driver);
+        }
+        "service" => {
+            let ps = ProcessState::open_shim(&socket).expect("service process");
+            ps.become_context_manager(Arc::new(Echo))
+                .expect("context manager");
+            let _ctl = say_ready();
+            ps.join_thread_pool().expect("serve");
+        }
+        "liar" => liar(&socket),
+        "mute" => {
+            // Listens, never accepts, never answers.
+            let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+            let ctl = say_ready();
+            let mut b = [0u8; 1];
+            let _ = recv(ctl.as_raw_fd(), &mut b, MsgFlags::empty());
+        }
+        r => panic!("unknown role {r}"),
+    }
+    true
+}
+
+fn header(kind: u32, len: u32, nfds: u32) -> Vec<u8> {
+    bytemuck::bytes_of(&FrameHeader {
+        len,
+        kind,
+        nfds,
+        reserved: 0,
+    })
+    .to_vec()
+}
+
+/// Reads one answer frame from a blocking stream (bounded by a read timeout).
+fn read_frame(s: &mut UnixStream) -> (FrameHeader, Vec<u8>) {
+    s.set_read_timeout(Some(LONG)).unwrap();
+    let mut h = [0u8; 16];
+    s.read_exact(&mut h).expect("answer header");
+    let hdr: FrameHeader = bytemuck::pod_read_unaligned(&h);
+    let mut body = vec![0u8; hdr.len as usize];
+    s.read_exact(&mut body).expect("answer body");
+    (hdr, body)
+}
+
+/// The ways to leave a frame half-sent, then close.
+fn partial_frame(socket: &Path, i: usize) -> UnixStream {
+    let mut s = UnixStream::connect(socket).expect("connect");
+    let state = header(wire::K_STATE, 0, 0);
+    match i % 5 {
+        // 10 bytes of a header.
+        0 => s.write_all(&state[..10]).unwrap(),
+        // A header announcing a body that never comes.
+        1 => s.write_all(&header(wire::K_OPEN_PROC, 16, 0)).unwrap(),
+        // Half a body, with an fd riding on it.
+        2 => {
+            let mut bytes = header(wire::K_OPEN_THREAD, 8, 1);
+            bytes.extend_from_slice(&[1, 2, 3]);
+            let fd = std::fs::File::open("/dev/null").unwrap();
+            wire::send_bytes_with_fds(
+                std::os::fd::AsFd::as_fd(&s),
+                &bytes,
+                &[std::os::fd::AsFd::as_fd(&fd)],
+            )
+            .unwrap();
+        }
+        // A whole request, then half of the next one.
+        3 => {
+            let mut bytes = state.clone();
+            bytes.extend_from_slice(&state[..7]);
+            s.write_all(&bytes).unwrap();
+        }
+        // Nothing at all.
+        _ => {}
+    }
+    s
+}
+
+#[test]
+fn half_sent_frames_then_close_are_all_reaped() {
+    if child() {
+        return;
+    }
+    let setup = Setup::start("half_sent_frames_then_close_are_all_reaped");
+    let baseline = setup.fds();
+    let rss0 = setup.rss_kb();
+    // 1000 connections, 50 open at a time (under the per-uid cap), each closed half-sent.
+    for batch in 0..20 {
+        let conns: Vec<UnixStream> = (0..50)
+            .map(|i| partial_frame(&setup.socket, batch * 50 + i))
+            .collect();
+        drop(conns);
+        setup.wait_fds(baseline);
+        setup.round_trip();
+    }
+    let state = setup.state();
+    assert!(state.contains("refused: conns per uid 0 "), "{state}");
+    assert!(setup.rss_kb() < rss0 + RSS_GROWTH_BOUND_KB, "{state}");
+    eprintln!(
+        "half-sent: fds {} (baseline {baseline}), rss {} kB (start {rss0} kB)",
+        setup.fds(),
+        setup.rss_kb()
+    );
+}
+
+#[test]
+fn a_client_that_never_reads_is_paused_not_buffered() {
+    if child() {
+        return;
+    }
+    let setup = Setup::start("a_client_that_never_reads_is_paused_not_buffered");
+    let baseline = setup.fds();
+    let rss0 = setup.rss_kb();
+    let flooder = UnixStream::connect(&setup.socket).unwrap();
+    flooder.set_nonblocking(true).unwrap();
+    // State requests until the socket takes no more: the shim stops reading once its
+    // answers fill the cap, so this ends (without the cap it would not, up to the limit).
+    let request = header(wire::K_STATE, 0, 0);
+    let mut sent = 0usize;
+    while sent < 2_000_000 {
+        match (&flooder).write(&request) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Paused is what stops it; until then the shim drains the socket.
+                if setup.state().contains("(1 paused now)") {
+                    // Fill the socket too: the shim reads none of it.
+                    while (&flooder).write(&request).is_ok() {
+                        sent += request.len();
+                    }
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => panic!("flood: {e}"),
+        }
+    }
+    let state = setup.wait_state("(1 paused now)");
+    setup.round_trip();
+    let rss = setup.rss_kb();
+    eprintln!("flood: {sent} request bytes sent, shim rss {rss} kB (start {rss0} kB)\n{state}");
+    assert!(
+        rss < rss0 + RSS_GROWTH_BOUND_KB,
+        "rss {rss} kB, start {rss0} kB"
+    );
+    drop(flooder);
+    setup.wait_fds(baseline);
+    setup.wait_state("(0 paused now)");
+    setup.round_trip();
+    let rss_after = setup.rss_kb();
+    eprintln!("flooder gone: shim rss {rss_after} kB");
+    assert!(rss_after < rss0 + RSS_GROWTH_BOUND_KB);
+}
+
+#[test]
+fn connections_past_the_uid_cap_are_refused() {
+    if child() {
+        return;
+    }
+    let setup = Setup::start("connections_past_the_uid_cap_are_refused");
+    let baseline = setup.fds();
+    let mut open = Vec::new();
+    let mut refused = None;
+    for _ in 0..CONNS_PER_UID + 10 {
+        let mut s = UnixStream::connect(&setup.socket).unwrap();
+        s.write_all(&header(wire::K_STATE, 0, 0)).unwrap();
+        let (hdr, body) = read_frame(&mut s);
+        if hdr.kind == wire::K_RESULT {
+            let r: ResultBody = bytemuck::pod_read_unaligned(&body);
+            refused = Some(r.errno);
+            break;
+        }
+        assert_eq!(hdr.kind, wire::K_STATE_RET);
+        open.push(s);
+    }
+    assert_eq!(refused, Some(libc::EUSERS), "no refusal past the cap");
+    assert!(open.len() < CONNS_PER_UID);
+    // An established client does not notice.
+    setup.round_trip();
+    // A device opening now is told why.
+    let err = ShimDevice::open(&setup.socket).expect_err("open past the cap");
+    assert_eq!(err.raw_os_error(), Some(libc::EUSERS), "{err}");
+    drop(open);
+    setup.wait_fds(baseline);
+    let state = setup.state();
+    assert!(!state.contains("refused: conns per uid 0 "), "{state}");
+    setup.round_trip();
+}
+
+#[test]
+fn binder_processes_past_the_uid_cap_are_refused() {
+    if child() {
+        return;
+    }
+    let setup = Setup::start("binder_processes_past_the_uid_cap_are_refused");
+    let baseline = setup.fds();
+    let mut devs = Vec::new();
+    let err = loop {
+        match ShimDevice::open_with(&setup.socket, 128 * 1024) {
+            Ok(d) => devs.push(d),
+            Err(e) => break e,
+        }
+        assert!(devs.len() <= PROCS_PER_UID, "no refusal past the cap");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err}");
+    // The service and this client are two of the uid's processes.
+    assert_eq!(devs.len(), PROCS_PER_UID - 2);
+    setup.round_trip();
+    let state = setup.state();
+    assert!(state.contains("procs per uid 1 "), "{state}");
+    drop(devs);
+    setup.wait_fds(baseline);
+    setup.round_trip();
+}
+
+#[test]
+fn threads_past_the_process_cap_are_refused() {
+    if child() {
+        return;
+    }
+    let setup = Setup::start("threads_past_the_process_cap_are_refused");
+    let baseline = setup.fds();
+    let dev = ShimDevice::open_with(&setup.socket, 128 * 1024).unwrap();
+    let barrier = Arc::new(std::sync::Barrier::new(THREADS_PER_PROC + 5));
+    let threads: Vec<_> = (0..THREADS_PER_PROC + 4)
+        .map(|_| {
+            let (dev, barrier) = (dev.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let r = dev.version();
+                barrier.wait(); // every thread holds its connection until all have tried
+                r
+            })
+        })
+        .collect();
+    barrier.wait();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| **r == Err(nix::errno::Errno::ENOMEM))
+        .count();
+    assert_eq!((ok, refused), (THREADS_PER_PROC, 4), "{results:?}");
+    setup.round_trip();
+    drop(dev);
+    setup.wait_fds(baseline);
+    setup.round_trip();
+}
+
+#[test]
+fn a_refused_transaction_leaves_an_extended_error() {
+    use bittube::binder_ipc::device::WriteRead;
+    use bittube::binder_ipc::uapi::*;
+    if child() {
+        return;
+    }
+    let setup = Setup::start("a_refused_transaction_leaves_an_extended_error");
+    let dev = ShimDevice::open_with(&setup.socket, 128 * 1024).unwrap();
+    // A call on a handle this process does not hold.
+    let tr = BinderTransactionData {
+        target: 7,
+        ..Default::default()
+    };
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_TRANSACTION, &tr);
+    dev.set_nonblocking(true);
+    let mut returned = Vec::new();
+    let mut write = w.as_bytes().to_vec();
+    // The failure comes back on this thread's reads (nonblocking: none of them can hang).
+    for _ in 0..3 {
+        let mut read = [0u8; 256];
+        let mut wr = WriteRead::new(&write, &mut read);
+        let _ = dev.write_read(&mut wr);
+        returned.extend_from_slice(wr.returned());
+        write.clear();
+    }
+    assert!(
+        returned
+            .chunks(4)
+            .any(|c| c == BR_FAILED_REPLY.to_ne_bytes()),
+        "{returned:x?}"
+    );
+    let ee = dev.extended_error().expect("extended error");
+    assert_eq!(ee.command, BR_FAILED_REPLY, "{ee:?}");
+    assert!(ee.param < 0, "{ee:?}");
+    // Reading clears it.
+    assert_eq!(dev.extended_error().unwrap().command, BR_OK);
+    setup.round_trip();
+}
+
+/// A shim that lies to its device: it names an fd the device never received in a free's
+/// close list, then claims more of the write stream consumed than was written.
+fn liar(socket: &Path) {
+    use std::os::fd::AsFd;
+    use wire::*;
+    let victim: i32 = std::env::var("HOSTILE_VICTIM").unwrap().parse().unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(socket).expect("bind");
+    let _ctl = say_ready();
+    let (proc_conn, _) = listener.accept().unwrap();
+    let (hdr, _, _) = recv_frame(proc_conn.as_fd()).unwrap();
+    assert_eq!(hdr.kind, K_OPEN_PROC);
+    let mfd = memfd::MemfdOptions::default()
+        .allow_sealing(true)
+        .create("liar")
+        .unwrap();
+    mfd.as_file().set_len(128 * 1024).unwrap();
+    mfd.add_seals(&[memfd::FileSeal::SealShrink, memfd::FileSeal::SealGrow])
+        .unwrap();
+    let ok = OpenProcOk {
+        errno: 0,
+        reserved: 0,
+        token: 1,
+        area_size: 128 * 1024,
+    };
+    let area = mfd.as_file().as_fd();
+    send_frame(
+        proc_conn.as_fd(),
+        K_OPEN_PROC_OK,
+        &[bytemuck::bytes_of(&ok)],
+        &[area],
+    )
+    .unwrap();
+    let ok = ResultBody::default();
+    recv_frame(proc_conn.as_fd()).unwrap(); // K_MAP_DONE
+    send_frame(proc_conn.as_fd(), K_RESULT, &[bytemuck::bytes_of(&ok)], &[]).unwrap();
+    let (thread, _) = listener.accept().unwrap();
+    recv_frame(thread.as_fd()).unwrap(); // K_OPEN_THREAD
+    send_frame(thread.as_fd(), K_RESULT, &[bytemuck::bytes_of(&ok)], &[]).unwrap();
+    for extra in [0u64, 100] {
+        let (hdr, body, _) = recv_frame(thread.as_fd()).unwrap();
+        assert_eq!(hdr.kind, K_WRITE_READ);
+        let req: WriteReadReq = bytemuck::pod_read_unaligned(&body[..size_of_req()]);
+        let ret = WriteReadRet {
+            errno: 0,
+            nfixups: 0,
+            write_consumed: req.write_size + extra,
+            read_consumed: 4,
+            read_len: 4,
+            nclose: 1,
+        };
+        let noop = bittube::binder_ipc::uapi::BR_NOOP.to_ne_bytes();
+        let parts = [
+            bytemuck::bytes_of(&ret),
+            &noop[..],
+            &victim.to_ne_bytes()[..],
+        ];
+        send_frame(thread.as_fd(), K_WRITE_READ_RET, &parts, &[]).unwrap();
+    }
+    // Until the device goes.
+    let _ = recv_frame(thread.as_fd());
+}
+
+fn size_of_req() -> usize {
+    std::mem::size_of::<wire::WriteReadReq>()
+}
+
+#[test]
+fn a_lying_shim_cannot_close_fds_or_move_counters() {
+    use bittube::binder_ipc::device::WriteRead;
+    use bittube::binder_ipc::uapi::*;
+    if child() {
+        return;
+    }
+    let dir = private_dir("liar");
+    let socket = dir.join("binder");
+    let victim = std::fs::File::open("/dev/null").unwrap();
+    let n = victim.as_raw_fd().to_string();
+    let env = [
+        ("HOSTILE_SOCKET", socket.as_os_str()),
+        ("HOSTILE_VICTIM", std::ffi::OsStr::new(&n)),
+    ];
+    let (mut liar, ctl) = spawn_child_env(
+        "a_lying_shim_cannot_close_fds_or_move_counters",
+        "liar",
+        &env,
+    );
+    wait_ready(&ctl);
+    let dev = ShimDevice::open(&socket).expect("open on the liar");
+    // A free of a buffer this process never received: the liar names our fd to close.
+    let mut w = CommandWriter::new();
+    w.cmd_with(BC_FREE_BUFFER, &0x1000u64);
+    let mut read = [0u8; 64];
+    let mut wr = WriteRead::new(w.as_bytes(), &mut read);
+    dev.write_read(&mut wr).expect("first call");
+    assert!(
+        nix::fcntl::fcntl(&victim, nix::fcntl::FcntlArg::F_GETFD).is_ok(),
+        "the device closed an fd it never received"
+    );
+    // write_consumed past what was written: refused, the caller's counters untouched.
+    let mut wr = WriteRead::new(w.as_bytes(), &mut read);
+    assert_eq!(dev.write_read(&mut wr), Err(nix::errno::Errno::EPROTO));
+    assert_eq!((wr.write_consumed, wr.read_consumed), (0, 0));
+    drop(dev);
+    let _ = liar.wait();
+    drop(victim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_state_query_to_a_mute_shim_times_out_naming_it() {
+    if child() {
+        return;
+    }
+    let dir = private_dir("mute");
+    let socket = dir.join("binder");
+    let env = [("HOSTILE_SOCKET", socket.as_os_str())];
+    let (mut mute, ctl) = spawn_child_env(
+        "a_state_query_to_a_mute_shim_times_out_naming_it",
+        "mute",
+        &env,
+    );
+    wait_ready(&ctl);
+    let err = bittube::binder_ipc::shim::query_state_timeout(
+        &socket,
+        std::time::Duration::from_millis(100),
+    )
+    .expect_err("a mute shim answers nothing");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(
+        err.to_string().contains(&*socket.to_string_lossy()),
+        "{err}"
+    );
+    drop(ctl);
+    let _ = mute.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_device_debugs_as_one_short_line() {
+    if child() {
+        return;
+    }
+    let setup = Setup::start("a_device_debugs_as_one_short_line");
+    let dev = ShimDevice::open_with(&setup.socket, 128 * 1024).unwrap();
+    dev.version().unwrap();
+    let text = format!("{dev:?}");
+    assert!(!text.contains('\n') && text.len() < 300, "{text}");
+    assert!(text.contains("ShimDevice"), "{text}");
+}
