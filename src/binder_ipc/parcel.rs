@@ -835,6 +835,8 @@ impl Parcel {
     /// ([`Stability::is_declared`]) or this is [`ParcelError::BadFlag`]. Like libbinder, the offset is recorded
     /// only when the object's pointer/handle word is non-zero: a handle-0 reference travels
     /// untranslated and reads back as handle 0.
+    /// A local binder with pointer 0 is [`ParcelError::UnexpectedNull`]: a null binder is
+    /// [`Parcel::write_null_binder`]'s.
     pub fn write_binder_with_stability(
         &mut self,
         obj: BinderObject,
@@ -846,6 +848,15 @@ impl Parcel {
                 pos: self.pos + OBJECT_SIZE,
                 value: stability.0,
                 allowed: DECLARED_STABILITIES,
+            });
+        }
+        // A local binder is named by its pointer: with pointer 0 it would be written outside
+        // the offsets (libbinder's null binder) and read back as something else. A null
+        // binder is `write_null_binder`'s.
+        if let BinderObject::Local { ptr: 0, .. } = obj {
+            return Err(ParcelError::UnexpectedNull {
+                what: "local binder pointer (write_null_binder writes a null binder)",
+                pos: self.pos,
             });
         }
         let flat = obj.to_flat();
