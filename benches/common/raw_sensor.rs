@@ -1,7 +1,8 @@
 //! The equal-work baseline of `sensor_load`: the same pipeline with raw libc calls and no
 //! binder, no service logic.
 //!
-//! Four timer threads (one per sensor, 1 kHz, absolute `clock_nanosleep` deadlines) stamp
+//! Four timer threads (one per sensor, 1 kHz, waiting as the HAL threads do: a channel
+//! receive with an absolute deadline) stamp
 //! 104-byte events with `CLOCK_MONOTONIC` and hand them over a channel to one sender thread,
 //! woken through an eventfd, as the service's HAL threads do. The sender fans every event out
 //! to `clients` consumer processes over SEQPACKET socketpairs with 4 KiB buffers: packets of
@@ -157,7 +158,7 @@ impl Conn {
         self.cache = cache;
     }
 
-    fn read_acks(&mut self) {
+    fn read_acks(&self) {
         let mut buf = [0u8; 256];
         while recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).is_ok_and(|n| n > 0) {}
     }
@@ -239,23 +240,15 @@ fn timer(
     stop: Arc<AtomicBool>,
 ) -> (u64, u64) {
     let cpu0 = thread_cpu_ns();
-    let mut next = clock_now_ns() + PERIOD_NS;
+    let (_keep, never) = crossbeam_channel::bounded::<()>(1);
+    let origin = std::time::Instant::now();
+    let origin_ns = clock_now_ns();
+    let mut next = origin_ns + PERIOD_NS;
     let mut made = 0u64;
     while !stop.load(Ordering::Acquire) {
-        let ts = libc::timespec {
-            tv_sec: next / 1_000_000_000,
-            tv_nsec: next % 1_000_000_000,
-        };
-        // SAFETY: clock_nanosleep reads `ts` and writes nothing (the remainder pointer is
-        // null and unused with TIMER_ABSTIME).
-        unsafe {
-            libc::clock_nanosleep(
-                libc::CLOCK_MONOTONIC,
-                libc::TIMER_ABSTIME,
-                &ts,
-                std::ptr::null_mut(),
-            )
-        };
+        // Wait as the service's simulated HAL threads do (a channel receive with a
+        // deadline), so that both pipelines start from the same wake-ups.
+        let _ = never.recv_deadline(origin + Duration::from_nanos((next - origin_ns) as u64));
         let event = SensorEvent::new(sensor, kind, next, &[0.1, 0.2, 9.8]);
         if tx.send(event).is_err() {
             break;
@@ -358,6 +351,9 @@ pub fn run(clients: usize, duration: Duration) -> Result<RawResult, Error> {
         consumer_cpu: 0,
         wall_ns,
     };
+    for c in &conns {
+        c.read_acks();
+    }
     drop(conns); // end of file for every consumer
     for (r, mut c) in readers.into_iter().zip(children) {
         absorb(r, &mut out)?;
@@ -367,6 +363,25 @@ pub fn run(clients: usize, duration: Duration) -> Result<RawResult, Error> {
         }
     }
     Ok(out)
+}
+
+impl RawResult {
+    /// Adds another run's figures to these.
+    pub fn merge(&mut self, o: RawResult) -> Result<(), Error> {
+        self.latency.add(&o.latency)?;
+        self.produced += o.produced;
+        self.received += o.received;
+        self.sent += o.sent;
+        self.packets += o.packets;
+        self.drops += o.drops;
+        self.tube_full += o.tube_full;
+        self.cache_peak = self.cache_peak.max(o.cache_peak);
+        self.sender_cpu += o.sender_cpu;
+        self.timer_cpu += o.timer_cpu;
+        self.consumer_cpu += o.consumer_cpu;
+        self.wall_ns += o.wall_ns;
+        Ok(())
+    }
 }
 
 fn absorb(r: impl BufRead, out: &mut RawResult) -> Result<(), Error> {
@@ -395,7 +410,8 @@ pub fn consumer() -> Result<(), Error> {
     loop {
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
         let n = match recv(sock.as_raw_fd(), bytes, MsgFlags::MSG_DONTWAIT) {
-            Ok(0) => break,
+            // The sender closes with acks unread: that reads as a reset, an end all the same.
+            Ok(0) | Err(Errno::ECONNRESET) => break,
             Ok(n) => n,
             Err(Errno::EAGAIN) => {
                 let mut p = [nix::poll::PollFd::new(sock, nix::poll::PollFlags::POLLIN)];
