@@ -7,6 +7,8 @@
 //! `cargo bench --bench binder` (set `BINDER_BENCH_ITERS` for another count per configuration;
 //! the default is 20 000; set `BINDER_BENCH_ONLY` to `shim`, `direct`, `relay` or `dbus` to
 //! run only that way, e.g. under `strace -c -f` to count system calls per round trip;
+//! `BINDER_BENCH_THREADS=1` adds CPU and switches per round trip by thread;
+//! `BINDER_BENCH_NO_THROUGHPUT=1` leaves the oneway and fd throughput out;
 //! `BITTUBE_BENCH_SMOKE=1` runs a second's worth of everything, to prove the bench works).
 //! The D-Bus peer needs `dbus-daemon`; when it is missing the bench installs the
 //! `dbus-daemon` package with apt-get (root) or says why not and skips D-Bus.
@@ -46,6 +48,7 @@ mod dbus_peer;
 #[path = "common/plot.rs"]
 mod plot;
 
+use std::collections::BTreeMap;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Child, Command, Stdio};
@@ -64,6 +67,10 @@ const CHILD_ENV: &str = "BITTUBE_BENCH_CHILD";
 const ITERS_ENV: &str = "BINDER_BENCH_ITERS";
 const ONLY_ENV: &str = "BINDER_BENCH_ONLY";
 const SMOKE_ENV: &str = "BITTUBE_BENCH_SMOKE";
+/// Set: CPU and switches per round trip by thread, too.
+const THREADS_ENV: &str = "BINDER_BENCH_THREADS";
+/// Set: only the round trips (e.g. to count system calls per round trip under strace).
+const NO_THROUGHPUT_ENV: &str = "BINDER_BENCH_NO_THROUGHPUT";
 const WAYS: [&str; 4] = ["shim", "direct", "relay", "dbus"];
 const SIZES: [usize; 2] = [0, 1024];
 const ROUNDS: usize = 10;
@@ -186,6 +193,42 @@ impl Rig {
 struct Samples {
     ways: [Vec<u64>; 4],
     sched: [Sched; 4],
+    /// Per way, per thread (`pid/comm`): ns on CPU and switches in, when
+    /// `BINDER_BENCH_THREADS` is set.
+    threads: [BTreeMap<String, (u64, u64)>; 4],
+}
+
+/// Every thread of `pids`: tid -> (`pid/comm`, ns on CPU, switches in).
+fn thread_stats(pids: &[u32]) -> BTreeMap<u64, (String, u64, u64)> {
+    let mut out = BTreeMap::new();
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let tid: u64 = t.file_name().to_string_lossy().parse().unwrap_or(0);
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let text = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            let f: Vec<u64> = text
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            let role = if *pid == std::process::id() {
+                "bench"
+            } else {
+                "peer"
+            };
+            out.insert(
+                tid,
+                (
+                    format!("{role} {pid}/{}", comm.trim()),
+                    f.first().copied().unwrap_or(0),
+                    f.get(2).copied().unwrap_or(0),
+                ),
+            );
+        }
+    }
+    out
 }
 
 fn main() {
@@ -216,7 +259,14 @@ fn main() {
     }
     print_latencies(&cfg, &all);
     print_cpu(&all);
-    let tput = throughput(&cfg, &rig, &mut client, caller.as_ref());
+    if std::env::var_os(THREADS_ENV).is_some() {
+        print_threads(&all);
+    }
+    let tput = if std::env::var_os(NO_THROUGHPUT_ENV).is_some() {
+        Throughput::default()
+    } else {
+        throughput(&cfg, &rig, &mut client, caller.as_ref())
+    };
     client.finish();
     print_goals(&all[0].1, &tput);
     match plot_latencies(&all[0].1) {
@@ -251,6 +301,7 @@ fn latencies(
     let per_round = cfg.iters / ROUNDS;
     let pids = rig.pids();
     let mut s = Samples::default();
+    let by_thread = std::env::var_os(THREADS_ENV).is_some();
     let mut run = |way: usize, n: usize, out: &mut Vec<u64>| match way {
         0 => client.run(&payload, n, out),
         1 => direct(rig.mine.as_fd(), &payload, n, out),
@@ -275,16 +326,30 @@ fn latencies(
             if !cfg.wanted(way) {
                 continue;
             }
+            let threads_before = by_thread.then(|| thread_stats(&pids));
             let before = Sched::now(&pids);
             run(way, per_round, &mut s.ways[way]);
             s.sched[way].add(Sched::now(&pids).since(before));
+            if let Some(tb) = threads_before {
+                for (tid, (name, run, sw)) in thread_stats(&pids) {
+                    let (r0, s0) = tb.get(&tid).map_or((0, 0), |b| (b.1, b.2));
+                    let e = s.threads[way].entry(name).or_default();
+                    e.0 += run.saturating_sub(r0);
+                    e.1 += sw.saturating_sub(s0);
+                }
+            }
         }
     }
     s
 }
 
+/// `a / b`, NaN when `b` did not run.
 fn ratio(a: u64, b: u64) -> f64 {
-    a as f64 / b.max(1) as f64
+    if b == 0 {
+        f64::NAN
+    } else {
+        a as f64 / b as f64
+    }
 }
 
 fn print_latencies(cfg: &Config, all: &[(usize, Samples)]) {
@@ -312,6 +377,24 @@ fn print_latencies(cfg: &Config, all: &[(usize, Samples)]) {
             ratio(p[3].0, p[0].0),
             ratio(p[3].1, p[0].1),
         );
+    }
+}
+
+fn print_threads(all: &[(usize, Samples)]) {
+    for (size, s) in all {
+        for (way, threads) in s.threads.iter().enumerate() {
+            let n = s.ways[way].len().max(1) as f64;
+            for (name, (run, sw)) in threads {
+                if *run as f64 / n >= 100.0 {
+                    println!(
+                        "{size:>5} B {:>6} | {name:<32} | {:>6.1} µs CPU | {:>4.2} switches per round trip",
+                        WAYS[way],
+                        *run as f64 / n / 1000.0,
+                        *sw as f64 / n
+                    );
+                }
+            }
+        }
     }
 }
 
