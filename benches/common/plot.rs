@@ -37,17 +37,24 @@ impl Curve {
         }
     }
 
-    /// The CDF of a histogram of ns values.
+    /// The CDF of a histogram of ns values, thinned to at most ~400 points (the last kept).
     pub fn from_hist(name: impl Into<String>, h: &Histogram<u64>) -> Curve {
         let n = h.len().max(1) as f64;
         let mut seen = 0u64;
-        let points = h
+        let all: Vec<(f64, f64)> = h
             .iter_recorded()
             .map(|v| {
                 seen += v.count_at_value();
                 (v.value_iterated_to() as f64 / 1000.0, seen as f64 / n)
             })
             .collect();
+        let step = (all.len() / 400).max(1);
+        let mut points: Vec<(f64, f64)> = all.iter().copied().step_by(step).collect();
+        if let Some(&last) = all.last() {
+            if points.last() != Some(&last) {
+                points.push(last);
+            }
+        }
         Curve {
             name: name.into(),
             points,
