@@ -5,7 +5,7 @@
 //! throughput (binder `BINDER_TYPE_FD` vs SCM_RIGHTS through the relay).
 //!
 //! `cargo bench --bench binder` (set `BINDER_BENCH_ITERS` for another count per configuration;
-//! the default is 20 000; set `BINDER_BENCH_ONLY` to `shim`, `direct`, `relay` or `dbus` to
+//! the default is 20 000; set `BINDER_BENCH_ONLY` to `shim`, `direct`, `relay`, `dbus` or `lane` to
 //! run only that way, e.g. under `strace -c -f` to count system calls per round trip;
 //! `BINDER_BENCH_THREADS=1` adds CPU and switches per round trip by thread;
 //! `BINDER_BENCH_NO_THROUGHPUT=1` leaves the oneway and fd throughput out;
@@ -32,7 +32,11 @@
 //! - **relay**: the same packets, but through a forwarding thread of this process (poll,
 //!   recvmsg, sendmsg), to the server's second echo socket (its stdout): the floor of any
 //!   design that relays through a driver thread, two hops each way like the shim;
-//! - **dbus**: `Echo(ay) -> ay` through the daemon, libdbus on both sides.
+//! - **dbus**: `Echo(ay) -> ay` through the daemon, libdbus on both sides;
+//! - **lane**: the data path of the "horizon" design (`benches/common/lane.rs`): a memfd and
+//!   two eventfds between this thread and a server thread, no shim in the path: what a
+//!   binder round trip could cost with two wake-ups, as the kernel's (a prototype, not
+//!   binder: no identity, refs or thread selection on this path).
 //!
 //! Each line prints the median and p99 round trip in µs, and the ratios the goals are about.
 //! A second table gives, per round trip, the CPU time all threads of the three processes
@@ -44,6 +48,8 @@
 
 #[path = "common/dbus_peer.rs"]
 mod dbus_peer;
+#[path = "common/lane.rs"]
+mod lane;
 #[allow(dead_code)] // each bench uses part of it
 #[path = "common/plot.rs"]
 mod plot;
@@ -71,7 +77,7 @@ const SMOKE_ENV: &str = "BITTUBE_BENCH_SMOKE";
 const THREADS_ENV: &str = "BINDER_BENCH_THREADS";
 /// Set: only the round trips (e.g. to count system calls per round trip under strace).
 const NO_THROUGHPUT_ENV: &str = "BINDER_BENCH_NO_THROUGHPUT";
-const WAYS: [&str; 4] = ["shim", "direct", "relay", "dbus"];
+const WAYS: [&str; 5] = ["shim", "direct", "relay", "dbus", "lane"];
 const SIZES: [usize; 2] = [0, 1024];
 const ROUNDS: usize = 10;
 const READY: &[u8] = b"ready!!!";
@@ -133,6 +139,8 @@ struct Rig {
     mine: OwnedFd,
     relay_near: OwnedFd,
     relay_thread: std::thread::JoinHandle<()>,
+    /// The calling end of the horizon prototype's lane (the server serves the other).
+    lane: lane::Lane,
 }
 
 impl Rig {
@@ -151,6 +159,10 @@ impl Rig {
         let (relay_out, theirs_relayed) = seqpacket_pair();
         let bus = daemon.as_ref().map(|d| d.address.as_str());
         let server = Server::spawn(driver.socket_path(), theirs, theirs_relayed, bus);
+        let (lane, lane_fds) = lane::Lane::create().expect("create the lane");
+        let raw: Vec<RawFd> = lane_fds.iter().map(|f| f.as_raw_fd()).collect();
+        send_with_fds(mine.as_raw_fd(), b"lane", &raw);
+        drop(lane_fds);
         let relay_thread = std::thread::Builder::new()
             .name("relay".into())
             .spawn(move || relay(relay_far, relay_out))
@@ -166,6 +178,7 @@ impl Rig {
             mine,
             relay_near,
             relay_thread,
+            lane,
         }
     }
 
@@ -176,6 +189,7 @@ impl Rig {
     }
 
     fn finish(mut self) {
+        self.lane.stop();
         drop(self.relay_near); // end of file: the relay thread ends, closing the server's stdout
         self.relay_thread.join().expect("relay thread");
         drop(self.mine); // end of file: the server exits
@@ -191,11 +205,11 @@ impl Rig {
 /// Latencies of one payload size, ns, per way.
 #[derive(Default)]
 struct Samples {
-    ways: [Vec<u64>; 4],
-    sched: [Sched; 4],
+    ways: [Vec<u64>; 5],
+    sched: [Sched; 5],
     /// Per way, per thread (`pid/comm`): ns on CPU and switches in, when
     /// `BINDER_BENCH_THREADS` is set.
-    threads: [BTreeMap<String, (u64, u64)>; 4],
+    threads: [BTreeMap<String, (u64, u64)>; 5],
 }
 
 /// Every thread of `pids`: tid -> (`pid/comm`, ns on CPU, switches in).
@@ -306,11 +320,12 @@ fn latencies(
         0 => client.run(&payload, n, out),
         1 => direct(rig.mine.as_fd(), &payload, n, out),
         2 => direct(rig.relay_near.as_fd(), &payload, n, out),
-        _ => {
+        3 => {
             if let Some(c) = caller {
                 c.run(&payload, n, out)
             }
         }
+        _ => lane_calls(&rig.lane, &payload, n, out),
     };
     // Warm-up: caches, the allocator, the shim's first-use paths.
     let warm = (cfg.iters / 10).max(100);
@@ -344,6 +359,17 @@ fn latencies(
 }
 
 /// `a / b`, NaN when `b` did not run.
+/// `n` lane calls (the horizon prototype), their durations appended to `out`.
+fn lane_calls(lane: &lane::Lane, payload: &[u8], n: usize, out: &mut Vec<u64>) {
+    let mut back = Vec::with_capacity(payload.len());
+    for _ in 0..n {
+        let t = Instant::now();
+        lane.call(payload, &mut back);
+        out.push(t.elapsed().as_nanos() as u64);
+        assert_eq!(back.len(), payload.len(), "lane reply of the wrong size");
+    }
+}
+
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         f64::NAN
@@ -355,22 +381,24 @@ fn ratio(a: u64, b: u64) -> f64 {
 fn print_latencies(cfg: &Config, all: &[(usize, Samples)]) {
     println!(
         "sync round trip, {} per configuration ({ROUNDS} alternating rounds), µs:\n\
-         {:>7} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | shim/relay p50 p99 | shim/direct p50 | D-Bus/shim p50 p99",
-        cfg.iters, "payload", "shim p50", "p99", "direct", "p99", "relay", "p99", "D-Bus", "p99"
+         {:>7} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | shim/relay p50 p99 | shim/direct p50 | D-Bus/shim p50 p99",
+        cfg.iters, "payload", "shim p50", "p99", "direct", "p99", "relay", "p99", "D-Bus", "p99",
+        "lane*", "p99"
     );
     for (size, s) in all {
         let p: Vec<(u64, u64)> = s.ways.iter().map(|v| percentiles(&mut v.clone())).collect();
+        let cells: Vec<String> = p
+            .iter()
+            .map(|(a, b)| format!("{:>8.1} {:>8.1}", us(*a), us(*b)))
+            .collect();
         println!(
-            "{:>5} B | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>6.2}× {:>6.2}×     | {:>6.2}×         | {:>6.2}× {:>6.2}×",
+            "{:>5} B | {} | {} | {} | {} | {} | {:>6.2}× {:>6.2}×     | {:>6.2}×         | {:>6.2}× {:>6.2}×",
             size,
-            us(p[0].0),
-            us(p[0].1),
-            us(p[1].0),
-            us(p[1].1),
-            us(p[2].0),
-            us(p[2].1),
-            us(p[3].0),
-            us(p[3].1),
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
             ratio(p[0].0, p[2].0),
             ratio(p[0].1, p[2].1),
             ratio(p[0].0, p[1].0),
@@ -378,6 +406,10 @@ fn print_latencies(cfg: &Config, all: &[(usize, Samples)]) {
             ratio(p[3].1, p[0].1),
         );
     }
+    println!(
+        "(* lane: the horizon prototype's data path, benches/common/lane.rs: a memfd and two \
+         eventfds between caller and server, no shim in the path; not binder)"
+    );
 }
 
 fn print_threads(all: &[(usize, Samples)]) {
@@ -402,24 +434,22 @@ fn print_cpu(all: &[(usize, Samples)]) {
     println!(
         "per round trip, all processes (this one, the server, dbus-daemon): µs on CPU / µs \
          runnable waiting for a CPU / switches (of them preemptions):\n\
-         {:>7} | {:>26} | {:>26} | {:>26} | {:>26} | shim/relay CPU",
-        "payload", "shim", "direct", "relay", "D-Bus"
+         {:>7} | {:>26} | {:>26} | {:>26} | {:>26} | {:>26} | shim/relay CPU",
+        "payload", "shim", "direct", "relay", "D-Bus", "lane*"
     );
     for (size, s) in all {
-        let per: Vec<_> = (0..4)
-            .map(|w| s.sched[w].per(s.ways[w].len().max(1)))
+        let cells: Vec<String> = (0..WAYS.len())
+            .map(|w| {
+                let c = s.sched[w].per(s.ways[w].len().max(1));
+                format!("{:>6.1} / {:>6.1} / {:>4.1} ({:>3.1})", c.0, c.1, c.2, c.3)
+            })
             .collect();
-        let cell = |c: &(f64, f64, f64, f64)| {
-            format!("{:>6.1} / {:>6.1} / {:>4.1} ({:>3.1})", c.0, c.1, c.2, c.3)
-        };
+        let cpu = |w: usize| s.sched[w].per(s.ways[w].len().max(1)).0;
         println!(
-            "{:>5} B | {} | {} | {} | {} | {:>6.2}×",
+            "{:>5} B | {} | {:>6.2}×",
             size,
-            cell(&per[0]),
-            cell(&per[1]),
-            cell(&per[2]),
-            cell(&per[3]),
-            per[0].0 / per[2].0.max(1e-9)
+            cells.join(" | "),
+            cpu(0) / cpu(2).max(1e-9)
         );
     }
 }
@@ -527,6 +557,15 @@ fn print_goals(s: &Samples, t: &Throughput) {
         println!(
             "  shim ≥ 1.8× faster than D-Bus at p50 and p99: {} ({a:.2}× / {b:.2}×)",
             goal(a >= 1.8 && b >= 1.8)
+        );
+    }
+    if p[4].0 > 0 {
+        println!(
+            "  (horizon prototype, no goal) lane p50 {:.1} µs = {:.2}× direct, {:.2}× relay; {:.1} switches per round trip",
+            us(p[4].0),
+            ratio(p[4].0, p[1].0),
+            ratio(p[4].0, p[2].0),
+            s.sched[4].per(s.ways[4].len().max(1)).2
         );
     }
     if let Some(d) = t.dbus_signals {
@@ -963,6 +1002,17 @@ impl Drop for Server {
 fn child() {
     let stdin = std::io::stdin();
     let sock = stdin.as_fd();
+    // The lane of the horizon prototype comes first, its three fds in one packet.
+    let mut fds = Vec::new();
+    let mut buf = [0u8; 16];
+    let n = recv_with_fds(sock.as_raw_fd(), &mut buf, &mut fds);
+    assert_eq!(&buf[..n], b"lane", "server: expected the lane first");
+    let fds: [OwnedFd; 3] = fds.try_into().expect("server: the lane takes three fds");
+    let lane = lane::Lane::from_fds(fds).expect("server: open the lane");
+    std::thread::Builder::new()
+        .name("lane".into())
+        .spawn(move || lane.serve())
+        .expect("server: spawn the lane thread");
     let dev = ShimDevice::open_from_env().expect("server: open the shim");
     // The binder thread registers as context manager itself, then loops.
     let (tx, rx) = std::sync::mpsc::channel();
