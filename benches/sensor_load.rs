@@ -326,7 +326,7 @@ fn report(
         sent as f64 / packets.max(1) as f64
     );
     println!(
-        "raw pipeline, {:.1} s: {} events in {} packets ({:.2} events/packet), tube full {} times, largest cache {} events, drops {}; received {} of {} due",
+        "raw pipeline, {:.1} s: {} events in {} packets ({:.2} events/packet), tube full {} times, largest cache {} events, drops {}; received {} of {} due; timers woke up to {:.1} ms late ({} wake-ups > 10 ms late)",
         raw.wall_ns as f64 / 1e9,
         raw.sent,
         raw.packets,
@@ -335,7 +335,9 @@ fn report(
         raw.cache_peak,
         raw.drops,
         raw.received,
-        raw.produced * opts.clients as u64
+        raw.produced * opts.clients as u64,
+        raw.late.max as f64 / 1e6,
+        raw.late.over_10ms
     );
     println!(
         "service CPU over {:.1} s: sensor-service thread {:.0} ms ({:.1}% of a core), HAL threads {:.0} ms ({:.1}%), parent process {:.0} ms ({:.1}%, with the driver shim); clients {:.0} ms ({:.1}% of a core)",

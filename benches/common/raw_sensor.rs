@@ -1,10 +1,10 @@
 //! The equal-work baseline of `sensor_load`: the same pipeline with raw libc calls and no
 //! binder, no service logic.
 //!
-//! Four timer threads (one per sensor, 1 kHz, waiting as the HAL threads do: a channel
-//! receive with an absolute deadline) stamp 104-byte events with `CLOCK_MONOTONIC` and hand
-//! them over a channel to one sender thread, woken through an eventfd, as the service's HAL
-//! threads do. The sender fans every event out to `clients` consumer processes over SEQPACKET
+//! Four timer threads (one per sensor, 1 kHz, scheduled as the HAL threads are: a channel
+//! receive with an absolute deadline, every sample due by the wake-up sent and stamped with
+//! its deadline on `CLOCK_MONOTONIC`, one eventfd wake-up of the sender per batch) hand
+//! 104-byte events over a channel to one sender thread, as the service's HAL threads do. The sender fans every event out to `clients` consumer processes over SEQPACKET
 //! socketpairs with 4 KiB buffers: packets of at most 39 events, a drop-oldest cache of 1024
 //! events per consumer while its socket is full (epoll for writable only then), the first
 //! wake-up event of a packet flagged, the consumers' `u32` acks read back. Each consumer (this
@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bittube::sensor_demo::{clock_now_ns, SensorEvent};
 use hdrhistogram::Histogram;
@@ -68,6 +68,9 @@ pub struct RawResult {
     pub consumer_cpu: u64,
     /// Wall time the timers ran, ns.
     pub wall_ns: u64,
+    /// How late the timers woke: events are stamped with their deadline, so a late timer
+    /// shows in the latencies as it does in the service's (its HAL threads stamp alike).
+    pub late: Lateness,
 }
 
 fn thread_cpu_ns() -> u64 {
@@ -239,26 +242,52 @@ fn timer(
     tx: crossbeam_channel::Sender<SensorEvent>,
     wake: Arc<EventFd>,
     stop: Arc<AtomicBool>,
-) -> (u64, u64) {
+) -> (u64, u64, Lateness) {
     let cpu0 = thread_cpu_ns();
+    let mut lateness = Lateness::default();
     let (_keep, never) = crossbeam_channel::bounded::<()>(1);
-    let origin = std::time::Instant::now();
+    // Scheduled and stamped as the service's simulated HAL threads do: a channel receive
+    // with a deadline; every sample due by the wake-up sent, stamped with its deadline; one
+    // wake-up of the sender per batch; more than a second behind, skip ahead.
+    let origin = Instant::now();
     let origin_ns = clock_now_ns();
-    let mut next = origin_ns + PERIOD_NS;
+    let period = Duration::from_nanos(PERIOD_NS as u64);
+    let stamp = |at: Instant| origin_ns + at.duration_since(origin).as_nanos() as i64;
+    let mut next = origin + period;
     let mut made = 0u64;
     while !stop.load(Ordering::Acquire) {
-        // Wait as the service's simulated HAL threads do (a channel receive with a
-        // deadline), so that both pipelines start from the same wake-ups.
-        let _ = never.recv_deadline(origin + Duration::from_nanos((next - origin_ns) as u64));
-        let event = SensorEvent::new(sensor, kind, next, &[0.1, 0.2, 9.8]);
-        if tx.send(event).is_err() {
-            break;
+        let _ = never.recv_deadline(next);
+        let now = Instant::now();
+        let late = now.saturating_duration_since(next).as_nanos() as i64;
+        lateness.max = lateness.max.max(late);
+        lateness.over_10ms += u64::from(late > 10_000_000);
+        if now.duration_since(next) > Duration::from_secs(1) {
+            next = now;
         }
-        made += 1;
-        let _ = wake.write(1);
-        next += PERIOD_NS;
+        let mut emitted = false;
+        while next <= now {
+            let event = SensorEvent::new(sensor, kind, stamp(next), &[0.1, 0.2, 9.8]);
+            if tx.send(event).is_err() {
+                return (made, thread_cpu_ns().saturating_sub(cpu0), lateness);
+            }
+            made += 1;
+            emitted = true;
+            next += period;
+        }
+        if emitted {
+            let _ = wake.write(1);
+        }
     }
-    (made, thread_cpu_ns().saturating_sub(cpu0))
+    (made, thread_cpu_ns().saturating_sub(cpu0), lateness)
+}
+
+/// How late the timer threads woke (after their deadline).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lateness {
+    /// The latest wake-up, ns after its deadline.
+    pub max: i64,
+    /// Wake-ups more than 10 ms late.
+    pub over_10ms: u64,
 }
 
 fn spawn_consumer(sock: OwnedFd) -> Result<Child, Error> {
@@ -329,11 +358,13 @@ pub fn run(clients: usize, duration: Duration) -> Result<RawResult, Error> {
     drop(tx);
     std::thread::sleep(duration);
     stop.store(true, Ordering::Release);
-    let (mut produced, mut timer_cpu) = (0, 0);
+    let (mut produced, mut timer_cpu, mut late) = (0, 0, Lateness::default());
     for t in timers {
-        let (m, c) = t.join().map_err(|_| "timer thread panicked")?;
+        let (m, c, l) = t.join().map_err(|_| "timer thread panicked")?;
         produced += m;
         timer_cpu += c;
+        late.max = late.max.max(l.max);
+        late.over_10ms += l.over_10ms;
     }
     let wall_ns = clock_now_ns().saturating_sub(started) as u64;
     let _ = wake.write(1);
@@ -351,6 +382,7 @@ pub fn run(clients: usize, duration: Duration) -> Result<RawResult, Error> {
         timer_cpu,
         consumer_cpu: 0,
         wall_ns,
+        late,
     };
     for c in &conns {
         c.read_acks();
@@ -381,6 +413,8 @@ impl RawResult {
         self.timer_cpu += o.timer_cpu;
         self.consumer_cpu += o.consumer_cpu;
         self.wall_ns += o.wall_ns;
+        self.late.max = self.late.max.max(o.late.max);
+        self.late.over_10ms += o.late.over_10ms;
         Ok(())
     }
 }
