@@ -76,7 +76,7 @@ use crate::fd_transfer::peer_hung_up;
 #[cfg(feature = "tokio")]
 mod async_tube;
 #[cfg(feature = "tokio")]
-pub use async_tube::{AsyncTubeEnd, EventStream};
+pub use async_tube::{AsyncTubeEnd, EventStream, MAX_STREAM_BUFFER};
 
 /// Default socket buffer size in bytes (send and receive), as in Android's BitTube.
 pub const DEFAULT_BUFFER_SIZE: usize = 4096;
@@ -112,7 +112,10 @@ pub enum TubeError {
     /// are discarded.
     #[error(
         "truncated packet: {len} bytes arrived for a buffer of {capacity} bytes \
-         ({object_size}-byte objects); the packet was discarded"
+         ({object_size}-byte objects); the packet was discarded. The sender batches {} \
+         objects a packet: receive with room for at least that many (max_batch >= {})",
+        objects_for(*.len, *.object_size),
+        objects_for(*.len, *.object_size)
     )]
     Truncated {
         /// Length of the packet in bytes.
@@ -147,6 +150,24 @@ pub enum TubeError {
     /// Any other socket error.
     #[error("tube socket error: {0}")]
     Io(#[from] io::Error),
+}
+
+/// How many `object_size`-byte objects a `len`-byte packet holds, rounded up.
+fn objects_for(len: usize, object_size: usize) -> usize {
+    len.div_ceil(object_size.max(1))
+}
+
+impl TubeError {
+    /// For [`TubeError::Truncated`]: the fewest objects a receive buffer must hold for the
+    /// packet that did not fit (the sender's batch size). `None` for other errors.
+    pub fn min_batch(&self) -> Option<usize> {
+        match self {
+            TubeError::Truncated {
+                len, object_size, ..
+            } => Some(objects_for(*len, *object_size)),
+            _ => None,
+        }
+    }
 }
 
 impl From<Errno> for TubeError {
@@ -391,6 +412,25 @@ impl TubeEnd {
                         len: bytes.len(),
                         send_buffer: self.send_buffer_size().unwrap_or(0),
                     })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The length in bytes of the packet that the next receive will read, without reading it
+    /// (`MSG_PEEK | MSG_TRUNC`): a receiver sizes its buffer with it. 0 for an empty packet
+    /// or a closed peer (the next receive says which); [`TubeError::WouldBlock`] when nothing
+    /// is queued.
+    pub fn next_packet_len(&self) -> Result<usize, TubeError> {
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC | MsgFlags::MSG_PEEK;
+        loop {
+            match socket::recv(self.fd.as_raw_fd(), &mut [], flags) {
+                Ok(n) => return Ok(n),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return Err(TubeError::WouldBlock),
+                Err(Errno::ECONNRESET | Errno::ENOTCONN | Errno::EPIPE) => {
+                    return Err(TubeError::PeerClosed)
                 }
                 Err(e) => return Err(e.into()),
             }

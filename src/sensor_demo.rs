@@ -14,7 +14,8 @@
 //! - [`direct`]: the direct channel, a sealed memfd ring of records with atomic counters.
 //! - [`client`]: [`SensorEventQueue`] (blocking, mio, tokio `Stream`), latency helpers.
 //! - [`binder`]: the ISensorServer / ISensorEventConnection interfaces on the binder
-//!   runtime ([`binder::sensor_server`]) and the client's [`SensorManager`].
+//!   runtime ([`binder::sensor_server`]), the name it is registered under
+//!   ([`SERVICE_NAME`]) and the client's [`SensorManager`].
 //!
 //! **Clock.** Timestamps are `CLOCK_MONOTONIC` nanoseconds ([`clock_now_ns`]): the clock of
 //! `Instant`, mio and poll timeouts. Android stamps with `CLOCK_BOOTTIME`
@@ -37,7 +38,9 @@ pub mod event;
 pub mod sensors;
 pub mod service;
 
-pub use binder::{sensor_server, SensorDirectConnection, SensorEventConnection, SensorManager};
+pub use binder::{
+    sensor_server, SensorDirectConnection, SensorEventConnection, SensorManager, SERVICE_NAME,
+};
 #[cfg(feature = "tokio")]
 pub use client::SensorEventStream;
 pub use client::{latency_ns, LatencySummary, QueueStats, SensorEventQueue, MAX_RECEIVE_EVENTS};

@@ -320,11 +320,11 @@ fn service_list_asks_the_service_manager_over_binder() {
         None,
     );
     assert!(!gone.status.success(), "no service manager any more");
-    assert!(
-        text(&gone.stderr).contains("cannot ask the service manager"),
-        "{}",
-        text(&gone.stderr)
-    );
+    // Its own error, not a dead object: there is no context manager on this device.
+    let why = text(&gone.stderr);
+    assert!(why.contains("cannot ask the service manager"), "{why}");
+    assert!(why.contains("no context manager"), "{why}");
+    assert!(!why.contains("dead object"), "{why}");
     let (status, _) = daemon.stop();
     assert!(status.success());
 }

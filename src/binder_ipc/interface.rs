@@ -33,7 +33,8 @@
 //! ```
 
 use crate::binder_ipc::parcel::{
-    AidlException, Parcel, ParcelError, EX_ILLEGAL_ARGUMENT, EX_SECURITY, EX_SERVICE_SPECIFIC,
+    AidlException, Parcel, ParcelError, EX_BAD_PARCELABLE, EX_ILLEGAL_ARGUMENT, EX_SECURITY,
+    EX_TRANSACTION_FAILED,
 };
 use crate::binder_ipc::runtime::{Binder, BinderError, ProcessState};
 use crate::bittube::TubeEnd;
@@ -156,33 +157,46 @@ impl ParcelValue for TubeEnd {
     }
 }
 
-/// The AIDL exception a service error goes back as.
-pub fn to_exception(e: &BinderError) -> AidlException {
+/// The AIDL exception a service method's error goes back as, like libbinder's `Status`:
+/// [`PermissionDenied`](BinderError::PermissionDenied) is `EX_SECURITY`,
+/// [`BadValue`](BinderError::BadValue) `EX_ILLEGAL_ARGUMENT`, [`Parcel`](BinderError::Parcel)
+/// `EX_BAD_PARCELABLE`, an [`Exception`](BinderError::Exception) itself. `None` for the other
+/// kinds: like libbinder's `EX_TRANSACTION_FAILED` they go back as a status reply (the
+/// `status_t` and the message, see [`BinderError::write_reply`]).
+pub fn to_exception(e: &BinderError) -> Option<AidlException> {
     match e {
-        BinderError::PermissionDenied(m) => AidlException::new(EX_SECURITY, m.clone()),
-        BinderError::BadValue(m) => AidlException::new(EX_ILLEGAL_ARGUMENT, m.clone()),
-        e => AidlException::service_specific(e.to_status(), e.to_string()),
+        BinderError::PermissionDenied(m) => Some(AidlException::new(EX_SECURITY, m.clone())),
+        BinderError::BadValue(m) => Some(AidlException::new(EX_ILLEGAL_ARGUMENT, m.clone())),
+        BinderError::Parcel(ParcelError::Exception(ex)) => Some(ex.clone()),
+        BinderError::Parcel(p) => Some(AidlException::new(EX_BAD_PARCELABLE, p.to_string())),
+        BinderError::Exception(ex) => Some(ex.clone()),
+        _ => None,
     }
 }
 
-/// The error a reply's AIDL exception (or a malformed reply) stands for.
+/// The error a reply's AIDL exception (or a malformed reply) stands for: the inverse of
+/// [`to_exception`]; `EX_TRANSACTION_FAILED` (never written by libbinder) is
+/// [`FailedTransaction`](BinderError::FailedTransaction), other codes stay an
+/// [`Exception`](BinderError::Exception).
 pub fn from_reply_error(e: ParcelError) -> BinderError {
     match e {
-        ParcelError::Exception(ex) if ex.code == EX_SECURITY => {
-            BinderError::PermissionDenied(ex.message)
-        }
-        ParcelError::Exception(ex) if ex.code == EX_ILLEGAL_ARGUMENT => {
-            BinderError::BadValue(ex.message)
-        }
-        ParcelError::Exception(ex) if ex.code == EX_SERVICE_SPECIFIC => match ex.service_specific {
-            Some(s) => match BinderError::from_status(s) {
-                BinderError::Status(_) => BinderError::BadValue(ex.message),
-                known => known,
-            },
-            None => BinderError::BadValue(ex.message),
+        ParcelError::Exception(ex) => match ex.code {
+            EX_SECURITY => BinderError::PermissionDenied(ex.message),
+            EX_ILLEGAL_ARGUMENT => BinderError::BadValue(ex.message),
+            EX_BAD_PARCELABLE => BinderError::Parcel(ParcelError::Exception(ex)),
+            EX_TRANSACTION_FAILED => BinderError::FailedTransaction,
+            _ => BinderError::Exception(ex),
         },
-        ParcelError::Exception(ex) => BinderError::BadValue(ex.to_string()),
         e => BinderError::Parcel(e),
+    }
+}
+
+/// What a declared method's error becomes on the service side: an exception written into
+/// `reply` (`Ok`), or an error the runtime sends back as a status reply (`Err`).
+pub fn reply_error(reply: &mut Parcel, e: BinderError) -> Result<(), BinderError> {
+    match to_exception(&e) {
+        Some(ex) => Ok(reply.write_exception(&ex)?),
+        None => Err(e),
     }
 }
 
@@ -243,6 +257,8 @@ macro_rules! binder_interface {
                     match code {
                         $(
                             $code => {
+                                // A wrong token is BAD_TYPE naming both descriptors, as
+                                // AIDL stubs answer it (a status, not an exception).
                                 data.enforce_interface(DESCRIPTOR)?;
                                 $(
                                     let $arg = <$argty as $crate::binder_ipc::interface::ParcelValue>::read_from(data, &call.process)?;
@@ -250,13 +266,10 @@ macro_rules! binder_interface {
                                 match self.0.$method(call, $($arg),*) {
                                     Ok(v) => {
                                         reply.write_no_exception()?;
-                                        $crate::binder_ipc::interface::ParcelValue::write_to(v, reply, &call.process)?;
+                                        $crate::binder_ipc::interface::ParcelValue::write_to(v, reply, &call.process)
                                     }
-                                    Err(e) => {
-                                        reply.write_exception(&$crate::binder_ipc::interface::to_exception(&e))?;
-                                    }
+                                    Err(e) => $crate::binder_ipc::interface::reply_error(reply, e),
                                 }
-                                Ok(())
                             }
                         )*
                         other => Err($crate::binder_ipc::runtime::BinderError::UnknownTransaction(other)),

@@ -5,6 +5,9 @@
 //! then an `i32` service-specific error code for [`EX_SERVICE_SPECIFIC`] or an `i32`
 //! parcelable-blob header size for [`EX_PARCELABLE`]. A reply that starts with
 //! [`EX_HAS_REPLY_HEADER`] carries a "fat" header that readers skip and treat as no exception.
+//! A reply that starts with [`EX_HAS_NOTED_APPOPS_REPLY_HEADER`] (Java services that noted
+//! app-ops) carries a sized header first; readers skip it and read the exception code after
+//! it, as libbinder's `Status::readFromParcel` does.
 
 use super::{Parcel, ParcelError};
 
@@ -28,6 +31,8 @@ pub const EX_UNSUPPORTED_OPERATION: i32 = -7;
 pub const EX_SERVICE_SPECIFIC: i32 = -8;
 /// An exception carried as a parcelable.
 pub const EX_PARCELABLE: i32 = -9;
+/// A noted-app-ops reply header (skipped; the exception code follows it).
+pub const EX_HAS_NOTED_APPOPS_REPLY_HEADER: i32 = -127;
 /// A "fat" reply header (skipped; means no exception).
 pub const EX_HAS_REPLY_HEADER: i32 = -128;
 /// The transaction failed (never written to a parcel by libbinder).
@@ -46,6 +51,7 @@ pub fn exception_name(code: i32) -> &'static str {
         EX_UNSUPPORTED_OPERATION => "EX_UNSUPPORTED_OPERATION",
         EX_SERVICE_SPECIFIC => "EX_SERVICE_SPECIFIC",
         EX_PARCELABLE => "EX_PARCELABLE",
+        EX_HAS_NOTED_APPOPS_REPLY_HEADER => "EX_HAS_NOTED_APPOPS_REPLY_HEADER",
         EX_HAS_REPLY_HEADER => "EX_HAS_REPLY_HEADER",
         EX_TRANSACTION_FAILED => "EX_TRANSACTION_FAILED",
         _ => "unknown exception",
@@ -129,7 +135,11 @@ impl Parcel {
     }
 
     fn read_exception_inner(&mut self) -> Result<(), ParcelError> {
-        let code = self.read_i32()?;
+        let mut code = self.read_i32()?;
+        if code == EX_HAS_NOTED_APPOPS_REPLY_HEADER {
+            self.skip_sized_header("noted app-ops reply header")?;
+            code = self.read_i32()?;
+        }
         if code == EX_HAS_REPLY_HEADER {
             self.skip_sized_header("reply header")?;
             return Ok(());
@@ -177,5 +187,79 @@ impl Parcel {
             self.set_data_position(start + size as usize);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes a Java service writes ahead of its reply status when it noted app-ops for
+    /// the caller (`AppOpsManager.prefixParcelWithAppOpsIfNeeded`): -127, the header size
+    /// (counted from the size word on), the number of attributions, then per attribution its
+    /// tag (String16) and the op mask (3 `long`s for 163 ops).
+    fn noted_app_ops_header() -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&1i32.to_le_bytes()); // one attribution
+        body.extend_from_slice(&3i32.to_le_bytes()); // tag "tag": 3 UTF-16 units
+        for u in "tag".encode_utf16().chain([0]) {
+            body.extend_from_slice(&u.to_le_bytes());
+        }
+        for word in [0b11u64, 0, 1 << 2] {
+            body.extend_from_slice(&word.to_le_bytes());
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&EX_HAS_NOTED_APPOPS_REPLY_HEADER.to_le_bytes());
+        out.extend_from_slice(&(4 + body.len() as i32).to_le_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn parcel_of(bytes: &[u8]) -> Parcel {
+        let mut p = Parcel::new();
+        p.write_bytes(bytes).unwrap();
+        p.set_data_position(0);
+        p
+    }
+
+    #[test]
+    fn noted_app_ops_header_is_skipped_before_no_exception() {
+        let mut bytes = noted_app_ops_header();
+        bytes.extend_from_slice(&EX_NONE.to_le_bytes());
+        bytes.extend_from_slice(&7i32.to_le_bytes());
+        let mut p = parcel_of(&bytes);
+        p.read_exception().expect("no exception after the header");
+        assert_eq!(p.read_i32().unwrap(), 7);
+    }
+
+    #[test]
+    fn noted_app_ops_header_is_skipped_before_an_exception() {
+        let mut bytes = noted_app_ops_header();
+        bytes.extend_from_slice(&EX_SECURITY.to_le_bytes());
+        bytes.extend_from_slice(&2i32.to_le_bytes()); // "no"
+        for u in "no".encode_utf16().chain([0, 0]) {
+            bytes.extend_from_slice(&u.to_le_bytes()); // terminator + padding
+        }
+        bytes.extend_from_slice(&0i32.to_le_bytes()); // no remote stack trace
+        let mut p = parcel_of(&bytes);
+        match p.read_exception() {
+            Err(ParcelError::Exception(ex)) => {
+                assert_eq!(ex, AidlException::new(EX_SECURITY, "no"));
+            }
+            other => panic!("expected EX_SECURITY, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_noted_app_ops_header_larger_than_the_reply_is_refused() {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&EX_HAS_NOTED_APPOPS_REPLY_HEADER.to_le_bytes());
+        bytes.extend_from_slice(&4096i32.to_le_bytes());
+        let mut p = parcel_of(&bytes);
+        assert!(matches!(
+            p.read_exception(),
+            Err(ParcelError::LengthTooLarge { .. })
+        ));
+        assert_eq!(p.data_position(), 0, "a failed read leaves the position");
     }
 }

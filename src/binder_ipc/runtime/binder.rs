@@ -2,6 +2,7 @@
 //! remote ones ([`Proxy`]), behind one handle type ([`Binder`]).
 
 use super::process::{Inner, ProcessState};
+use super::thread::Answer;
 use super::BinderError;
 use crate::binder_ipc::parcel::Parcel;
 use crate::binder_ipc::uapi::*;
@@ -36,7 +37,10 @@ pub trait Service: Send + Sync + 'static {
     fn descriptor(&self) -> &str;
 
     /// Handles one call. Write the answer into `reply`; an error goes back to the caller as
-    /// a status code ([`BinderError::to_status`]).
+    /// a status reply that keeps its kind and message ([`BinderError::write_reply`]), a
+    /// [`BinderError::Exception`] as an AIDL exception in a normal reply. A panic is caught
+    /// by the runtime and answered with [`BinderError::ServiceFailed`] (see
+    /// [`PanicPolicy`](super::PanicPolicy)).
     fn on_transact(
         &self,
         code: u32,
@@ -176,26 +180,32 @@ impl Proxy {
         self.process.upgrade().ok_or(BinderError::DeadObject)
     }
 
-    /// Calls the binder and waits for the reply.
+    /// Calls the binder and waits for the reply. An error the service sent back arrives as
+    /// the kind it sent, with its message.
     pub fn transact(&self, code: u32, data: &Parcel) -> Result<Parcel, BinderError> {
-        let r = self
-            .process()?
-            .transact(self.handle, code, data, TF_ACCEPT_FDS);
-        if matches!(r, Err(BinderError::DeadObject)) {
-            self.dead.store(true, Ordering::Release);
+        match self.call(code, data, TF_ACCEPT_FDS)? {
+            Answer::Reply(p) => Ok(p),
+            Answer::Accepted => Ok(Parcel::default()),
+            Answer::Error(e) => Err(e),
         }
-        r.map(|p| p.unwrap_or_default())
     }
 
     /// Calls the binder without waiting for a reply.
     pub fn transact_oneway(&self, code: u32, data: &Parcel) -> Result<(), BinderError> {
-        let r = self
-            .process()?
-            .transact(self.handle, code, data, TF_ONE_WAY | TF_ACCEPT_FDS);
+        match self.call(code, data, TF_ONE_WAY | TF_ACCEPT_FDS)? {
+            Answer::Error(e) => Err(e),
+            Answer::Reply(_) | Answer::Accepted => Ok(()),
+        }
+    }
+
+    /// One call; a dead reply from the driver marks the proxy dead (an error the service
+    /// sent back never does, whatever its kind).
+    fn call(&self, code: u32, data: &Parcel, flags: u32) -> Result<Answer, BinderError> {
+        let r = self.process()?.transact(self.handle, code, data, flags);
         if matches!(r, Err(BinderError::DeadObject)) {
             self.dead.store(true, Ordering::Release);
         }
-        r.map(drop)
+        r
     }
 
     /// Asks to be told when the binder's process dies. A binder already dead is reported at

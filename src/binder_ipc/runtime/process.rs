@@ -3,17 +3,35 @@
 
 use super::binder::{Binder, Proxy, Service};
 use super::BinderError;
-use crate::binder_ipc::device::{Device, KernelDevice, ShimDevice};
+use crate::binder_ipc::device::{Device, Errno, KernelDevice, ShimDevice};
 use crate::binder_ipc::parcel::BinderObject;
 use crate::binder_ipc::shim::{Driver, ENV_SOCKET};
 use crate::binder_ipc::uapi::*;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Default maximum of threads the driver may ask the pool to spawn (libbinder's).
 pub const DEFAULT_MAX_THREADS: u32 = 15;
+
+/// What the runtime does when a service panics while handling a call
+/// ([`ProcessState::set_panic_policy`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PanicPolicy {
+    /// Catch the panic at the dispatch: the caller gets [`BinderError::ServiceFailed`] with
+    /// the panic message, the call's buffer is freed, the thread goes back to the pool, and
+    /// the panic is counted ([`ProcessState::panic_count`]) and logged with the service's
+    /// descriptor and the call's code. The default: one service bug is one failed call.
+    #[default]
+    ReplyError,
+    /// Log and abort the process, as Android's Rust binder does: clients see a true death
+    /// (`DeadObject`, death notifications).
+    Abort,
+}
+
+/// Called once when the binder device goes away, with the error that says how.
+pub type DeviceGoneFn = Arc<dyn Fn(&BinderError) + Send + Sync>;
 
 /// A local node the driver knows about: the service and the counts the driver asked for.
 pub(super) struct LocalNode {
@@ -36,6 +54,14 @@ pub struct Inner {
     /// the process (then the device closes with the last handle, not later).
     pub(super) pool_threads: Arc<AtomicU32>,
     pub(super) stopping: AtomicBool,
+    /// Panics caught in services ([`PanicPolicy::ReplyError`]).
+    pub(super) panics: AtomicU64,
+    pub(super) panic_policy: AtomicU8,
+    /// Why the device went away, once it did.
+    pub(super) gone: Mutex<Option<String>>,
+    /// `gone` is set: checked on every call without taking the lock.
+    pub(super) is_gone: AtomicBool,
+    pub(super) on_gone: Mutex<Vec<DeviceGoneFn>>,
     pub(super) weak_self: Weak<Inner>,
 }
 
@@ -56,8 +82,16 @@ pub struct ProcessState {
 
 impl std::fmt::Debug for ProcessState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // One short line: a summary of the device, never the device itself.
         f.debug_struct("ProcessState")
+            .field("id", &self.inner.id)
             .field("device", &self.inner.device.kind())
+            .field(
+                "pool_threads",
+                &self.inner.pool_threads.load(Ordering::Relaxed),
+            )
+            .field("panics", &self.inner.panics.load(Ordering::Relaxed))
+            .field("gone", &lock(&self.inner.gone).is_some())
             .finish()
     }
 }
@@ -117,6 +151,11 @@ impl ProcessState {
             pool_started: AtomicBool::new(false),
             pool_threads: Arc::new(AtomicU32::new(0)),
             stopping: AtomicBool::new(false),
+            panics: AtomicU64::new(0),
+            panic_policy: AtomicU8::new(PanicPolicy::ReplyError as u8),
+            gone: Mutex::new(None),
+            is_gone: AtomicBool::new(false),
+            on_gone: Mutex::new(Vec::new()),
             weak_self: weak.clone(),
         });
         ProcessState { inner }
@@ -146,7 +185,10 @@ impl ProcessState {
         self.inner.spawn_pool_thread(true)
     }
 
-    /// Makes the calling thread a looper of the pool until the device fails.
+    /// Makes the calling thread a looper of the pool. Returns `Ok` after
+    /// [`shutdown`](Self::shutdown), [`BinderError::DeviceGone`] when the device went away
+    /// (the shim closed, the kernel device was released), another error when the device
+    /// failed.
     pub fn join_thread_pool(&self) -> Result<(), BinderError> {
         self.inner.pool_started.store(true, Ordering::Release);
         self.inner.join_pool(true)
@@ -176,13 +218,20 @@ impl ProcessState {
         Ok(())
     }
 
-    /// The context manager (handle 0), as a proxy.
+    /// The context manager (handle 0), as a proxy. In the context manager's own process it
+    /// is [`BinderError::OwnContextManager`]: the driver refuses that process a reference to
+    /// (and calls through) handle 0.
     pub fn context_object(&self) -> Result<Binder, BinderError> {
+        if lock(&self.inner.context_object).is_some() {
+            return Err(BinderError::OwnContextManager);
+        }
         Ok(Binder::Remote(self.inner.proxy_for(0)?))
     }
 
     /// Becomes the context manager with `service` as the object behind handle 0
-    /// (`BINDER_SET_CONTEXT_MGR_EXT`, accepting fds). A second one is `EBUSY`.
+    /// (`BINDER_SET_CONTEXT_MGR_EXT`, accepting fds). When another one exists (the driver's
+    /// `EBUSY`) it is [`BinderError::ContextManagerExists`]. Afterwards this process's calls
+    /// to handle 0 are [`BinderError::OwnContextManager`] (the driver refuses them).
     pub fn become_context_manager(&self, service: Arc<dyn Service>) -> Result<(), BinderError> {
         let ptr = Arc::as_ptr(&service) as *const () as u64;
         let obj = FlatBinderObject {
@@ -196,7 +245,10 @@ impl ProcessState {
         self.inner
             .device
             .set_context_mgr_ext(&obj)
-            .map_err(BinderError::Device)?;
+            .map_err(|e| match e {
+                Errno::EBUSY => BinderError::ContextManagerExists,
+                e => BinderError::Device(e),
+            })?;
         lock(&self.inner.locals).insert(
             ptr,
             LocalNode {
@@ -269,6 +321,46 @@ impl ProcessState {
             Some(obj) => self.unflatten(obj).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// What happens when a service of this process panics in a call (default
+    /// [`PanicPolicy::ReplyError`]).
+    pub fn set_panic_policy(&self, policy: PanicPolicy) {
+        self.inner
+            .panic_policy
+            .store(policy as u8, Ordering::Release);
+    }
+
+    /// The panic policy in force.
+    pub fn panic_policy(&self) -> PanicPolicy {
+        self.inner.panic_policy()
+    }
+
+    /// Panics caught in this process's services so far.
+    pub fn panic_count(&self) -> u64 {
+        self.inner.panics.load(Ordering::Acquire)
+    }
+
+    /// Calls `f` once when the binder device goes away (at once if it already has). The
+    /// pool's threads end, every proxy's death recipients fire, and
+    /// [`join_thread_pool`](Self::join_thread_pool) returns the same error.
+    pub fn on_device_gone(&self, f: DeviceGoneFn) {
+        // `gone` is read under the callbacks' lock: `went_away` sets it before taking them,
+        // so `f` is either taken by it or called here.
+        let mut callbacks = lock(&self.inner.on_gone);
+        let gone = lock(&self.inner.gone).clone();
+        match gone {
+            Some(reason) => {
+                drop(callbacks);
+                f(&BinderError::DeviceGone(reason));
+            }
+            None => callbacks.push(f),
+        }
+    }
+
+    /// [`BinderError::DeviceGone`] once the device went away, else `None`.
+    pub fn device_gone(&self) -> Option<BinderError> {
+        lock(&self.inner.gone).clone().map(BinderError::DeviceGone)
     }
 
     /// Number of local binders the driver holds references to (for tests and dumps).
@@ -366,6 +458,37 @@ impl Inner {
         if n.strong == 0 && n.weak == 0 {
             locals.remove(&ptr);
         }
+    }
+
+    pub(super) fn panic_policy(&self) -> PanicPolicy {
+        match self.panic_policy.load(Ordering::Acquire) {
+            x if x == PanicPolicy::Abort as u8 => PanicPolicy::Abort,
+            _ => PanicPolicy::ReplyError,
+        }
+    }
+
+    /// The device went away (`reason` says how): the first caller marks it, fires every
+    /// proxy's death recipients and the [`ProcessState::on_device_gone`] callbacks. Returns
+    /// the error for the caller to report.
+    pub(super) fn went_away(&self, reason: String) -> BinderError {
+        {
+            let mut gone = lock(&self.gone);
+            if let Some(first) = gone.as_ref() {
+                return BinderError::DeviceGone(first.clone());
+            }
+            *gone = Some(reason.clone());
+            self.is_gone.store(true, Ordering::Release);
+        }
+        let error = BinderError::DeviceGone(reason);
+        let cookies: Vec<u64> = lock(&self.deaths).keys().copied().collect();
+        for c in cookies {
+            self.dead_binder(c);
+        }
+        let callbacks = std::mem::take(&mut *lock(&self.on_gone));
+        for f in callbacks {
+            f(&error);
+        }
+        error
     }
 
     /// BR_DEAD_BINDER: tell the proxy's recipients.

@@ -3,10 +3,10 @@
 //! `transact` writes a call and handles everything the driver returns until the answer
 //! comes; pool threads loop on the same handler.
 
-use super::binder::{CallContext, INTERFACE_TRANSACTION, PING_TRANSACTION};
-use super::process::{lock, Inner, ProcessState};
+use super::binder::{CallContext, Service, INTERFACE_TRANSACTION, PING_TRANSACTION};
+use super::process::{lock, Inner, PanicPolicy, ProcessState};
 use super::BinderError;
-use crate::binder_ipc::device::{Errno, WriteRead};
+use crate::binder_ipc::device::{DeviceKind, Errno, WriteRead};
 use crate::binder_ipc::parcel::{offsets_from_bytes, Parcel};
 use crate::binder_ipc::uapi::*;
 use std::cell::RefCell;
@@ -31,6 +31,24 @@ impl Ret {
     fn payload(&self) -> &[u8] {
         &self.payload[..self.len]
     }
+}
+
+/// A call this thread waits on.
+#[derive(Clone, Copy)]
+struct Pending {
+    handle: u32,
+    code: u32,
+    want_reply: bool,
+}
+
+/// How a call ended, when the driver delivered it.
+pub(super) enum Answer {
+    /// The reply.
+    Reply(Parcel),
+    /// A oneway call the driver accepted.
+    Accepted,
+    /// The target answered with an error (a status reply).
+    Error(BinderError),
 }
 
 #[derive(Default)]
@@ -104,7 +122,7 @@ impl Inner {
                 s.out = rest;
             });
         }
-        r.map_err(BinderError::Device)
+        r.map_err(|e| self.device_error(e))
     }
 
     /// Writes pending commands and reads returns (blocking until there are some).
@@ -131,10 +149,27 @@ impl Inner {
             s.input = input;
             s.pos = 0;
         });
-        r.map_err(|e| match e {
-            Errno::ECONNRESET | Errno::EPIPE | Errno::EBADF => BinderError::DeadObject,
+        r.map_err(|e| self.device_error(e))
+    }
+
+    /// A failed `BINDER_WRITE_READ`: a connection that is gone is the device going away
+    /// (unless this process is shutting down).
+    fn device_error(&self, e: Errno) -> BinderError {
+        match e {
+            Errno::ECONNRESET | Errno::EPIPE | Errno::EBADF
+                if self.stopping.load(Ordering::Acquire) =>
+            {
+                BinderError::DeadObject
+            }
+            Errno::ECONNRESET | Errno::EPIPE | Errno::EBADF => {
+                let reason = match self.device.kind() {
+                    DeviceKind::Shim => format!("the driver shim closed the connection ({e})"),
+                    _ => format!("the binder device refused this process ({e})"),
+                };
+                self.went_away(reason)
+            }
             e => BinderError::Device(e),
-        })
+        }
     }
 
     /// The next return command, reading from the driver when none is left.
@@ -169,15 +204,24 @@ impl Inner {
 
     /// Calls `handle`: writes the transaction and handles returns until the reply (sync) or
     /// the driver's acceptance (oneway). `data` must stay alive meanwhile (it does: borrowed).
+    /// An error the driver reports is `Err`; an error the target sent back is
+    /// [`Answer::Error`].
     pub(super) fn transact(
         &self,
         handle: u32,
         code: u32,
         data: &Parcel,
         flags: u32,
-    ) -> Result<Option<Parcel>, BinderError> {
+    ) -> Result<Answer, BinderError> {
         if self.stopping.load(Ordering::Acquire) {
             return Err(BinderError::DeadObject);
+        }
+        if self.is_gone.load(Ordering::Acquire) {
+            let reason = lock(&self.gone).clone().unwrap_or_default();
+            return Err(BinderError::DeviceGone(reason));
+        }
+        if handle == 0 && lock(&self.context_object).is_some() {
+            return Err(BinderError::OwnContextManager);
         }
         let tr = BinderTransactionData {
             target: handle as u64,
@@ -193,30 +237,42 @@ impl Inner {
         w.cmd_with(BC_TRANSACTION, &tr);
         with_state(self.id, |s| s.out.extend_from_slice(w.as_bytes()));
         let _busy = Busy::enter(self.id);
-        self.wait_for_response(flags & TF_ONE_WAY == 0)
+        let call = Pending {
+            handle,
+            code,
+            want_reply: flags & TF_ONE_WAY == 0,
+        };
+        self.wait_for_response(Some(call))
     }
 
-    fn wait_for_response(&self, want_reply: bool) -> Result<Option<Parcel>, BinderError> {
+    /// Handles returns until the answer to `call` comes (`None`: until the driver took a
+    /// reply this thread sent).
+    fn wait_for_response(&self, call: Option<Pending>) -> Result<Answer, BinderError> {
+        let want_reply = call.is_some_and(|c| c.want_reply);
         loop {
             let ret = self.next_command()?;
             let (cmd, payload) = (ret.cmd, ret.payload());
             match cmd {
                 BR_TRANSACTION_COMPLETE | BR_ONEWAY_SPAM_SUSPECT => {
                     if !want_reply {
-                        return Ok(None);
+                        return Ok(Answer::Accepted);
                     }
+                }
+                // Handle 0 with no context manager is a dead reply (the kernel's rule).
+                BR_DEAD_REPLY if call.is_some_and(|c| c.handle == 0) => {
+                    return Err(BinderError::NoContextManager)
                 }
                 BR_DEAD_REPLY => return Err(BinderError::DeadObject),
                 BR_FAILED_REPLY => return Err(BinderError::FailedTransaction),
                 BR_FROZEN_REPLY => return Err(BinderError::Frozen),
                 BR_REPLY => {
                     let tr: BinderTransactionData = bytemuck::pod_read_unaligned(payload);
-                    let parcel = self.received_parcel(&tr);
+                    let mut parcel = self.received_parcel(&tr)?;
                     if tr.flags & TF_STATUS_CODE != 0 {
-                        let code = parcel.ok().and_then(|mut p| p.read_i32().ok()).unwrap_or(0);
-                        return Err(BinderError::from_status(code));
+                        let code = call.map_or(0, |c| c.code);
+                        return Ok(Answer::Error(BinderError::read_reply(&mut parcel, code)));
                     }
-                    return parcel.map(Some);
+                    return Ok(Answer::Reply(parcel));
                 }
                 _ => self.execute(cmd, payload)?,
             }
@@ -318,62 +374,123 @@ impl Inner {
     fn serve(&self, tr: &BinderTransactionData) -> Result<(), BinderError> {
         let _busy = Busy::enter(self.id);
         let oneway = tr.flags & TF_ONE_WAY != 0;
-        let service = if tr.target == 0 {
-            lock(&self.context_object).clone()
-        } else {
-            self.local(tr.target)
-        };
         let mut reply = Parcel::new();
-        let result = match (self.received_parcel(tr), service, self.weak_self.upgrade()) {
-            (Ok(mut data), Some(service), Some(inner)) => {
-                let call = CallContext {
-                    pid: tr.sender_pid,
-                    uid: tr.sender_euid,
-                    oneway,
-                    process: ProcessState { inner },
-                };
-                let r = match tr.code {
-                    PING_TRANSACTION => Ok(()),
-                    INTERFACE_TRANSACTION => reply
-                        .write_string16(service.descriptor())
-                        .map_err(Into::into),
-                    code => service.on_transact(code, &mut data, &mut reply, &call),
-                };
-                // The buffer is freed with the reply, in one write.
-                drop(data);
-                r
-            }
-            (Err(e), _, _) => Err(e),
-            (Ok(_), _, _) => Err(BinderError::DeadObject),
-        };
+        // The call's buffer is freed (dropped inside) before the reply goes out, in one write.
+        let result = self.dispatch(tr, oneway, &mut reply);
         if oneway {
             return Ok(());
         }
-        let status = [result
-            .as_ref()
-            .err()
-            .map(BinderError::to_status)
-            .unwrap_or(0)];
-        let (data, offsets, flags): (&[u8], &[u64], u32) = match &result {
-            Ok(()) => (reply.data(), reply.offsets(), 0),
-            Err(_) => (bytemuck::cast_slice(&status), &[], TF_STATUS_CODE),
+        let mut error_body = Parcel::new();
+        let status_code = match result {
+            Ok(()) => false,
+            // An AIDL exception travels inside a normal reply, as libbinder's Status does.
+            Err(BinderError::Exception(ex)) => {
+                reply = Parcel::new();
+                reply.write_exception(&ex)?;
+                false
+            }
+            Err(e) => {
+                e.write_reply(&mut error_body)?;
+                true
+            }
+        };
+        let (body, flags) = match status_code {
+            true => (&error_body, TF_STATUS_CODE),
+            false => (&reply, 0),
         };
         let rt = BinderTransactionData {
             flags,
-            data_size: data.len() as u64,
-            offsets_size: (offsets.len() * 8) as u64,
-            data_buffer: data.as_ptr() as u64,
-            data_offsets: offsets.as_ptr() as u64,
+            data_size: body.data().len() as u64,
+            offsets_size: (body.offsets().len() * 8) as u64,
+            data_buffer: body.data().as_ptr() as u64,
+            data_offsets: body.offsets().as_ptr() as u64,
             ..Default::default()
         };
         let mut w = CommandWriter::new();
         w.cmd_with(BC_REPLY, &rt);
         with_state(self.id, |s| s.out.extend_from_slice(w.as_bytes()));
-        match self.wait_for_response(false) {
+        match self.wait_for_response(None) {
             // The caller may have died meanwhile: that is its business, not ours.
             Ok(_) | Err(BinderError::DeadObject) | Err(BinderError::FailedTransaction) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Finds the call's target and runs it: the runtime answers ping and interface queries,
+    /// the service the rest.
+    fn dispatch(
+        &self,
+        tr: &BinderTransactionData,
+        oneway: bool,
+        reply: &mut Parcel,
+    ) -> Result<(), BinderError> {
+        let service = if tr.target == 0 {
+            lock(&self.context_object).clone()
+        } else {
+            self.local(tr.target)
+        };
+        let mut data = self.received_parcel(tr)?;
+        let (Some(service), Some(inner)) = (service, self.weak_self.upgrade()) else {
+            return Err(BinderError::DeadObject);
+        };
+        let call = CallContext {
+            pid: tr.sender_pid,
+            uid: tr.sender_euid,
+            oneway,
+            process: ProcessState { inner },
+        };
+        match tr.code {
+            PING_TRANSACTION => Ok(()),
+            INTERFACE_TRANSACTION => reply
+                .write_string16(service.descriptor())
+                .map_err(Into::into),
+            code => self.call_service(&*service, code, &mut data, reply, &call),
+        }
+    }
+
+    /// Runs `on_transact`, catching a panic: the caller gets [`BinderError::ServiceFailed`]
+    /// (or, with [`PanicPolicy::Abort`], the process aborts).
+    fn call_service(
+        &self,
+        service: &dyn Service,
+        code: u32,
+        data: &mut Parcel,
+        reply: &mut Parcel,
+        call: &CallContext,
+    ) -> Result<(), BinderError> {
+        let run = std::panic::AssertUnwindSafe(|| service.on_transact(code, data, reply, call));
+        match std::panic::catch_unwind(run) {
+            Ok(r) => r,
+            Err(payload) => {
+                // What the service half wrote (fds included) is dropped, never sent.
+                *reply = Parcel::new();
+                Err(self.service_panicked(service.descriptor(), code, payload.as_ref()))
+            }
+        }
+    }
+
+    /// Counts and logs a panic of a service; aborts the process under [`PanicPolicy::Abort`].
+    fn service_panicked(
+        &self,
+        descriptor: &str,
+        code: u32,
+        payload: &(dyn std::any::Any + Send),
+    ) -> BinderError {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with a non-string payload".into());
+        let n = self.panics.fetch_add(1, Ordering::AcqRel) + 1;
+        let text = format!("{descriptor} panicked in call code {code}: {what}");
+        if self.panic_policy() == PanicPolicy::Abort {
+            eprintln!("bittube: binder service {text}; aborting (PanicPolicy::Abort)");
+            std::process::abort();
+        }
+        eprintln!(
+            "bittube: binder service {text} (panic {n} of this process; the caller gets the error)"
+        );
+        BinderError::ServiceFailed(text)
     }
 
     /// Starts a pool thread (`main`: the first one, BC_ENTER_LOOPER; others answer
@@ -407,19 +524,22 @@ impl Inner {
             if self.stopping.load(Ordering::Acquire) {
                 break Ok(());
             }
-            match self.next_command() {
-                Ok(ret) => {
-                    let (cmd, payload) = (ret.cmd, ret.payload());
-                    // A failed call served here is the caller's problem; the loop goes on.
-                    if let Err(e @ (BinderError::DeadObject | BinderError::Device(_))) =
-                        self.execute(cmd, payload)
-                    {
-                        if !self.device_alive() {
-                            break Err(e);
-                        }
-                    }
-                }
+            let ret = match self.next_command() {
+                Ok(ret) => ret,
+                Err(_) if self.stopping.load(Ordering::Acquire) => break Ok(()),
                 Err(e) => break Err(e),
+            };
+            // A failed call served here is the caller's problem; the loop goes on, unless
+            // the device itself is gone.
+            match self.execute(ret.cmd, ret.payload()) {
+                Err(e @ BinderError::DeviceGone(_)) => break Err(e),
+                Err(BinderError::DeadObject | BinderError::Device(_)) if !self.device_alive() => {
+                    if self.stopping.load(Ordering::Acquire) {
+                        break Ok(());
+                    }
+                    break Err(self.went_away("the binder device stopped answering".into()));
+                }
+                _ => {}
             }
         };
         drop(busy);
