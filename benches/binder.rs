@@ -585,8 +585,9 @@ fn plot_latencies(
         "direct ping-pong",
         "relay floor",
         "D-Bus (dbus-daemon)",
+        "lane: horizon prototype (not binder)",
     ];
-    let curves: Vec<plot::Curve> = (0..4)
+    let curves: Vec<plot::Curve> = (0..WAYS.len())
         .filter(|&w| !s.ways[w].is_empty())
         .map(|w| plot::Curve::from_ns(names[w], &s.ways[w]))
         .collect();

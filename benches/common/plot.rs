@@ -132,8 +132,16 @@ fn draw(
     chart
         .configure_mesh()
         .x_desc("latency, µs (log scale)")
+        .x_labels(16)
+        .y_labels(11)
         .y_desc("fraction of samples ≤ latency")
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(&|x| {
+            if *x < 10.0 {
+                format!("{x:.1}")
+            } else {
+                format!("{x:.0}")
+            }
+        })
         .y_label_formatter(&|y| format!("{y:.2}"))
         .draw()?;
     for (i, c) in curves.iter().enumerate() {
