@@ -79,13 +79,15 @@ pub fn plot_dir() -> PathBuf {
     target.join("bench-plots")
 }
 
-const COLORS: [RGBColor; 6] = [
+const COLORS: [RGBColor; 8] = [
     RGBColor(0, 90, 181),
     RGBColor(220, 50, 32),
     RGBColor(0, 150, 80),
     RGBColor(230, 140, 0),
     RGBColor(120, 60, 160),
     RGBColor(90, 90, 90),
+    RGBColor(0, 0, 0),
+    RGBColor(200, 0, 150),
 ];
 
 /// Draws `curves` and `marks` as a CDF chart titled `title` into
