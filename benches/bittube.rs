@@ -1,7 +1,8 @@
 //! BitTube vs raw libc SEQPACKET: 104-byte events from this process to another.
 //!
 //! `cargo bench --bench bittube` (all), `cargo bench --bench bittube -- 4096/1` (one
-//! `<buffer>/<batch>` configuration).
+//! `<buffer>/<batch>` configuration); `--smoke` (or `BITTUBE_BENCH_SMOKE=1`): 3 short rounds
+//! per configuration, to prove the bench works.
 //!
 //! For batch sizes 1, 8 and 39 (events per packet) and for 4 KiB (Android's default) and
 //! 100 KiB (SensorService's batching size) socket buffers, the same transfer runs two ways in
@@ -79,9 +80,16 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    let smoke = std::env::args().any(|a| a == "--smoke")
+        || std::env::var_os("BITTUBE_BENCH_SMOKE").is_some_and(|v| v != "0");
+    let (rounds, round_seconds) = if smoke {
+        (3, 0.01)
+    } else {
+        (ROUNDS, ROUND_SECONDS)
+    };
     let (control, mut child) = start_child();
     let run_start = Instant::now();
-    println!("bittube bench: 104-byte events, one process to another, median of {ROUNDS} rounds");
+    println!("bittube bench: 104-byte events, one process to another, median of {rounds} rounds");
     println!(
         "{:>8} {:>6} {:>13} {:>13} {:>7} {:>14} {:>8} {:>8}",
         "buffer",
@@ -100,12 +108,12 @@ fn main() {
                 continue;
             }
             // Calibrate the round size so that a round takes about ROUND_SECONDS.
-            let probe = (20_000 / batch).max(1) * batch;
+            let probe = (if smoke { 2_000 } else { 20_000 } / batch).max(1) * batch;
             let (rate, _) = run_round(&control, Way::Raw, buffer, batch, probe as u64);
-            let per_round = ((rate * ROUND_SECONDS) as usize / batch).max(1) * batch;
+            let per_round = ((rate * round_seconds) as usize / batch).max(1) * batch;
             let (mut raw, mut tube) = (Vec::new(), Vec::new());
             let (mut raw_cpu, mut tube_cpu) = (Vec::new(), Vec::new());
-            for round in 0..ROUNDS {
+            for round in 0..rounds {
                 // Alternate which way goes first, so that neither always follows the other
                 // (the previous round's socket teardown, cache state).
                 let order = if round % 2 == 0 {

@@ -91,6 +91,8 @@ pub(crate) struct Connection {
     pending_deadline: Option<i64>,
     urgent: bool,
     cache: VecDeque<SensorEvent>,
+    /// Meta events in `cache` (drops are done in bulk while there are none).
+    metas_cached: usize,
     cache_capacity: usize,
     fifo_capacity: usize,
     /// Send time of every flagged packet not yet acknowledged.
@@ -101,7 +103,6 @@ pub(crate) struct Connection {
     pub wants_writable: bool,
     max_per_packet: usize,
     wake_up_mask: u64,
-    scratch: Vec<SensorEvent>,
     pub stats: ConnectionStats,
 }
 
@@ -121,6 +122,7 @@ impl Connection {
             pending_deadline: None,
             urgent: false,
             cache: VecDeque::new(),
+            metas_cached: 0,
             cache_capacity: cache_capacity.max(1),
             fifo_capacity: fifo_capacity.max(1),
             outstanding: VecDeque::new(),
@@ -128,7 +130,6 @@ impl Connection {
             wants_writable: false,
             max_per_packet: 1,
             wake_up_mask,
-            scratch: Vec::with_capacity(MAX_EVENTS_PER_PACKET),
             stats: ConnectionStats::default(),
         };
         c.max_per_packet = packet_events(buffer_size);
@@ -220,21 +221,53 @@ impl Connection {
         }
     }
 
-    /// Move pending events behind the cache (dropping the oldest if it overflows) and write
-    /// as much of the cache as the tube takes.
+    /// Send what is pending: straight from the pending list when nothing waits in the cache
+    /// and the tube has room (one copy, into the socket), otherwise behind the cache
+    /// (dropping the oldest if it overflows) and then as much of the cache as the tube takes.
     pub(crate) fn send_pending(&mut self, now: i64) -> Result<(), Closed> {
-        for i in 0..self.pending.len() {
-            let event = self.pending[i];
-            self.push_cache(event);
-        }
-        self.pending.clear();
         self.stats.pending = 0;
         self.pending_deadline = None;
         self.urgent = false;
-        if self.blocked {
-            return Ok(());
+        let mut pending = std::mem::take(&mut self.pending);
+        let result = if self.cache.is_empty() && !self.blocked {
+            let sent = self.write_events(&mut pending, now);
+            // What the tube did not take waits in the cache (also after an error: `finish`
+            // counts it as discarded).
+            let n = *sent.as_ref().unwrap_or(&0);
+            self.push_cache_all(&pending[n..]);
+            sent.map(drop)
+        } else {
+            self.push_cache_all(&pending);
+            if self.blocked {
+                Ok(())
+            } else {
+                self.write_cache(now)
+            }
+        };
+        pending.clear();
+        self.pending = pending; // keep the allocation
+        result
+    }
+
+    /// Append `events` to the cache, dropping the oldest sensor events beyond its capacity:
+    /// in bulk (O(dropped)) when no meta event is involved, one by one otherwise.
+    fn push_cache_all(&mut self, events: &[SensorEvent]) {
+        if events.is_empty() {
+            return;
         }
-        self.write_cache(now)
+        if self.metas_cached == 0 && !events.iter().any(SensorEvent::is_meta) {
+            let over = (self.cache.len() + events.len()).saturating_sub(self.cache_capacity);
+            let from_cache = over.min(self.cache.len());
+            self.cache.drain(..from_cache);
+            self.stats.events_dropped += over as u64;
+            self.cache.extend(&events[over - from_cache..]);
+            self.stats.cache_peak = self.stats.cache_peak.max(self.cache.len());
+            self.stats.cached = self.cache.len();
+        } else {
+            for e in events {
+                self.push_cache(*e);
+            }
+        }
     }
 
     fn push_cache(&mut self, event: SensorEvent) {
@@ -253,6 +286,7 @@ impl Connection {
                 }
             }
         }
+        self.metas_cached += usize::from(event.is_meta());
         self.cache.push_back(event);
         self.stats.cache_peak = self.stats.cache_peak.max(self.cache.len());
         self.stats.cached = self.cache.len();
@@ -261,47 +295,69 @@ impl Connection {
     /// Write the cache to the tube, one packet per chunk of up to `max_per_packet` events,
     /// until it is empty or the tube is full (then `blocked` is set).
     pub(crate) fn write_cache(&mut self, now: i64) -> Result<(), Closed> {
-        while !self.cache.is_empty() {
-            let n = self.cache.len().min(self.max_per_packet);
-            self.scratch.clear();
-            self.scratch.extend(self.cache.iter().take(n));
+        let mut cache = std::mem::take(&mut self.cache);
+        let sent = self.write_events(cache.make_contiguous(), now);
+        let n = *sent.as_ref().unwrap_or(&0);
+        if self.metas_cached > 0 {
+            self.metas_cached -= cache.range(..n).filter(|e| e.is_meta()).count();
+        }
+        cache.drain(..n);
+        self.cache = cache;
+        self.stats.cached = self.cache.len();
+        sent.map(drop)
+    }
+
+    /// Write `events` to the tube in packets of up to `max_per_packet`, straight from the
+    /// slice; returns how many went before the tube was full (then `blocked` is set) or all
+    /// of them (then it is cleared).
+    fn write_events(&mut self, events: &mut [SensorEvent], now: i64) -> Result<usize, Closed> {
+        let mut done = 0;
+        while done < events.len() {
+            let end = events.len().min(done + self.max_per_packet);
+            let chunk = &mut events[done..end];
             // Android flags the first wake-up event of each packet and counts one
             // outstanding ack per packet.
             let mask = self.wake_up_mask;
-            let flagged = self
-                .scratch
-                .iter_mut()
-                .find(|e| {
-                    !e.is_meta() && (0..64).contains(&e.sensor) && (mask >> e.sensor) & 1 != 0
-                })
-                .map(|e| e.flags |= WAKE_UP_NEEDS_ACK)
-                .is_some();
-            match self.tube.send_batch(&self.scratch) {
+            let flagged = chunk.iter().position(|e| {
+                !e.is_meta() && (0..64).contains(&e.sensor) && (mask >> e.sensor) & 1 != 0
+            });
+            if let Some(i) = flagged {
+                chunk[i].flags |= WAKE_UP_NEEDS_ACK;
+            }
+            match self.tube.send_batch(chunk) {
                 Ok(_) => {
-                    self.cache.drain(..n);
-                    self.stats.cached = self.cache.len();
-                    self.stats.events_sent += n as u64;
+                    done = end;
+                    self.stats.events_sent += chunk.len() as u64;
                     self.stats.packets_sent += 1;
-                    if flagged {
+                    if flagged.is_some() {
                         self.outstanding.push_back(now);
                         self.stats.wakeup_flagged += 1;
                         self.stats.wakeup_outstanding = self.outstanding.len() as u64;
                     }
+                    continue;
                 }
-                Err(TubeError::WouldBlock) => {
-                    self.stats.tube_full += 1;
-                    self.blocked = true;
-                    return Ok(());
+                Err(e) => {
+                    // Not sent: the next packet may be cut differently.
+                    if let Some(i) = flagged {
+                        chunk[i].flags &= !WAKE_UP_NEEDS_ACK;
+                    }
+                    match e {
+                        TubeError::WouldBlock => {
+                            self.stats.tube_full += 1;
+                            self.blocked = true;
+                            return Ok(done);
+                        }
+                        TubeError::PacketTooLarge { .. } if self.max_per_packet > 1 => {
+                            self.max_per_packet /= 2;
+                        }
+                        TubeError::PeerClosed => return Err(Closed::Peer),
+                        e => return Err(Closed::Error(e)),
+                    }
                 }
-                Err(TubeError::PacketTooLarge { .. }) if self.max_per_packet > 1 => {
-                    self.max_per_packet /= 2;
-                }
-                Err(TubeError::PeerClosed) => return Err(Closed::Peer),
-                Err(e) => return Err(Closed::Error(e)),
             }
         }
         self.blocked = false;
-        Ok(())
+        Ok(done)
     }
 
     /// Read every ack packet the client sent (`u32` counts). Malformed packets are counted
@@ -450,6 +506,35 @@ mod tests {
         assert_eq!(c.stats.bad_packets, 1);
         drop(remote);
         assert!(matches!(c.read_acks(), Err(Closed::Peer)));
+    }
+
+    #[test]
+    fn overflow_drops_in_bulk_and_meta_counting_follows_the_cache() {
+        let (local, remote) = BitTube::new().unwrap().into_ends().unwrap();
+        let mut c = Connection::new(local, 50, 1000, 0, 4096);
+        c.blocked = true;
+        for ts in 0..120 {
+            c.queue(ev(1, ts), 0);
+        }
+        c.send_pending(0).unwrap();
+        assert_eq!(c.stats.events_dropped, 70);
+        assert_eq!(c.cache.front().unwrap().timestamp, 70);
+        assert_eq!(c.cache.back().unwrap().timestamp, 119);
+        // A meta event in the cache switches to one-by-one drops; sending clears the count.
+        c.queue_flush_complete(1, 0);
+        c.send_pending(0).unwrap();
+        assert_eq!(c.metas_cached, 1);
+        assert!(c.cache.iter().any(|e| e.is_meta()));
+        c.blocked = false;
+        let mut buf = [SensorEvent::zeroed(); 256];
+        while !c.cache.is_empty() {
+            c.write_cache(0).unwrap();
+            while remote.recv_batch(&mut buf).is_ok() {}
+        }
+        assert_eq!(c.metas_cached, 0);
+        // The meta event took the place of the oldest sensor event.
+        assert_eq!(c.stats.events_dropped, 71);
+        assert_eq!(c.stats.events_sent, 50);
     }
 
     use bytemuck::Zeroable;
