@@ -23,11 +23,12 @@
 //! ```
 //!
 //! With `--iio` first (`sensor_demo --iio [other options]`), the machine's IIO
-//! accelerometers, gyroscopes and magnetometers are used instead
-//! ([`bittube::sensor_demo::iio`]): each is captured for `--duration` seconds through the
-//! buffered interface and its events (Android units, IIO time stamps) are printed as rates
-//! and last values. When no IIO sensor exists, the simulated HAL stays and the demo runs as
-//! without `--iio`.
+//! accelerometers, gyroscopes and magnetometers are served instead: a [`SensorService`]
+//! over the IIO HAL (`SensorHal::Iio`, [`bittube::sensor_demo::iio`]) in this process, one
+//! event connection enabling each sensor in turn at the first `--rates` rate for
+//! `--duration` seconds, its events (Android units, IIO time stamps) read from the
+//! connection's tube and printed as rates and last values. When no IIO sensor exists, the
+//! simulated HAL stays and the demo runs as without `--iio`.
 //!
 //! Client `i` takes `--per-client` sensors from the `--sensors` list starting at position
 //! `i`, and rates from the `--rates` list starting at position `i * per-client`.
@@ -1397,56 +1398,72 @@ pub fn child_role() -> Option<Result<(), Error>> {
 }
 
 #[allow(dead_code)] // the test and the bench include this file and have their own main
-/// Capture every IIO sensor for `--duration` seconds and print what came; false when there is
-/// none.
+/// Serve the machine's IIO sensors through a [`SensorService`] over the IIO HAL and read each
+/// for `--duration` seconds through an event connection's tube, in this process; false when
+/// there is none (the simulated HAL then stays).
 fn iio_demo(args: &Args) -> Result<bool, Error> {
-    use bittube::sensor_demo::iio::{CaptureConfig, IioHal, IioPaths};
-    let hal = IioHal::open(IioPaths::default());
-    let list = hal.sensor_list();
-    if list.is_empty() {
+    use bittube::sensor_demo::iio::{IioHal, IioPaths};
+    use bittube::sensor_demo::sensors::SensorHal;
+    use bittube::sensor_demo::{SensorEventQueue, ServiceConfig};
+    let hal = SensorHal::iio_or_simulated(IioHal::open(IioPaths::default()));
+    if matches!(hal, SensorHal::Simulated) {
         return Ok(false);
     }
+    let svc = SensorService::with_hal(ServiceConfig::default(), hal)?;
     let rate = args.rates.first().copied().unwrap_or(50);
-    for sensor in &list {
-        let config = CaptureConfig {
-            rate_hz: f64::from(rate),
-            ..CaptureConfig::default()
-        };
-        let mut capture = hal.capture(sensor.handle, config)?;
+    let (conn, tube) = svc.create_connection()?;
+    let mut queue = SensorEventQueue::new(tube);
+    let mut buf = vec![SensorEvent::zeroed(); MAX_RECEIVE_EVENTS];
+    // One sensor at a time: sensors of one device share its buffer.
+    for sensor in svc.sensor_list() {
+        svc.enable(
+            conn,
+            sensor.handle,
+            Duration::from_nanos(period_ns(rate) as u64),
+            Duration::ZERO,
+        )?;
         let end = Instant::now() + Duration::from_secs_f64(args.duration);
         let mut events = Vec::new();
         while Instant::now() < end {
-            events.extend(
-                capture
-                    .read(Duration::from_millis(100))?
-                    .into_iter()
-                    .filter(|e| e.sensor == sensor.handle),
-            );
-        }
-        let span = match (events.first(), events.last()) {
-            (Some(a), Some(b)) if b.timestamp > a.timestamp => {
-                (b.timestamp - a.timestamp) as f64 / 1e9
+            match queue.read_timeout(&mut buf, Duration::from_millis(100)) {
+                Ok(n) => events.extend(buf[..n].iter().filter(|e| !e.is_meta()).copied()),
+                Err(TubeError::WouldBlock) => {}
+                Err(e) => return Err(e.into()),
             }
-            _ => 0.0,
-        };
-        let hz = if span > 0.0 {
-            (events.len() - 1) as f64 / span
-        } else {
-            0.0
-        };
-        let last = events
-            .last()
-            .map(|e| e.data[..3].to_vec())
-            .unwrap_or_default();
+        }
+        svc.disable(conn, sensor.handle)?;
         println!(
-            "iio: {} (handle {}): {} events, {hz:.1} Hz by the IIO time stamps, last {last:?}, {:?}",
+            "iio: {} (handle {}) through the sensor service: {}",
             sensor.name,
             sensor.handle,
-            events.len(),
-            capture.stats()
+            describe_iio_events(&events)
         );
     }
+    let stats = svc.destroy(conn)?;
+    println!("iio: connection {stats:?}; service {:?}", svc.stats()?);
     Ok(true)
+}
+
+#[allow(dead_code)] // the test and the bench include this file and have their own main
+/// Count, rate by the IIO time stamps, last value of a sensor's events.
+fn describe_iio_events(events: &[SensorEvent]) -> String {
+    let span = match (events.first(), events.last()) {
+        (Some(a), Some(b)) if b.timestamp > a.timestamp => (b.timestamp - a.timestamp) as f64 / 1e9,
+        _ => 0.0,
+    };
+    let hz = if span > 0.0 {
+        (events.len() - 1) as f64 / span
+    } else {
+        0.0
+    };
+    let last = events
+        .last()
+        .map(|e| e.data[..3].to_vec())
+        .unwrap_or_default();
+    format!(
+        "{} events, {hz:.1} Hz by the IIO time stamps, last {last:?}",
+        events.len()
+    )
 }
 
 fn main() -> ExitCode {

@@ -2,6 +2,15 @@
 //! and `/dev`): discovery, scan element decoding, the capture's sysfs writes, recorded
 //! buffers converted to Android units with their time stamps, devices coming and going.
 //! On a machine with real IIO sensors, one more test captures from each for a moment.
+//!
+//! In the kernel run (where `/dev/uhid` and the HID sensor modules exist), an HID sensor hub
+//! accelerometer made through `/dev/uhid` streams through the HAL, and end to end through the
+//! sensor service: a host process (service manager), a service process (the uhid device, a
+//! [`SensorService`] over the IIO HAL, registered through binder) and a client process that
+//! finds the service, enables the accelerometer and reads its events from its BitTube.
+
+mod common;
+use common::{child_role, control_in_child, spawn_child, spawn_child_env, wait_success, LONG};
 
 use std::fs;
 use std::io::Write;
@@ -10,7 +19,20 @@ use std::time::Duration;
 
 use bittube::sensor_demo::event::{TYPE_ACCELEROMETER, TYPE_GYROSCOPE, TYPE_MAGNETIC_FIELD};
 use bittube::sensor_demo::iio::scan::{ScanLayout, ScanType};
+use std::os::fd::{AsFd, OwnedFd};
+
+use bittube::binder_ipc::device::KernelDevice;
+use bittube::binder_ipc::runtime::ProcessState;
+use bittube::binder_ipc::service_manager::{default_policy, ServiceManager, ServiceManagerClient};
+use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
+use bittube::bittube::TubeError;
+use bittube::fd_transfer::{recv_with_fds, send_with_fds};
+use bittube::sensor_demo::binder::{sensor_server, SensorManager, SERVICE_NAME};
 use bittube::sensor_demo::iio::*;
+use bittube::sensor_demo::sensors::SensorHal;
+use bittube::sensor_demo::MAX_RECEIVE_EVENTS;
+use bittube::sensor_demo::{SensorEvent, SensorService, ServiceConfig};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// A temp dir removed on drop.
 struct Tree(PathBuf);
@@ -335,6 +357,77 @@ fn a_stream_sends_captured_events_to_a_channel_and_ends_when_the_device_goes() {
     assert!(matches!(stream.stop(), Err(IioError::Gone(_))));
 }
 
+#[test]
+fn the_sensor_service_serves_iio_sensors_through_a_connection() {
+    let tree = Tree::new("service");
+    accel(&tree, 0);
+    let recorded: Vec<u8> = (0..8i64)
+        .flat_map(|i| accel_scan(10 * i as i16, -200, 1000, 7_000_000_000 + i * 10_000_000))
+        .collect();
+    tree.record(0, &recorded);
+    let hal = SensorHal::iio_or_simulated(IioHal::open(tree.paths()));
+    let svc = SensorService::with_hal(ServiceConfig::default(), hal).expect("service");
+    let list = svc.sensor_list();
+    assert_eq!(
+        list.iter().map(|s| (s.handle, s.kind)).collect::<Vec<_>>(),
+        [(FIRST_HANDLE, TYPE_ACCELEROMETER)],
+        "the IIO sensors, not the simulated ones"
+    );
+    let (conn, tube) = svc.create_connection().expect("connection");
+    let mut queue = bittube::sensor_demo::SensorEventQueue::new(tube);
+    svc.enable(
+        conn,
+        FIRST_HANDLE,
+        Duration::from_millis(10),
+        Duration::ZERO,
+    )
+    .expect("enable");
+    assert_eq!(
+        tree.read("iio:device0/buffer/enable"),
+        "1",
+        "capture started"
+    );
+    assert_eq!(tree.read("iio:device0/in_accel_sampling_frequency"), "100");
+    let mut events = Vec::new();
+    let mut buf = vec![SensorEvent::new(0, 0, 0, &[]); MAX_RECEIVE_EVENTS];
+    let deadline = std::time::Instant::now() + LONG;
+    while events.len() < 8 {
+        assert!(std::time::Instant::now() < deadline, "{events:?}");
+        match queue.read_timeout(&mut buf, Duration::from_millis(100)) {
+            Ok(n) => events.extend_from_slice(&buf[..n]),
+            Err(TubeError::WouldBlock) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!((e.sensor, e.kind), (FIRST_HANDLE, TYPE_ACCELEROMETER));
+        assert_eq!(e.timestamp, 7_000_000_000 + i as i64 * 10_000_000);
+        let want = [10.0 * i as f32 * 0.00980665, -1.96133, 9.80665];
+        for (got, want) in e.data[..3].iter().zip(want) {
+            assert!((got - want).abs() < 1e-5, "{:?}", &e.data[..3]);
+        }
+    }
+    // A new period restarts the capture at the new sampling frequency.
+    svc.set_rate(conn, FIRST_HANDLE, Duration::from_millis(20))
+        .expect("set rate");
+    assert_eq!(tree.read("iio:device0/in_accel_sampling_frequency"), "50");
+    svc.disable(conn, FIRST_HANDLE).expect("disable");
+    assert_eq!(
+        tree.read("iio:device0/buffer/enable"),
+        "0",
+        "capture stopped"
+    );
+    let stats = svc.stats().expect("stats");
+    assert_eq!(stats.hal_start_failures, 0, "{stats:?}");
+    assert!(stats.hal_events >= 8, "{stats:?}");
+
+    // Without IIO sensors the simulated HAL stays.
+    let empty = Tree::new("service-empty");
+    let hal = SensorHal::iio_or_simulated(IioHal::open(empty.paths()));
+    assert!(matches!(hal, SensorHal::Simulated));
+    assert_eq!(hal.sensor_list(), bittube::sensor_demo::sensor_list());
+}
+
 /// True once the stream's thread ended (its sender is dropped).
 fn stream_finished(rx: &crossbeam_channel::Receiver<bittube::sensor_demo::SensorEvent>) -> bool {
     matches!(
@@ -529,39 +622,71 @@ fn uhid_responder(
     (gets, sets)
 }
 
-#[test]
-fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
-    const TEST: &str = "a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal";
-    use std::os::unix::fs::OpenOptionsExt;
-    if !Path::new(UHID_PATH).exists() {
-        let msg = format!("\nskipped: needs {UHID_PATH} and the HID sensor modules ({TEST})\n");
-        let _ = std::io::stderr().write_all(msg.as_bytes());
-        return;
-    }
-    let _ = std::io::stderr().write_all(format!("\ndevices: ran {TEST}\n").as_bytes());
-    let uhid = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(UHID_PATH)
-        .expect("open /dev/uhid");
-    let rd = accel_descriptor();
-    let mut create = uhid_event(UHID_CREATE2);
-    create[4..4 + 17].copy_from_slice(b"bittube-accel-hub");
-    create[260..262].copy_from_slice(&(rd.len() as u16).to_ne_bytes());
-    create[262..264].copy_from_slice(&BUS_VIRTUAL.to_ne_bytes());
-    create[264..268].copy_from_slice(&0x1234u32.to_ne_bytes());
-    create[268..272].copy_from_slice(&0x5678u32.to_ne_bytes());
-    create[280..280 + rd.len()].copy_from_slice(&rd);
-    (&uhid).write_all(&create).expect("UHID_CREATE2");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let responder = {
-        let uhid = uhid.try_clone().unwrap();
-        let stop = stop.clone();
-        std::thread::spawn(move || uhid_responder(uhid, stop))
-    };
+/// The virtual accelerometer: the `/dev/uhid` device and the thread answering its feature
+/// report requests. Dropping the device file destroys the device.
+struct UhidAccel {
+    uhid: fs::File,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    responder: Option<std::thread::JoinHandle<(u32, u32)>>,
+}
 
-    // The hub's accelerometer appears as an IIO device.
+/// `raw × 9.80665 × 10^-2`: the hub's scale for this descriptor (no HID unit: g; exponent -2).
+const HUB_SCALE: f32 = 0.0980665;
+
+impl UhidAccel {
+    fn create() -> UhidAccel {
+        use std::os::unix::fs::OpenOptionsExt;
+        let uhid = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(UHID_PATH)
+            .expect("open /dev/uhid");
+        let rd = accel_descriptor();
+        let mut create = uhid_event(UHID_CREATE2);
+        create[4..4 + 17].copy_from_slice(b"bittube-accel-hub");
+        create[260..262].copy_from_slice(&(rd.len() as u16).to_ne_bytes());
+        create[262..264].copy_from_slice(&BUS_VIRTUAL.to_ne_bytes());
+        create[264..268].copy_from_slice(&0x1234u32.to_ne_bytes());
+        create[268..272].copy_from_slice(&0x5678u32.to_ne_bytes());
+        create[280..280 + rd.len()].copy_from_slice(&rd);
+        (&uhid).write_all(&create).expect("UHID_CREATE2");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let responder = {
+            let uhid = uhid.try_clone().unwrap();
+            let stop = stop.clone();
+            std::thread::spawn(move || uhid_responder(uhid, stop))
+        };
+        UhidAccel {
+            uhid,
+            stop,
+            responder: Some(responder),
+        }
+    }
+
+    /// One input report: acceleration X, Y, Z raw.
+    fn report(&self, raw: [i16; 3]) {
+        let mut report = uhid_event(UHID_INPUT2);
+        let data: Vec<u8> = [2u8]
+            .into_iter()
+            .chain(raw.iter().flat_map(|v| v.to_le_bytes()))
+            .collect();
+        report[4..6].copy_from_slice(&(data.len() as u16).to_ne_bytes());
+        report[6..6 + data.len()].copy_from_slice(&data);
+        (&self.uhid).write_all(&report).expect("UHID_INPUT2");
+    }
+
+    /// Stop answering; the feature GETs and SETs answered.
+    fn stop_responder(&mut self) -> (u32, u32) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.responder
+            .take()
+            .map_or((0, 0), |r| r.join().expect("responder"))
+    }
+}
+
+/// Wait until the hub's accelerometer appears as an IIO device.
+fn wait_for_iio_accel() -> IioHal {
     let mut hal = IioHal::open(IioPaths::default());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while hal.sensor_list().is_empty() {
@@ -572,6 +697,36 @@ fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
         std::thread::sleep(Duration::from_millis(50));
         hal.rescan();
     }
+    hal
+}
+
+/// Skips (with the message the kernel run counts) without `/dev/uhid`; true when it may run.
+fn have_uhid(test: &str) -> bool {
+    if !Path::new(UHID_PATH).exists() {
+        let msg = format!("\nskipped: needs {UHID_PATH} and the HID sensor modules ({test})\n");
+        let _ = std::io::stderr().write_all(msg.as_bytes());
+        return false;
+    }
+    let _ = std::io::stderr().write_all(format!("\ndevices: ran {test}\n").as_bytes());
+    true
+}
+
+/// The values of raw `raw` in m/s², within float tolerance.
+fn check_units(e: &SensorEvent, raw: [i16; 3]) {
+    for (got, raw) in e.data[..3].iter().zip(raw) {
+        let want = f32::from(raw) * HUB_SCALE;
+        assert!((got - want).abs() < 1e-3, "{:?} (m/s²)", &e.data[..3]);
+    }
+}
+
+#[test]
+fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
+    const TEST: &str = "a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal";
+    if !have_uhid(TEST) {
+        return;
+    }
+    let mut accel = UhidAccel::create();
+    let mut hal = wait_for_iio_accel();
     let sensor = hal.sensor_list()[0].clone();
     let device = hal.devices()[0].clone();
     let _ =
@@ -584,13 +739,6 @@ fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
     let mut capture = hal.capture(sensor.handle, config).expect("capture");
     let mut events = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut report = uhid_event(UHID_INPUT2);
-    let data: Vec<u8> = [2u8]
-        .into_iter()
-        .chain([100i16, -200, 1000].iter().flat_map(|v| v.to_le_bytes()))
-        .collect();
-    report[4..6].copy_from_slice(&(data.len() as u16).to_ne_bytes());
-    report[6..6 + data.len()].copy_from_slice(&data);
     while events.len() < 10 {
         assert!(
             std::time::Instant::now() < deadline,
@@ -598,12 +746,11 @@ fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
             events.len(),
             capture.stats()
         );
-        (&uhid).write_all(&report).expect("UHID_INPUT2");
+        accel.report([100, -200, 1000]);
         events.extend(capture.read(Duration::from_millis(10)).expect("read"));
     }
     drop(capture);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (gets, sets) = responder.join().unwrap();
+    let (gets, sets) = accel.stop_responder();
     let summary = format!(
         "iio: {} samples, first {:?}, feature GETs {gets} SETs {sets}\n",
         events.len(),
@@ -611,11 +758,7 @@ fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
     );
     let _ = std::io::stderr().write_all(summary.as_bytes());
     for e in &events {
-        // raw × 9.80665 × 10^-2 (no HID unit: g; exponent -2)
-        let want = [9.80665f32, -19.6133, 98.0665];
-        for (got, want) in e.data[..3].iter().zip(want) {
-            assert!((got - want).abs() < 1e-3, "{:?} (m/s²)", &e.data[..3]);
-        }
+        check_units(e, [100, -200, 1000]);
     }
     assert!(
         events.windows(2).all(|w| w[0].timestamp < w[1].timestamp),
@@ -628,7 +771,7 @@ fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
             .all(|e| e.timestamp <= now && now - e.timestamp < 60_000_000_000),
         "CLOCK_MONOTONIC"
     );
-    drop(uhid); // destroys the device
+    drop(accel); // destroys the device
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !hal
         .rescan()
@@ -641,6 +784,196 @@ fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end: uhid accelerometer → IIO HAL → SensorService (binder) → client process's tube
+
+/// Events the client waits for.
+const E2E_EVENTS: usize = 20;
+
+#[test]
+fn a_hid_sensor_hub_accelerometer_streams_through_the_sensor_service_to_a_client() {
+    const TEST: &str =
+        "a_hid_sensor_hub_accelerometer_streams_through_the_sensor_service_to_a_client";
+    match child_role().as_deref() {
+        Some("host") => return e2e_host(TEST),
+        Some("service") => return e2e_service(),
+        Some("client") => return e2e_client(),
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
+    }
+    if !have_uhid(TEST) {
+        return;
+    }
+    let (child, _control) = spawn_child(TEST, "host");
+    wait_success(child);
+}
+
+fn send(control: &OwnedFd, text: &str) {
+    send_with_fds(control, text.as_bytes(), &[]).expect("send control");
+}
+
+/// The next control message, or `None` after `wait` (an empty string: the peer is gone).
+fn recv(control: &OwnedFd, wait: Duration) -> Option<String> {
+    let mut fds = [PollFd::new(control.as_fd(), PollFlags::POLLIN)];
+    let n = poll(&mut fds, PollTimeout::try_from(wait).unwrap()).expect("poll control");
+    if n == 0 {
+        return None;
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    let got = recv_with_fds(control, &mut buf, 0).expect("receive control");
+    Some(String::from_utf8_lossy(&buf[..got.len]).into_owned())
+}
+
+fn expect(control: &OwnedFd, what: &str) -> String {
+    recv(control, LONG).unwrap_or_else(|| panic!("no {what} in {LONG:?}"))
+}
+
+/// The host: the service manager on the kernel binder device when there is one (the kernel
+/// run: `ProcessState::open` picks it in every process), else on a driver shim.
+fn e2e_host(test: &str) {
+    let driver = match KernelDevice::default_path() {
+        Some(_) => None,
+        None => Some(Driver::start().expect("driver shim")),
+    };
+    let ps = match &driver {
+        Some(d) => ProcessState::open_shim(d.socket_path()).expect("host process"),
+        None => ProcessState::open().expect("kernel binder"),
+    };
+    let _sm = ServiceManager::serve(&ps, default_policy()).expect("service manager");
+    let env: Vec<(&str, &std::ffi::OsStr)> = driver
+        .iter()
+        .map(|d| (ENV_SOCKET, d.socket_path().as_os_str()))
+        .collect();
+    let (service, service_control) = spawn_child_env(test, "service", &env);
+    assert_eq!(expect(&service_control, "registered"), "registered");
+    let (client, client_control) = spawn_child_env(test, "client", &env);
+    let report = expect(&client_control, "the client's report");
+    send(&service_control, "stop");
+    let done = expect(&service_control, "done");
+    let binder = if driver.is_some() {
+        "driver shim"
+    } else {
+        "kernel binder"
+    };
+    let line = format!("iio e2e over the {binder}: client: {report}; service: {done}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    assert!(report.starts_with("ok"), "client: {report:?}");
+    wait_success(client);
+    wait_success(service);
+    ps.shutdown(LONG).expect("host shutdown");
+}
+
+/// The raw values of report `k` (X varies, so that each event is checked against its own).
+fn raw_of(k: u32) -> [i16; 3] {
+    [100 + (k % 100) as i16, -200, 1000]
+}
+
+/// The uhid accelerometer, a sensor service over the IIO HAL registered through binder; then
+/// an input report every few ms until the host says stop.
+fn e2e_service() {
+    let control = control_in_child();
+    let ps = ProcessState::open().expect("binder");
+    ps.start_thread_pool().expect("thread pool");
+    let mut accel = UhidAccel::create();
+    let hal = wait_for_iio_accel();
+    let svc = SensorService::with_hal(ServiceConfig::default(), SensorHal::Iio(hal))
+        .expect("sensor service");
+    let sm = ServiceManagerClient::new(&ps).expect("service manager");
+    sm.add_service(SERVICE_NAME, &sensor_server(svc.clone()))
+        .expect("add service");
+    send(&control, "registered");
+    // Paced so that consecutive samples are further apart than the client's period (10 ms,
+    // of which the service keeps samples at least 9 ms apart): a pace, not an assertion.
+    let mut reports = 0u32;
+    let stop = loop {
+        accel.report(raw_of(reports));
+        reports += 1;
+        if let Some(message) = recv(&control, Duration::from_millis(12)) {
+            break message;
+        }
+    };
+    assert_eq!(stop, "stop");
+    let stats = svc.stats().expect("service stats");
+    drop(sm);
+    drop(svc);
+    let (gets, sets) = accel.stop_responder();
+    let done = format!(
+        "done: {reports} reports, {} HAL events, HAL start failures {} ({:?}), feature GETs {gets} SETs {sets}",
+        stats.hal_events, stats.hal_start_failures, stats.last_error
+    );
+    send(&control, &done);
+    assert_eq!(stats.hal_start_failures, 0, "{done}");
+    ps.shutdown(LONG).expect("service shutdown");
+}
+
+/// Finds the service, enables the IIO accelerometer at 100 Hz, reads [`E2E_EVENTS`] events
+/// from its tube and checks them: m/s² (raw × scale), strictly increasing CLOCK_MONOTONIC
+/// time stamps.
+fn e2e_client() {
+    let control = control_in_child();
+    let ps = ProcessState::open().expect("binder");
+    ps.start_thread_pool().expect("thread pool");
+    let manager = SensorManager::connect(&ps, LONG).expect("sensor service");
+    let list = manager.sensor_list().expect("sensor list");
+    let sensor = list
+        .iter()
+        .find(|s| s.kind == TYPE_ACCELEROMETER)
+        .unwrap_or_else(|| panic!("no accelerometer in {list:?}"))
+        .clone();
+    assert!(sensor.handle >= FIRST_HANDLE, "an IIO sensor: {sensor:?}");
+    let (conn, mut queue) = manager.create_event_queue().expect("event connection");
+    conn.enable(sensor.handle, Duration::from_millis(10), Duration::ZERO)
+        .expect("enable");
+    let mut events: Vec<SensorEvent> = Vec::new();
+    let mut buf = vec![SensorEvent::new(0, 0, 0, &[]); MAX_RECEIVE_EVENTS];
+    let deadline = std::time::Instant::now() + LONG;
+    while events.len() < E2E_EVENTS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} events in {LONG:?}",
+            events.len()
+        );
+        match queue.read_timeout(&mut buf, Duration::from_millis(100)) {
+            Ok(n) => events.extend_from_slice(&buf[..n]),
+            Err(TubeError::WouldBlock) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    conn.disable(sensor.handle).expect("disable");
+    for e in &events {
+        assert_eq!((e.sensor, e.kind), (sensor.handle, TYPE_ACCELEROMETER));
+        // Which report this was: X = 100 + k % 100 raw.
+        let raw_x = (e.data[0] / HUB_SCALE).round();
+        assert!((100.0..200.0).contains(&raw_x), "{:?}", &e.data[..3]);
+        check_units(e, [raw_x as i16, -200, 1000]);
+    }
+    assert!(
+        events.windows(2).all(|w| w[0].timestamp < w[1].timestamp),
+        "timestamps increase: {:?}",
+        events.iter().map(|e| e.timestamp).collect::<Vec<_>>()
+    );
+    let now = bittube::sensor_demo::clock_now_ns();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.timestamp <= now && now - e.timestamp < 60_000_000_000),
+        "CLOCK_MONOTONIC"
+    );
+    let first = &events[0];
+    let report = format!(
+        "ok: {} events from {:?} (handle {}), first {:?} m/s² at {} ns, last at {} ns",
+        events.len(),
+        sensor.name,
+        sensor.handle,
+        &first.data[..3],
+        first.timestamp,
+        events[events.len() - 1].timestamp
+    );
+    conn.destroy().expect("destroy");
+    send(&control, &report);
+    ps.shutdown(LONG).expect("client shutdown");
 }
 
 /// A proptest runner with 64 cases and a fixed seed (no OS randomness needed).

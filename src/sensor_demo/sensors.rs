@@ -6,6 +6,10 @@
 //! until the next sample is due and stamps each sample with the time it was due, so a thread
 //! that was scheduled late catches up (up to [`MAX_CATCH_UP`] of samples) instead of losing
 //! them, like a hardware FIFO read late.
+//!
+//! Where a service's sensors come from is its [`SensorHal`]: the simulated sensors above
+//! (the default), or the machine's IIO sensors ([`super::iio`]), each running sensor then a
+//! capture thread ([`IioStream`]) with the same shape as a simulated sensor's thread.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,6 +22,7 @@ use super::event::{
     SensorEvent, TYPE_ACCELEROMETER, TYPE_GYROSCOPE, TYPE_MAGNETIC_FIELD, TYPE_SIGNIFICANT_MOTION,
     TYPE_STEP_COUNTER,
 };
+use super::iio::{IioError, IioHal, IioStream};
 
 /// Sensor flag: a wake-up sensor (Android's `SENSOR_FLAG_WAKE_UP_SENSOR`).
 pub const FLAG_WAKE_UP: u32 = 1;
@@ -156,6 +161,105 @@ pub fn sensor_list() -> Vec<SensorInfo> {
             flags: REPORTING_ON_CHANGE,
         },
     ]
+}
+
+/// Where a [`super::SensorService`]'s sensors come from: the list it publishes and what runs
+/// a sensor while a client uses it.
+#[derive(Debug, Default)]
+pub enum SensorHal {
+    /// The simulated sensors of [`sensor_list`], one waveform thread per active sensor.
+    #[default]
+    Simulated,
+    /// The IIO sensors found by an [`IioHal`] (as discovered when the service starts), one
+    /// buffered capture thread ([`IioStream`]) per active sensor.
+    Iio(IioHal),
+}
+
+/// Why a sensor could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum HalStartError {
+    /// The simulated sensor's thread could not be spawned.
+    #[error("HAL thread: {0}")]
+    Thread(#[from] std::io::Error),
+    /// The IIO capture could not be set up.
+    #[error("{0}")]
+    Iio(#[from] IioError),
+}
+
+impl SensorHal {
+    /// The IIO HAL when `hal` found at least one sensor, else the simulated HAL (the issue's
+    /// rule: the simulated HAL stays when no device exists).
+    pub fn iio_or_simulated(hal: IioHal) -> SensorHal {
+        if hal.sensor_list().is_empty() {
+            SensorHal::Simulated
+        } else {
+            SensorHal::Iio(hal)
+        }
+    }
+
+    /// The sensor list this HAL offers.
+    pub fn sensor_list(&self) -> Vec<SensorInfo> {
+        match self {
+            SensorHal::Simulated => sensor_list(),
+            SensorHal::Iio(hal) => hal.sensor_list(),
+        }
+    }
+
+    /// Start `info` every `period`: each sample goes to `out`, then `wake` runs (once per
+    /// batch).
+    pub(crate) fn start(
+        &self,
+        info: SensorInfo,
+        period: Duration,
+        out: Sender<SensorEvent>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<RunningSensor, HalStartError> {
+        Ok(match self {
+            SensorHal::Simulated => {
+                RunningSensor::Simulated(HalSensor::start(info, period, out, wake)?)
+            }
+            SensorHal::Iio(hal) => RunningSensor::Iio {
+                _stream: IioStream::start(hal, info.handle, period, out, wake)?,
+                period,
+            },
+        })
+    }
+}
+
+/// A sensor that runs for a service: a simulated HAL thread or an IIO capture.
+#[derive(Debug)]
+pub(crate) enum RunningSensor {
+    /// A simulated sensor's thread.
+    Simulated(HalSensor),
+    /// An IIO capture thread and the period its sampling frequency was set for.
+    Iio {
+        /// The capture thread, held only to be stopped and joined when dropped.
+        _stream: IioStream,
+        /// The period asked for at start.
+        period: Duration,
+    },
+}
+
+impl RunningSensor {
+    /// The period the sensor samples at.
+    pub(crate) fn period(&self) -> Duration {
+        match self {
+            RunningSensor::Simulated(hal) => hal.period(),
+            RunningSensor::Iio { period, .. } => *period,
+        }
+    }
+
+    /// Change the sampling period; false when the sensor must be restarted for that (an IIO
+    /// capture sets its sampling frequency once, at start).
+    pub(crate) fn set_period(&mut self, period: Duration) -> bool {
+        match self {
+            RunningSensor::Simulated(hal) => {
+                hal.set_period(period);
+                true
+            }
+            RunningSensor::Iio { period: now, .. } => *now == period,
+        }
+    }
 }
 
 /// A running HAL thread for one sensor.

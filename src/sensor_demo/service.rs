@@ -16,7 +16,7 @@ use super::clock_now_ns;
 use super::connection::{Closed, Connection, ConnectionStats, Subscription};
 use super::direct::{DirectChannelError, DirectRate, DirectRing};
 use super::event::SensorEvent;
-use super::sensors::{sensor_list, HalSensor, SensorHandle, SensorInfo, REPORTING_ONE_SHOT};
+use super::sensors::{RunningSensor, SensorHal, SensorHandle, SensorInfo, REPORTING_ONE_SHOT};
 use crate::bittube::{BitTube, TubeEnd, TubeError, DEFAULT_BUFFER_SIZE};
 
 /// Socket buffer of a connection whose sensors batch (Android's
@@ -224,13 +224,19 @@ impl SensorService {
         SensorService::with_config(ServiceConfig::default())
     }
 
-    /// Start a service thread with `config`.
+    /// Start a service thread with `config` over the simulated HAL.
     pub fn with_config(config: ServiceConfig) -> Result<SensorService, SensorError> {
+        SensorService::with_hal(config, SensorHal::Simulated)
+    }
+
+    /// Start a service thread with `config` whose sensors come from `hal` (the simulated
+    /// sensors or the machine's IIO sensors).
+    pub fn with_hal(config: ServiceConfig, hal: SensorHal) -> Result<SensorService, SensorError> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (commands, command_rx) = crossbeam_channel::unbounded();
         let (hal_tx, hal_rx) = crossbeam_channel::unbounded();
-        let sensors = sensor_list();
+        let sensors = hal.sensor_list();
         let wmem_max = read_wmem_max();
         let state = Loop {
             poll,
@@ -247,6 +253,7 @@ impl SensorService {
             wmem_max,
             conns: HashMap::new(),
             directs: HashMap::new(),
+            hal,
             hals: BTreeMap::new(),
             next_id: 1,
             stats: ServiceStats::default(),
@@ -423,7 +430,8 @@ struct Loop {
     wmem_max: usize,
     conns: HashMap<ConnectionId, Connection>,
     directs: HashMap<DirectChannelId, Direct>,
-    hals: BTreeMap<SensorHandle, HalSensor>,
+    hal: SensorHal,
+    hals: BTreeMap<SensorHandle, RunningSensor>,
     next_id: u64,
     stats: ServiceStats,
 }
@@ -834,8 +842,11 @@ impl Loop {
         for (handle, period) in wanted {
             let period = Duration::from_nanos(period.max(1) as u64);
             if let Some(hal) = self.hals.get_mut(&handle) {
-                hal.set_period(period);
-                continue;
+                if hal.set_period(period) {
+                    continue;
+                }
+                // Restarted at the new period.
+                self.hals.remove(&handle);
             }
             let Some(info) = self.info(handle).cloned() else {
                 continue;
@@ -844,13 +855,13 @@ impl Loop {
             let wake = Arc::new(move || {
                 let _ = waker.wake();
             });
-            match HalSensor::start(info, period, self.hal_tx.clone(), wake) {
+            match self.hal.start(info, period, self.hal_tx.clone(), wake) {
                 Ok(hal) => {
                     self.hals.insert(handle, hal);
                 }
                 Err(e) => {
                     self.stats.hal_start_failures += 1;
-                    self.stats.last_error = Some(format!("HAL thread for sensor {handle}: {e}"));
+                    self.stats.last_error = Some(format!("HAL for sensor {handle}: {e}"));
                 }
             }
         }
