@@ -1,0 +1,95 @@
+//! The async side of generated interfaces (feature `tokio`).
+//!
+//! - Async proxies run each blocking call on tokio's blocking pool ([`blocking`]): the
+//!   runtime's worker threads never wait on binder; each call in flight holds one blocking
+//!   thread (which is, for that time, a binder thread of the process).
+//! - Async services run their methods on the user's runtime ([`run_on`]). The binder thread
+//!   that received the call waits for the future's result: the runtime sends `BC_REPLY` from
+//!   the thread that read the transaction (the kernel driver requires it: the reply pops that
+//!   thread's transaction stack), and bittube's runtime has no deferred reply, so a method
+//!   awaiting a timer holds a binder thread while it waits. [`AsyncServerStats`] counts it.
+
+use crate::binder_ipc::runtime::BinderError;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Runs a blocking binder call on tokio's blocking pool and awaits its result.
+pub async fn blocking<R: Send + 'static>(
+    call: impl FnOnce() -> Result<R, BinderError> + Send + 'static,
+) -> Result<R, BinderError> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(r) => r,
+        Err(e) => Err(BinderError::ServiceFailed(format!(
+            "the blocking call did not finish: {e}"
+        ))),
+    }
+}
+
+/// What an async service's binder threads did: how many calls ran, how many binder threads
+/// wait on a future right now and at most.
+#[derive(Debug, Default)]
+pub struct AsyncServerStats {
+    calls: AtomicU64,
+    waiting: AtomicU64,
+    max_waiting: AtomicU64,
+}
+
+/// A copy of [`AsyncServerStats`]' counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AsyncServerCounts {
+    /// Calls handed to the tokio runtime.
+    pub calls: u64,
+    /// Binder threads waiting for a future now.
+    pub waiting: u64,
+    /// The most binder threads that waited at once.
+    pub max_waiting: u64,
+}
+
+impl AsyncServerStats {
+    /// The counters now.
+    pub fn counts(&self) -> AsyncServerCounts {
+        AsyncServerCounts {
+            calls: self.calls.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            max_waiting: self.max_waiting.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Decrements the waiting count when dropped.
+struct Waiting<'a>(&'a AsyncServerStats);
+
+impl<'a> Waiting<'a> {
+    fn enter(stats: &'a AsyncServerStats) -> Self {
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        let now = stats.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        stats.max_waiting.fetch_max(now, Ordering::Relaxed);
+        Waiting(stats)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs `future` on `runtime` and waits (on this binder thread) for its result.
+pub fn run_on<R: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    stats: &AsyncServerStats,
+    future: impl Future<Output = Result<R, BinderError>> + Send + 'static,
+) -> Result<R, BinderError> {
+    let _waiting = Waiting::enter(stats);
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        // The receiver only goes away with the binder thread: nothing to report to then.
+        let _ = tx.send(future.await);
+    });
+    match rx.recv() {
+        Ok(r) => r,
+        Err(_) => Err(BinderError::ServiceFailed(
+            "the async method did not finish (it panicked, or the runtime shut down)".into(),
+        )),
+    }
+}
