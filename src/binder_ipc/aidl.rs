@@ -154,6 +154,16 @@ word_value! {
     bool => write_bool, read_bool;
 }
 
+/// `void`: nothing on the wire.
+impl AidlValue for () {
+    fn write_aidl(&self, _: &mut Parcel, _: &ProcessState) -> Result<(), BinderError> {
+        Ok(())
+    }
+    fn read_aidl(_: &mut Parcel, _: &ProcessState) -> Result<Self, BinderError> {
+        Ok(())
+    }
+}
+
 /// `char`: a UTF-16 unit in an `i32`.
 impl AidlValue for u16 {
     fn write_aidl(&self, parcel: &mut Parcel, _: &ProcessState) -> Result<(), BinderError> {

@@ -1,0 +1,198 @@
+// Interfaces: a module per interface (included by emit.rs).
+
+/// The proxy's parameter type for an argument.
+fn proxy_param(arg: &Arg, k: &str) -> String {
+    let t = arg.ty.rust(k);
+    match arg.dir {
+        Dir::In if arg.ty.ty.is_copy() && !arg.ty.nullable => t,
+        Dir::In => format!("&{t}"),
+        Dir::Out | Dir::InOut => format!("&mut {t}"),
+    }
+}
+
+fn ret_ty(m: &Method, k: &str) -> String {
+    format!("::std::result::Result<{}, {k}::binder_ipc::runtime::BinderError>", m.ret.rust(k))
+}
+
+fn proxy_method(out: &mut String, m: &Method, k: &str) {
+    let a = format!("{k}::binder_ipc::aidl");
+    doc(out, &m.doc);
+    let params: Vec<String> = m.args.iter().map(|x| format!("r#{}: {}", x.name, proxy_param(x, k))).collect();
+    let _ = writeln!(out, "#[allow(non_snake_case)]\npub fn r#{}(&self, {}) -> {} {{", m.name, params.join(", "), ret_ty(m, k));
+    let _ = writeln!(out, "let mut data = {k}::binder_ipc::parcel::Parcel::new();\ndata.write_interface_token(DESCRIPTOR)?;");
+    for x in &m.args {
+        let r = if x.ty.ty.is_copy() && !x.ty.nullable && x.dir == Dir::In { "&" } else { "" };
+        match x.dir {
+            Dir::In | Dir::InOut => {
+                let _ = writeln!(out, "{a}::AidlValue::write_aidl({r}r#{}, &mut data, &self.process)?;", x.name);
+            }
+            Dir::Out if matches!(x.ty.ty, Ty::Array(_)) => {
+                let v = if x.ty.nullable { format!("r#{}.as_ref()", x.name) } else { format!("Some(&*r#{})", x.name) };
+                let _ = writeln!(out, "{a}::write_out_array_len(&mut data, {v})?;");
+            }
+            Dir::Out => {}
+        }
+    }
+    if m.oneway {
+        let _ = writeln!(out, "self.binder.transact_oneway({}, &data)\n}}", m.code);
+        return;
+    }
+    let _ = writeln!(out, "let mut reply = self.binder.transact({}, &data)?;
+        reply.read_exception().map_err({k}::binder_ipc::interface::from_reply_error)?;
+        let result = <{} as {a}::AidlValue>::read_aidl(&mut reply, &self.process)?;", m.code, m.ret.rust(k));
+    for x in m.args.iter().filter(|x| x.dir != Dir::In) {
+        let _ = writeln!(out, "*r#{} = {a}::AidlValue::read_aidl(&mut reply, &self.process)?;", x.name);
+    }
+    let _ = writeln!(out, "Ok(result)\n}}");
+}
+
+fn trait_method(out: &mut String, m: &Method, k: &str) {
+    doc(out, &m.doc);
+    let params: Vec<String> = m.args.iter().map(|x| match x.dir {
+        Dir::In => format!("r#{}: {}", x.name, x.ty.rust(k)),
+        _ => format!("r#{}: &mut {}", x.name, x.ty.rust(k)),
+    }).collect();
+    let _ = writeln!(out, "fn r#{}(&self, call: &{k}::binder_ipc::runtime::CallContext, {}) -> {};", m.name, params.join(", "), ret_ty(m, k));
+}
+
+/// Reads the arguments of `m` on the service side into locals.
+fn read_args(out: &mut String, m: &Method, k: &str) {
+    let a = format!("{k}::binder_ipc::aidl");
+    for x in &m.args {
+        let t = x.ty.rust(k);
+        match x.dir {
+            Dir::In => { let _ = writeln!(out, "let r#{} = <{t} as {a}::AidlValue>::read_aidl(data, &call.process)?;", x.name); }
+            Dir::InOut => { let _ = writeln!(out, "let mut r#{} = <{t} as {a}::AidlValue>::read_aidl(data, &call.process)?;", x.name); }
+            Dir::Out => match (&x.ty.ty, x.ty.nullable) {
+                (Ty::Array(_), true) => { let _ = writeln!(out, "let mut r#{}: {t} = {a}::read_out_array(data)?;", x.name); }
+                (Ty::Array(_), false) => { let _ = writeln!(out, "let mut r#{}: {t} = {a}::read_out_array(data)?.unwrap_or_default();", x.name); }
+                _ => { let _ = writeln!(out, "let mut r#{}: {t} = ::std::default::Default::default();", x.name); }
+            },
+        }
+    }
+}
+
+/// Writes the result of `m` (in `result`) and its out arguments into the reply.
+fn write_result(out: &mut String, m: &Method, k: &str) {
+    let a = format!("{k}::binder_ipc::aidl");
+    if m.oneway {
+        let _ = writeln!(out, "result.map(drop)\n}}");
+        return;
+    }
+    let _ = writeln!(out, "match result {{ Ok(value) => {{ reply.write_no_exception()?;
+        {a}::AidlValue::write_aidl(&value, reply, &call.process)?;");
+    for x in m.args.iter().filter(|x| x.dir != Dir::In) {
+        let _ = writeln!(out, "{a}::AidlValue::write_aidl(&r#{}, reply, &call.process)?;", x.name);
+    }
+    let _ = writeln!(out, "Ok(()) }}\nErr(e) => {k}::binder_ipc::interface::reply_error(reply, e),\n}}\n}}");
+}
+
+fn call_args(m: &Method) -> String {
+    m.args.iter().map(|x| match x.dir {
+        Dir::In => format!("r#{}", x.name),
+        _ => format!("&mut r#{}", x.name),
+    }).collect::<Vec<_>>().join(", ")
+}
+
+fn server(out: &mut String, i: &Interface, k: &str) {
+    let p = format!("{k}::binder_ipc");
+    let _ = writeln!(out, "/// The service side: dispatches calls to `T`.
+pub struct Server<T: Interface>(pub T);
+
+impl<T: Interface> Server<T> {{");
+    for m in &i.methods {
+        let _ = writeln!(out, "fn on_{}(&self, data: &mut {p}::parcel::Parcel, reply: &mut {p}::parcel::Parcel, call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{", m.name);
+        let _ = writeln!(out, "let _ = (&data, &reply);");
+        read_args(out, m, k);
+        let _ = writeln!(out, "let result = self.0.r#{}(call, {});", m.name, call_args(m));
+        write_result(out, m, k);
+    }
+    let _ = writeln!(out, "}}
+
+impl<T: Interface> {p}::runtime::Service for Server<T> {{
+    fn descriptor(&self) -> &str {{ DESCRIPTOR }}
+    fn on_transact(&self, code: u32, data: &mut {p}::parcel::Parcel, reply: &mut {p}::parcel::Parcel, call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{
+        // A wrong token is BAD_TYPE naming both descriptors, as AIDL stubs answer it.
+        if ({}..={}).contains(&code) {{ data.enforce_interface(DESCRIPTOR)?; }}
+        match code {{", i.methods.iter().map(|m| m.code).min().unwrap_or(1), i.methods.iter().map(|m| m.code).max().unwrap_or(0));
+    for m in &i.methods {
+        let _ = writeln!(out, "{} => self.on_{}(data, reply, call),", m.code, m.name);
+    }
+    let _ = writeln!(out, "other => Err({p}::runtime::BinderError::UnknownTransaction(other)),\n}}\n}}\n}}");
+}
+
+fn interface(out: &mut String, i: &Interface, o: &Options) {
+    let k = &o.krate;
+    let a = format!("{k}::binder_ipc::aidl");
+    doc(out, &i.doc);
+    let _ = writeln!(out, "#[allow(non_snake_case)]\npub mod {} {{\n#[allow(unused_imports)]\nuse super::*;\n
+/// The interface descriptor.\npub const DESCRIPTOR: &str = {:?};", i.name, i.descriptor);
+    consts(out, &i.consts, k);
+    let _ = writeln!(out, "\n/// What the service implements.\npub trait Interface: Send + Sync + 'static {{");
+    for m in &i.methods {
+        trait_method(out, m, k);
+    }
+    let _ = writeln!(out, "}}\n");
+    server(out, i, k);
+    let _ = writeln!(out, "
+/// The client side: typed calls (the binder may also be a local service to hand out).
+#[derive(Clone, Debug)]
+pub struct Proxy {{ binder: {k}::binder_ipc::runtime::Binder, process: {k}::binder_ipc::runtime::ProcessState }}
+
+impl Proxy {{
+    /// Wraps `binder` (received by, or served from, `process`).
+    pub fn new(binder: {k}::binder_ipc::runtime::Binder, process: &{k}::binder_ipc::runtime::ProcessState) -> Proxy {{ Proxy {{ binder, process: process.clone() }} }}
+    /// A local service of `process`, to pass as an argument (e.g. a callback).
+    pub fn local(service: impl Interface, process: &{k}::binder_ipc::runtime::ProcessState) -> Proxy {{ Proxy::new({k}::binder_ipc::runtime::Binder::new(Server(service)), process) }}
+    /// The binder behind this proxy.
+    pub fn binder(&self) -> &{k}::binder_ipc::runtime::Binder {{ &self.binder }}");
+    for m in &i.methods {
+        proxy_method(out, m, k);
+    }
+    let _ = writeln!(out, "}}
+
+impl {a}::AidlValue for Proxy {{
+    fn write_aidl(&self, parcel: &mut {k}::binder_ipc::parcel::Parcel, _: &{k}::binder_ipc::runtime::ProcessState) -> ::std::result::Result<(), {k}::binder_ipc::runtime::BinderError> {{
+        self.process.write_binder(parcel, &self.binder)
+    }}
+    fn read_aidl(parcel: &mut {k}::binder_ipc::parcel::Parcel, process: &{k}::binder_ipc::runtime::ProcessState) -> ::std::result::Result<Self, {k}::binder_ipc::runtime::BinderError> {{
+        Ok(Proxy::new(<{k}::binder_ipc::runtime::Binder as {a}::AidlValue>::read_aidl(parcel, process)?, process))
+    }}
+}}
+
+impl {a}::AidlNullable for Proxy {{
+    fn write_nullable(value: ::std::option::Option<&Self>, parcel: &mut {k}::binder_ipc::parcel::Parcel, process: &{k}::binder_ipc::runtime::ProcessState) -> ::std::result::Result<(), {k}::binder_ipc::runtime::BinderError> {{
+        match value {{ Some(v) => {a}::AidlValue::write_aidl(v, parcel, process), None => Ok(parcel.write_null_binder()?) }}
+    }}
+    fn read_nullable(parcel: &mut {k}::binder_ipc::parcel::Parcel, process: &{k}::binder_ipc::runtime::ProcessState) -> ::std::result::Result<::std::option::Option<Self>, {k}::binder_ipc::runtime::BinderError> {{
+        Ok(process.read_binder(parcel)?.map(|b| Proxy::new(b, process)))
+    }}
+}}");
+    if o.tokio {
+        async_proxy(out, i, k);
+    }
+    let _ = writeln!(out, "}}\n");
+}
+
+/// The async proxy: each call runs on tokio's blocking pool.
+fn async_proxy(out: &mut String, i: &Interface, k: &str) {
+    let _ = writeln!(out, "
+/// The async client side: each call runs on tokio's blocking pool, never on a worker thread.
+#[derive(Clone, Debug)]
+pub struct AsyncProxy(pub Proxy);
+
+impl AsyncProxy {{");
+    for m in i.methods.iter().filter(|m| m.args.iter().all(|x| x.dir == Dir::In)) {
+        doc(out, &m.doc);
+        let params: Vec<String> = m.args.iter().map(|x| format!("r#{}: {}", x.name, x.ty.rust(k))).collect();
+        let pass: Vec<String> = m.args.iter().map(|x| match x.ty.ty.is_copy() && !x.ty.nullable {
+            true => format!("r#{}", x.name),
+            false => format!("&r#{}", x.name),
+        }).collect();
+        let _ = writeln!(out, "pub async fn r#{}(&self, {}) -> {} {{
+            let proxy = self.0.clone();
+            {k}::binder_ipc::aidl::blocking(move || proxy.r#{}({})).await
+        }}", m.name, params.join(", "), ret_ty(m, k), m.name, pass.join(", "));
+    }
+    let _ = writeln!(out, "}}");
+}
