@@ -3,7 +3,14 @@
 use std::path::PathBuf;
 
 const FILES: &[&str] = &[
-    "Point", "Color", "Level", "Shape", "Everything", "TubeEnd", "ICallback", "ICorpus",
+    "Point",
+    "Color",
+    "Level",
+    "Shape",
+    "Everything",
+    "TubeEnd",
+    "ICallback",
+    "ICorpus",
 ];
 
 fn main() {

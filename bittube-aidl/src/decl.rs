@@ -111,7 +111,11 @@ struct Src<'a> {
 
 impl Src<'_> {
     fn err(&self, line: usize, message: impl Into<String>) -> Error {
-        Error { file: self.file.to_owned(), line, message: message.into() }
+        Error {
+            file: self.file.to_owned(),
+            line,
+            message: message.into(),
+        }
     }
 }
 
@@ -124,19 +128,30 @@ impl Model {
     pub fn parse(files: &[(String, String)]) -> Result<Model, Error> {
         let mut parsed = Vec::new();
         for (file, text) in files {
-            let perr = |(line, message)| Error { file: file.clone(), line, message };
+            let perr = |(line, message)| Error {
+                file: file.clone(),
+                line,
+                message,
+            };
             let toks = crate::lex::lex(text).map_err(perr)?;
             parsed.push(crate::parse::parse(toks).map_err(perr)?);
         }
         let mut kinds = HashMap::new();
         for (raw, (file, _)) in parsed.iter().zip(files) {
             for d in &raw.decls {
-                collect_kinds(d, &mut kinds).map_err(|(line, message)| Error { file: file.clone(), line, message })?;
+                collect_kinds(d, &mut kinds).map_err(|(line, message)| Error {
+                    file: file.clone(),
+                    line,
+                    message,
+                })?;
             }
         }
         let mut model = Model::default();
         for (raw, (file, _)) in parsed.iter().zip(files) {
-            let src = Src { file, kinds: &kinds };
+            let src = Src {
+                file,
+                kinds: &kinds,
+            };
             resolve_file(&src, raw, &mut model.items)?;
         }
         Ok(model)
@@ -153,22 +168,40 @@ fn resolve_file(src: &Src, raw: &RawFile, out: &mut Vec<Item>) -> Result<(), Err
 
 fn collect_kinds(d: &RawDecl, kinds: &mut HashMap<String, Kind>) -> Result<(), (usize, String)> {
     let kind = match &d.kind {
-        RawKind::Parcelable { structured: true, .. } => Kind::Parcelable,
-        RawKind::Parcelable { rust_type: Some(t), .. } => Kind::External(t.clone()),
+        RawKind::Parcelable {
+            structured: true, ..
+        } => Kind::Parcelable,
+        RawKind::Parcelable {
+            rust_type: Some(t), ..
+        } => Kind::External(t.clone()),
         RawKind::Parcelable { .. } => {
-            return Err((d.line, format!("parcelable {}: an unstructured parcelable needs `rust_type \"path\"`", d.name)))
+            return Err((
+                d.line,
+                format!(
+                    "parcelable {}: an unstructured parcelable needs `rust_type \"path\"`",
+                    d.name
+                ),
+            ))
         }
         RawKind::Enum { backing, .. } => Kind::Enum(match backing.as_deref() {
             None | Some("byte") => "i8",
             Some("int") => "i32",
             Some("long") => "i64",
-            Some(other) => return Err((d.line, format!("@Backing(type={other:?}): byte, int or long"))),
+            Some(other) => {
+                return Err((
+                    d.line,
+                    format!("@Backing(type={other:?}): byte, int or long"),
+                ))
+            }
         }),
         RawKind::Union => Kind::Union,
         RawKind::Interface { .. } => Kind::Interface,
     };
     if kinds.insert(d.name.clone(), kind).is_some() {
-        return Err((d.line, format!("{} is declared twice (all types share one module)", d.name)));
+        return Err((
+            d.line,
+            format!("{} is declared twice (all types share one module)", d.name),
+        ));
     }
     d.nested.iter().try_for_each(|n| collect_kinds(n, kinds))
 }
@@ -180,7 +213,9 @@ fn resolve(src: &Src, d: &RawDecl, prefix: &str, out: &mut Vec<Item>) -> Result<
     };
     let consts = consts(src, &d.vars)?;
     match &d.kind {
-        RawKind::Parcelable { structured: false, .. } => {}
+        RawKind::Parcelable {
+            structured: false, ..
+        } => {}
         RawKind::Parcelable { .. } => out.push(Item::Parcelable(Parcelable {
             name: d.name.clone(),
             doc: d.doc.clone(),
@@ -208,18 +243,31 @@ fn resolve(src: &Src, d: &RawDecl, prefix: &str, out: &mut Vec<Item>) -> Result<
             }))
         }
     }
-    d.nested.iter().try_for_each(|n| resolve(src, n, &full, out))
+    d.nested
+        .iter()
+        .try_for_each(|n| resolve(src, n, &full, out))
 }
 
-fn enumeration(src: &Src, d: &RawDecl, values: &[(String, Option<Expr>, Vec<String>)]) -> Result<Enum, Error> {
+fn enumeration(
+    src: &Src,
+    d: &RawDecl,
+    values: &[(String, Option<Expr>, Vec<String>)],
+) -> Result<Enum, Error> {
     let mut out: Vec<(String, i64, Vec<String>)> = Vec::new();
     let mut next = 0i64;
     for (name, value, doc) in values {
         let v = match value {
             Some(e) => {
-                let known = |n: &str| out.iter().find(|(m, ..)| m == last_segment(n)).map(|(_, v, _)| *v as i128);
-                let v = eval_int(e, &known).map_err(|m| src.err(d.line, format!("enum {}: {name}: {m}", d.name)))?;
-                i64::try_from(v).map_err(|_| src.err(d.line, format!("enum {}: {name}: {v} out of range", d.name)))?
+                let known = |n: &str| {
+                    out.iter()
+                        .find(|(m, ..)| m == last_segment(n))
+                        .map(|(_, v, _)| *v as i128)
+                };
+                let v = eval_int(e, &known)
+                    .map_err(|m| src.err(d.line, format!("enum {}: {name}: {m}", d.name)))?;
+                i64::try_from(v).map_err(|_| {
+                    src.err(d.line, format!("enum {}: {name}: {v} out of range", d.name))
+                })?
             }
             None => next,
         };
@@ -237,7 +285,12 @@ fn enumeration(src: &Src, d: &RawDecl, values: &[(String, Option<Expr>, Vec<Stri
     })
 }
 
-fn method(src: &Src, iface_oneway: bool, m: &crate::parse::RawMethod, index: usize) -> Result<Method, Error> {
+fn method(
+    src: &Src,
+    iface_oneway: bool,
+    m: &crate::parse::RawMethod,
+    index: usize,
+) -> Result<Method, Error> {
     let code = match m.code {
         Some(v) => u32::try_from(v).ok(),
         None => u32::try_from(index + 1).ok(),
@@ -257,11 +310,25 @@ fn method(src: &Src, iface_oneway: bool, m: &crate::parse::RawMethod, index: usi
             _ => Dir::In,
         };
         if oneway && dir != Dir::In {
-            return Err(src.err(m.line, format!("oneway method {}: argument {} is not `in`", m.name, a.name)));
+            return Err(src.err(
+                m.line,
+                format!("oneway method {}: argument {} is not `in`", m.name, a.name),
+            ));
         }
-        args.push(Arg { name: a.name.clone(), ty: full_ty(src, &a.ty)?, dir });
+        args.push(Arg {
+            name: a.name.clone(),
+            ty: full_ty(src, &a.ty)?,
+            dir,
+        });
     }
-    Ok(Method { name: m.name.clone(), code, oneway, ret, args, doc: m.doc.clone() })
+    Ok(Method {
+        name: m.name.clone(),
+        code,
+        oneway,
+        ret,
+        args,
+        doc: m.doc.clone(),
+    })
 }
 
 fn fields(src: &Src, vars: &[RawVar]) -> Result<Vec<Field>, Error> {
@@ -269,10 +336,18 @@ fn fields(src: &Src, vars: &[RawVar]) -> Result<Vec<Field>, Error> {
     for v in vars.iter().filter(|v| !v.constant) {
         let ty = full_ty(src, &v.ty)?;
         let init = match &v.value {
-            Some(e) => Some(const_rust(src, e, &ty.ty).map_err(|m| src.err(v.line, format!("{}: {m}", v.name)))?),
+            Some(e) => Some(
+                const_rust(src, e, &ty.ty)
+                    .map_err(|m| src.err(v.line, format!("{}: {m}", v.name)))?,
+            ),
             None => None,
         };
-        out.push(Field { name: v.name.clone(), ty, init, doc: v.doc.clone() });
+        out.push(Field {
+            name: v.name.clone(),
+            ty,
+            init,
+            doc: v.doc.clone(),
+        });
     }
     Ok(out)
 }
@@ -281,9 +356,18 @@ fn consts(src: &Src, vars: &[RawVar]) -> Result<Vec<Const>, Error> {
     let mut out = Vec::new();
     for v in vars.iter().filter(|v| v.constant) {
         let ty = full_ty(src, &v.ty)?.ty;
-        let e = v.value.as_ref().ok_or_else(|| src.err(v.line, format!("constant {} has no value", v.name)))?;
-        let value = const_rust(src, e, &ty).map_err(|m| src.err(v.line, format!("{}: {m}", v.name)))?;
-        out.push(Const { name: v.name.clone(), ty, value, doc: v.doc.clone() });
+        let e = v
+            .value
+            .as_ref()
+            .ok_or_else(|| src.err(v.line, format!("constant {} has no value", v.name)))?;
+        let value =
+            const_rust(src, e, &ty).map_err(|m| src.err(v.line, format!("{}: {m}", v.name)))?;
+        out.push(Const {
+            name: v.name.clone(),
+            ty,
+            value,
+            doc: v.doc.clone(),
+        });
     }
     Ok(out)
 }
@@ -309,7 +393,9 @@ fn eval_int(e: &Expr, known: &dyn Fn(&str) -> Option<i128>) -> Result<i128, Stri
             let (l, r) = (eval_int(l, known)?, eval_int(r, known)?);
             let shift = || u32::try_from(r).ok().filter(|&s| s < 64).ok_or("bad shift");
             match *op {
-                "|" => l | r, "&" => l & r, "^" => l ^ r,
+                "|" => l | r,
+                "&" => l & r,
+                "^" => l ^ r,
                 "+" => l.checked_add(r).ok_or("overflow")?,
                 "-" => l.checked_sub(r).ok_or("overflow")?,
                 "*" => l.checked_mul(r).ok_or("overflow")?,
@@ -317,9 +403,14 @@ fn eval_int(e: &Expr, known: &dyn Fn(&str) -> Option<i128>) -> Result<i128, Stri
                 "%" => l.checked_rem(r).ok_or("division by zero")?,
                 "<<" => l.checked_shl(shift()?).ok_or("overflow")?,
                 ">>" => l >> shift()?,
-                "==" => b(l == r), "!=" => b(l != r), "<" => b(l < r), ">" => b(l > r),
-                "<=" => b(l <= r), ">=" => b(l >= r),
-                "&&" => b(l != 0 && r != 0), "||" => b(l != 0 || r != 0),
+                "==" => b(l == r),
+                "!=" => b(l != r),
+                "<" => b(l < r),
+                ">" => b(l > r),
+                "<=" => b(l <= r),
+                ">=" => b(l >= r),
+                "&&" => b(l != 0 && r != 0),
+                "||" => b(l != 0 || r != 0),
                 _ => return Err(format!("operator {op}")),
             }
         }
@@ -331,7 +422,9 @@ fn eval_int(e: &Expr, known: &dyn Fn(&str) -> Option<i128>) -> Result<i128, Stri
 fn const_rust(src: &Src, e: &Expr, ty: &Ty) -> Result<String, String> {
     let none = |_: &str| None;
     if let (Expr::Name(n), Ty::User(_, Kind::Enum(_))) = (e, ty) {
-        let (owner, member) = n.rsplit_once('.').ok_or(format!("{n}: name an enumerator as Enum.MEMBER"))?;
+        let (owner, member) = n
+            .rsplit_once('.')
+            .ok_or(format!("{n}: name an enumerator as Enum.MEMBER"))?;
         return Ok(format!("{}::{member}", last_segment(owner)));
     }
     let _ = src;
@@ -361,7 +454,10 @@ fn full_ty(src: &Src, t: &RawTy) -> Result<FullTy, Error> {
     if t.array {
         ty = Ty::Array(Box::new(ty));
     }
-    Ok(FullTy { ty, nullable: t.nullable })
+    Ok(FullTy {
+        ty,
+        nullable: t.nullable,
+    })
 }
 
 fn base_ty(src: &Src, t: &RawTy) -> Result<Ty, Error> {
@@ -391,6 +487,12 @@ fn base_ty(src: &Src, t: &RawTy) -> Result<Ty, Error> {
     let name = last_segment(&t.name);
     match src.kinds.get(name) {
         Some(kind) => Ok(Ty::User(name.to_owned(), kind.clone())),
-        None => Err(src.err(t.line, format!("unknown type {} (not declared in the files given to the builder)", t.name))),
+        None => Err(src.err(
+            t.line,
+            format!(
+                "unknown type {} (not declared in the files given to the builder)",
+                t.name
+            ),
+        )),
     }
 }

@@ -1,6 +1,8 @@
 //! Rust source for a [`Model`].
 
-use crate::decl::{Arg, Const, Dir, Enum, Field, Interface, Item, Method, Model, Parcelable, Union};
+use crate::decl::{
+    Arg, Const, Dir, Enum, Field, Interface, Item, Method, Model, Parcelable, Union,
+};
 use crate::types::Ty;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -100,13 +102,25 @@ fn parcelable(out: &mut String, p: &Parcelable, plain: bool, o: &Options) {
     let k = &o.krate;
     let a = format!("{k}::binder_ipc::aidl");
     doc(out, &p.doc);
-    let derive = if plain { "Debug, Clone, PartialEq" } else { "Debug" };
-    let _ = writeln!(out, "#[derive({derive})]\n#[allow(non_snake_case)]\npub struct {} {{", p.name);
+    let derive = if plain {
+        "Debug, Clone, PartialEq"
+    } else {
+        "Debug"
+    };
+    let _ = writeln!(
+        out,
+        "#[derive({derive})]\n#[allow(non_snake_case)]\npub struct {} {{",
+        p.name
+    );
     for f in &p.fields {
         doc(out, &f.doc);
         let _ = writeln!(out, "pub r#{}: {},", f.name, field_ty(f, k));
     }
-    let _ = writeln!(out, "}}\n\nimpl Default for {} {{\n fn default() -> Self {{ Self {{", p.name);
+    let _ = writeln!(
+        out,
+        "}}\n\nimpl Default for {} {{\n fn default() -> Self {{ Self {{",
+        p.name
+    );
     for f in &p.fields {
         let init = match (&f.init, &f.ty.ty) {
             (Some(v), Ty::String) if !f.ty.nullable => format!("{v}.into()"),
@@ -123,10 +137,18 @@ fn parcelable(out: &mut String, p: &Parcelable, plain: bool, o: &Options) {
     for f in &p.fields {
         match !f.ty.nullable && f.ty.ty.no_default() {
             true => {
-                let _ = writeln!(out, "{a}::write_required(&self.r#{0}, parcel, process, \"{1}.{0}\")?;", f.name, p.name);
+                let _ = writeln!(
+                    out,
+                    "{a}::write_required(&self.r#{0}, parcel, process, \"{1}.{0}\")?;",
+                    f.name, p.name
+                );
             }
             false => {
-                let _ = writeln!(out, "{a}::AidlValue::write_aidl(&self.r#{}, parcel, process)?;", f.name);
+                let _ = writeln!(
+                    out,
+                    "{a}::AidlValue::write_aidl(&self.r#{}, parcel, process)?;",
+                    f.name
+                );
             }
         }
     }
@@ -136,10 +158,20 @@ fn parcelable(out: &mut String, p: &Parcelable, plain: bool, o: &Options) {
             let mut value = Self::default();");
     for f in &p.fields {
         let read = match !f.ty.nullable && f.ty.ty.no_default() {
-            true => format!("Some(<{} as {a}::AidlValue>::read_aidl(parcel, process)?)", f.ty.ty.rust(k)),
-            false => format!("<{} as {a}::AidlValue>::read_aidl(parcel, process)?", f.ty.rust(k)),
+            true => format!(
+                "Some(<{} as {a}::AidlValue>::read_aidl(parcel, process)?)",
+                f.ty.ty.rust(k)
+            ),
+            false => format!(
+                "<{} as {a}::AidlValue>::read_aidl(parcel, process)?",
+                f.ty.rust(k)
+            ),
         };
-        let _ = writeln!(out, "if parcel.data_position() < end {{ value.r#{} = {read}; }}", f.name);
+        let _ = writeln!(
+            out,
+            "if parcel.data_position() < end {{ value.r#{} = {read}; }}",
+            f.name
+        );
     }
     let _ = writeln!(out, "Ok(value) }})\n}}\n}}");
     parcelable_value(out, &p.name, k);
@@ -149,10 +181,15 @@ fn union(out: &mut String, u: &Union, plain: bool, o: &Options) {
     let k = &o.krate;
     let a = format!("{k}::binder_ipc::aidl");
     doc(out, &u.doc);
-    let derive = if plain { "Debug, Clone, PartialEq" } else { "Debug" };
+    let derive = if plain {
+        "Debug, Clone, PartialEq"
+    } else {
+        "Debug"
+    };
     let cap = |s: &str| {
         let mut c = s.chars();
-        c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+        c.next()
+            .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
     };
     let _ = writeln!(out, "#[derive({derive})]\npub enum {} {{", u.name);
     for f in &u.fields {
@@ -162,7 +199,12 @@ fn union(out: &mut String, u: &Union, plain: bool, o: &Options) {
     let _ = writeln!(out, "}}\n\nimpl {} {{", u.name);
     consts(out, &u.consts, k);
     for (i, f) in u.fields.iter().enumerate() {
-        let _ = writeln!(out, "/// The tag of [`Self::{}`].\npub const TAG_{}: i32 = {i};", cap(&f.name), f.name.to_uppercase());
+        let _ = writeln!(
+            out,
+            "/// The tag of [`Self::{}`].\npub const TAG_{}: i32 = {i};",
+            cap(&f.name),
+            f.name.to_uppercase()
+        );
     }
     let _ = writeln!(out, "fn write_body(&self, parcel: &mut {k}::binder_ipc::parcel::Parcel, process: &{k}::binder_ipc::runtime::ProcessState) -> ::std::result::Result<(), {k}::binder_ipc::runtime::BinderError> {{ match self {{");
     for (i, f) in u.fields.iter().enumerate() {
@@ -172,10 +214,19 @@ fn union(out: &mut String, u: &Union, plain: bool, o: &Options) {
     fn read_body(parcel: &mut {k}::binder_ipc::parcel::Parcel, process: &{k}::binder_ipc::runtime::ProcessState) -> ::std::result::Result<Self, {k}::binder_ipc::runtime::BinderError> {{
         match parcel.read_i32()? {{");
     for (i, f) in u.fields.iter().enumerate() {
-        let _ = writeln!(out, "{i} => Ok(Self::{}(<{} as {a}::AidlValue>::read_aidl(parcel, process)?)),", cap(&f.name), f.ty.rust(k));
+        let _ = writeln!(
+            out,
+            "{i} => Ok(Self::{}(<{} as {a}::AidlValue>::read_aidl(parcel, process)?)),",
+            cap(&f.name),
+            f.ty.rust(k)
+        );
     }
     let _ = writeln!(out, "tag => Err({k}::binder_ipc::runtime::BinderError::BadValue(format!(\"{}: unknown union tag {{tag}}\"))),\n}} }}\n}}", u.name);
-    if let Some(f) = u.fields.first().filter(|f| f.ty.nullable || !f.ty.ty.no_default()) {
+    if let Some(f) = u
+        .fields
+        .first()
+        .filter(|f| f.ty.nullable || !f.ty.ty.no_default())
+    {
         let _ = writeln!(out, "impl Default for {} {{ fn default() -> Self {{ Self::{}(::std::default::Default::default()) }} }}", u.name, cap(&f.name));
     }
     parcelable_value(out, &u.name, k);

@@ -39,8 +39,14 @@ fn doc_lines(body: &str) -> Vec<String> {
             l.strip_prefix(' ').unwrap_or(l).trim_end().to_owned()
         })
         .collect();
-    let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());
-    let last = lines.iter().rposition(|l| !l.is_empty()).map_or(first, |n| n + 1);
+    let first = lines
+        .iter()
+        .position(|l| !l.is_empty())
+        .unwrap_or(lines.len());
+    let last = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(first, |n| n + 1);
     lines[first..last].to_vec()
 }
 

@@ -21,9 +21,9 @@
 //! into it).
 
 mod decl;
+mod emit;
 mod lex;
 mod parse;
-mod emit;
 mod types;
 
 use std::fmt;
@@ -115,10 +115,13 @@ impl Builder {
             files.push((path.display().to_string(), text));
         }
         let model = decl::Model::parse(&files)?;
-        Ok(emit::emit(&model, &emit::Options {
-            krate: self.crate_path.clone(),
-            tokio: self.tokio,
-        }))
+        Ok(emit::emit(
+            &model,
+            &emit::Options {
+                krate: self.crate_path.clone(),
+                tokio: self.tokio,
+            },
+        ))
     }
 
     /// Generates, writes and formats (with `rustfmt`, when it runs) the output file, and

@@ -62,9 +62,18 @@ pub struct RawMethod {
 /// What a declaration is.
 #[derive(Debug, Clone)]
 pub enum RawKind {
-    Interface { oneway: bool, methods: Vec<RawMethod> },
-    Parcelable { rust_type: Option<String>, structured: bool },
-    Enum { backing: Option<String>, values: Vec<(String, Option<Expr>, Vec<String>)> },
+    Interface {
+        oneway: bool,
+        methods: Vec<RawMethod>,
+    },
+    Parcelable {
+        rust_type: Option<String>,
+        structured: bool,
+    },
+    Enum {
+        backing: Option<String>,
+        values: Vec<(String, Option<Expr>, Vec<String>)>,
+    },
     Union,
 }
 
@@ -124,13 +133,21 @@ impl P {
         self.toks.get(self.pos).map(|t| &t.tok)
     }
     fn line(&self) -> usize {
-        self.toks.get(self.pos).or(self.toks.last()).map_or(1, |t| t.line)
+        self.toks
+            .get(self.pos)
+            .or(self.toks.last())
+            .map_or(1, |t| t.line)
     }
     fn doc(&self) -> Vec<String> {
-        self.toks.get(self.pos).map(|t| t.doc.clone()).unwrap_or_default()
+        self.toks
+            .get(self.pos)
+            .map(|t| t.doc.clone())
+            .unwrap_or_default()
     }
     fn err<T>(&self, what: &str) -> Result<T, PErr> {
-        let found = self.peek().map_or("the end of the file".to_owned(), |t| format!("{t:?}"));
+        let found = self
+            .peek()
+            .map_or("the end of the file".to_owned(), |t| format!("{t:?}"));
         Err((self.line(), format!("expected {what}, found {found}")))
     }
     fn next(&mut self) -> Option<Tok> {
@@ -220,7 +237,14 @@ impl P {
             fixed_array |= array;
             array = true;
         }
-        Ok(RawTy { name, args, array, fixed_array, nullable, line })
+        Ok(RawTy {
+            name,
+            args,
+            array,
+            fixed_array,
+            nullable,
+            line,
+        })
     }
 
     fn decl(&mut self) -> Result<RawDecl, PErr> {
@@ -229,13 +253,24 @@ impl P {
         let doc = if doc.is_empty() { self.doc() } else { doc };
         let oneway = self.eat_word("oneway");
         let line = self.line();
-        let descriptor = ann.iter().find(|a| a.name == "Descriptor").and_then(|a| match a.args.first() {
-            Some((_, Expr::Str(s))) => Some(s.clone()),
-            _ => None,
-        });
+        let descriptor =
+            ann.iter()
+                .find(|a| a.name == "Descriptor")
+                .and_then(|a| match a.args.first() {
+                    Some((_, Expr::Str(s))) => Some(s.clone()),
+                    _ => None,
+                });
         let keyword = self.ident()?;
         let name = self.ident()?;
-        let mut d = RawDecl { kind: RawKind::Union, name, descriptor, vars: Vec::new(), nested: Vec::new(), doc, line };
+        let mut d = RawDecl {
+            kind: RawKind::Union,
+            name,
+            descriptor,
+            vars: Vec::new(),
+            nested: Vec::new(),
+            doc,
+            line,
+        };
         match keyword.as_str() {
             "interface" => {
                 let mut methods = Vec::new();
@@ -245,7 +280,12 @@ impl P {
             "parcelable" => d.kind = self.parcelable(&mut d)?,
             "union" => self.body(&mut d, None)?,
             "enum" => d.kind = self.enumeration(&ann)?,
-            _ => return Err((line, format!("expected interface, parcelable, enum or union, found {keyword}"))),
+            _ => {
+                return Err((
+                    line,
+                    format!("expected interface, parcelable, enum or union, found {keyword}"),
+                ))
+            }
         }
         Ok(d)
     }
@@ -253,7 +293,10 @@ impl P {
     fn parcelable(&mut self, d: &mut RawDecl) -> Result<RawKind, PErr> {
         if self.is("{") {
             self.body(d, None)?;
-            return Ok(RawKind::Parcelable { rust_type: None, structured: true });
+            return Ok(RawKind::Parcelable {
+                rust_type: None,
+                structured: true,
+            });
         }
         let mut rust_type = None;
         while !self.eat(";") {
@@ -266,14 +309,20 @@ impl P {
                 _ => return self.err("`;`"),
             }
         }
-        Ok(RawKind::Parcelable { rust_type, structured: false })
+        Ok(RawKind::Parcelable {
+            rust_type,
+            structured: false,
+        })
     }
 
     fn enumeration(&mut self, ann: &[Annotation]) -> Result<RawKind, PErr> {
-        let backing = ann.iter().find(|a| a.name == "Backing").and_then(|a| match a.args.first() {
-            Some((_, Expr::Str(s))) => Some(s.clone()),
-            _ => None,
-        });
+        let backing = ann
+            .iter()
+            .find(|a| a.name == "Backing")
+            .and_then(|a| match a.args.first() {
+                Some((_, Expr::Str(s))) => Some(s.clone()),
+                _ => None,
+            });
         self.expect("{")?;
         let mut values = Vec::new();
         while !self.eat("}") {
@@ -295,7 +344,11 @@ impl P {
     }
 
     /// `{ members }` of an interface (methods go to `methods`), parcelable or union.
-    fn body(&mut self, d: &mut RawDecl, mut methods: Option<&mut Vec<RawMethod>>) -> Result<(), PErr> {
+    fn body(
+        &mut self,
+        d: &mut RawDecl,
+        mut methods: Option<&mut Vec<RawMethod>>,
+    ) -> Result<(), PErr> {
         self.expect("{")?;
         while !self.eat("}") {
             let start = self.pos;
@@ -325,7 +378,14 @@ impl P {
                         false => None,
                     };
                     self.expect(";")?;
-                    d.vars.push(RawVar { constant, ty, name, value, doc, line });
+                    d.vars.push(RawVar {
+                        constant,
+                        ty,
+                        name,
+                        value,
+                        doc,
+                        line,
+                    });
                 }
             }
         }
@@ -333,7 +393,14 @@ impl P {
         Ok(())
     }
 
-    fn method(&mut self, oneway: bool, ret: RawTy, name: String, doc: Vec<String>, line: usize) -> Result<RawMethod, PErr> {
+    fn method(
+        &mut self,
+        oneway: bool,
+        ret: RawTy,
+        name: String,
+        doc: Vec<String>,
+        line: usize,
+    ) -> Result<RawMethod, PErr> {
         self.expect("(")?;
         let mut args = Vec::new();
         while !self.eat(")") {
@@ -345,7 +412,11 @@ impl P {
                 }
             }
             let ty = self.ty(&ann)?;
-            args.push(RawArg { dir, ty, name: self.ident()? });
+            args.push(RawArg {
+                dir,
+                ty,
+                name: self.ident()?,
+            });
             if !self.eat(",") {
                 self.expect(")")?;
                 break;
@@ -359,7 +430,15 @@ impl P {
             false => None,
         };
         self.expect(";")?;
-        Ok(RawMethod { oneway, ret, name, args, code, doc, line })
+        Ok(RawMethod {
+            oneway,
+            ret,
+            name,
+            args,
+            code,
+            doc,
+            line,
+        })
     }
 
     /// A constant expression (C precedence for the binary operators).
@@ -369,9 +448,24 @@ impl P {
 
     fn binary(&mut self, min: u8) -> Result<Expr, PErr> {
         const OPS: &[(&str, u8)] = &[
-            ("||", 1), ("&&", 2), ("|", 3), ("^", 4), ("&", 5), ("==", 6), ("!=", 6), ("<", 7),
-            (">", 7), ("<=", 7), (">=", 7), ("<<", 8), (">>", 8), ("+", 9), ("-", 9), ("*", 10),
-            ("/", 10), ("%", 10),
+            ("||", 1),
+            ("&&", 2),
+            ("|", 3),
+            ("^", 4),
+            ("&", 5),
+            ("==", 6),
+            ("!=", 6),
+            ("<", 7),
+            (">", 7),
+            ("<=", 7),
+            (">=", 7),
+            ("<<", 8),
+            (">>", 8),
+            ("+", 9),
+            ("-", 9),
+            ("*", 10),
+            ("/", 10),
+            ("%", 10),
         ];
         let mut lhs = self.unary()?;
         loop {

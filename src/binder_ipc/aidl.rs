@@ -68,8 +68,10 @@ pub trait AidlNullable: AidlValue {
         process: &ProcessState,
     ) -> Result<(), BinderError>;
     /// Reads a value or this type's null.
-    fn read_nullable(parcel: &mut Parcel, process: &ProcessState)
-        -> Result<Option<Self>, BinderError>;
+    fn read_nullable(
+        parcel: &mut Parcel,
+        process: &ProcessState,
+    ) -> Result<Option<Self>, BinderError>;
 }
 
 /// An array length as its `i32` on the wire.
@@ -85,9 +87,10 @@ pub fn read_array_len(parcel: &mut Parcel, min_elem: usize) -> Result<Option<usi
     if len == -1 {
         return Ok(None);
     }
-    let fits = usize::try_from(len)
-        .ok()
-        .filter(|&n| n.checked_mul(min_elem).is_some_and(|b| b <= parcel.data_avail()));
+    let fits = usize::try_from(len).ok().filter(|&n| {
+        n.checked_mul(min_elem)
+            .is_some_and(|b| b <= parcel.data_avail())
+    });
     match fits {
         Some(n) => Ok(Some(n)),
         None => {
@@ -223,7 +226,11 @@ impl AidlValue for String {
 }
 
 impl AidlNullable for String {
-    fn write_nullable(v: Option<&Self>, p: &mut Parcel, _: &ProcessState) -> Result<(), BinderError> {
+    fn write_nullable(
+        v: Option<&Self>,
+        p: &mut Parcel,
+        _: &ProcessState,
+    ) -> Result<(), BinderError> {
         Ok(p.write_nullable_string16(v.map(String::as_str))?)
     }
     fn read_nullable(p: &mut Parcel, _: &ProcessState) -> Result<Option<Self>, BinderError> {
@@ -241,7 +248,11 @@ impl<T: AidlValue> AidlValue for Vec<T> {
 }
 
 impl<T: AidlValue> AidlNullable for Vec<T> {
-    fn write_nullable(v: Option<&Self>, p: &mut Parcel, ps: &ProcessState) -> Result<(), BinderError> {
+    fn write_nullable(
+        v: Option<&Self>,
+        p: &mut Parcel,
+        ps: &ProcessState,
+    ) -> Result<(), BinderError> {
         match v {
             Some(v) => T::write_array(v, p, ps),
             None => Ok(p.write_i32(-1)?),
@@ -274,7 +285,11 @@ impl AidlValue for Binder {
 }
 
 impl AidlNullable for Binder {
-    fn write_nullable(v: Option<&Self>, p: &mut Parcel, ps: &ProcessState) -> Result<(), BinderError> {
+    fn write_nullable(
+        v: Option<&Self>,
+        p: &mut Parcel,
+        ps: &ProcessState,
+    ) -> Result<(), BinderError> {
         match v {
             Some(b) => ps.write_binder(p, b),
             None => Ok(p.write_null_binder()?),
@@ -317,14 +332,19 @@ impl AidlValue for ParcelFileDescriptor {
 }
 
 impl AidlNullable for ParcelFileDescriptor {
-    fn write_nullable(v: Option<&Self>, p: &mut Parcel, _: &ProcessState) -> Result<(), BinderError> {
+    fn write_nullable(
+        v: Option<&Self>,
+        p: &mut Parcel,
+        _: &ProcessState,
+    ) -> Result<(), BinderError> {
         match v {
             Some(v) => write_pfd(p, v.0.as_fd()),
             None => Ok(p.write_i32(0)?),
         }
     }
     fn read_nullable(p: &mut Parcel, _: &ProcessState) -> Result<Option<Self>, BinderError> {
-        Ok(p.read_nullable_parcel_file_descriptor()?.map(ParcelFileDescriptor))
+        Ok(p.read_nullable_parcel_file_descriptor()?
+            .map(ParcelFileDescriptor))
     }
 }
 
@@ -341,7 +361,11 @@ impl AidlValue for TubeEnd {
 }
 
 impl AidlNullable for TubeEnd {
-    fn write_nullable(v: Option<&Self>, p: &mut Parcel, _: &ProcessState) -> Result<(), BinderError> {
+    fn write_nullable(
+        v: Option<&Self>,
+        p: &mut Parcel,
+        _: &ProcessState,
+    ) -> Result<(), BinderError> {
         match v {
             Some(v) => write_pfd(p, v.as_fd()),
             None => Ok(p.write_i32(0)?),
