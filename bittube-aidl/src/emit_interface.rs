@@ -56,8 +56,11 @@ fn trait_method(out: &mut String, m: &Method, k: &str) {
 }
 
 /// Reads the arguments of `m` on the service side into locals.
-fn read_args(out: &mut String, m: &Method, k: &str) {
+fn read_args(out: &mut String, m: &Method, k: &str, mutable: bool) {
     let a = format!("{k}::binder_ipc::aidl");
+    let mut text = String::new();
+    let out_final = out;
+    let out = &mut text;
     for x in &m.args {
         let t = x.ty.rust(k);
         match x.dir {
@@ -69,6 +72,10 @@ fn read_args(out: &mut String, m: &Method, k: &str) {
                 _ => { let _ = writeln!(out, "let mut r#{}: {t} = ::std::default::Default::default();", x.name); }
             },
         }
+    }
+    match mutable {
+        true => out_final.push_str(&text),
+        false => out_final.push_str(&text.replace("let mut r#", "let r#")),
     }
 }
 
@@ -101,9 +108,9 @@ pub struct Server<T: Interface>(pub T);
 
 impl<T: Interface> Server<T> {{");
     for m in &i.methods {
-        let _ = writeln!(out, "fn on_{}(&self, data: &mut {p}::parcel::Parcel, reply: &mut {p}::parcel::Parcel, call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{", m.name);
+        let _ = writeln!(out, "#[allow(non_snake_case)]\nfn on_{}(&self, data: &mut {p}::parcel::Parcel, reply: &mut {p}::parcel::Parcel, call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{", m.name);
         let _ = writeln!(out, "let _ = (&data, &reply);");
-        read_args(out, m, k);
+        read_args(out, m, k, true);
         let _ = writeln!(out, "let result = self.0.r#{}(call, {});", m.name, call_args(m));
         write_result(out, m, k);
     }
@@ -170,6 +177,7 @@ impl {a}::AidlNullable for Proxy {{
 }}");
     if o.tokio {
         async_proxy(out, i, k);
+        async_server(out, i, k);
     }
     let _ = writeln!(out, "}}\n");
 }
@@ -195,4 +203,77 @@ impl AsyncProxy {{");
         }}", m.name, params.join(", "), ret_ty(m, k), m.name, pass.join(", "));
     }
     let _ = writeln!(out, "}}");
+}
+
+/// The Rust type an async method resolves to: the result, then its out/inout arguments.
+fn async_output(m: &Method, k: &str) -> String {
+    let outs: Vec<String> = m.args.iter().filter(|x| x.dir != Dir::In).map(|x| x.ty.rust(k)).collect();
+    match outs.is_empty() {
+        true => m.ret.rust(k),
+        false => format!("({}, {})", m.ret.rust(k), outs.join(", ")),
+    }
+}
+
+/// The async service trait and its server (methods run on the user's tokio runtime).
+fn async_server(out: &mut String, i: &Interface, k: &str) {
+    let p = format!("{k}::binder_ipc");
+    let _ = writeln!(out, "
+/// What an async service implements: each method returns a future run on the server's tokio
+/// runtime (out and inout arguments come in by value and go back after the result).
+pub trait AsyncInterface: Send + Sync + 'static {{");
+    for m in &i.methods {
+        doc(out, &m.doc);
+        let params: Vec<String> = m.args.iter().map(|x| format!("r#{}: {}", x.name, x.ty.rust(k))).collect();
+        let _ = writeln!(out, "#[allow(non_snake_case)]\nfn r#{}(self: ::std::sync::Arc<Self>, call: {p}::runtime::CallContext, {}) -> impl ::std::future::Future<Output = ::std::result::Result<{}, {p}::runtime::BinderError>> + Send;",
+            m.name, params.join(", "), async_output(m, k));
+    }
+    let _ = writeln!(out, "}}
+
+/// The service side of an [`AsyncInterface`]: the binder thread that receives a call hands
+/// the method's future to the tokio runtime and waits for its result (the reply must leave
+/// from that thread), counted in [`AsyncServer::stats`].
+pub struct AsyncServer<T: AsyncInterface> {{
+    inner: ::std::sync::Arc<T>,
+    runtime: ::tokio::runtime::Handle,
+    stats: ::std::sync::Arc<{p}::aidl::AsyncServerStats>,
+}}
+
+impl<T: AsyncInterface> AsyncServer<T> {{
+    /// Serves `inner` with its methods run on `runtime`.
+    pub fn new(inner: T, runtime: ::tokio::runtime::Handle) -> Self {{
+        AsyncServer {{ inner: ::std::sync::Arc::new(inner), runtime, stats: ::std::default::Default::default() }}
+    }}
+    /// The binder threads' counters (calls, threads waiting now and at most).
+    pub fn stats(&self) -> ::std::sync::Arc<{p}::aidl::AsyncServerStats> {{ self.stats.clone() }}");
+    for m in &i.methods {
+        let _ = writeln!(out, "#[allow(non_snake_case)]\nfn on_{}(&self, data: &mut {p}::parcel::Parcel, reply: &mut {p}::parcel::Parcel, call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{", m.name);
+        let _ = writeln!(out, "let _ = (&data, &reply);");
+        read_args(out, m, k, false);
+        let args: Vec<String> = m.args.iter().map(|x| format!("r#{}", x.name)).collect();
+        let fut = format!("T::r#{}(self.inner.clone(), call.clone(), {})", m.name, args.join(", "));
+        let outs: Vec<&Arg> = m.args.iter().filter(|x| x.dir != Dir::In).collect();
+        let run = format!("{p}::aidl::run_on(&self.runtime, &self.stats, {fut})");
+        if outs.is_empty() || m.oneway {
+            let _ = writeln!(out, "let result = {run};");
+            write_result(out, m, k);
+        } else {
+            let names: Vec<String> = outs.iter().map(|x| format!("out_{}", x.name)).collect();
+            let _ = writeln!(out, "match {run} {{ Ok((value, {})) => {{ reply.write_no_exception()?;", names.join(", "));
+            for n in std::iter::once("value".to_owned()).chain(names) {
+                let _ = writeln!(out, "{p}::aidl::AidlValue::write_aidl(&{n}, reply, &call.process)?;");
+            }
+            let _ = writeln!(out, "Ok(()) }}\nErr(e) => {k}::binder_ipc::interface::reply_error(reply, e),\n}}\n}}");
+        }
+    }
+    let _ = writeln!(out, "}}
+
+impl<T: AsyncInterface> {p}::runtime::Service for AsyncServer<T> {{
+    fn descriptor(&self) -> &str {{ DESCRIPTOR }}
+    fn on_transact(&self, code: u32, data: &mut {p}::parcel::Parcel, reply: &mut {p}::parcel::Parcel, call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{
+        if ({}..={}).contains(&code) {{ data.enforce_interface(DESCRIPTOR)?; }}
+        match code {{", i.methods.iter().map(|m| m.code).min().unwrap_or(1), i.methods.iter().map(|m| m.code).max().unwrap_or(0));
+    for m in &i.methods {
+        let _ = writeln!(out, "{} => self.on_{}(data, reply, call),", m.code, m.name);
+    }
+    let _ = writeln!(out, "other => Err({p}::runtime::BinderError::UnknownTransaction(other)),\n}}\n}}\n}}");
 }
