@@ -11,6 +11,7 @@ const FILES: &[&str] = &[
     "TubeEnd",
     "ICallback",
     "ICorpus",
+    "ISlow",
 ];
 
 fn main() {
