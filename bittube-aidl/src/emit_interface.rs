@@ -38,12 +38,15 @@ fn proxy_method(out: &mut String, m: &Method, k: &str) {
         return;
     }
     let _ = writeln!(out, "let mut reply = self.binder.transact({}, &data)?;
-        reply.read_exception().map_err({k}::binder_ipc::interface::from_reply_error)?;
-        let result = <{} as {a}::AidlValue>::read_aidl(&mut reply, &self.process)?;", m.code, m.ret.rust(k));
+        reply.read_exception().map_err({k}::binder_ipc::interface::from_reply_error)?;", m.code);
+    let void = m.ret.ty == Ty::Void;
+    if !void {
+        let _ = writeln!(out, "let result = <{} as {a}::AidlValue>::read_aidl(&mut reply, &self.process)?;", m.ret.rust(k));
+    }
     for x in m.args.iter().filter(|x| x.dir != Dir::In) {
         let _ = writeln!(out, "*r#{} = {a}::AidlValue::read_aidl(&mut reply, &self.process)?;", x.name);
     }
-    let _ = writeln!(out, "Ok(result)\n}}");
+    let _ = writeln!(out, "{}\n}}", if void { "Ok(())" } else { "Ok(result)" });
 }
 
 fn trait_method(out: &mut String, m: &Method, k: &str) {
@@ -86,8 +89,11 @@ fn write_result(out: &mut String, m: &Method, k: &str) {
         let _ = writeln!(out, "result.map(drop)\n}}");
         return;
     }
-    let _ = writeln!(out, "match result {{ Ok(value) => {{ reply.write_no_exception()?;
-        {a}::AidlValue::write_aidl(&value, reply, &call.process)?;");
+    match m.ret.ty == Ty::Void {
+        true => { let _ = writeln!(out, "match result {{ Ok(()) => {{ reply.write_no_exception()?;"); }
+        false => { let _ = writeln!(out, "match result {{ Ok(value) => {{ reply.write_no_exception()?;
+        {a}::AidlValue::write_aidl(&value, reply, &call.process)?;"); }
+    }
     for x in m.args.iter().filter(|x| x.dir != Dir::In) {
         let _ = writeln!(out, "{a}::AidlValue::write_aidl(&r#{}, reply, &call.process)?;", x.name);
     }
@@ -258,8 +264,10 @@ impl<T: AsyncInterface> AsyncServer<T> {{
             write_result(out, m, k);
         } else {
             let names: Vec<String> = outs.iter().map(|x| format!("out_{}", x.name)).collect();
-            let _ = writeln!(out, "match {run} {{ Ok((value, {})) => {{ reply.write_no_exception()?;", names.join(", "));
-            for n in std::iter::once("value".to_owned()).chain(names) {
+            let first = if m.ret.ty == Ty::Void { "()" } else { "value" };
+            let _ = writeln!(out, "match {run} {{ Ok(({first}, {})) => {{ reply.write_no_exception()?;", names.join(", "));
+            let value = (m.ret.ty != Ty::Void).then(|| "value".to_owned());
+            for n in value.into_iter().chain(names) {
                 let _ = writeln!(out, "{p}::aidl::AidlValue::write_aidl(&{n}, reply, &call.process)?;");
             }
             let _ = writeln!(out, "Ok(()) }}\nErr(e) => {k}::binder_ipc::interface::reply_error(reply, e),\n}}\n}}");
