@@ -53,7 +53,10 @@ pub fn emit(model: &Model, o: &Options) -> String {
 fn shorten(body: &str, k: &str) -> String {
     let aliases = [
         (format!("{k}::binder_ipc::parcel::Parcel"), "__Parcel"),
-        (format!("{k}::binder_ipc::runtime::ProcessState"), "__Process"),
+        (
+            format!("{k}::binder_ipc::runtime::ProcessState"),
+            "__Process",
+        ),
         (format!("{k}::binder_ipc::runtime::BinderError"), "__Error"),
         (format!("{k}::binder_ipc::runtime::CallContext"), "__Call"),
         (format!("{k}::binder_ipc::runtime"), "__rt"),
@@ -64,7 +67,10 @@ fn shorten(body: &str, k: &str) -> String {
         ("::std::option::Option".to_owned(), "Option"),
         ("::std::vec::Vec".to_owned(), "Vec"),
         ("::std::string::String".to_owned(), "String"),
-        ("::std::default::Default::default()".to_owned(), "__Default::default()"),
+        (
+            "::std::default::Default::default()".to_owned(),
+            "__Default::default()",
+        ),
     ];
     let mut text = body.to_owned();
     for (long, short) in &aliases {

@@ -153,3 +153,6 @@ impl Builder {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;
