@@ -200,3 +200,31 @@ fn hostile_bytes_are_errors_not_panics() {
     let err = Shape::read_aidl(&mut p, &ps).unwrap_err();
     assert!(err.to_string().contains("unknown union tag 42"), "{err}");
 }
+
+#[test]
+fn a_tube_end_is_checked_on_receipt() {
+    use bittube::binder_ipc::aidl::ParcelFileDescriptor;
+    use bittube::bittube::{BitTube, TubeEnd};
+    let ps = process();
+    // A pipe is no tube end: written as a ParcelFileDescriptor, it is refused as a TubeEnd.
+    let (r, _w) = nix::unistd::pipe().expect("pipe");
+    let mut p = Parcel::new();
+    ParcelFileDescriptor(r)
+        .write_aidl(&mut p, &ps)
+        .expect("write");
+    p.set_data_position(0);
+    let err = TubeEnd::read_aidl(&mut p, &ps).expect_err("a pipe is not a tube end");
+    assert!(err.to_string().contains("not a tube end"), "{err}");
+    // A real end passes, with the same bytes as a ParcelFileDescriptor of it.
+    let mut tube = BitTube::new().expect("tube");
+    let end = tube.take_remote().expect("end");
+    let mut p = Parcel::new();
+    end.write_aidl(&mut p, &ps).expect("write");
+    p.set_data_position(0);
+    let got = TubeEnd::read_aidl(&mut p, &ps).expect("a tube end");
+    tube.local().send_batch(&[5u32]).expect("send");
+    let mut buf = [0u32; 1];
+    got.recv_batch_timeout(&mut buf, std::time::Duration::from_secs(10))
+        .expect("recv");
+    assert_eq!(buf, [5]);
+}

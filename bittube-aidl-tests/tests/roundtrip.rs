@@ -332,13 +332,13 @@ async fn check_async(slow: ISlow::AsyncProxy) {
         hundred < one * 25,
         "100 concurrent calls took {hundred:?}, one {one:?}: not concurrent"
     );
-    let values = slow.0.clone();
     let mut v = vec![1, 2, 3];
-    tokio::task::spawn_blocking(move || values.doubleAll(&mut v, 10).map(|()| v))
-        .await
-        .expect("join")
-        .map(|v| assert_eq!(v, [2, 4, 6]))
-        .expect("doubleAll");
+    slow.doubleAll(&mut v, 10).await.expect("doubleAll");
+    assert_eq!(
+        v,
+        [2, 4, 6],
+        "inout through an async proxy and an async service"
+    );
     let w = slow.waiting().await.expect("waiting");
     eprintln!(
         "aidl async: service binder threads waiting now {}, at most {}, calls {}",

@@ -191,22 +191,39 @@ impl {a}::AidlNullable for Proxy {{
 /// The async proxy: each call runs on tokio's blocking pool.
 fn async_proxy(out: &mut String, i: &Interface, k: &str) {
     let _ = writeln!(out, "
-/// The async client side: each call runs on tokio's blocking pool, never on a worker thread.
+/// The async client side: each call runs on tokio's blocking pool, never on a worker thread
+/// (methods whose out/inout arguments have no default value are only on [`Proxy`]).
 #[derive(Clone, Debug)]
 pub struct AsyncProxy(pub Proxy);
 
 impl AsyncProxy {{");
-    for m in i.methods.iter().filter(|m| m.args.iter().all(|x| x.dir == Dir::In)) {
+    let takeable = |x: &Arg| x.dir == Dir::In || x.ty.nullable || !x.ty.ty.no_default();
+    for m in i.methods.iter().filter(|m| m.args.iter().all(takeable)) {
         doc(out, &m.doc);
-        let params: Vec<String> = m.args.iter().map(|x| format!("r#{}: {}", x.name, x.ty.rust(k))).collect();
-        let pass: Vec<String> = m.args.iter().map(|x| match x.ty.ty.is_copy() && !x.ty.nullable {
-            true => format!("r#{}", x.name),
-            false => format!("&r#{}", x.name),
+        let params: Vec<String> = m.args.iter().map(|x| match x.dir {
+            Dir::In => format!("r#{}: {}", x.name, x.ty.rust(k)),
+            _ => format!("r#{}: &mut {}", x.name, x.ty.rust(k)),
         }).collect();
-        let _ = writeln!(out, "pub async fn r#{}(&self, {}) -> {} {{
-            let proxy = self.0.clone();
-            {k}::binder_ipc::aidl::blocking(move || proxy.r#{}({})).await
-        }}", m.name, params.join(", "), ret_ty(m, k), m.name, pass.join(", "));
+        let pass: Vec<String> = m.args.iter().map(|x| match x.dir {
+            Dir::In if x.ty.ty.is_copy() && !x.ty.nullable => format!("r#{}", x.name),
+            Dir::In => format!("&r#{}", x.name),
+            _ => format!("&mut out_{}", x.name),
+        }).collect();
+        let outs: Vec<&Arg> = m.args.iter().filter(|x| x.dir != Dir::In).collect();
+        let _ = writeln!(out, "#[allow(non_snake_case)]\npub async fn r#{}(&self, {}) -> {} {{\nlet proxy = self.0.clone();", m.name, params.join(", "), ret_ty(m, k));
+        if outs.is_empty() {
+            let _ = writeln!(out, "{k}::binder_ipc::aidl::blocking(move || proxy.r#{}({})).await\n}}", m.name, pass.join(", "));
+            continue;
+        }
+        let names: Vec<String> = outs.iter().map(|x| format!("out_{}", x.name)).collect();
+        for x in &outs {
+            let _ = writeln!(out, "let mut out_{0} = ::std::mem::take(r#{0});", x.name);
+        }
+        let _ = writeln!(out, "let (result, {n}) = {k}::binder_ipc::aidl::blocking(move || {{ let result = proxy.r#{}({}); Ok((result, {n})) }}).await?;", m.name, pass.join(", "), n = names.join(", "));
+        for x in &outs {
+            let _ = writeln!(out, "*r#{0} = out_{0};", x.name);
+        }
+        let _ = writeln!(out, "result\n}}");
     }
     let _ = writeln!(out, "}}");
 }
