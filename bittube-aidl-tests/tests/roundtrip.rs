@@ -150,6 +150,9 @@ impl ICorpus::Interface for Corpus {
     fn pokes(&self, _: &CallContext) -> Result<i32, BinderError> {
         Ok(self.pokes.load(Ordering::SeqCst))
     }
+    fn pid(&self, _: &CallContext) -> Result<i32, BinderError> {
+        Ok(std::process::id() as i32)
+    }
     fn reverse(&self, _: &CallContext, mut items: Vec<String>) -> Result<Vec<String>, BinderError> {
         items.reverse();
         Ok(items)
@@ -361,14 +364,27 @@ fn run_client() {
         corpus.descriptor().expect("descriptor"),
         ICorpus::DESCRIPTOR
     );
-    check_corpus(&ps, &ICorpus::Proxy::new(corpus, &ps));
-    let slow = sm.wait_for_service(SLOW, LONG).expect("slow");
+    check_corpus(&ps, &ICorpus::Proxy::new(corpus.clone(), &ps));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio");
+    let slow = rt
+        .block_on(bittube::binder_ipc::aidl::wait_for_service(&sm, SLOW, LONG))
+        .expect("slow");
     rt.block_on(check_async(ISlow::AsyncProxy(ISlow::Proxy::new(slow, &ps))));
+    // A death notification as a future: the service process is killed from here.
+    let pid = ICorpus::Proxy::new(corpus.clone(), &ps).pid().expect("pid");
+    let died = bittube::binder_ipc::aidl::death(&corpus).expect("link to death");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+        .expect("kill the service");
+    rt.block_on(async { tokio::time::timeout(LONG, died).await })
+        .expect("the death notification arrived");
+    assert!(matches!(
+        ICorpus::Proxy::new(corpus, &ps).pid(),
+        Err(BinderError::DeadObject)
+    ));
 }
 
 #[test]

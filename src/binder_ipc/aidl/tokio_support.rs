@@ -93,3 +93,39 @@ pub fn run_on<R: Send + 'static>(
         )),
     }
 }
+
+/// Resolves when the process behind `binder` dies (a death notification as a future). A
+/// local binder never dies while this process runs: that is an error at once. Needs the
+/// thread pool (the notification arrives on a pool thread).
+pub fn death(
+    binder: &crate::binder_ipc::runtime::Binder,
+) -> Result<impl Future<Output = ()> + Send + 'static, BinderError> {
+    let proxy = binder
+        .as_proxy()
+        .ok_or_else(|| BinderError::BadValue("a local binder has no death notification".into()))?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let recipient: std::sync::Arc<dyn crate::binder_ipc::runtime::DeathRecipient> =
+        std::sync::Arc::new(move || {
+            if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+                // The future may be gone: nobody waits for this death any more.
+                let _ = tx.send(());
+            }
+        });
+    proxy.link_to_death(recipient)?;
+    Ok(async move {
+        // The sender lives in the recipient, which the proxy keeps: it fires or stays.
+        let _ = rx.await;
+    })
+}
+
+/// Waits (on tokio's blocking pool) for the service `name` to be registered, up to
+/// `timeout`.
+pub async fn wait_for_service(
+    sm: &crate::binder_ipc::service_manager::ServiceManagerClient,
+    name: &str,
+    timeout: std::time::Duration,
+) -> Result<crate::binder_ipc::runtime::Binder, BinderError> {
+    let (sm, name) = (sm.clone(), name.to_owned());
+    blocking(move || sm.wait_for_service(&name, timeout)).await
+}

@@ -42,4 +42,6 @@ interface ICorpus {
     int pokes();
     /** A list of strings, reversed. */
     List<String> reverse(in List<String> items);
+    /** The service's process id. */
+    int pid();
 }
