@@ -9,6 +9,7 @@ const FILES: &[&str] = &[
     "Shape",
     "Everything",
     "TubeEnd",
+    "Names",
     "ICallback",
     "ICorpus",
     "ISlow",

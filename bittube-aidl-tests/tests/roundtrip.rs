@@ -8,7 +8,9 @@ use bittube::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessStat
 use bittube::binder_ipc::service_manager::{default_policy, ServiceManager, ServiceManagerClient};
 use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
 use bittube::bittube::{BitTube, TubeEnd};
-use bittube_aidl_tests::{Color, Everything, ICallback, ICorpus, ISlow, Level, Point, Shape};
+use bittube_aidl_tests::{
+    Color, Everything, ICallback, ICorpus, ISlow, Level, Names, Point, Shape,
+};
 use std::io::{Read, Write};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -213,6 +215,30 @@ impl ICallback::Interface for Events {
         let _ = self.0.lock().unwrap().send((seq, what));
         Ok(())
     }
+    fn named(
+        &self,
+        _: &CallContext,
+        data: i32,
+        reply: i32,
+        call: i32,
+        result: i32,
+        proxy: i32,
+        value: i32,
+        names: Names,
+    ) -> Result<(), BinderError> {
+        let sum = data
+            + reply
+            + call
+            + result
+            + proxy
+            + value
+            + names.parcel
+            + names.process
+            + names.end
+            + names.value;
+        let _ = self.0.lock().unwrap().send((sum, "named".into()));
+        Ok(())
+    }
 }
 
 fn everything() -> Everything {
@@ -291,6 +317,14 @@ fn check_corpus(ps: &ProcessState, c: &ICorpus::Proxy) {
         let (seq, what) = rx.recv_timeout(LONG).expect("callback");
         assert_eq!((seq, what), (i, format!("event {i}")));
     }
+    // Called locally: a Proxy around a local service cannot transact (no driver in between).
+    let names = Names {
+        parcel: 7,
+        process: 8,
+        end: 9,
+        value: 10,
+    };
+    assert!(cb.named(1, 2, 3, 4, 5, 6, &names).is_err());
     // A BitTube end comes back checked; a ParcelFileDescriptor goes out.
     let end = c.tube(7).expect("tube");
     let mut got = [0u64; 3];

@@ -161,7 +161,7 @@ fn parcelable(out: &mut String, p: &Parcelable, plain: bool, o: &Options) {
     }
     let _ = writeln!(
         out,
-        "}}\n\nimpl Default for {} {{\n fn default() -> Self {{ Self {{",
+        "}}\n\n#[allow(clippy::derivable_impls)] // one shape with or without initializers\nimpl Default for {} {{\n fn default() -> Self {{ Self {{",
         p.name
     );
     for f in &p.fields {

@@ -10,6 +10,15 @@ fn proxy_param(arg: &Arg, k: &str) -> String {
     }
 }
 
+/// The name of the call-context parameter in trait declarations: `call`, unless an argument
+/// has that name.
+fn context_name(m: &Method) -> &'static str {
+    match m.args.iter().any(|x| x.name == "call") {
+        true => "_call",
+        false => "call",
+    }
+}
+
 fn ret_ty(m: &Method, k: &str) -> String {
     format!("::std::result::Result<{}, {k}::binder_ipc::runtime::BinderError>", m.ret.rust(k))
 }
@@ -19,34 +28,34 @@ fn proxy_method(out: &mut String, m: &Method, k: &str) {
     doc(out, &m.doc);
     let params: Vec<String> = m.args.iter().map(|x| format!("r#{}: {}", x.name, proxy_param(x, k))).collect();
     let _ = writeln!(out, "#[allow(non_snake_case)]\npub fn r#{}(&self, {}) -> {} {{", m.name, params.join(", "), ret_ty(m, k));
-    let _ = writeln!(out, "let mut data = {k}::binder_ipc::parcel::Parcel::new();\ndata.write_interface_token(DESCRIPTOR)?;");
+    let _ = writeln!(out, "let mut _aidl_data = {k}::binder_ipc::parcel::Parcel::new();\n_aidl_data.write_interface_token(DESCRIPTOR)?;");
     for x in &m.args {
         let r = if x.ty.ty.is_copy() && !x.ty.nullable && x.dir == Dir::In { "&" } else { "" };
         match x.dir {
             Dir::In | Dir::InOut => {
-                let _ = writeln!(out, "{a}::AidlValue::write_aidl({r}r#{}, &mut data, &self.process)?;", x.name);
+                let _ = writeln!(out, "{a}::AidlValue::write_aidl({r}r#{}, &mut _aidl_data, &self.process)?;", x.name);
             }
             Dir::Out if matches!(x.ty.ty, Ty::Array(_)) => {
                 let v = if x.ty.nullable { format!("r#{}.as_ref()", x.name) } else { format!("Some(&*r#{})", x.name) };
-                let _ = writeln!(out, "{a}::write_out_array_len(&mut data, {v})?;");
+                let _ = writeln!(out, "{a}::write_out_array_len(&mut _aidl_data, {v})?;");
             }
             Dir::Out => {}
         }
     }
     if m.oneway {
-        let _ = writeln!(out, "self.binder.transact_oneway({}, &data)\n}}", m.code);
+        let _ = writeln!(out, "self.binder.transact_oneway({}, &_aidl_data)\n}}", m.code);
         return;
     }
-    let _ = writeln!(out, "let mut reply = self.binder.transact({}, &data)?;
-        reply.read_exception().map_err({k}::binder_ipc::interface::from_reply_error)?;", m.code);
+    let _ = writeln!(out, "let mut _aidl_reply = self.binder.transact({}, &_aidl_data)?;
+        _aidl_reply.read_exception().map_err({k}::binder_ipc::interface::from_reply_error)?;", m.code);
     let void = m.ret.ty == Ty::Void;
     if !void {
-        let _ = writeln!(out, "let result = <{} as {a}::AidlValue>::read_aidl(&mut reply, &self.process)?;", m.ret.rust(k));
+        let _ = writeln!(out, "let _aidl_result = <{} as {a}::AidlValue>::read_aidl(&mut _aidl_reply, &self.process)?;", m.ret.rust(k));
     }
     for x in m.args.iter().filter(|x| x.dir != Dir::In) {
-        let _ = writeln!(out, "*r#{} = {a}::AidlValue::read_aidl(&mut reply, &self.process)?;", x.name);
+        let _ = writeln!(out, "*r#{} = {a}::AidlValue::read_aidl(&mut _aidl_reply, &self.process)?;", x.name);
     }
-    let _ = writeln!(out, "{}\n}}", if void { "Ok(())" } else { "Ok(result)" });
+    let _ = writeln!(out, "{}\n}}", if void { "Ok(())" } else { "Ok(_aidl_result)" });
 }
 
 fn trait_method(out: &mut String, m: &Method, k: &str) {
@@ -55,7 +64,7 @@ fn trait_method(out: &mut String, m: &Method, k: &str) {
         Dir::In => format!("r#{}: {}", x.name, x.ty.rust(k)),
         _ => format!("r#{}: &mut {}", x.name, x.ty.rust(k)),
     }).collect();
-    let _ = writeln!(out, "fn r#{}(&self, call: &{k}::binder_ipc::runtime::CallContext, {}) -> {};", m.name, params.join(", "), ret_ty(m, k));
+    let _ = writeln!(out, "fn r#{}(&self, {}: &{k}::binder_ipc::runtime::CallContext, {}) -> {};", m.name, context_name(m), params.join(", "), ret_ty(m, k));
 }
 
 /// Reads the arguments of `m` on the service side into locals.
@@ -67,11 +76,11 @@ fn read_args(out: &mut String, m: &Method, k: &str, mutable: bool) {
     for x in &m.args {
         let t = x.ty.rust(k);
         match x.dir {
-            Dir::In => { let _ = writeln!(out, "let r#{} = <{t} as {a}::AidlValue>::read_aidl(data, &call.process)?;", x.name); }
-            Dir::InOut => { let _ = writeln!(out, "let mut r#{} = <{t} as {a}::AidlValue>::read_aidl(data, &call.process)?;", x.name); }
+            Dir::In => { let _ = writeln!(out, "let r#{} = <{t} as {a}::AidlValue>::read_aidl(_aidl_data, &_aidl_call.process)?;", x.name); }
+            Dir::InOut => { let _ = writeln!(out, "let mut r#{} = <{t} as {a}::AidlValue>::read_aidl(_aidl_data, &_aidl_call.process)?;", x.name); }
             Dir::Out => match (&x.ty.ty, x.ty.nullable) {
-                (Ty::Array(_), true) => { let _ = writeln!(out, "let mut r#{}: {t} = {a}::read_out_array(data)?;", x.name); }
-                (Ty::Array(_), false) => { let _ = writeln!(out, "let mut r#{}: {t} = {a}::read_out_array(data)?.unwrap_or_default();", x.name); }
+                (Ty::Array(_), true) => { let _ = writeln!(out, "let mut r#{}: {t} = {a}::read_out_array(_aidl_data)?;", x.name); }
+                (Ty::Array(_), false) => { let _ = writeln!(out, "let mut r#{}: {t} = {a}::read_out_array(_aidl_data)?.unwrap_or_default();", x.name); }
                 _ => { let _ = writeln!(out, "let mut r#{}: {t} = ::std::default::Default::default();", x.name); }
             },
         }
@@ -82,22 +91,22 @@ fn read_args(out: &mut String, m: &Method, k: &str, mutable: bool) {
     }
 }
 
-/// Writes the result of `m` (in `result`) and its out arguments into the reply.
+/// Writes the result of `m` (in `_aidl_result`) and its out arguments into the reply.
 fn write_result(out: &mut String, m: &Method, k: &str) {
     let a = format!("{k}::binder_ipc::aidl");
     if m.oneway {
-        let _ = writeln!(out, "result.map(drop)\n}}");
+        let _ = writeln!(out, "_aidl_result.map(drop)\n}}");
         return;
     }
     match m.ret.ty == Ty::Void {
-        true => { let _ = writeln!(out, "match result {{ Ok(()) => {{ reply.write_no_exception()?;"); }
-        false => { let _ = writeln!(out, "match result {{ Ok(value) => {{ reply.write_no_exception()?;
-        {a}::AidlValue::write_aidl(&value, reply, &call.process)?;"); }
+        true => { let _ = writeln!(out, "match _aidl_result {{ Ok(()) => {{ _aidl_reply.write_no_exception()?;"); }
+        false => { let _ = writeln!(out, "match _aidl_result {{ Ok(_aidl_value) => {{ _aidl_reply.write_no_exception()?;
+        {a}::AidlValue::write_aidl(&_aidl_value, _aidl_reply, &_aidl_call.process)?;"); }
     }
     for x in m.args.iter().filter(|x| x.dir != Dir::In) {
-        let _ = writeln!(out, "{a}::AidlValue::write_aidl(&r#{}, reply, &call.process)?;", x.name);
+        let _ = writeln!(out, "{a}::AidlValue::write_aidl(&r#{}, _aidl_reply, &_aidl_call.process)?;", x.name);
     }
-    let _ = writeln!(out, "Ok(()) }}\nErr(e) => {k}::binder_ipc::interface::reply_error(reply, e),\n}}\n}}");
+    let _ = writeln!(out, "Ok(()) }}\nErr(e) => {k}::binder_ipc::interface::reply_error(_aidl_reply, e),\n}}\n}}");
 }
 
 fn call_args(m: &Method) -> String {
@@ -114,22 +123,22 @@ pub struct Server<T: Interface>(pub T);
 
 impl<T: Interface> Server<T> {{");
     for m in &i.methods {
-        let _ = writeln!(out, "#[allow(non_snake_case)]\nfn on_{}(&self, data: &mut {p}::parcel::Parcel, reply: &mut {p}::parcel::Parcel, call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{", m.name);
-        let _ = writeln!(out, "let _ = (&data, &reply);");
+        let _ = writeln!(out, "#[allow(non_snake_case)]\nfn on_{}(&self, _aidl_data: &mut {p}::parcel::Parcel, _aidl_reply: &mut {p}::parcel::Parcel, _aidl_call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{", m.name);
+        let _ = writeln!(out, "let _ = (&_aidl_data, &_aidl_reply);");
         read_args(out, m, k, true);
-        let _ = writeln!(out, "let result = self.0.r#{}(call, {});", m.name, call_args(m));
+        let _ = writeln!(out, "let _aidl_result = self.0.r#{}(_aidl_call, {});", m.name, call_args(m));
         write_result(out, m, k);
     }
     let _ = writeln!(out, "}}
 
 impl<T: Interface> {p}::runtime::Service for Server<T> {{
     fn descriptor(&self) -> &str {{ DESCRIPTOR }}
-    fn on_transact(&self, code: u32, data: &mut {p}::parcel::Parcel, reply: &mut {p}::parcel::Parcel, call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{
+    fn on_transact(&self, code: u32, _aidl_data: &mut {p}::parcel::Parcel, _aidl_reply: &mut {p}::parcel::Parcel, _aidl_call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{
         // A wrong token is BAD_TYPE naming both descriptors, as AIDL stubs answer it.
-        if ({}..={}).contains(&code) {{ data.enforce_interface(DESCRIPTOR)?; }}
+        if ({}..={}).contains(&code) {{ _aidl_data.enforce_interface(DESCRIPTOR)?; }}
         match code {{", i.methods.iter().map(|m| m.code).min().unwrap_or(1), i.methods.iter().map(|m| m.code).max().unwrap_or(0));
     for m in &i.methods {
-        let _ = writeln!(out, "{} => self.on_{}(data, reply, call),", m.code, m.name);
+        let _ = writeln!(out, "{} => self.on_{}(_aidl_data, _aidl_reply, _aidl_call),", m.code, m.name);
     }
     let _ = writeln!(out, "other => Err({p}::runtime::BinderError::UnknownTransaction(other)),\n}}\n}}\n}}");
 }
@@ -138,7 +147,7 @@ fn interface(out: &mut String, i: &Interface, o: &Options) {
     let k = &o.krate;
     let a = format!("{k}::binder_ipc::aidl");
     doc(out, &i.doc);
-    let _ = writeln!(out, "#[allow(non_snake_case)]\npub mod {} {{\n#[allow(unused_imports)]\nuse super::*;\n
+    let _ = writeln!(out, "// Method signatures are the .aidl's: as many arguments as it declares.\n#[allow(non_snake_case, clippy::too_many_arguments)]\npub mod {} {{\n#[allow(unused_imports)]\nuse super::*;\n
 /// The interface descriptor.\npub const DESCRIPTOR: &str = {:?};", i.name, i.descriptor);
     consts(out, &i.consts, k);
     let _ = writeln!(out, "\n/// What the service implements.\npub trait Interface: Send + Sync + 'static {{");
@@ -207,23 +216,23 @@ impl AsyncProxy {{");
         let pass: Vec<String> = m.args.iter().map(|x| match x.dir {
             Dir::In if x.ty.ty.is_copy() && !x.ty.nullable => format!("r#{}", x.name),
             Dir::In => format!("&r#{}", x.name),
-            _ => format!("&mut out_{}", x.name),
+            _ => format!("&mut _aidl_out_{}", x.name),
         }).collect();
         let outs: Vec<&Arg> = m.args.iter().filter(|x| x.dir != Dir::In).collect();
-        let _ = writeln!(out, "#[allow(non_snake_case)]\npub async fn r#{}(&self, {}) -> {} {{\nlet proxy = self.0.clone();", m.name, params.join(", "), ret_ty(m, k));
+        let _ = writeln!(out, "#[allow(non_snake_case)]\npub async fn r#{}(&self, {}) -> {} {{\nlet _aidl_proxy = self.0.clone();", m.name, params.join(", "), ret_ty(m, k));
         if outs.is_empty() {
-            let _ = writeln!(out, "{k}::binder_ipc::aidl::blocking(move || proxy.r#{}({})).await\n}}", m.name, pass.join(", "));
+            let _ = writeln!(out, "{k}::binder_ipc::aidl::blocking(move || _aidl_proxy.r#{}({})).await\n}}", m.name, pass.join(", "));
             continue;
         }
-        let names: Vec<String> = outs.iter().map(|x| format!("out_{}", x.name)).collect();
+        let names: Vec<String> = outs.iter().map(|x| format!("_aidl_out_{}", x.name)).collect();
         for x in &outs {
-            let _ = writeln!(out, "let mut out_{0} = ::std::mem::take(r#{0});", x.name);
+            let _ = writeln!(out, "let mut _aidl_out_{0} = ::std::mem::take(r#{0});", x.name);
         }
-        let _ = writeln!(out, "let (result, {n}) = {k}::binder_ipc::aidl::blocking(move || {{ let result = proxy.r#{}({}); Ok((result, {n})) }}).await?;", m.name, pass.join(", "), n = names.join(", "));
+        let _ = writeln!(out, "let (_aidl_result, {n}) = {k}::binder_ipc::aidl::blocking(move || {{ let _aidl_result = _aidl_proxy.r#{}({}); Ok((_aidl_result, {n})) }}).await?;", m.name, pass.join(", "), n = names.join(", "));
         for x in &outs {
-            let _ = writeln!(out, "*r#{0} = out_{0};", x.name);
+            let _ = writeln!(out, "*r#{0} = _aidl_out_{0};", x.name);
         }
-        let _ = writeln!(out, "result\n}}");
+        let _ = writeln!(out, "_aidl_result\n}}");
     }
     let _ = writeln!(out, "}}");
 }
@@ -247,8 +256,8 @@ pub trait AsyncInterface: Send + Sync + 'static {{");
     for m in &i.methods {
         doc(out, &m.doc);
         let params: Vec<String> = m.args.iter().map(|x| format!("r#{}: {}", x.name, x.ty.rust(k))).collect();
-        let _ = writeln!(out, "#[allow(non_snake_case)]\nfn r#{}(self: ::std::sync::Arc<Self>, call: {p}::runtime::CallContext, {}) -> impl ::std::future::Future<Output = ::std::result::Result<{}, {p}::runtime::BinderError>> + Send;",
-            m.name, params.join(", "), async_output(m, k));
+        let _ = writeln!(out, "#[allow(non_snake_case)]\nfn r#{}(self: ::std::sync::Arc<Self>, {}: {p}::runtime::CallContext, {}) -> impl ::std::future::Future<Output = ::std::result::Result<{}, {p}::runtime::BinderError>> + Send;",
+            m.name, context_name(m), params.join(", "), async_output(m, k));
     }
     let _ = writeln!(out, "}}
 
@@ -269,36 +278,36 @@ impl<T: AsyncInterface> AsyncServer<T> {{
     /// The binder threads' counters (calls, threads waiting now and at most).
     pub fn stats(&self) -> ::std::sync::Arc<{p}::aidl::AsyncServerStats> {{ self.stats.clone() }}");
     for m in &i.methods {
-        let _ = writeln!(out, "#[allow(non_snake_case)]\nfn on_{}(&self, data: &mut {p}::parcel::Parcel, reply: &mut {p}::parcel::Parcel, call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{", m.name);
-        let _ = writeln!(out, "let _ = (&data, &reply);");
+        let _ = writeln!(out, "#[allow(non_snake_case)]\nfn on_{}(&self, _aidl_data: &mut {p}::parcel::Parcel, _aidl_reply: &mut {p}::parcel::Parcel, _aidl_call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{", m.name);
+        let _ = writeln!(out, "let _ = (&_aidl_data, &_aidl_reply);");
         read_args(out, m, k, false);
         let args: Vec<String> = m.args.iter().map(|x| format!("r#{}", x.name)).collect();
-        let fut = format!("T::r#{}(self.inner.clone(), call.clone(), {})", m.name, args.join(", "));
+        let fut = format!("T::r#{}(self.inner.clone(), _aidl_call.clone(), {})", m.name, args.join(", "));
         let outs: Vec<&Arg> = m.args.iter().filter(|x| x.dir != Dir::In).collect();
         let run = format!("{p}::aidl::run_on(&self.runtime, &self.stats, {fut})");
         if outs.is_empty() || m.oneway {
-            let _ = writeln!(out, "let result = {run};");
+            let _ = writeln!(out, "let _aidl_result = {run};");
             write_result(out, m, k);
         } else {
-            let names: Vec<String> = outs.iter().map(|x| format!("out_{}", x.name)).collect();
-            let first = if m.ret.ty == Ty::Void { "()" } else { "value" };
-            let _ = writeln!(out, "match {run} {{ Ok(({first}, {})) => {{ reply.write_no_exception()?;", names.join(", "));
-            let value = (m.ret.ty != Ty::Void).then(|| "value".to_owned());
+            let names: Vec<String> = outs.iter().map(|x| format!("_aidl_out_{}", x.name)).collect();
+            let first = if m.ret.ty == Ty::Void { "()" } else { "_aidl_value" };
+            let _ = writeln!(out, "match {run} {{ Ok(({first}, {})) => {{ _aidl_reply.write_no_exception()?;", names.join(", "));
+            let value = (m.ret.ty != Ty::Void).then(|| "_aidl_value".to_owned());
             for n in value.into_iter().chain(names) {
-                let _ = writeln!(out, "{p}::aidl::AidlValue::write_aidl(&{n}, reply, &call.process)?;");
+                let _ = writeln!(out, "{p}::aidl::AidlValue::write_aidl(&{n}, _aidl_reply, &_aidl_call.process)?;");
             }
-            let _ = writeln!(out, "Ok(()) }}\nErr(e) => {k}::binder_ipc::interface::reply_error(reply, e),\n}}\n}}");
+            let _ = writeln!(out, "Ok(()) }}\nErr(e) => {k}::binder_ipc::interface::reply_error(_aidl_reply, e),\n}}\n}}");
         }
     }
     let _ = writeln!(out, "}}
 
 impl<T: AsyncInterface> {p}::runtime::Service for AsyncServer<T> {{
     fn descriptor(&self) -> &str {{ DESCRIPTOR }}
-    fn on_transact(&self, code: u32, data: &mut {p}::parcel::Parcel, reply: &mut {p}::parcel::Parcel, call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{
-        if ({}..={}).contains(&code) {{ data.enforce_interface(DESCRIPTOR)?; }}
+    fn on_transact(&self, code: u32, _aidl_data: &mut {p}::parcel::Parcel, _aidl_reply: &mut {p}::parcel::Parcel, _aidl_call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{
+        if ({}..={}).contains(&code) {{ _aidl_data.enforce_interface(DESCRIPTOR)?; }}
         match code {{", i.methods.iter().map(|m| m.code).min().unwrap_or(1), i.methods.iter().map(|m| m.code).max().unwrap_or(0));
     for m in &i.methods {
-        let _ = writeln!(out, "{} => self.on_{}(data, reply, call),", m.code, m.name);
+        let _ = writeln!(out, "{} => self.on_{}(_aidl_data, _aidl_reply, _aidl_call),", m.code, m.name);
     }
     let _ = writeln!(out, "other => Err({p}::runtime::BinderError::UnknownTransaction(other)),\n}}\n}}\n}}");
 }
