@@ -338,6 +338,7 @@ fn check_corpus(ps: &ProcessState, c: &ICorpus::Proxy) {
         c.slurp(&ParcelFileDescriptor(r)).expect("slurp"),
         b"through binder"
     );
+    hostile_calls(c);
     // Oneway calls arrive (in order, on one node); a sync call sees them eventually.
     for n in [1, 2, 3] {
         c.poke(n).expect("poke");
@@ -347,6 +348,57 @@ fn check_corpus(ps: &ProcessState, c: &ICorpus::Proxy) {
         assert!(Instant::now() < deadline, "oneway calls lost");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Raw transactions a hostile client could send: errors, never a dead service.
+fn hostile_calls(c: &ICorpus::Proxy) {
+    use bittube::binder_ipc::parcel::Parcel;
+    let raw = |code: u32, body: &dyn Fn(&mut Parcel)| {
+        let mut data = Parcel::new();
+        data.write_interface_token(ICorpus::DESCRIPTOR).unwrap();
+        body(&mut data);
+        c.binder().transact(code, &data)
+    };
+    let exception = |r: Result<Parcel, BinderError>| match r {
+        Ok(mut reply) => reply
+            .read_exception()
+            .map_err(bittube::binder_ipc::interface::from_reply_error),
+        Err(e) => Err(e),
+    };
+    // echo (code 1) with a parcelable whose size runs past the data.
+    let r = exception(raw(1, &|d| {
+        d.write_i32(1).unwrap();
+        d.write_i32(1 << 20).unwrap();
+    }));
+    assert!(r.is_err(), "oversized parcelable: {r:?}");
+    // fill (code 4) asking for 2^31-1 out elements.
+    let r = exception(raw(4, &|d| {
+        d.write_i32(i32::MAX).unwrap();
+        d.write_i32(0).unwrap();
+    }));
+    assert!(
+        matches!(&r, Err(BinderError::BadValue(m)) if m.contains("out array")),
+        "{r:?}"
+    );
+    // reverse (code 14) with a list length far past the data.
+    let r = exception(raw(14, &|d| d.write_i32(1 << 28).unwrap()));
+    assert!(r.is_err(), "huge list: {r:?}");
+    // area (code 6) with a union tag nobody declared.
+    let r = exception(raw(6, &|d| {
+        d.write_i32(1).unwrap();
+        d.write_i32(99).unwrap();
+    }));
+    assert!(r.is_err(), "bad union tag: {r:?}");
+    // A code the interface does not have; a wrong descriptor.
+    assert!(matches!(
+        raw(999, &|_| ()),
+        Err(BinderError::UnknownTransaction(999))
+    ));
+    let mut data = Parcel::new();
+    data.write_interface_token("not.the.Interface").unwrap();
+    assert!(c.binder().transact(2, &data).is_err(), "wrong descriptor");
+    // The service is still there.
+    assert_eq!(c.add(1, 1).expect("add after hostile calls"), 2);
 }
 
 async fn check_async(slow: ISlow::AsyncProxy) {
