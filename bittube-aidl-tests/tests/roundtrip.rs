@@ -100,8 +100,17 @@ impl ICorpus::Interface for Corpus {
         }
         Ok(())
     }
-    fn maybe(&self, _: &CallContext, give: bool) -> Result<Option<String>, BinderError> {
-        Ok(give.then(|| "given".into()))
+    fn maybe(
+        &self,
+        _: &CallContext,
+        give: bool,
+        fallback: Option<String>,
+        extra: Option<Vec<i32>>,
+    ) -> Result<Option<String>, BinderError> {
+        Ok(match give {
+            true => Some("given".into()),
+            false => fallback.map(|f| format!("{f}+{}", extra.map_or(-1, |e| e.len() as i64))),
+        })
     }
     fn area(&self, _: &CallContext, s: Shape) -> Result<i32, BinderError> {
         match s {
@@ -293,15 +302,24 @@ fn check_corpus(ps: &ProcessState, c: &ICorpus::Proxy) {
     let mut v = vec![0; 4];
     c.fill(&mut v, 10).expect("fill");
     assert_eq!(v, [10, 11, 12, 13]);
-    assert_eq!(c.maybe(false).expect("maybe"), None);
-    assert_eq!(c.maybe(true).expect("maybe").as_deref(), Some("given"));
+    assert_eq!(c.maybe(false, None, None).expect("maybe"), None);
+    assert_eq!(
+        c.maybe(true, None, None).expect("maybe").as_deref(),
+        Some("given")
+    );
+    let fb = c.maybe(false, Some("fb"), Some(&[1, 2])).expect("maybe");
+    assert_eq!(fb.as_deref(), Some("fb+2"));
+    assert_eq!(
+        c.maybe(false, Some(""), None).expect("maybe").as_deref(),
+        Some("+-1")
+    );
     assert_eq!(c.area(&Shape::Sides(vec![2, 3, 4])).expect("area"), 24);
     match c.area(&Shape::Radius(-1)) {
         Err(BinderError::BadValue(m)) => assert!(m.contains("negative radius -1"), "{m}"),
         other => panic!("area(-1): {other:?}"),
     }
     assert_eq!(
-        c.reverse(&vec!["a".into(), "b".into()]).expect("reverse"),
+        c.reverse(&["a".into(), "b".into()]).expect("reverse"),
         ["b", "a"]
     );
     assert_eq!(ICorpus::VERSION, 3);

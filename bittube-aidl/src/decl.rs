@@ -337,7 +337,7 @@ fn fields(src: &Src, vars: &[RawVar]) -> Result<Vec<Field>, Error> {
         let ty = full_ty(src, &v.ty)?;
         let init = match &v.value {
             Some(e) => Some(
-                const_rust(src, e, &ty.ty)
+                const_rust(e, &ty.ty, &|_| None)
                     .map_err(|m| src.err(v.line, format!("{}: {m}", v.name)))?,
             ),
             None => None,
@@ -354,14 +354,23 @@ fn fields(src: &Src, vars: &[RawVar]) -> Result<Vec<Field>, Error> {
 
 fn consts(src: &Src, vars: &[RawVar]) -> Result<Vec<Const>, Error> {
     let mut out = Vec::new();
+    // Integer constants of this declaration, for the ones after them (`ALL = A | B`).
+    let mut ints: Vec<(String, i128)> = Vec::new();
     for v in vars.iter().filter(|v| v.constant) {
         let ty = full_ty(src, &v.ty)?.ty;
         let e = v
             .value
             .as_ref()
             .ok_or_else(|| src.err(v.line, format!("constant {} has no value", v.name)))?;
+        let known = |n: &str| {
+            let n = last_segment(n);
+            ints.iter().find(|(m, _)| m == n).map(|(_, v)| *v)
+        };
         let value =
-            const_rust(src, e, &ty).map_err(|m| src.err(v.line, format!("{}: {m}", v.name)))?;
+            const_rust(e, &ty, &known).map_err(|m| src.err(v.line, format!("{}: {m}", v.name)))?;
+        if let Ok(i) = eval_int(e, &known) {
+            ints.push((v.name.clone(), i));
+        }
         out.push(Const {
             name: v.name.clone(),
             ty,
@@ -418,30 +427,29 @@ fn eval_int(e: &Expr, known: &dyn Fn(&str) -> Option<i128>) -> Result<i128, Stri
     })
 }
 
-/// A constant expression as a Rust expression of type `ty`.
-fn const_rust(src: &Src, e: &Expr, ty: &Ty) -> Result<String, String> {
-    let none = |_: &str| None;
+/// A constant expression as a Rust expression of type `ty` (`none` names the earlier
+/// integer constants it may use).
+fn const_rust(e: &Expr, ty: &Ty, none: &dyn Fn(&str) -> Option<i128>) -> Result<String, String> {
     if let (Expr::Name(n), Ty::User(_, Kind::Enum(_))) = (e, ty) {
         let (owner, member) = n
             .rsplit_once('.')
             .ok_or(format!("{n}: name an enumerator as Enum.MEMBER"))?;
         return Ok(format!("{}::{member}", last_segment(owner)));
     }
-    let _ = src;
     Ok(match (ty, e) {
         (Ty::String, Expr::Str(s)) => format!("{s:?}"),
         (Ty::Float, Expr::Float(f)) => format!("{:?}f32", *f as f32),
         (Ty::Double, Expr::Float(f)) => format!("{f:?}f64"),
         (Ty::Float | Ty::Double, Expr::Unary("-", x)) if matches!(**x, Expr::Float(_)) => {
-            format!("-{}", const_rust(src, x, ty)?)
+            format!("-{}", const_rust(x, ty, none)?)
         }
-        (Ty::Bool, e) => (eval_int(e, &none)? != 0).to_string(),
-        (Ty::Byte, e) => format!("{}i8", eval_int(e, &none)? as i8),
-        (Ty::Char, e) => format!("{}u16", eval_int(e, &none)? as u16),
-        (Ty::Int, e) => format!("{}i32", eval_int(e, &none)? as i32),
-        (Ty::Long, e) => format!("{}i64", eval_int(e, &none)? as i64),
-        (Ty::Float, e) => format!("{}f32", eval_int(e, &none)?),
-        (Ty::Double, e) => format!("{}f64", eval_int(e, &none)?),
+        (Ty::Bool, e) => (eval_int(e, none)? != 0).to_string(),
+        (Ty::Byte, e) => format!("{}i8", eval_int(e, none)? as i8),
+        (Ty::Char, e) => format!("{}u16", eval_int(e, none)? as u16),
+        (Ty::Int, e) => format!("{}i32", eval_int(e, none)? as i32),
+        (Ty::Long, e) => format!("{}i64", eval_int(e, none)? as i64),
+        (Ty::Float, e) => format!("{}f32", eval_int(e, none)?),
+        (Ty::Double, e) => format!("{}f64", eval_int(e, none)?),
         (t, e) => return Err(format!("no constant {e:?} of type {t:?}")),
     })
 }

@@ -4,9 +4,40 @@
 fn proxy_param(arg: &Arg, k: &str) -> String {
     let t = arg.ty.rust(k);
     match arg.dir {
-        Dir::In if arg.ty.ty.is_copy() && !arg.ty.nullable => t,
-        Dir::In => format!("&{t}"),
         Dir::Out | Dir::InOut => format!("&mut {t}"),
+        Dir::In => match borrowed(&arg.ty.ty, k) {
+            Some(b) if arg.ty.nullable => format!("Option<{b}>"),
+            Some(b) => b,
+            None if arg.ty.nullable => format!("Option<&{}>", arg.ty.ty.rust(k)),
+            None if arg.ty.ty.is_copy() => t,
+            None => format!("&{t}"),
+        },
+    }
+}
+
+/// The borrowed form of a String or array argument (`&str`, `&[T]`).
+fn borrowed(ty: &Ty, k: &str) -> Option<String> {
+    match ty {
+        Ty::String => Some("&str".into()),
+        Ty::Array(e) if **e == Ty::Byte => Some("&[u8]".into()),
+        Ty::Array(e) => Some(format!("&[{}]", e.rust(k))),
+        _ => None,
+    }
+}
+
+/// The statement that writes an `in` argument `r#name` of the proxy into `_aidl_data`.
+fn write_in_arg(x: &Arg, k: &str) -> String {
+    let a = format!("{k}::binder_ipc::aidl");
+    let (n, ps) = (format!("r#{}", x.name), "&mut _aidl_data, &self.process");
+    let elem = |e: &Ty| if *e == Ty::Byte { "u8".to_owned() } else { e.rust(k) };
+    match (&x.ty.ty, x.ty.nullable) {
+        (Ty::String, false) => format!("_aidl_data.write_utf8_as_utf16({n})?;"),
+        (Ty::String, true) => format!("_aidl_data.write_nullable_string16({n})?;"),
+        (Ty::Array(e), false) => format!("<{} as {a}::AidlValue>::write_array({n}, {ps})?;", elem(e)),
+        (Ty::Array(e), true) => format!("{a}::write_nullable_slice::<{}>({n}, {ps})?;", elem(e)),
+        (t, true) => format!("<{} as {a}::AidlNullable>::write_nullable({n}, {ps})?;", t.rust(k)),
+        (t, false) if t.is_copy() => format!("{a}::AidlValue::write_aidl(&{n}, {ps})?;"),
+        _ => format!("{a}::AidlValue::write_aidl({n}, {ps})?;"),
     }
 }
 
@@ -30,10 +61,12 @@ fn proxy_method(out: &mut String, m: &Method, k: &str) {
     let _ = writeln!(out, "#[allow(non_snake_case)]\npub fn r#{}(&self, {}) -> {} {{", m.name, params.join(", "), ret_ty(m, k));
     let _ = writeln!(out, "let mut _aidl_data = {k}::binder_ipc::parcel::Parcel::new();\n_aidl_data.write_interface_token(DESCRIPTOR)?;");
     for x in &m.args {
-        let r = if x.ty.ty.is_copy() && !x.ty.nullable && x.dir == Dir::In { "&" } else { "" };
         match x.dir {
-            Dir::In | Dir::InOut => {
-                let _ = writeln!(out, "{a}::AidlValue::write_aidl({r}r#{}, &mut _aidl_data, &self.process)?;", x.name);
+            Dir::In => {
+                let _ = writeln!(out, "{}", write_in_arg(x, k));
+            }
+            Dir::InOut => {
+                let _ = writeln!(out, "{a}::AidlValue::write_aidl(r#{}, &mut _aidl_data, &self.process)?;", x.name);
             }
             Dir::Out if matches!(x.ty.ty, Ty::Array(_)) => {
                 let v = if x.ty.nullable { format!("r#{}.as_ref()", x.name) } else { format!("Some(&*r#{})", x.name) };
@@ -214,7 +247,9 @@ impl AsyncProxy {{");
             _ => format!("r#{}: &mut {}", x.name, x.ty.rust(k)),
         }).collect();
         let pass: Vec<String> = m.args.iter().map(|x| match x.dir {
-            Dir::In if x.ty.ty.is_copy() && !x.ty.nullable => format!("r#{}", x.name),
+            Dir::In if x.ty.nullable && borrowed(&x.ty.ty, k).is_some() => format!("r#{}.as_deref()", x.name),
+            Dir::In if x.ty.nullable => format!("r#{}.as_ref()", x.name),
+            Dir::In if x.ty.ty.is_copy() => format!("r#{}", x.name),
             Dir::In => format!("&r#{}", x.name),
             _ => format!("&mut _aidl_out_{}", x.name),
         }).collect();

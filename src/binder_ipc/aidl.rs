@@ -381,6 +381,18 @@ impl AidlNullable for TubeEnd {
     }
 }
 
+/// Writes a borrowed nullable array (`-1` for `None`), as proxies take them.
+pub fn write_nullable_slice<T: AidlValue>(
+    values: Option<&[T]>,
+    parcel: &mut Parcel,
+    process: &ProcessState,
+) -> Result<(), BinderError> {
+    match values {
+        Some(v) => T::write_array(v, parcel, process),
+        None => Ok(parcel.write_i32(-1)?),
+    }
+}
+
 /// Reads the `1`/`0` before a parcelable; `0` is null.
 pub fn read_present(parcel: &mut Parcel) -> Result<bool, BinderError> {
     Ok(parcel.read_present()?)

@@ -22,8 +22,8 @@ interface ICorpus {
     void move(inout Point p, int dx, int dy, out Point old);
     /** Fills an array the caller sized. */
     void fill(out int[] values, int start);
-    /** Returns null when asked to. */
-    @nullable String maybe(boolean give);
+    /** "given" when asked to give, else the fallback (null or not) with the extra's length. */
+    @nullable String maybe(boolean give, @nullable String fallback, @nullable int[] extra);
     /** The area of a shape. */
     int area(in Shape s);
     /** Hands back the binder it was given. */
