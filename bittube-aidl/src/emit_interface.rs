@@ -76,10 +76,11 @@ fn proxy_method(out: &mut String, m: &Method, k: &str) {
         }
     }
     if m.oneway {
-        let _ = writeln!(out, "self.binder.transact_oneway({}, &_aidl_data)\n}}", m.code);
+        let _ = writeln!(out, "{a}::transact(&self.binder, &self.process, {}, _aidl_data, true).map(drop)\n}}", m.code);
         return;
     }
-    let _ = writeln!(out, "let mut _aidl_reply = self.binder.transact({}, &_aidl_data)?;
+    let _ = writeln!(out, "let mut _aidl_reply = {a}::transact(&self.binder, &self.process, {}, _aidl_data, false)?
+        .ok_or_else(|| {k}::binder_ipc::runtime::BinderError::BadValue(\"no reply to a two-way call\".into()))?;
         _aidl_reply.read_exception().map_err({k}::binder_ipc::interface::from_reply_error)?;", m.code);
     let void = m.ret.ty == Ty::Void;
     if !void {
@@ -190,7 +191,8 @@ fn interface(out: &mut String, i: &Interface, o: &Options) {
     let _ = writeln!(out, "}}\n");
     server(out, i, k);
     let _ = writeln!(out, "
-/// The client side: typed calls (the binder may also be a local service to hand out).
+/// The client side: typed calls, through the driver for a remote binder, directly for a
+/// local service (e.g. a callback this process hands out).
 #[derive(Clone, Debug)]
 pub struct Proxy {{ binder: {k}::binder_ipc::runtime::Binder, process: {k}::binder_ipc::runtime::ProcessState }}
 

@@ -14,7 +14,7 @@
 //! - `IBinder` and interfaces are a flat binder object (a null one for null).
 
 use crate::binder_ipc::parcel::Parcel;
-use crate::binder_ipc::runtime::{Binder, BinderError, ProcessState};
+use crate::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState};
 use crate::bittube::TubeEnd;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -378,6 +378,47 @@ impl AidlNullable for TubeEnd {
                 .map(Some)
                 .map_err(|e| BinderError::BadValue(format!("not a tube end: {e}"))),
         }
+    }
+}
+
+/// Calls `binder` with `code` and `data` (written from its start) and returns the reply
+/// (`None` for a oneway call). A proxy goes through the driver; a local service is called
+/// directly, as libbinder's `BBinder::transact` does, with this process's pid and euid as the
+/// caller, so a callback handed out by this process can be called here too.
+pub fn transact(
+    binder: &Binder,
+    process: &ProcessState,
+    code: u32,
+    mut data: Parcel,
+    oneway: bool,
+) -> Result<Option<Parcel>, BinderError> {
+    let service = match binder {
+        Binder::Remote(p) if oneway => return p.transact_oneway(code, &data).map(|()| None),
+        Binder::Remote(p) => return p.transact(code, &data).map(Some),
+        Binder::Local(service) => service,
+    };
+    let call = CallContext {
+        pid: std::process::id() as i32,
+        uid: nix::unistd::geteuid().as_raw(),
+        oneway,
+        process: process.clone(),
+    };
+    data.set_data_position(0);
+    let mut reply = Parcel::new();
+    match service.on_transact(code, &mut data, &mut reply, &call) {
+        Ok(()) if oneway => Ok(None),
+        Ok(()) => {
+            reply.set_data_position(0);
+            Ok(Some(reply))
+        }
+        // What the runtime would send as an exception reply.
+        Err(BinderError::Exception(ex)) if !oneway => {
+            let mut reply = Parcel::new();
+            reply.write_exception(&ex)?;
+            reply.set_data_position(0);
+            Ok(Some(reply))
+        }
+        Err(e) => Err(e),
     }
 }
 
