@@ -228,3 +228,82 @@ fn a_tube_end_is_checked_on_receipt() {
         .expect("recv");
     assert_eq!(buf, [5]);
 }
+
+/// Records the data of every call and answers with no exception and zeros.
+struct Recorder(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl bittube::binder_ipc::runtime::Service for Recorder {
+    fn descriptor(&self) -> &str {
+        bittube_aidl_tests::ICorpus::DESCRIPTOR
+    }
+    fn on_transact(
+        &self,
+        _: u32,
+        data: &mut Parcel,
+        reply: &mut Parcel,
+        _: &bittube::binder_ipc::runtime::CallContext,
+    ) -> Result<(), bittube::binder_ipc::runtime::BinderError> {
+        self.0.lock().unwrap().push(data.data().to_vec());
+        reply.write_no_exception()?;
+        Ok(reply.write_bytes(&[0; 16])?)
+    }
+}
+
+#[test]
+fn a_proxys_call_data_is_the_token_then_rsbinders_encoding_of_the_arguments() {
+    use bittube::binder_ipc::runtime::Binder;
+    use bittube_aidl_tests::ICorpus;
+    let ps = process();
+    let rec = std::sync::Arc::new(Recorder(Default::default()));
+    let proxy = ICorpus::Proxy::new(Binder::Local(rec.clone()), &ps);
+    proxy.add(40, 2).unwrap();
+    proxy.maybe(false, Some("fb"), None).unwrap();
+    proxy.maybe(true, None, Some(&[1, 2])).unwrap();
+    proxy.reverse(&["a".into(), "bc".into()]).unwrap();
+    proxy.area(&Shape::Name("x".into())).unwrap();
+    proxy.fill(&mut vec![0; 3], 5).unwrap();
+    let (e, se) = everything();
+    // The recorder answers zeros: a null Everything, refused; the call data is recorded.
+    assert!(proxy.echo(&e).is_err());
+    let cat = |parts: Vec<Vec<u8>>| parts.concat();
+    let b = |v: &dyn Fn() -> rsbinder::Result<Vec<u8>>| v().expect("rsbinder");
+    let expected: Vec<Vec<u8>> = vec![
+        cat(vec![
+            b(&|| rsbinder::to_bytes(&40i32)),
+            b(&|| rsbinder::to_bytes(&2i64)),
+        ]),
+        cat(vec![
+            b(&|| rsbinder::to_bytes(&false)),
+            b(&|| rsbinder::to_bytes(&Some("fb".to_owned()))),
+            b(&|| rsbinder::to_bytes(&None::<Vec<i32>>)),
+        ]),
+        cat(vec![
+            b(&|| rsbinder::to_bytes(&true)),
+            b(&|| rsbinder::to_bytes(&None::<String>)),
+            b(&|| rsbinder::to_bytes(&Some(vec![1i32, 2]))),
+        ]),
+        b(&|| rsbinder::to_bytes(&vec!["a".to_owned(), "bc".to_owned()])),
+        b(&|| rsbinder::to_bytes(&r::Shape::Shape::Name("x".into()))),
+        // An out array sends its size (libbinder's writeVectorSize), then the in argument.
+        cat(vec![
+            b(&|| rsbinder::to_bytes(&3i32)),
+            b(&|| rsbinder::to_bytes(&5i32)),
+        ]),
+        b(&|| rsbinder::to_bytes(&se)),
+    ];
+    let mut token = Parcel::new();
+    token.write_interface_token(ICorpus::DESCRIPTOR).unwrap();
+    let calls = rec.0.lock().unwrap();
+    assert_eq!(calls.len(), expected.len());
+    for (i, (call, args)) in calls.iter().zip(&expected).enumerate() {
+        assert!(
+            call.starts_with(token.data()),
+            "call {i}: the interface token first"
+        );
+        assert_eq!(
+            &call[token.data().len()..],
+            &args[..],
+            "call {i}: the arguments"
+        );
+    }
+}
