@@ -16,9 +16,9 @@
 //! it) and `Proxy` (typed calls); with [`Builder::tokio`], also `AsyncInterface`,
 //! `AsyncServer<T>` and `AsyncProxy`. Parcelables become structs, unions enums, enums
 //! newtypes with associated constants, all encoded as AOSP encodes them (see
-//! `bittube::binder_ipc::aidl`). The files are parsed by rsbinder-aidl's parser; the types
-//! of all files given to one builder live in one Rust module (nested types are flattened
-//! into it).
+//! `bittube::binder_ipc::aidl`). The files are parsed by this crate's own lexer and parser
+//! (errors are `file:line: message`, `/** */` comments become rustdoc); the types of all
+//! files given to one builder live in one Rust module (nested types are flattened into it).
 
 mod decl;
 mod emit;
