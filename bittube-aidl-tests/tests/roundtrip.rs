@@ -171,6 +171,8 @@ impl ICorpus::Interface for Corpus {
 }
 
 static SLOW_STATS: OnceLock<Arc<AsyncServerStats>> = OnceLock::new();
+/// `later` calls sleeping now.
+static LATER: AtomicI32 = AtomicI32::new(0);
 
 struct Slow;
 
@@ -188,6 +190,20 @@ impl ISlow::AsyncInterface for Slow {
         tokio::time::sleep(Duration::from_millis(ms as u64)).await;
         values.iter_mut().for_each(|v| *v *= 2);
         Ok(((), values))
+    }
+    async fn later(self: Arc<Self>, _: CallContext, ms: i32) -> Result<(), BinderError> {
+        LATER.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+        LATER.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn pending(self: Arc<Self>, _: CallContext) -> Result<Vec<i32>, BinderError> {
+        let c = SLOW_STATS.get().expect("stats").counts();
+        Ok(vec![
+            LATER.load(Ordering::SeqCst),
+            c.oneway_failed as i32,
+            c.waiting as i32,
+        ])
     }
     async fn waiting(self: Arc<Self>, _: CallContext) -> Result<Vec<i32>, BinderError> {
         let c = SLOW_STATS.get().expect("stats").counts();
@@ -449,6 +465,28 @@ async fn check_async(slow: ISlow::AsyncProxy) {
         v,
         [2, 4, 6],
         "inout through an async proxy and an async service"
+    );
+    // Oneway async methods hold no binder thread: 20 of them sleep at once on the runtime,
+    // while the node delivers oneway calls one after the other.
+    for _ in 0..20 {
+        slow.later(2_000).await.expect("later");
+    }
+    let deadline = Instant::now() + LONG;
+    let p = loop {
+        let p = slow.pending().await.expect("pending");
+        if p[0] == 20 || Instant::now() > deadline {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    eprintln!(
+        "aidl async: oneway calls sleeping at once {}, binder threads waiting {}",
+        p[0], p[2]
+    );
+    assert_eq!(
+        p,
+        [20, 0, 1],
+        "20 oneway calls sleeping, none failed, only `pending` holds a thread"
     );
     let w = slow.waiting().await.expect("waiting");
     eprintln!(

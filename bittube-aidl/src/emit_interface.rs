@@ -298,9 +298,10 @@ pub trait AsyncInterface: Send + Sync + 'static {{");
     }
     let _ = writeln!(out, "}}
 
-/// The service side of an [`AsyncInterface`]: the binder thread that receives a call hands
-/// the method's future to the tokio runtime and waits for its result (the reply must leave
-/// from that thread), counted in [`AsyncServer::stats`].
+/// The service side of an [`AsyncInterface`]: the binder thread that receives a two-way call
+/// hands the method's future to the tokio runtime and waits for its result (the reply must
+/// leave from that thread), counted in [`AsyncServer::stats`]; a oneway call's future is
+/// spawned and the binder thread is free at once.
 pub struct AsyncServer<T: AsyncInterface> {{
     inner: ::std::sync::Arc<T>,
     runtime: ::tokio::runtime::Handle,
@@ -322,7 +323,9 @@ impl<T: AsyncInterface> AsyncServer<T> {{
         let fut = format!("T::r#{}(self.inner.clone(), _aidl_call.clone(), {})", m.name, args.join(", "));
         let outs: Vec<&Arg> = m.args.iter().filter(|x| x.dir != Dir::In).collect();
         let run = format!("{p}::aidl::run_on(&self.runtime, &self.stats, {fut})");
-        if outs.is_empty() || m.oneway {
+        if m.oneway {
+            let _ = writeln!(out, "{p}::aidl::spawn_oneway(&self.runtime, &self.stats, {fut});\nOk(())\n}}");
+        } else if outs.is_empty() {
             let _ = writeln!(out, "let _aidl_result = {run};");
             write_result(out, m, k);
         } else {

@@ -3,8 +3,10 @@
 //! - Async proxies run each blocking call on tokio's blocking pool ([`blocking`]): the
 //!   runtime's worker threads never wait on binder; each call in flight holds one blocking
 //!   thread (which is, for that time, a binder thread of the process).
-//! - Async services run their methods on the user's runtime ([`run_on`]). The binder thread
-//!   that received the call waits for the future's result: the runtime sends `BC_REPLY` from
+//! - Async services run their methods on the user's runtime ([`run_on`]). A oneway method's
+//!   future is only spawned ([`spawn_oneway`]): nobody waits for a reply, the binder thread is
+//!   free at once. For a two-way method the binder thread that received the call waits for
+//!   the future's result: the runtime sends `BC_REPLY` from
 //!   the thread that read the transaction (the kernel driver requires it: the reply pops that
 //!   thread's transaction stack), and bittube's runtime has no deferred reply, so a method
 //!   awaiting a timer holds a binder thread while it waits. [`AsyncServerStats`] counts it.
@@ -32,6 +34,8 @@ pub struct AsyncServerStats {
     calls: AtomicU64,
     waiting: AtomicU64,
     max_waiting: AtomicU64,
+    oneway: AtomicU64,
+    oneway_failed: AtomicU64,
 }
 
 /// A copy of [`AsyncServerStats`]' counters.
@@ -43,6 +47,10 @@ pub struct AsyncServerCounts {
     pub waiting: u64,
     /// The most binder threads that waited at once.
     pub max_waiting: u64,
+    /// Oneway calls spawned on the runtime (no binder thread waits for them).
+    pub oneway: u64,
+    /// Oneway calls whose method returned an error (there is no caller to tell).
+    pub oneway_failed: u64,
 }
 
 impl AsyncServerStats {
@@ -52,6 +60,8 @@ impl AsyncServerStats {
             calls: self.calls.load(Ordering::Relaxed),
             waiting: self.waiting.load(Ordering::Relaxed),
             max_waiting: self.max_waiting.load(Ordering::Relaxed),
+            oneway: self.oneway.load(Ordering::Relaxed),
+            oneway_failed: self.oneway_failed.load(Ordering::Relaxed),
         }
     }
 }
@@ -92,6 +102,22 @@ pub fn run_on<R: Send + 'static>(
             "the async method did not finish (it panicked, or the runtime shut down)".into(),
         )),
     }
+}
+
+/// Spawns a oneway method's `future` on `runtime` and returns at once; an error it ends with
+/// is counted in `stats` (`oneway_failed`).
+pub fn spawn_oneway(
+    runtime: &tokio::runtime::Handle,
+    stats: &std::sync::Arc<AsyncServerStats>,
+    future: impl Future<Output = Result<(), BinderError>> + Send + 'static,
+) {
+    stats.oneway.fetch_add(1, Ordering::Relaxed);
+    let stats = stats.clone();
+    runtime.spawn(async move {
+        if future.await.is_err() {
+            stats.oneway_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    });
 }
 
 /// Resolves when the process behind `binder` dies (a death notification as a future). A

@@ -8,4 +8,8 @@ interface ISlow {
     void doubleAll(inout int[] values, int ms);
     /** Binder threads of the service waiting on async methods now, and at most. */
     int[] waiting();
+    /** Oneway: waits `ms` milliseconds on the service's runtime, counted while it waits. */
+    oneway void later(int ms);
+    /** How many `later` calls are waiting now, and how many oneway calls failed. */
+    int[] pending();
 }
