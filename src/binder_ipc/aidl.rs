@@ -18,9 +18,12 @@ use crate::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState}
 use crate::bittube::TubeEnd;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-/// The most elements an `out` array argument may ask for: the service allocates them before
-/// the call, so a caller may not make it allocate without bound.
-pub const MAX_OUT_ARRAY: usize = 1 << 16;
+/// The most memory (bytes of elements) an `out` array argument may ask for: the service
+/// allocates the elements before the call, so a caller may not make it allocate without bound.
+pub const MAX_OUT_ARRAY_BYTES: usize = 1 << 20;
+
+/// The most elements an array read reserves before reading them.
+const PREALLOCATE: usize = 64;
 
 /// A value of an AIDL type: written by reference (fds are duplicated, as AOSP does), read
 /// into a new value. Arrays have their own encoding hooks because `byte[]` is packed.
@@ -51,7 +54,9 @@ pub trait AidlValue: Sized {
         let Some(len) = read_array_len(parcel, 4)? else {
             return Ok(None);
         };
-        let mut values = Vec::with_capacity(len);
+        // The length is bounded by the bytes left, not by what an element takes in memory:
+        // grow as elements arrive instead of reserving `len` large elements up front.
+        let mut values = Vec::with_capacity(len.min(PREALLOCATE));
         for _ in 0..len {
             values.push(Self::read_aidl(parcel, process)?);
         }
@@ -122,16 +127,22 @@ pub fn write_out_array_len<T>(
 }
 
 /// Reads the length of an `out` array argument and makes that many default elements (at most
-/// [`MAX_OUT_ARRAY`]); `None` for `-1`.
+/// [`MAX_OUT_ARRAY_BYTES`] of them); `None` for `-1`.
 pub fn read_out_array<T: Default>(parcel: &mut Parcel) -> Result<Option<Vec<T>>, BinderError> {
     let len = parcel.read_i32()?;
     if len == -1 {
         return Ok(None);
     }
-    match usize::try_from(len).ok().filter(|&n| n <= MAX_OUT_ARRAY) {
+    let elem = std::mem::size_of::<T>().max(1);
+    let fits = usize::try_from(len).ok().filter(|&n| {
+        n.checked_mul(elem)
+            .is_some_and(|b| b <= MAX_OUT_ARRAY_BYTES)
+    });
+    match fits {
         Some(n) => Ok(Some((0..n).map(|_| T::default()).collect())),
         None => Err(BinderError::BadValue(format!(
-            "out array length {len}: at most {MAX_OUT_ARRAY}"
+            "out array length {len}: at most {} elements of {elem} bytes",
+            MAX_OUT_ARRAY_BYTES / elem
         ))),
     }
 }
