@@ -2,6 +2,7 @@
 //! hand-written service manager (the one the interop matrix checks against rsbinder) from
 //! another process: the generated proxy and callback stub speak the manager's wire format.
 
+use bittube::binder_ipc::device::KernelDevice;
 use bittube::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState};
 use bittube::binder_ipc::service_manager::{default_policy, ServiceManager};
 use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
@@ -88,19 +89,37 @@ fn aosp_service_manager_aidl_against_bittubes_manager() {
     if std::env::var(ROLE).as_deref() == Ok("client") {
         return client();
     }
-    let driver = Driver::start().expect("driver");
-    let ps = ProcessState::open_shim(driver.socket_path()).expect("process");
-    let _sm = ServiceManager::serve(&ps, default_policy()).expect("service manager");
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+    // The kernel driver when this machine has one, else a driver shim started here.
+    let driver = match KernelDevice::default_path() {
+        Some(_) => None,
+        None => Some(Driver::start().expect("driver")),
+    };
+    let ps = match &driver {
+        Some(d) => ProcessState::open_shim(d.socket_path()).expect("process"),
+        None => ProcessState::open().expect("kernel binder"),
+    };
+    // An earlier test's manager may hold the role for a moment on the kernel driver.
+    let until = Instant::now() + Duration::from_secs(5);
+    let _sm = loop {
+        match ServiceManager::serve(&ps, default_policy()) {
+            Err(BinderError::ContextManagerExists) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            r => break r.expect("service manager"),
+        }
+    };
+    let mut command = Command::new(std::env::current_exe().expect("test binary"));
+    command
         .args([
             "--exact",
             "aosp_service_manager_aidl_against_bittubes_manager",
             "--nocapture",
         ])
-        .env(ROLE, "client")
-        .env(ENV_SOCKET, driver.socket_path())
-        .spawn()
-        .expect("spawn");
+        .env(ROLE, "client");
+    if let Some(d) = &driver {
+        command.env(ENV_SOCKET, d.socket_path());
+    }
+    let mut child = command.spawn().expect("spawn");
     let deadline = Instant::now() + LONG;
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
