@@ -304,13 +304,13 @@ pub trait AsyncInterface: Send + Sync + 'static {{");
 /// spawned and the binder thread is free at once.
 pub struct AsyncServer<T: AsyncInterface> {{
     inner: ::std::sync::Arc<T>,
-    runtime: ::tokio::runtime::Handle,
+    runtime: {p}::aidl::RuntimeHandle,
     stats: ::std::sync::Arc<{p}::aidl::AsyncServerStats>,
 }}
 
 impl<T: AsyncInterface> AsyncServer<T> {{
     /// Serves `inner` with its methods run on `runtime`.
-    pub fn new(inner: T, runtime: ::tokio::runtime::Handle) -> Self {{
+    pub fn new(inner: T, runtime: {p}::aidl::RuntimeHandle) -> Self {{
         AsyncServer {{ inner: ::std::sync::Arc::new(inner), runtime, stats: ::std::default::Default::default() }}
     }}
     /// The binder threads' counters (calls, threads waiting now and at most).

@@ -15,6 +15,10 @@ use crate::binder_ipc::runtime::BinderError;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The tokio runtime an async service runs on (re-exported: generated code needs no `tokio`
+/// dependency of its own).
+pub use tokio::runtime::Handle as RuntimeHandle;
+
 /// Runs a blocking binder call on tokio's blocking pool and awaits its result.
 pub async fn blocking<R: Send + 'static>(
     call: impl FnOnce() -> Result<R, BinderError> + Send + 'static,
