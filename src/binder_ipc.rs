@@ -11,6 +11,7 @@
 //! - [`service_manager`]: the context manager that maps names to binders, and its client.
 //! - [`tube`]: BitTube ends through binder, and a typed event channel on top.
 
+pub mod aidl;
 pub mod device;
 pub mod interface;
 pub mod parcel;

@@ -1,0 +1,7 @@
+package bittube.test;
+
+@Backing(type="long")
+enum Level {
+    LOW = 1 << 2,
+    HIGH = 0x100000000,
+}

@@ -1,0 +1,86 @@
+//! Generates the corpus (aidl/) for bittube (bittube-aidl) and for rsbinder (rsbinder-aidl),
+//! and AOSP's Android 16 service-manager AIDL (as the rsbinder package ships it) for bittube.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const FILES: &[&str] = &[
+    "Point",
+    "Color",
+    "Level",
+    "Shape",
+    "Everything",
+    "TubeEnd",
+    "Names",
+    "ICallback",
+    "ICorpus",
+    "ISlow",
+];
+
+fn main() {
+    let path = |f: &&str| PathBuf::from(format!("aidl/bittube/test/{f}.aidl"));
+    let mut b = bittube_aidl::Builder::new().output("corpus.rs").tokio(true);
+    for f in FILES {
+        b = b.source(path(f));
+    }
+    if let Err(e) = b.generate() {
+        panic!("{e}");
+    }
+    // rsbinder's side: the data types only (its interfaces need no comparison here).
+    let mut r = rsbinder_aidl::Builder::new().output(PathBuf::from("rsbinder_corpus.rs"));
+    for f in ["Point", "Color", "Level", "Shape", "Everything"].iter() {
+        r = r.source(path(f));
+    }
+    if let Err(e) = r.generate() {
+        panic!("rsbinder-aidl: {e:?}");
+    }
+    aosp_service_manager();
+}
+
+/// AOSP's `android/os/*.aidl` of Android 16, from the rsbinder package (found through
+/// `cargo metadata`), less PersistableBundle (a Java-only parcelable nothing here uses).
+fn aosp_service_manager() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+        ])
+        .arg(std::env::var("TARGET").expect("TARGET"))
+        .arg("--manifest-path")
+        .arg(Path::new(&manifest).join("Cargo.toml"))
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8_lossy(&out.stdout);
+    let rsbinder = json
+        .split("\"manifest_path\":\"")
+        .filter_map(|rest| rest.split('"').next())
+        .find(|p| p.ends_with("rsbinder-0.12.0/Cargo.toml"))
+        .expect("rsbinder 0.12.0 in cargo metadata");
+    let dir = Path::new(rsbinder)
+        .parent()
+        .expect("dir")
+        .join("aidl/16/android/os");
+    let mut b = bittube_aidl::Builder::new().output("aosp_service_manager.rs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("AOSP aidl dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| !p.ends_with("PersistableBundle.aidl"))
+        .collect();
+    files.sort();
+    for f in files {
+        b = b.source(f);
+    }
+    if let Err(e) = b.generate() {
+        panic!("{e}");
+    }
+}
