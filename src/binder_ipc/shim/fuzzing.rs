@@ -147,6 +147,11 @@ impl Harness {
             }
             drop(self.core.reap());
             if self.core.dirty.is_empty() {
+                // The per-uid counts are the sums of the per-process ones, whatever came in.
+                debug_assert!(
+                    self.core.state.uid_usage_consistent(),
+                    "per-uid usage drifted"
+                );
                 return answers;
             }
         }

@@ -36,7 +36,9 @@ impl State {
             },
         );
         if let Some(p) = self.procs.get_mut(&proc) {
-            p.nodes.insert(ptr, id);
+            if p.nodes.insert(ptr, id).is_none() {
+                self.uid_usage.charge(p.euid, Cap::Nodes);
+            }
         }
         id
     }
@@ -135,7 +137,9 @@ impl State {
                             self.dequeue_at(loc, Work::Node(n));
                         }
                         if let Some(p) = self.procs.get_mut(&owner) {
-                            p.nodes.remove(&ptr);
+                            if p.nodes.remove(&ptr).is_some() {
+                                self.uid_usage.uncharge(p.euid, Cap::Nodes);
+                            }
                         }
                     }
                     self.free_node(n);
@@ -173,12 +177,11 @@ impl State {
         let desc = match existing {
             Some(d) => d,
             None => {
-                let p = self.procs.get(&proc).ok_or(Errno::EINVAL)?;
-                if p.refs.len() >= self.limits.refs {
+                if !self.has_room(proc, Cap::Refs) {
                     // The kernel's answer when it cannot allocate a ref.
-                    self.stats.refused[Cap::Refs as usize] += 1;
                     return Err(Errno::ENOMEM);
                 }
+                let p = self.procs.get(&proc).ok_or(Errno::EINVAL)?;
                 // The smallest free handle (refs are capped far below u32::MAX).
                 let mut desc = Handle(if self.ctx_mgr == Some(n) { 0 } else { 1 });
                 for &used in p.refs.range(desc..).map(|(k, _)| k) {
@@ -199,6 +202,7 @@ impl State {
                     },
                 );
                 p.refs_by_node.insert(n, desc);
+                self.uid_usage.charge(p.euid, Cap::Refs);
                 self.stats.created[OBJ_REF] += 1;
                 if let Some(node) = self.nodes.get_mut(&n) {
                     node.refs.insert(proc);
@@ -298,6 +302,7 @@ impl State {
             return;
         };
         p.refs_by_node.remove(&r.node);
+        self.uid_usage.uncharge(p.euid, Cap::Refs);
         self.stats.deleted[OBJ_REF] += 1;
         if let Some(node) = self.nodes.get_mut(&r.node) {
             node.refs.remove(&proc);
@@ -422,13 +427,8 @@ impl State {
             self.user_error();
             return;
         }
-        if self
-            .procs
-            .get(&proc)
-            .is_some_and(|p| p.deaths >= self.limits.deaths)
-        {
+        if !self.has_room(proc, Cap::Deaths) {
             // The kernel's answer when it cannot allocate a death: BR_ERROR on the thread.
-            self.stats.refused[Cap::Deaths as usize] += 1;
             self.return_error_code(conn, BR_ERROR, -(Errno::ENOMEM as i32));
             return;
         }
@@ -445,6 +445,7 @@ impl State {
         );
         if let Some(p) = self.procs.get_mut(&proc) {
             p.deaths += 1;
+            self.uid_usage.charge(p.euid, Cap::Deaths);
             if let Some(r) = p.refs.get_mut(&handle) {
                 r.death = Some(d);
             }

@@ -1,5 +1,6 @@
 //! The read half of `BINDER_WRITE_READ` (`binder_thread_read`).
 
+use super::limits::Cap;
 use super::state::*;
 use super::transaction::TXN_RECORD;
 use crate::binder_ipc::protocol::wire::align8;
@@ -228,7 +229,9 @@ impl State {
         if !weak && !strong {
             if let Some(owner) = node.owner {
                 if let Some(p) = self.procs.get_mut(&owner) {
-                    p.nodes.remove(&ptr);
+                    if p.nodes.remove(&ptr).is_some() {
+                        self.uid_usage.uncharge(p.euid, Cap::Nodes);
+                    }
                 }
             }
             self.free_node(n);

@@ -12,7 +12,7 @@
 use super::alloc::Area;
 use super::error::{Check, ExtendedError, EE_CLEAR};
 pub use super::ids::{BufferId, DeathId, Handle, NodeId, TxnId};
-use super::limits::{Cap, Limits, Refused};
+use super::limits::{Cap, Limits, Refused, UidUsage, CAPS};
 use super::transaction::TxnRequest;
 use crate::binder_ipc::protocol::wire::{Gathered, WriteReadReq};
 use crate::binder_ipc::uapi::*;
@@ -327,6 +327,19 @@ pub struct Proc {
     pub deaths: u32,
 }
 
+impl Proc {
+    /// How many of `cap` this process holds.
+    pub fn held(&self, cap: Cap) -> u64 {
+        match cap {
+            Cap::Nodes => self.nodes.len() as u64,
+            Cap::Refs => self.refs.len() as u64,
+            Cap::Txns => self.txns_out as u64,
+            Cap::Deaths => self.deaths as u64,
+            Cap::Threads => self.threads.len() as u64,
+        }
+    }
+}
+
 /// Counters, like the kernel's binder `stats`.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -342,8 +355,10 @@ pub struct Stats {
     pub created: [u64; 6],
     /// Objects deleted, same order.
     pub deleted: [u64; 6],
-    /// Refusals by cap ([`Cap`] order).
+    /// Refusals by the per-process cap ([`Cap`] order).
     pub refused: Refused,
+    /// Refusals by the per-uid cap ([`Cap`] order).
+    pub refused_uid: Refused,
     /// Refused transactions by the check that refused them.
     pub refusals: BTreeMap<Check, u64>,
 }
@@ -383,8 +398,10 @@ pub struct State {
     pub wake: Vec<ConnId>,
     /// Counters.
     pub stats: Stats,
-    /// Per-process caps.
+    /// Per-process and per-uid caps.
     pub limits: Limits,
+    /// What each uid's processes hold, against [`Limits::per_uid`].
+    pub uid_usage: UidUsage,
 }
 
 /// The result of a `BINDER_WRITE_READ` that did not park.
@@ -444,7 +461,9 @@ impl State {
     /// Registers a thread connection of process `proc` (`binder_get_thread`).
     pub fn open_thread(&mut self, conn: ConnId, proc: u64) {
         if let Some(p) = self.procs.get_mut(&proc) {
-            p.threads.insert(conn);
+            if p.threads.insert(conn) {
+                self.uid_usage.charge(p.euid, Cap::Threads);
+            }
         }
         self.stats.created[OBJ_THREAD] += 1;
         self.threads.insert(
@@ -470,12 +489,44 @@ impl State {
     /// process `proc` has [`Limits::threads`] threads, counted. Call before
     /// [`State::open_thread`].
     pub fn check_thread_cap(&mut self, proc: u64) -> Result<(), Errno> {
-        let n = self.procs.get(&proc).map(|p| p.threads.len()).unwrap_or(0);
-        if n >= self.limits.threads {
-            self.stats.refused[Cap::Threads as usize] += 1;
-            return Err(Errno::ENOMEM);
+        if self.has_room(proc, Cap::Threads) {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
         }
-        Ok(())
+    }
+
+    /// Whether process `proc` may hold one more `cap`: under its own cap and its uid's
+    /// ([`Limits::per_uid`]). A refusal is counted (per process or per uid); the caller
+    /// answers it. A missing process has no room.
+    pub(super) fn has_room(&mut self, proc: u64, cap: Cap) -> bool {
+        let Some(p) = self.procs.get(&proc) else {
+            debug_assert!(false, "cap check for missing proc {proc}");
+            return false;
+        };
+        if p.held(cap) >= self.limits.per_proc(cap) {
+            self.stats.refused[cap as usize] += 1;
+            return false;
+        }
+        if self.uid_usage.get(p.euid, cap) >= self.limits.per_uid.get(cap) {
+            self.stats.refused_uid[cap as usize] += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Whether [`State::uid_usage`] is the sum of every live process's counts (a test and
+    /// fuzzing check of the charging).
+    pub fn uid_usage_consistent(&self) -> bool {
+        let mut sums = UidUsage::default();
+        for p in self.procs.values() {
+            for cap in CAPS {
+                sums.charge_n(p.euid, cap, p.held(cap));
+            }
+        }
+        let mut want = sums.sorted();
+        want.retain(|(_, u)| u.iter().any(|&x| x > 0));
+        want == self.uid_usage.sorted()
     }
 
     /// Forgets death notification `d`, uncounting it from its process.
@@ -487,6 +538,7 @@ impl State {
         self.stats.deleted[OBJ_DEATH] += 1;
         if let Some(p) = self.procs.get_mut(&death.owner) {
             p.deaths = p.deaths.saturating_sub(1);
+            self.uid_usage.uncharge(p.euid, Cap::Deaths);
         }
     }
 
@@ -850,9 +902,8 @@ impl State {
                 return Err(Errno::EPERM);
             }
         }
-        if self.procs[&proc].nodes.len() >= self.limits.nodes {
+        if !self.has_room(proc, Cap::Nodes) {
             // The kernel's answer when it cannot make the node.
-            self.stats.refused[Cap::Nodes as usize] += 1;
             return Err(Errno::ENOMEM);
         }
         let (ptr, cookie, flags) = fbo
@@ -937,7 +988,9 @@ impl State {
         self.threads.remove(&conn);
         self.stats.deleted[OBJ_THREAD] += 1;
         if let Some(p) = self.procs.get_mut(&proc) {
-            p.threads.remove(&conn);
+            if p.threads.remove(&conn) {
+                self.uid_usage.uncharge(p.euid, Cap::Threads);
+            }
         }
         self.release_work(todo);
     }
@@ -1028,7 +1081,13 @@ impl State {
             // The process is gone: its fds went with it.
             self.release_buffer(proc, off);
         }
-        self.procs.remove(&proc);
+        if let Some(p) = self.procs.remove(&proc) {
+            // What the process still holds (records of its transactions not yet read) is
+            // no longer its uid's.
+            for cap in CAPS {
+                self.uid_usage.uncharge_n(p.euid, cap, p.held(cap));
+            }
+        }
         self.stats.deleted[OBJ_PROC] += 1;
     }
 
@@ -1051,7 +1110,9 @@ impl State {
         };
         if let Some(owner) = node.owner.take() {
             if let Some(p) = self.procs.get_mut(&owner) {
-                p.nodes.remove(&node.ptr);
+                if p.nodes.remove(&node.ptr).is_some() {
+                    self.uid_usage.uncharge(p.euid, Cap::Nodes);
+                }
             }
         }
         node.local_strong_refs = 0;

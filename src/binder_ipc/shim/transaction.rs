@@ -430,6 +430,7 @@ impl State {
         }
         if let Some(p) = self.procs.get_mut(&s.proc) {
             p.txns_out += 1;
+            self.uid_usage.charge(p.euid, Cap::Txns);
         }
         self.txns.insert(
             id,
@@ -454,9 +455,7 @@ impl State {
 
     /// The sender's pending-transaction cap.
     fn check_txn_cap(&mut self, proc: u64) -> Result<(), TxnError> {
-        let out = self.procs.get(&proc).map(|p| p.txns_out).unwrap_or(0);
-        if out >= self.limits.txns {
-            self.stats.refused[Cap::Txns as usize] += 1;
+        if !self.has_room(proc, Cap::Txns) {
             return Err(TxnError::failed(Check::TxnCap, Errno::ENOSPC));
         }
         Ok(())
@@ -543,7 +542,10 @@ impl State {
     /// A transaction record went away: its sender may send one more.
     pub(super) fn uncount_txn(&mut self, t: &Txn) {
         if let Some(p) = self.procs.get_mut(&t.sender_proc) {
-            p.txns_out = p.txns_out.saturating_sub(1);
+            if p.txns_out > 0 {
+                p.txns_out -= 1;
+                self.uid_usage.uncharge(p.euid, Cap::Txns);
+            }
         }
     }
 
