@@ -146,7 +146,11 @@ impl Harness {
                 self.core.run_wakes();
             }
             drop(self.core.reap());
-            if self.core.dirty.is_empty() {
+            // Connections that used up their turn get the next one, as in the server.
+            for c in self.core.next_turn() {
+                self.core.receive_buffered(c);
+            }
+            if self.core.dirty.is_empty() && !self.core.has_busy() {
                 // The per-uid counts are the sums of the per-process ones, whatever came in.
                 debug_assert!(
                     self.core.state.uid_usage_consistent(),
