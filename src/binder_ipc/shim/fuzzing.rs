@@ -372,6 +372,36 @@ mod tests {
     }
 
     #[test]
+    fn a_flooding_connection_yields_after_its_turn_and_others_are_served() {
+        use super::super::server::FRAMES_PER_TURN;
+        let mut h = Harness::new();
+        let flooder = h.connect(1, 1).unwrap();
+        let other = h.connect(2, 2).unwrap();
+        let flood: Vec<u8> = (0..1000)
+            .flat_map(|_| frame_bytes(K_STATE, &[], 0))
+            .collect();
+        // One read's worth of frames, as the server hands it over: one turn's worth is
+        // handled, the rest waits in the connection's buffer.
+        h.core.receive(flooder.0, &flood, Vec::new());
+        // (Answers are dumps of about one size: the count is approximate, 1000 without turns.)
+        let answered = h.queued(flooder) / h.core.dump().len();
+        let turn = FRAMES_PER_TURN as usize;
+        assert!(
+            (turn / 2..=turn * 2).contains(&answered),
+            "{answered} answered in one turn"
+        );
+        // Another connection's request in the same turn is handled at once.
+        h.core
+            .receive(other.0, &frame_bytes(K_STATE, &[], 0), Vec::new());
+        assert!(h.queued(other) > 0, "the other connection waited");
+        // The flooder's next turn, and the rest through the harness's turns: all answered.
+        let a = h.feed(flooder, &[], Vec::new());
+        assert_eq!(a.iter().filter(|x| x.conn == flooder).count(), 1000);
+        let dump = h.dump();
+        assert!(!dump.contains("turns yielded 0 "), "{dump}");
+    }
+
+    #[test]
     fn a_thread_token_of_another_pid_is_refused() {
         let mut h = Harness::new();
         let (_p, token) = open_proc(&mut h, 1, 0);
