@@ -264,6 +264,25 @@ impl Service for Sink {
     }
 }
 
+/// Waits (bounded) until this process has `n` binder threads in the shim's dump.
+fn wait_own_threads(socket: &Path, n: usize) {
+    let me = format!("{} id ", std::process::id());
+    let want = format!(" threads {n}");
+    let deadline = Instant::now() + LONG;
+    loop {
+        let state = query_state(socket).expect("state");
+        let mine = state.split("proc ").find(|s| s.starts_with(&me));
+        if mine.is_some_and(|s| s.lines().any(|l| l.contains("held:") && l.ends_with(&want))) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service threads never joined\n{state}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Runs the child roles; true when this process is a child (the test body is skipped).
 fn child() -> bool {
     let Some(role) = child_role() else {
@@ -281,12 +300,16 @@ fn child() -> bool {
         }
         "service" => {
             let ps = ProcessState::open_shim(&socket).expect("service process");
-            // Threads besides the one the sink keeps.
-            ps.set_max_threads(4).expect("max threads");
             let sink = Binder::new(Sink);
             ps.become_context_manager(Arc::new(Echo { sink }))
                 .expect("context manager");
-            ps.start_thread_pool().expect("pool");
+            // Threads besides the one the sink keeps, all started before the tests take
+            // the shim's fd baseline (none is spawned later: max threads stays 0).
+            for _ in 0..3 {
+                let ps = ps.clone();
+                std::thread::spawn(move || ps.join_thread_pool());
+            }
+            wait_own_threads(&socket, 4);
             let _ctl = say_ready();
             ps.join_thread_pool().expect("serve");
         }
