@@ -24,7 +24,7 @@ pub fn dump(s: &State) -> String {
 }
 
 /// One process: its area, threads, nodes, refs, buffers and what it holds against its caps.
-fn dump_proc(o: &mut String, s: &State, id: u64, p: &Proc) {
+fn dump_proc(o: &mut String, s: &State, id: ProcId, p: &Proc) {
     let _ = writeln!(o, "proc {} id {id} uid {}", p.pid, p.euid);
     let _ = writeln!(
         o,

@@ -19,6 +19,10 @@ macro_rules! id_type {
 }
 
 id_type!(
+    /// A binder process (`struct binder_proc`).
+    ProcId
+);
+id_type!(
     /// A node (`struct binder_node`).
     NodeId
 );

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 impl State {
     /// Creates a node owned by `proc` (`binder_new_node`).
-    pub fn new_node(&mut self, proc: u64, ptr: u64, cookie: u64, flags: u32) -> NodeId {
+    pub fn new_node(&mut self, proc: ProcId, ptr: u64, cookie: u64, flags: u32) -> NodeId {
         let id = NodeId(self.new_id());
         self.stats.created[OBJ_NODE] += 1;
         self.nodes.insert(
@@ -162,7 +162,7 @@ impl State {
     /// (`binder_inc_ref_for_node`).
     pub fn inc_ref_for_node(
         &mut self,
-        proc: u64,
+        proc: ProcId,
         n: NodeId,
         strong: bool,
         target: Option<ConnId>,
@@ -217,7 +217,7 @@ impl State {
     /// One more count on ref `desc` (`binder_inc_ref_olocked`).
     fn inc_ref(
         &mut self,
-        proc: u64,
+        proc: ProcId,
         desc: Handle,
         strong: bool,
         target: Option<ConnId>,
@@ -255,7 +255,7 @@ impl State {
 
     /// One less count on ref `desc`; deletes it when both reach 0
     /// (`binder_dec_ref_olocked`). A count already at 0 is a user error.
-    pub fn dec_ref(&mut self, proc: u64, desc: Handle, strong: bool) -> bool {
+    pub fn dec_ref(&mut self, proc: ProcId, desc: Handle, strong: bool) -> bool {
         let Some(r) = self
             .procs
             .get_mut(&proc)
@@ -294,7 +294,7 @@ impl State {
 
     /// Removes ref `desc` of `proc` and what hangs on it (`binder_cleanup_ref_olocked` and
     /// `binder_free_ref`).
-    pub fn delete_ref(&mut self, proc: u64, desc: Handle) {
+    pub fn delete_ref(&mut self, proc: ProcId, desc: Handle) {
         let Some(p) = self.procs.get_mut(&proc) else {
             return;
         };
@@ -393,7 +393,14 @@ impl State {
 
     /// Queues death notification `d` as `kind`: to the calling thread when it is a looper,
     /// else to its process (the kernel's choice in the death commands).
-    fn queue_death(&mut self, d: DeathId, kind: DeathKind, conn: ConnId, proc: u64, looper: u32) {
+    fn queue_death(
+        &mut self,
+        d: DeathId,
+        kind: DeathKind,
+        conn: ConnId,
+        proc: ProcId,
+        looper: u32,
+    ) {
         let loc = if looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0 {
             Loc::Thread(conn)
         } else {

@@ -12,7 +12,7 @@
 //! to that client and a counter in the state dump.
 
 use super::alloc::Area;
-use super::state::{ConnId, IdMap, State, WriteReadDone};
+use super::state::{ConnId, IdMap, ProcId, State, WriteReadDone};
 use super::Limits;
 use crate::binder_ipc::protocol::wire::*;
 use crate::binder_ipc::uapi::*;
@@ -47,8 +47,8 @@ const MAX_FRAME_FDS: usize = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     New,
-    Proc(u64),
-    Thread(u64),
+    Proc(ProcId),
+    Thread(ProcId),
 }
 
 /// Answers queued for one connection: whole frames, and the fds that ride on given bytes.
@@ -192,7 +192,7 @@ pub(super) struct ServerStats {
 /// Frames in, answers queued: everything between the sockets and the [`State`].
 pub(super) struct Core {
     pub(super) conns: IdMap<ConnId, Conn>,
-    tokens: IdMap<u64, u64>,
+    tokens: IdMap<u64, ProcId>,
     pub(super) state: State,
     limits: Limits,
     conns_by_uid: IdMap<u64, usize>,
@@ -536,7 +536,7 @@ impl Core {
     }
 
     /// `K_MAP_DONE`: the process mapped its area at `base`.
-    fn map_done(&mut self, c: ConnId, p: u64, base: u64) -> bool {
+    fn map_done(&mut self, c: ConnId, p: ProcId, base: u64) -> bool {
         if let Some(proc) = self.state.procs.get_mut(&p) {
             proc.area.client_base = base;
             proc.mapped = true;
@@ -574,7 +574,7 @@ impl Core {
         true
     }
 
-    fn ioctl_frame(&mut self, c: ConnId, p: u64, req: Ioctl) -> bool {
+    fn ioctl_frame(&mut self, c: ConnId, p: ProcId, req: Ioctl) -> bool {
         if req.cmd == BINDER_GET_EXTENDED_ERROR {
             // Read and cleared, as the kernel does; the record follows the result.
             let ee = self
@@ -594,7 +594,7 @@ impl Core {
         true
     }
 
-    fn ioctl(&mut self, c: ConnId, p: u64, req: &Ioctl) -> Result<i32, Errno> {
+    fn ioctl(&mut self, c: ConnId, p: ProcId, req: &Ioctl) -> Result<i32, Errno> {
         let arg_u32 = u32::from_ne_bytes([req.arg[0], req.arg[1], req.arg[2], req.arg[3]]);
         match req.cmd {
             BINDER_VERSION => Ok(BINDER_CURRENT_PROTOCOL_VERSION),
@@ -805,7 +805,7 @@ impl Core {
         conn.sock
     }
 
-    fn release_proc(&mut self, p: u64) {
+    fn release_proc(&mut self, p: ProcId) {
         if let Some(token) = self.state.procs.get(&p).map(|p| p.token) {
             self.tokens.remove(&token);
         }

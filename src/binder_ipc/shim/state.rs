@@ -11,7 +11,7 @@
 
 use super::alloc::Area;
 use super::error::{Check, ExtendedError, EE_CLEAR};
-pub use super::ids::{BufferId, DeathId, Handle, NodeId, TxnId};
+pub use super::ids::{BufferId, DeathId, Handle, NodeId, ProcId, TxnId};
 use super::limits::{Cap, Limits, Refused, UidUsage, CAPS};
 use super::transaction::TxnRequest;
 use crate::binder_ipc::protocol::wire::{Gathered, WriteReadReq};
@@ -90,7 +90,7 @@ pub enum Loc {
     /// A thread's todo list.
     Thread(ConnId),
     /// A process's todo list.
-    Proc(u64),
+    Proc(ProcId),
 }
 
 /// A blocked read, parked until work arrives.
@@ -108,7 +108,7 @@ pub struct PendingRead {
 #[derive(Debug)]
 pub struct Thread {
     /// Owning process.
-    pub proc: u64,
+    pub proc: ProcId,
     /// `LOOPER_*` bits.
     pub looper: u32,
     /// `looper_need_return`: set at creation, cleared at the end of each call.
@@ -163,7 +163,7 @@ pub enum DeathKind {
 #[derive(Debug, Clone, Copy)]
 pub struct Death {
     /// The process that requested it (counted against its cap).
-    pub owner: u64,
+    pub owner: ProcId,
     /// Its cookie.
     pub cookie: u64,
     /// What is due.
@@ -176,7 +176,7 @@ pub struct Death {
 #[derive(Debug)]
 pub struct Node {
     /// The owner; `None` once it died.
-    pub owner: Option<u64>,
+    pub owner: Option<ProcId>,
     /// The owner's pointer.
     pub ptr: u64,
     /// The owner's cookie.
@@ -202,7 +202,7 @@ pub struct Node {
     /// BC_INCREFS_DONE awaited.
     pub pending_weak_ref: bool,
     /// Processes holding a ref to this node.
-    pub refs: BTreeSet<u64>,
+    pub refs: BTreeSet<ProcId>,
     /// A oneway transaction is being handled.
     pub has_async: bool,
     /// Oneway transactions waiting for it.
@@ -259,11 +259,11 @@ pub struct Txn {
     /// The calling thread, for sync calls while it waits.
     pub from: Option<ConnId>,
     /// The sending process (the record counts against its cap).
-    pub sender_proc: u64,
+    pub sender_proc: ProcId,
     /// The thread handling it (sync calls, once read).
     pub to_thread: Option<ConnId>,
     /// The target process.
-    pub to_proc: Option<u64>,
+    pub to_proc: Option<ProcId>,
     /// The code.
     pub code: u32,
     /// TF_ flags.
@@ -380,7 +380,7 @@ pub const OBJ_TXN: usize = 5;
 #[derive(Debug, Default)]
 pub struct State {
     /// Processes by id.
-    pub procs: IdMap<u64, Proc>,
+    pub procs: IdMap<ProcId, Proc>,
     /// Threads by connection.
     pub threads: IdMap<ConnId, Thread>,
     /// Nodes by id.
@@ -429,8 +429,8 @@ impl State {
     }
 
     /// Registers a process (`binder_open`).
-    pub fn open_proc(&mut self, pid: i32, euid: u32, area: Area, token: u64) -> u64 {
-        let id = self.new_id();
+    pub fn open_proc(&mut self, pid: i32, euid: u32, area: Area, token: u64) -> ProcId {
+        let id = ProcId(self.new_id());
         self.stats.created[OBJ_PROC] += 1;
         self.procs.insert(
             id,
@@ -459,7 +459,7 @@ impl State {
     }
 
     /// Registers a thread connection of process `proc` (`binder_get_thread`).
-    pub fn open_thread(&mut self, conn: ConnId, proc: u64) {
+    pub fn open_thread(&mut self, conn: ConnId, proc: ProcId) {
         if let Some(p) = self.procs.get_mut(&proc) {
             if p.threads.insert(conn) {
                 self.uid_usage.charge(p.euid, Cap::Threads);
@@ -488,7 +488,7 @@ impl State {
     /// The thread cap: `ENOMEM` (the kernel's answer when it cannot make a thread) once
     /// process `proc` has [`Limits::threads`] threads, counted. Call before
     /// [`State::open_thread`].
-    pub fn check_thread_cap(&mut self, proc: u64) -> Result<(), Errno> {
+    pub fn check_thread_cap(&mut self, proc: ProcId) -> Result<(), Errno> {
         if self.has_room(proc, Cap::Threads) {
             Ok(())
         } else {
@@ -499,7 +499,7 @@ impl State {
     /// Whether process `proc` may hold one more `cap`: under its own cap and its uid's
     /// ([`Limits::per_uid`]). A refusal is counted (per process or per uid); the caller
     /// answers it. A missing process has no room.
-    pub(super) fn has_room(&mut self, proc: u64, cap: Cap) -> bool {
+    pub(super) fn has_room(&mut self, proc: ProcId, cap: Cap) -> bool {
         let Some(p) = self.procs.get(&proc) else {
             debug_assert!(false, "cap check for missing proc {proc}");
             return false;
@@ -561,7 +561,7 @@ impl State {
     }
 
     /// Queues `w` on a process and wakes one waiting thread (`binder_wakeup_proc_ilocked`).
-    pub fn enqueue_proc(&mut self, proc: u64, w: Work) {
+    pub fn enqueue_proc(&mut self, proc: ProcId, w: Work) {
         if let Some(p) = self.procs.get_mut(&proc) {
             p.todo.push_back(w);
             self.wake_proc(proc);
@@ -604,7 +604,7 @@ impl State {
     }
 
     /// A thread parked waiting for process work (the kernel's `waiting_threads`).
-    pub fn waiting_thread(&self, proc: u64) -> Option<ConnId> {
+    pub fn waiting_thread(&self, proc: ProcId) -> Option<ConnId> {
         let p = self.procs.get(&proc)?;
         p.threads.iter().copied().find(|c| {
             self.threads
@@ -614,7 +614,7 @@ impl State {
     }
 
     /// Wakes one thread waiting for process work.
-    pub fn wake_proc(&mut self, proc: u64) {
+    pub fn wake_proc(&mut self, proc: ProcId) {
         if let Some(c) = self.waiting_thread(proc) {
             self.wake.push(c);
         }
@@ -863,7 +863,7 @@ impl State {
 
     /// The end of every ioctl: `looper_need_return` clears, and leftover process work wakes
     /// a waiting thread.
-    fn after_call(&mut self, conn: ConnId, proc: u64) {
+    fn after_call(&mut self, conn: ConnId, proc: ProcId) {
         if let Some(t) = self.threads.get_mut(&conn) {
             t.need_return = false;
         }
@@ -1029,7 +1029,7 @@ impl State {
     }
 
     /// A process's connection closed: it exited, whatever the cause (`binder_deferred_release`).
-    pub fn release_proc(&mut self, proc: u64) {
+    pub fn release_proc(&mut self, proc: ProcId) {
         let Some(p) = self.procs.get(&proc) else {
             return;
         };
@@ -1122,7 +1122,7 @@ impl State {
             self.stats.deleted[OBJ_NODE] += 1;
             return;
         }
-        let holders: Vec<u64> = node.refs.iter().copied().collect();
+        let holders: Vec<ProcId> = node.refs.iter().copied().collect();
         for holder in holders {
             let death = self
                 .procs
@@ -1144,7 +1144,7 @@ impl State {
     /// Frees buffer `off` of `proc` and releases what its objects held. Returns the fd
     /// numbers of its FDA objects, which the process must close (the kernel closes them in
     /// the freeing process).
-    pub fn release_buffer(&mut self, proc: u64, off: BufferId) -> Option<Vec<i32>> {
+    pub fn release_buffer(&mut self, proc: ProcId, off: BufferId) -> Option<Vec<i32>> {
         let p = self.procs.get_mut(&proc)?;
         let b = p.buffers.remove(&off)?;
         let mut close = Vec::new();
@@ -1173,7 +1173,7 @@ impl State {
     }
 
     /// Drops the references a buffer's objects held (`binder_transaction_buffer_release`).
-    pub fn apply_releases(&mut self, proc: u64, releases: &[Release]) {
+    pub fn apply_releases(&mut self, proc: ProcId, releases: &[Release]) {
         for r in releases {
             match *r {
                 Release::Node { node, strong } => {

@@ -246,7 +246,7 @@ mod checks {
     use super::super::alloc::Area;
     use super::super::error::Check;
     use super::super::limits::Cap;
-    use super::super::state::{BufferId, ConnId, Handle, State, WriteReadDone};
+    use super::super::state::{BufferId, ConnId, Handle, ProcId, State, WriteReadDone};
     use crate::binder_ipc::protocol::wire::{Gathered, WriteReadReq};
     use crate::binder_ipc::uapi::*;
     use nix::errno::Errno;
@@ -269,9 +269,9 @@ mod checks {
 
     /// Three processes (pids 100, 200, 300), one thread each; 200 is the context manager
     /// and accepts fds. Returns the state and the proc ids.
-    fn setup() -> (State, [u64; 3]) {
+    fn setup() -> (State, [ProcId; 3]) {
         let mut s = State::default();
-        let mut ids = [0; 3];
+        let mut ids = [ProcId(0); 3];
         for (i, conn) in [SENDER, MGR, THIRD].into_iter().enumerate() {
             let area = Area::new(64 * 1024).unwrap();
             let p = s.open_proc(100 * (i as i32 + 1), 0, area, i as u64);
@@ -922,7 +922,7 @@ mod checks {
     }
 
     /// A fourth process of uid 7 with one thread (connection 40), mapped.
-    fn other_uid_proc(s: &mut State) -> u64 {
+    fn other_uid_proc(s: &mut State) -> ProcId {
         let p = s.open_proc(400, 7, Area::new(64 * 1024).unwrap(), 4);
         let proc = s.procs.get_mut(&p).unwrap();
         proc.mapped = true;
