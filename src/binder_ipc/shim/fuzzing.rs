@@ -19,6 +19,7 @@
 //! ```
 
 use super::server::Core;
+use super::state::{ConnId, ThreadId};
 use super::Limits;
 use crate::binder_ipc::protocol::wire::FrameHeader;
 use nix::errno::Errno;
@@ -26,7 +27,7 @@ use std::os::fd::OwnedFd;
 
 /// A fake connection of a [`Harness`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnHandle(usize);
+pub struct ConnHandle(ConnId);
 
 /// One answer frame the shim queued for a connection.
 #[derive(Debug)]
@@ -46,7 +47,7 @@ pub struct Harness {
     core: Core,
     next: usize,
     /// Connections whose answers are left queued (a client that does not read).
-    not_reading: std::collections::BTreeSet<usize>,
+    not_reading: std::collections::BTreeSet<ConnId>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -82,8 +83,8 @@ impl Harness {
         self.core.admit(uid)?;
         let id = self.next;
         self.next += 1;
-        self.core.add(id, None, pid, uid);
-        Ok(ConnHandle(id))
+        self.core.add(ThreadId(id), None, pid, uid);
+        Ok(ConnHandle(ThreadId(id)))
     }
 
     /// Delivers `bytes` (with `fds` riding on them) on `conn`, as one read of its socket,
@@ -161,7 +162,7 @@ impl Harness {
         }
     }
 
-    fn collect(&mut self, c: usize, answers: &mut Vec<Answer>) {
+    fn collect(&mut self, c: ConnId, answers: &mut Vec<Answer>) {
         let Some(k) = self.core.conns.get_mut(&c) else {
             return;
         };

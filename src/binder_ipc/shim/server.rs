@@ -12,7 +12,7 @@
 //! to that client and a counter in the state dump.
 
 use super::alloc::Area;
-use super::state::{ConnId, IdMap, ProcId, State, WriteReadDone};
+use super::state::{ConnId, IdMap, ProcId, State, ThreadId, WriteReadDone};
 use super::Limits;
 use crate::binder_ipc::protocol::wire::*;
 use crate::binder_ipc::uapi::*;
@@ -973,10 +973,10 @@ impl Server {
                     Token(c) => {
                         let hup = ev.is_read_closed() || ev.is_error();
                         if ev.is_readable() || hup {
-                            self.read_conn(c, hup);
+                            self.read_conn(ThreadId(c), hup);
                         }
                         if ev.is_writable() || hup {
-                            self.flush(c);
+                            self.flush(ThreadId(c));
                         }
                     }
                 }
@@ -1053,7 +1053,8 @@ impl Server {
         {
             return;
         }
-        self.core.add(id, Some(sock), cred.pid(), cred.uid());
+        self.core
+            .add(ThreadId(id), Some(sock), cred.pid(), cred.uid());
     }
 
     /// Reads what `c` sent and handles its frames. `hup`: the peer hung up (or failed), so
@@ -1163,7 +1164,7 @@ impl Server {
             } else {
                 Interest::READABLE
             };
-            let _ = self.poll.registry().reregister(sock, Token(c), interest);
+            let _ = self.poll.registry().reregister(sock, Token(c.0), interest);
         }
         self.core.out_sent(c, before - left);
         if self.core.resume_if_drained(c) {

@@ -11,7 +11,7 @@
 
 use super::alloc::Area;
 use super::error::{Check, ExtendedError, EE_CLEAR};
-pub use super::ids::{BufferId, DeathId, Handle, NodeId, ProcId, TxnId};
+pub use super::ids::{BufferId, DeathId, Handle, NodeId, ProcId, ThreadId, TxnId};
 use super::limits::{Cap, Limits, Refused, UidUsage, CAPS};
 use super::transaction::TxnRequest;
 use crate::binder_ipc::protocol::wire::{Gathered, WriteReadReq};
@@ -22,8 +22,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::size_of;
 use std::os::fd::OwnedFd;
 
-/// A connection's id in the event loop (a thread's identity).
-pub type ConnId = usize;
+/// A connection's id in the event loop: a thread's identity ([`ThreadId`]).
+pub type ConnId = ThreadId;
 
 /// A hash map keyed by the driver's own ids (sequential numbers the driver hands out, or
 /// random tokens), hashed with [`IdHasher`].

@@ -246,7 +246,7 @@ mod checks {
     use super::super::alloc::Area;
     use super::super::error::Check;
     use super::super::limits::Cap;
-    use super::super::state::{BufferId, ConnId, Handle, ProcId, State, WriteReadDone};
+    use super::super::state::{BufferId, ConnId, Handle, ProcId, State, ThreadId, WriteReadDone};
     use crate::binder_ipc::protocol::wire::{Gathered, WriteReadReq};
     use crate::binder_ipc::uapi::*;
     use nix::errno::Errno;
@@ -262,9 +262,9 @@ mod checks {
         }
     }
 
-    const SENDER: ConnId = 1;
-    const MGR: ConnId = 2;
-    const THIRD: ConnId = 3;
+    const SENDER: ConnId = ThreadId(1);
+    const MGR: ConnId = ThreadId(2);
+    const THIRD: ConnId = ThreadId(3);
     const MGR_BASE: u64 = 0x7000_0000;
 
     /// Three processes (pids 100, 200, 300), one thread each; 200 is the context manager
@@ -927,7 +927,7 @@ mod checks {
         let proc = s.procs.get_mut(&p).unwrap();
         proc.mapped = true;
         proc.area.client_base = MGR_BASE * 4;
-        s.open_thread(40, p);
+        s.open_thread(ThreadId(40), p);
         p
     }
 
@@ -951,7 +951,7 @@ mod checks {
         assert_eq!(s.stats.refused[Cap::Txns as usize], 0);
         other_uid_proc(&mut s);
         assert_eq!(
-            wr(&mut s, 40, &stream, Vec::new()),
+            wr(&mut s, ThreadId(40), &stream, Vec::new()),
             ok,
             "uid 7 has its own share"
         );
@@ -1025,7 +1025,7 @@ mod checks {
         let (mut s, [sender, ..]) = setup();
         s.limits.threads = 2;
         assert_eq!(s.check_thread_cap(sender), Ok(()));
-        s.open_thread(10, sender);
+        s.open_thread(ThreadId(10), sender);
         assert_eq!(s.check_thread_cap(sender), Err(Errno::ENOMEM));
         assert_eq!(s.stats.refused[Cap::Threads as usize], 1);
     }
