@@ -382,3 +382,155 @@ fn an_over_limit_uid_leaves_another_uids_calls_and_events_whole() {
     drop(driver);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const BUFFERS_TEST: &str = "a_uid_cannot_free_or_read_another_uids_buffer";
+/// What the sender's call carries into the owner's buffer.
+const PAYLOAD: u64 = 0x5ec2_e7da_7a00_0001;
+
+/// Reads (blocking) until a BR_TRANSACTION: its transaction data.
+fn read_transaction(
+    dev: &bittube::binder_ipc::device::ShimDevice,
+    write: &[u8],
+) -> bittube::binder_ipc::uapi::BinderTransactionData {
+    use bittube::binder_ipc::device::{Device, WriteRead};
+    use bittube::binder_ipc::uapi::*;
+    let mut write = write.to_vec();
+    loop {
+        let mut read = [0u8; 512];
+        let mut wr = WriteRead::new(&write, &mut read);
+        dev.write_read(&mut wr).expect("write_read");
+        let mut r = CommandReader::new(wr.returned());
+        while let Some((cmd, payload)) = r.next_command() {
+            if cmd == BR_TRANSACTION {
+                return bytemuck::pod_read_unaligned(
+                    &payload[..std::mem::size_of::<BinderTransactionData>()],
+                );
+            }
+        }
+        write.clear();
+    }
+}
+
+/// Sends `cmd` with `arg` on `dev`.
+fn command(dev: &bittube::binder_ipc::device::ShimDevice, cmd: u32, arg: &u64) {
+    use bittube::binder_ipc::device::{Device, WriteRead};
+    use bittube::binder_ipc::uapi::*;
+    let mut w = CommandWriter::new();
+    w.cmd_with(cmd, arg);
+    // Nothing to read: the write alone (a nonblocking read would say EAGAIN).
+    let mut read = [0u8; 0];
+    let mut wr = WriteRead::new(w.as_bytes(), &mut read);
+    match dev.write_read(&mut wr) {
+        Ok(()) | Err(nix::errno::Errno::EAGAIN) => {}
+        Err(e) => panic!("write_read: {e}"),
+    }
+}
+
+/// Uid A, a raw binder process and the context manager: keeps the buffer of the call it
+/// gets, reports its address, and after the thief had its go checks that the bytes are
+/// still there, then frees it itself.
+fn run_buffer_owner() {
+    use bittube::binder_ipc::device::{Device, ShimDevice};
+    use bittube::binder_ipc::uapi::*;
+    become_uid(HOG);
+    let ctl = control_in_child();
+    let dev = ShimDevice::open(&socket_path()).expect("owner device");
+    dev.set_context_mgr().expect("context manager");
+    send(&ctl, "ready");
+    let mut w = CommandWriter::new();
+    w.cmd(BC_ENTER_LOOPER);
+    let tr = read_transaction(&dev, w.as_bytes());
+    let addr = tr.data_buffer;
+    let bytes = dev.buffer_bytes(addr, 8).expect("own buffer").to_vec();
+    assert_eq!(bytes, PAYLOAD.to_ne_bytes(), "the call's data");
+    send(&ctl, &addr.to_string());
+    assert_eq!(recv(&ctl), "check");
+    let now = dev.buffer_bytes(addr, 8).expect("own buffer").to_vec();
+    send(&ctl, if now == bytes { "intact" } else { "changed" });
+    assert_eq!(recv(&ctl), "free");
+    dev.set_nonblocking(true);
+    command(&dev, BC_FREE_BUFFER, &addr);
+    send(&ctl, "freed");
+}
+
+/// The call that lands in the owner's buffer (uid C, oneway so the owner never replies).
+fn run_buffer_sender() {
+    become_uid(SERVICE);
+    let ps = open();
+    let mut p = Parcel::new();
+    p.write_u64(PAYLOAD).unwrap();
+    ps.context_object()
+        .expect("context object")
+        .transact_oneway(ECHO, &p)
+        .expect("oneway to the owner");
+    let _ = ps.shutdown(std::time::Duration::from_secs(2));
+}
+
+/// Uid B with the owner's buffer address: frees it (BC_FREE_BUFFER), and looks at it
+/// through its own device. Reports what it saw there.
+fn run_buffer_thief() {
+    use bittube::binder_ipc::device::{Device, ShimDevice};
+    use bittube::binder_ipc::uapi::*;
+    become_uid(PEER);
+    let ctl = control_in_child();
+    let addr: u64 = std::env::var("OWNER_BUFFER").unwrap().parse().unwrap();
+    let dev = ShimDevice::open(&socket_path()).expect("thief device");
+    dev.set_nonblocking(true);
+    command(&dev, BC_FREE_BUFFER, &addr);
+    command(&dev, BC_FREE_BUFFER, &addr);
+    let seen = dev.buffer_bytes(addr, 8).map(|b| b.to_vec());
+    let saw_payload = seen.as_deref() == Some(&PAYLOAD.to_ne_bytes()[..]);
+    send(&ctl, if saw_payload { "read it" } else { "nothing" });
+}
+
+#[test]
+fn a_uid_cannot_free_or_read_another_uids_buffer() {
+    match child_role().as_deref() {
+        Some("owner") => return run_buffer_owner(),
+        Some("sender") => return run_buffer_sender(),
+        Some("thief") => return run_buffer_thief(),
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
+    }
+    if !is_root() {
+        eprintln!("skipped: needs root to run processes of other uids");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("bittube-isolation-buf-{}", std::process::id()));
+    let driver = start_shim(&dir);
+    let socket = dir.join("binder");
+    let env = [("ISOLATION_SOCKET", socket.as_os_str())];
+    let mut children = Children(Vec::new());
+    let (owner, owner_ctl) = spawn_child_env(BUFFERS_TEST, "owner", &env);
+    children.0.push(owner);
+    assert_eq!(recv(&owner_ctl), "ready");
+    let (sender, _sender_ctl) = spawn_child_env(BUFFERS_TEST, "sender", &env);
+    let addr = recv(&owner_ctl);
+    wait_success(sender);
+    let before = driver.state().expect("state");
+    assert!(
+        before.contains("delivered"),
+        "the owner holds its buffer\n{before}"
+    );
+
+    let mut env = env.to_vec();
+    env.push(("OWNER_BUFFER", addr.as_ref()));
+    let (thief, thief_ctl) = spawn_child_env(BUFFERS_TEST, "thief", &env);
+    assert_eq!(recv(&thief_ctl), "nothing", "uid B read uid A's buffer");
+    wait_success(thief);
+    let after = driver.state().expect("state");
+    assert!(
+        after.contains("delivered"),
+        "uid B freed uid A's buffer\n{after}"
+    );
+    send(&owner_ctl, "check");
+    assert_eq!(recv(&owner_ctl), "intact");
+    // The owner's own free works: the buffer was there all along.
+    send(&owner_ctl, "free");
+    assert_eq!(recv(&owner_ctl), "freed");
+    let freed = driver.state().expect("state");
+    assert!(!freed.contains("delivered"), "{freed}");
+    drop(children);
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&dir);
+}
