@@ -189,8 +189,7 @@ fn driver_daemon_serves_devices_and_state_shows_them() {
     // Each process shows the uid the kernel vouched for (SO_PEERCRED).
     let uid = nix::unistd::geteuid().as_raw();
     assert!(
-        dump.lines()
-            .any(|l| l.starts_with(&me) && l.ends_with(&format!(" uid {uid}"))),
+        dump.lines().any(|l| l.starts_with(&me) && l.ends_with(&format!(" uid {uid}"))),
         "no uid {uid} on the `{me}` line of:\n{dump}"
     );
     assert!(dump.contains("  thread "), "no thread in:\n{dump}");
