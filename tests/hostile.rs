@@ -9,7 +9,7 @@ mod common;
 use bittube::binder_ipc::device::{Device, ShimDevice};
 use bittube::binder_ipc::parcel::Parcel;
 use bittube::binder_ipc::protocol::wire::{self, FrameHeader, ResultBody};
-use bittube::binder_ipc::runtime::{BinderError, CallContext, ProcessState, Service};
+use bittube::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
 use bittube::binder_ipc::shim::{query_state, Driver, Limits};
 use common::{child_role, control_in_child, spawn_child_env, LONG};
 use nix::sys::socket::{recv, send, MsgFlags};
@@ -27,6 +27,21 @@ const CONNS_PER_UID: usize = 200;
 const PROCS_PER_UID: usize = 8;
 const THREADS_PER_PROC: usize = 24;
 const OUT_CAP: usize = 256 * 1024;
+/// The state caps per process, small enough for a client to pass each.
+/// Nodes and refs are two ends of one object (the sender's node, the receiver's ref), so
+/// each is passed with the other cap above it: `HOSTILE_CAPS=refs` gives the shim a node
+/// cap of [`NODES_FOR_REFS`] instead.
+const NODES_PER_PROC: usize = 16;
+const REFS_PER_PROC: usize = 32;
+const NODES_FOR_REFS: usize = 64;
+const TXNS_PER_PROC: u32 = 32;
+const DEATHS_PER_PROC: u32 = 8;
+/// Calls the state-cap client tries past each cap (it must be refused well before).
+const TRIES: usize = 400;
+/// Echo service codes: a fresh binder for each GIVE; the sink, whose BLOCK never returns.
+const GIVE: u32 = bittube::binder_ipc::runtime::FIRST_CALL_TRANSACTION + 1;
+const SINK: u32 = bittube::binder_ipc::runtime::FIRST_CALL_TRANSACTION + 2;
+const BLOCK: u32 = bittube::binder_ipc::runtime::FIRST_CALL_TRANSACTION;
 /// The bound on the shim's RSS growth over its baseline while a client floods it: the
 /// output cap, one answer, buffers of a read, with room for the allocator's slack.
 const RSS_GROWTH_BOUND_KB: u64 = 16 * 1024;
@@ -39,6 +54,14 @@ fn limits() -> Limits {
         ..Limits::default()
     };
     l.state.threads = THREADS_PER_PROC;
+    l.state.nodes = if std::env::var("HOSTILE_CAPS").as_deref() == Ok("refs") {
+        NODES_FOR_REFS
+    } else {
+        NODES_PER_PROC
+    };
+    l.state.refs = REFS_PER_PROC;
+    l.state.txns = TXNS_PER_PROC;
+    l.state.deaths = DEATHS_PER_PROC;
     l
 }
 
@@ -76,9 +99,17 @@ fn say_ready() -> OwnedFd {
 
 impl Setup {
     fn start(test: &str) -> Setup {
+        Self::start_caps(test, "")
+    }
+
+    /// [`start`](Self::start) with `HOSTILE_CAPS=caps` for the shim (see [`limits`]).
+    fn start_caps(test: &str, caps: &str) -> Setup {
         let dir = private_dir(test);
         let socket = dir.join("binder");
-        let env = [("HOSTILE_SOCKET", socket.as_os_str())];
+        let env = [
+            ("HOSTILE_SOCKET", socket.as_os_str()),
+            ("HOSTILE_CAPS", caps.as_ref()),
+        ];
         let (shim, shim_ctl) = spawn_child_env(test, "shim", &env);
         wait_ready(&shim_ctl);
         let (service, service_ctl) = spawn_child_env(test, "service", &env);
@@ -165,7 +196,11 @@ impl Drop for Setup {
     }
 }
 
-struct Echo;
+/// The context manager: echoes a u64; GIVE answers a fresh binder (a new ref for the
+/// caller), SINK the sink.
+struct Echo {
+    sink: Binder,
+}
 
 impl Service for Echo {
     fn descriptor(&self) -> &str {
@@ -173,13 +208,78 @@ impl Service for Echo {
     }
     fn on_transact(
         &self,
-        _code: u32,
+        code: u32,
         data: &mut Parcel,
         reply: &mut Parcel,
+        ctx: &CallContext,
+    ) -> Result<(), BinderError> {
+        match code {
+            GIVE => ctx.process.write_binder(reply, &Binder::new(Token))?,
+            SINK => ctx.process.write_binder(reply, &self.sink)?,
+            _ => reply.write_u64(data.read_u64()?)?,
+        }
+        Ok(())
+    }
+}
+
+/// A node with nothing to offer (handed out by GIVE, sent by the node-cap client).
+struct Token;
+
+impl Service for Token {
+    fn descriptor(&self) -> &str {
+        "bittube.test.Token"
+    }
+    fn on_transact(
+        &self,
+        code: u32,
+        _: &mut Parcel,
+        _: &mut Parcel,
         _: &CallContext,
     ) -> Result<(), BinderError> {
-        reply.write_u64(data.read_u64()?)?;
-        Ok(())
+        Err(BinderError::UnknownTransaction(code))
+    }
+}
+
+/// A node whose oneway BLOCK never returns: the oneway calls behind it stay queued, each a
+/// pending transaction of its sender.
+struct Sink;
+
+impl Service for Sink {
+    fn descriptor(&self) -> &str {
+        "bittube.test.Sink"
+    }
+    fn on_transact(
+        &self,
+        code: u32,
+        _: &mut Parcel,
+        _: &mut Parcel,
+        _: &CallContext,
+    ) -> Result<(), BinderError> {
+        if code == BLOCK {
+            loop {
+                std::thread::park();
+            }
+        }
+        Err(BinderError::UnknownTransaction(code))
+    }
+}
+
+/// Waits (bounded) until this process has `n` binder threads in the shim's dump.
+fn wait_own_threads(socket: &Path, n: usize) {
+    let me = format!("{} id ", std::process::id());
+    let want = format!(" threads {n}");
+    let deadline = Instant::now() + LONG;
+    loop {
+        let state = query_state(socket).expect("state");
+        let mine = state.split("proc ").find(|s| s.starts_with(&me));
+        if mine.is_some_and(|s| s.lines().any(|l| l.contains("held:") && l.ends_with(&want))) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service threads never joined\n{state}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
@@ -200,12 +300,21 @@ fn child() -> bool {
         }
         "service" => {
             let ps = ProcessState::open_shim(&socket).expect("service process");
-            ps.become_context_manager(Arc::new(Echo))
+            let sink = Binder::new(Sink);
+            ps.become_context_manager(Arc::new(Echo { sink }))
                 .expect("context manager");
+            // Threads besides the one the sink keeps, all started before the tests take
+            // the shim's fd baseline (none is spawned later: max threads stays 0).
+            for _ in 0..3 {
+                let ps = ps.clone();
+                std::thread::spawn(move || ps.join_thread_pool());
+            }
+            wait_own_threads(&socket, 4);
             let _ctl = say_ready();
             ps.join_thread_pool().expect("serve");
         }
         "liar" => liar(&socket),
+        "state-hog" => state_hog(&socket),
         "mute" => {
             // Listens, never accepts, never answers.
             let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
@@ -630,4 +739,182 @@ fn a_device_debugs_as_one_short_line() {
     let text = format!("{dev:?}");
     assert!(!text.contains('\n') && text.len() < 300, "{text}");
     assert!(text.contains("ShimDevice"), "{text}");
+}
+
+/// A client past every state cap, one after the other; after each it reports how far it got
+/// ("nodes N", ...) and waits for "go" (the test checks the shim and a normal client's round
+/// trip in between). Holds what it got until it exits.
+fn state_hog(socket: &Path) {
+    let ctl = control_in_child();
+    let say = |m: String| {
+        send(ctl.as_raw_fd(), m.as_bytes(), MsgFlags::empty()).expect("report");
+        let mut b = [0u8; 8];
+        let n = recv(ctl.as_raw_fd(), &mut b, MsgFlags::empty()).expect("go");
+        assert_eq!(&b[..n], b"go");
+    };
+    let ps = ProcessState::open_shim(socket).expect("hog process");
+    ps.start_thread_pool().expect("pool");
+    let ctx = ps.context_object().expect("context object");
+    if std::env::var("HOSTILE_CAPS").as_deref() == Ok("refs") {
+        // Refs: fresh binders from the service until refused.
+        let mut held = Vec::new();
+        while held.len() < TRIES {
+            let Ok(mut reply) = ctx.transact(GIVE, &Parcel::new()) else {
+                break;
+            };
+            held.push(ps.read_binder(&mut reply).unwrap().unwrap());
+        }
+        say(format!("refs {}", held.len()));
+        return;
+    }
+    // Nodes: one call carrying more new binders than the cap.
+    let mut p = Parcel::new();
+    let mine: Vec<Binder> = (0..NODES_PER_PROC + 8)
+        .map(|_| Binder::new(Token))
+        .collect();
+    for b in &mine {
+        ps.write_binder(&mut p, b).unwrap();
+    }
+    let refused = ctx.transact(GIVE + 100, &p).is_err();
+    say(format!("nodes {refused}"));
+    // Proxies to death-watch (the service's node cap bounds how many it hands out).
+    let held: Vec<Binder> = (0..DEATHS_PER_PROC + 4)
+        .map(|_| {
+            let mut reply = ctx.transact(GIVE, &Parcel::new()).expect("token");
+            ps.read_binder(&mut reply).unwrap().unwrap()
+        })
+        .collect();
+    // Deaths: one request per held proxy, more than the cap.
+    let recipient: Arc<dyn bittube::binder_ipc::runtime::DeathRecipient> = Arc::new(|| {});
+    for b in held.iter().take(DEATHS_PER_PROC as usize + 8) {
+        if let Some(proxy) = b.as_proxy() {
+            let _ = proxy.link_to_death(recipient.clone());
+        }
+    }
+    say("deaths sent".into());
+    drop(held);
+    // Pending transactions: oneway calls queued behind the sink's blocked one.
+    let sink = ps
+        .read_binder(&mut ctx.transact(SINK, &Parcel::new()).expect("sink"))
+        .unwrap()
+        .unwrap();
+    let sent = (0..TRIES)
+        .take_while(|_| sink.transact_oneway(BLOCK, &Parcel::new()).is_ok())
+        .count();
+    say(format!("transactions {sent}"));
+}
+
+/// Reads the hog's report (see [`state_hog`]).
+fn hog_report(ctl: &OwnedFd) -> String {
+    let mut b = [0u8; 64];
+    let n = recv(ctl.as_raw_fd(), &mut b, MsgFlags::empty()).expect("hog report");
+    String::from_utf8_lossy(&b[..n]).into_owned()
+}
+
+/// The number a dump line `cap NAME: CAP per process, refused N` ends with.
+fn refused_per_process(state: &str, name: &str) -> u64 {
+    let prefix = format!("cap {name}: ");
+    state
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&prefix) && l.contains("per process"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} cap line in\n{state}"))
+}
+
+#[test]
+fn a_client_past_the_node_death_and_transaction_caps_is_refused_alone() {
+    if child() {
+        return;
+    }
+    const TEST: &str = "a_client_past_the_node_death_and_transaction_caps_is_refused_alone";
+    let setup = Setup::start(TEST);
+    let baseline = setup.fds();
+    let rss0 = setup.rss_kb();
+    let env = [("HOSTILE_SOCKET", setup.socket.as_os_str())];
+    let (hog, ctl) = spawn_child_env(TEST, "state-hog", &env);
+    let mut hog = KillOnDrop(hog);
+    let go = || send(ctl.as_raw_fd(), b"go", MsgFlags::empty()).expect("go");
+
+    assert_eq!(
+        hog_report(&ctl),
+        "nodes true",
+        "a call past the node cap went through"
+    );
+    assert!(refused_per_process(&setup.state(), "nodes") >= 1);
+    setup.round_trip();
+    go();
+
+    assert_eq!(hog_report(&ctl), "deaths sent");
+    // The refusal is counted when the request is handled; the hog's writes are in.
+    let deadline = Instant::now() + LONG;
+    while refused_per_process(&setup.state(), "deaths") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no death refused\n{}",
+            setup.state()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    setup.round_trip();
+    go();
+
+    let sent: usize = hog_report(&ctl)["transactions ".len()..].parse().unwrap();
+    assert!(
+        sent <= TXNS_PER_PROC as usize + 1,
+        "the hog queued {sent} (cap {TXNS_PER_PROC})"
+    );
+    assert!(refused_per_process(&setup.state(), "transactions") >= 1);
+    setup.round_trip();
+    let rss = setup.rss_kb();
+    eprintln!("state caps: shim rss {rss} kB (start {rss0} kB)");
+    assert!(
+        rss < rss0 + RSS_GROWTH_BOUND_KB,
+        "rss {rss} kB, start {rss0} kB"
+    );
+    go();
+
+    let status = hog.0.wait().expect("hog exit");
+    assert!(status.success(), "hog failed: {status}");
+    setup.wait_fds(baseline);
+    setup.round_trip();
+}
+
+#[test]
+fn a_client_past_the_ref_cap_is_refused_alone() {
+    if child() {
+        return;
+    }
+    const TEST: &str = "a_client_past_the_ref_cap_is_refused_alone";
+    let setup = Setup::start_caps(TEST, "refs");
+    let baseline = setup.fds();
+    let env = [
+        ("HOSTILE_SOCKET", setup.socket.as_os_str()),
+        ("HOSTILE_CAPS", "refs".as_ref()),
+    ];
+    let (hog, ctl) = spawn_child_env(TEST, "state-hog", &env);
+    let mut hog = KillOnDrop(hog);
+    let refs: usize = hog_report(&ctl)["refs ".len()..].parse().unwrap();
+    assert!(
+        refs < REFS_PER_PROC,
+        "the hog holds {refs} refs (cap {REFS_PER_PROC})"
+    );
+    assert!(refused_per_process(&setup.state(), "refs") >= 1);
+    setup.round_trip();
+    send(ctl.as_raw_fd(), b"go", MsgFlags::empty()).expect("go");
+    let status = hog.0.wait().expect("hog exit");
+    assert!(status.success(), "hog failed: {status}");
+    setup.wait_fds(baseline);
+    setup.round_trip();
+}
+
+/// A child killed if the test fails half-way.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

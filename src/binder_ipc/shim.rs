@@ -64,6 +64,7 @@ pub const ENV_SOCKET: &str = "BITTUBE_BINDER";
 pub const STATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub use limits::Limits as StateLimits;
+pub use limits::UidLimits as StateUidLimits;
 
 /// What one client may hold in a shim. Each refusal is an errno to that client (on the
 /// answer to its open or call) and a counter in the state dump.
@@ -87,9 +88,9 @@ pub struct Limits {
     /// that uid with answers still queued is paused in the same way, so that many
     /// connections that never read cannot add up their caps.
     pub out_bytes_per_uid: usize,
-    /// The caps inside the state, per binder process: nodes, refs, pending transactions,
-    /// death notifications and threads (a thread connection past the cap is answered
-    /// `ENOMEM`).
+    /// The caps inside the state, per binder process and per uid (sums over the uid's
+    /// processes, [`StateLimits::per_uid`]): nodes, refs, pending transactions, death
+    /// notifications and threads (a thread connection past either cap is answered `ENOMEM`).
     pub state: StateLimits,
 }
 

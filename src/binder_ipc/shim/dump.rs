@@ -1,6 +1,6 @@
 //! The state dump: the kernel's binder debugfs `state` and `stats`, in the same spirit.
 
-use super::limits::CAP_NAMES;
+use super::limits::{CAPS, CAP_NAMES};
 use super::state::*;
 use crate::binder_ipc::uapi::command_name;
 use std::fmt::Write;
@@ -24,7 +24,7 @@ pub fn dump(s: &State) -> String {
 }
 
 /// One process: its area, threads, nodes, refs, buffers and what it holds against its caps.
-fn dump_proc(o: &mut String, s: &State, id: u64, p: &Proc) {
+fn dump_proc(o: &mut String, s: &State, id: ProcId, p: &Proc) {
     let _ = writeln!(o, "proc {} id {id} uid {}", p.pid, p.euid);
     let _ = writeln!(
         o,
@@ -142,6 +142,20 @@ fn dump_stats(o: &mut String, s: &State) {
     ];
     for ((name, cap), n) in CAP_NAMES.iter().zip(caps).zip(s.stats.refused) {
         let _ = writeln!(o, "  cap {name}: {cap} per process, refused {n}");
+    }
+    for ((name, cap), n) in CAP_NAMES
+        .iter()
+        .zip(CAPS.map(|c| l.per_uid.get(c)))
+        .zip(s.stats.refused_uid)
+    {
+        let _ = writeln!(o, "  cap {name}: {cap} per uid, refused {n}");
+    }
+    for (uid, held) in s.uid_usage.sorted() {
+        let _ = writeln!(
+            o,
+            "  uid {uid} holds: nodes {} refs {} transactions {} deaths {} threads {}",
+            held[0], held[1], held[2], held[3], held[4]
+        );
     }
     for (check, n) in &s.stats.refusals {
         let _ = writeln!(o, "  refused by {check:?}: {n}");

@@ -19,6 +19,7 @@
 //! ```
 
 use super::server::Core;
+use super::state::{ConnId, ThreadId};
 use super::Limits;
 use crate::binder_ipc::protocol::wire::FrameHeader;
 use nix::errno::Errno;
@@ -26,7 +27,7 @@ use std::os::fd::OwnedFd;
 
 /// A fake connection of a [`Harness`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnHandle(usize);
+pub struct ConnHandle(ConnId);
 
 /// One answer frame the shim queued for a connection.
 #[derive(Debug)]
@@ -46,7 +47,7 @@ pub struct Harness {
     core: Core,
     next: usize,
     /// Connections whose answers are left queued (a client that does not read).
-    not_reading: std::collections::BTreeSet<usize>,
+    not_reading: std::collections::BTreeSet<ConnId>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -82,8 +83,8 @@ impl Harness {
         self.core.admit(uid)?;
         let id = self.next;
         self.next += 1;
-        self.core.add(id, None, pid, uid);
-        Ok(ConnHandle(id))
+        self.core.add(ThreadId(id), None, pid, uid);
+        Ok(ConnHandle(ThreadId(id)))
     }
 
     /// Delivers `bytes` (with `fds` riding on them) on `conn`, as one read of its socket,
@@ -146,13 +147,22 @@ impl Harness {
                 self.core.run_wakes();
             }
             drop(self.core.reap());
-            if self.core.dirty.is_empty() {
+            // Connections that used up their turn get the next one, as in the server.
+            for c in self.core.next_turn() {
+                self.core.receive_buffered(c);
+            }
+            if self.core.dirty.is_empty() && !self.core.has_busy() {
+                // The per-uid counts are the sums of the per-process ones, whatever came in.
+                debug_assert!(
+                    self.core.state.uid_usage_consistent(),
+                    "per-uid usage drifted"
+                );
                 return answers;
             }
         }
     }
 
-    fn collect(&mut self, c: usize, answers: &mut Vec<Answer>) {
+    fn collect(&mut self, c: ConnId, answers: &mut Vec<Answer>) {
         let Some(k) = self.core.conns.get_mut(&c) else {
             return;
         };
@@ -360,6 +370,36 @@ mod tests {
         h.set_reading(conns[0], true);
         let a = h.feed(other, &[], Vec::new());
         assert!(a.iter().filter(|x| x.conn == conns[0]).count() > 1);
+    }
+
+    #[test]
+    fn a_flooding_connection_yields_after_its_turn_and_others_are_served() {
+        use super::super::server::FRAMES_PER_TURN;
+        let mut h = Harness::new();
+        let flooder = h.connect(1, 1).unwrap();
+        let other = h.connect(2, 2).unwrap();
+        let flood: Vec<u8> = (0..1000)
+            .flat_map(|_| frame_bytes(K_STATE, &[], 0))
+            .collect();
+        // One read's worth of frames, as the server hands it over: one turn's worth is
+        // handled, the rest waits in the connection's buffer.
+        h.core.receive(flooder.0, &flood, Vec::new());
+        // (Answers are dumps of about one size: the count is approximate, 1000 without turns.)
+        let answered = h.queued(flooder) / h.core.dump().len();
+        let turn = FRAMES_PER_TURN as usize;
+        assert!(
+            (turn / 2..=turn * 2).contains(&answered),
+            "{answered} answered in one turn"
+        );
+        // Another connection's request in the same turn is handled at once.
+        h.core
+            .receive(other.0, &frame_bytes(K_STATE, &[], 0), Vec::new());
+        assert!(h.queued(other) > 0, "the other connection waited");
+        // The flooder's next turn, and the rest through the harness's turns: all answered.
+        let a = h.feed(flooder, &[], Vec::new());
+        assert_eq!(a.iter().filter(|x| x.conn == flooder).count(), 1000);
+        let dump = h.dump();
+        assert!(!dump.contains("turns yielded 0 "), "{dump}");
     }
 
     #[test]

@@ -19,6 +19,10 @@ macro_rules! id_type {
 }
 
 id_type!(
+    /// A binder process (`struct binder_proc`).
+    ProcId
+);
+id_type!(
     /// A node (`struct binder_node`).
     NodeId
 );
@@ -44,3 +48,14 @@ id_type!(
     /// A buffer: its offset in the owning process's area (`struct binder_buffer`).
     BufferId
 );
+
+/// A binder thread: the id of its connection in the event loop (each thread connection is
+/// one thread; the server also names its other connections with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadId(pub usize);
+
+impl fmt::Display for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

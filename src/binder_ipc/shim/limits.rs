@@ -1,22 +1,30 @@
-//! Per-process caps on what a binder process can make the shim hold, with the counters the
-//! state dump shows. The kernel has none of these (its memory is the limit); the shim is one
-//! user-space process serving every client, so each client gets a bounded share and a refusal
-//! that only it sees.
+//! Caps on what a binder process, and all the processes of one uid together, can make the
+//! shim hold, with the counters the state dump shows. The kernel has none of these (its
+//! memory is the limit); the shim is one user-space process serving every client, so each
+//! client gets a bounded share and a refusal that only it sees.
 //!
-//! | resource | default | counted against | refusal (what the client reads) |
-//! |---|---|---|---|
-//! | nodes | 16384 | the owner | BR_FAILED_REPLY, extended error -ENOMEM (BINDER object); ENOMEM from SET_CONTEXT_MGR |
-//! | refs | 16384 | the holder | BR_FAILED_REPLY, -ENOMEM (transaction); user error for BC_INCREFS/ACQUIRE on handle 0 |
-//! | pending transactions | 1024 | the sender | BR_FAILED_REPLY, -ENOSPC |
-//! | death notifications | 16384 | the requester | BR_ERROR (-ENOMEM), as the kernel when it cannot allocate one |
-//! | threads | 256 | the process | ENOMEM from the ioctl that would register the thread |
+//! | resource | per process | per uid | counted against | refusal (what the client reads) |
+//! |---|---|---|---|---|
+//! | nodes | 16384 | 65536 | the owner | BR_FAILED_REPLY, extended error -ENOMEM (BINDER object); ENOMEM from SET_CONTEXT_MGR |
+//! | refs | 16384 | 65536 | the holder | BR_FAILED_REPLY, -ENOMEM (transaction); user error for BC_INCREFS/ACQUIRE on handle 0 |
+//! | pending transactions | 1024 | 4096 | the sender | BR_FAILED_REPLY, -ENOSPC |
+//! | death notifications | 16384 | 65536 | the requester | BR_ERROR (-ENOMEM), as the kernel when it cannot allocate one |
+//! | threads | 256 | 1024 | the process | ENOMEM from the ioctl that would register the thread |
+//!
+//! The per-uid cap is a sum over the uid's live processes (the euid the shim got from
+//! SO_PEERCRED), so a uid that opens many processes cannot hold more than its share; its
+//! refusal is the same BR code and errno as the per-process cap's, counted apart. Root and
+//! the daemon's own uid are capped too: the service manager's refs (one per service) are
+//! far below the defaults, and a runaway system client should not exhaust the shim either.
 //!
 //! A pending transaction is a transaction record the shim keeps for its sender: a sync call
 //! until its reply (or failure) is read, a oneway call or reply until it is read. Death
 //! notifications count from BC_REQUEST_DEATH_NOTIFICATION until the shim forgets them
 //! (BR_CLEAR_DEATH_NOTIFICATION_DONE read, the ref gone, or the process gone).
 
-/// The caps, one per resource.
+use std::collections::HashMap;
+
+/// The caps, one per resource, per process and per uid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Nodes one process owns.
@@ -29,6 +37,49 @@ pub struct Limits {
     pub deaths: u32,
     /// Binder threads of one process.
     pub threads: usize,
+    /// The same resources summed over all the processes of one uid.
+    pub per_uid: UidLimits,
+}
+
+/// Caps on the sums over all the live binder processes of one uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UidLimits {
+    /// Nodes the uid's processes own.
+    pub nodes: u64,
+    /// Refs the uid's processes hold.
+    pub refs: u64,
+    /// Transaction records kept for the uid's processes as senders.
+    pub txns: u64,
+    /// Death notifications the uid's processes have the shim keep.
+    pub deaths: u64,
+    /// Binder threads of the uid's processes.
+    pub threads: u64,
+}
+
+impl UidLimits {
+    /// The cap on `cap`.
+    pub fn get(&self, cap: Cap) -> u64 {
+        match cap {
+            Cap::Nodes => self.nodes,
+            Cap::Refs => self.refs,
+            Cap::Txns => self.txns,
+            Cap::Deaths => self.deaths,
+            Cap::Threads => self.threads,
+        }
+    }
+}
+
+impl Limits {
+    /// The per-process cap on `cap`.
+    pub fn per_proc(&self, cap: Cap) -> u64 {
+        match cap {
+            Cap::Nodes => self.nodes as u64,
+            Cap::Refs => self.refs as u64,
+            Cap::Txns => self.txns as u64,
+            Cap::Deaths => self.deaths as u64,
+            Cap::Threads => self.threads as u64,
+        }
+    }
 }
 
 /// The defaults (see the module table).
@@ -38,11 +89,24 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     txns: 1024,
     deaths: 16384,
     threads: 256,
+    per_uid: UidLimits {
+        nodes: 65536,
+        refs: 65536,
+        txns: 4096,
+        deaths: 65536,
+        threads: 1024,
+    },
 };
 
 impl Default for Limits {
     fn default() -> Self {
         DEFAULT_LIMITS
+    }
+}
+
+impl Default for UidLimits {
+    fn default() -> Self {
+        DEFAULT_LIMITS.per_uid
     }
 }
 
@@ -61,8 +125,62 @@ pub enum Cap {
     Threads = 4,
 }
 
+/// All the caps, in index order.
+pub const CAPS: [Cap; 5] = [Cap::Nodes, Cap::Refs, Cap::Txns, Cap::Deaths, Cap::Threads];
+
 /// Names of the caps, in [`Cap`] order (for the dump).
 pub const CAP_NAMES: [&str; 5] = ["nodes", "refs", "transactions", "deaths", "threads"];
 
 /// Refusals by cap, since the shim started.
 pub type Refused = [u64; 5];
+
+/// What each uid's live processes hold, by cap: kept equal to the sum of the per-process
+/// counts (`Proc::held`) by charging and uncharging where those change.
+#[derive(Debug, Default, Clone)]
+pub struct UidUsage(HashMap<u32, [u64; 5]>);
+
+impl UidUsage {
+    /// What `uid` holds of `cap`.
+    pub fn get(&self, uid: u32, cap: Cap) -> u64 {
+        self.0.get(&uid).map(|u| u[cap as usize]).unwrap_or(0)
+    }
+
+    /// `uid` holds one more `cap`.
+    pub fn charge(&mut self, uid: u32, cap: Cap) {
+        self.charge_n(uid, cap, 1);
+    }
+
+    /// `uid` holds `n` more `cap`.
+    pub fn charge_n(&mut self, uid: u32, cap: Cap, n: u64) {
+        let u = self.0.entry(uid).or_default();
+        u[cap as usize] = u[cap as usize].saturating_add(n);
+    }
+
+    /// `uid` holds one `cap` less.
+    pub fn uncharge(&mut self, uid: u32, cap: Cap) {
+        self.uncharge_n(uid, cap, 1);
+    }
+
+    /// `uid` holds `n` `cap` less; the uid is forgotten once it holds nothing.
+    pub fn uncharge_n(&mut self, uid: u32, cap: Cap, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let Some(u) = self.0.get_mut(&uid) else {
+            debug_assert!(false, "uncharge of uid {uid} that holds nothing");
+            return;
+        };
+        debug_assert!(u[cap as usize] >= n, "uid {uid} uncharged below 0");
+        u[cap as usize] = u[cap as usize].saturating_sub(n);
+        if u.iter().all(|&x| x == 0) {
+            self.0.remove(&uid);
+        }
+    }
+
+    /// Every uid that holds something, with its counts by cap, in uid order.
+    pub fn sorted(&self) -> Vec<(u32, [u64; 5])> {
+        let mut v: Vec<_> = self.0.iter().map(|(&k, &u)| (k, u)).collect();
+        v.sort_unstable_by_key(|&(k, _)| k);
+        v
+    }
+}

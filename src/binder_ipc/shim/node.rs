@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 impl State {
     /// Creates a node owned by `proc` (`binder_new_node`).
-    pub fn new_node(&mut self, proc: u64, ptr: u64, cookie: u64, flags: u32) -> NodeId {
+    pub fn new_node(&mut self, proc: ProcId, ptr: u64, cookie: u64, flags: u32) -> NodeId {
         let id = NodeId(self.new_id());
         self.stats.created[OBJ_NODE] += 1;
         self.nodes.insert(
@@ -36,7 +36,9 @@ impl State {
             },
         );
         if let Some(p) = self.procs.get_mut(&proc) {
-            p.nodes.insert(ptr, id);
+            if p.nodes.insert(ptr, id).is_none() {
+                self.uid_usage.charge(p.euid, Cap::Nodes);
+            }
         }
         id
     }
@@ -135,7 +137,9 @@ impl State {
                             self.dequeue_at(loc, Work::Node(n));
                         }
                         if let Some(p) = self.procs.get_mut(&owner) {
-                            p.nodes.remove(&ptr);
+                            if p.nodes.remove(&ptr).is_some() {
+                                self.uid_usage.uncharge(p.euid, Cap::Nodes);
+                            }
                         }
                     }
                     self.free_node(n);
@@ -158,7 +162,7 @@ impl State {
     /// (`binder_inc_ref_for_node`).
     pub fn inc_ref_for_node(
         &mut self,
-        proc: u64,
+        proc: ProcId,
         n: NodeId,
         strong: bool,
         target: Option<ConnId>,
@@ -173,12 +177,11 @@ impl State {
         let desc = match existing {
             Some(d) => d,
             None => {
-                let p = self.procs.get(&proc).ok_or(Errno::EINVAL)?;
-                if p.refs.len() >= self.limits.refs {
+                if !self.has_room(proc, Cap::Refs) {
                     // The kernel's answer when it cannot allocate a ref.
-                    self.stats.refused[Cap::Refs as usize] += 1;
                     return Err(Errno::ENOMEM);
                 }
+                let p = self.procs.get(&proc).ok_or(Errno::EINVAL)?;
                 // The smallest free handle (refs are capped far below u32::MAX).
                 let mut desc = Handle(if self.ctx_mgr == Some(n) { 0 } else { 1 });
                 for &used in p.refs.range(desc..).map(|(k, _)| k) {
@@ -199,6 +202,7 @@ impl State {
                     },
                 );
                 p.refs_by_node.insert(n, desc);
+                self.uid_usage.charge(p.euid, Cap::Refs);
                 self.stats.created[OBJ_REF] += 1;
                 if let Some(node) = self.nodes.get_mut(&n) {
                     node.refs.insert(proc);
@@ -213,7 +217,7 @@ impl State {
     /// One more count on ref `desc` (`binder_inc_ref_olocked`).
     fn inc_ref(
         &mut self,
-        proc: u64,
+        proc: ProcId,
         desc: Handle,
         strong: bool,
         target: Option<ConnId>,
@@ -251,7 +255,7 @@ impl State {
 
     /// One less count on ref `desc`; deletes it when both reach 0
     /// (`binder_dec_ref_olocked`). A count already at 0 is a user error.
-    pub fn dec_ref(&mut self, proc: u64, desc: Handle, strong: bool) -> bool {
+    pub fn dec_ref(&mut self, proc: ProcId, desc: Handle, strong: bool) -> bool {
         let Some(r) = self
             .procs
             .get_mut(&proc)
@@ -290,7 +294,7 @@ impl State {
 
     /// Removes ref `desc` of `proc` and what hangs on it (`binder_cleanup_ref_olocked` and
     /// `binder_free_ref`).
-    pub fn delete_ref(&mut self, proc: u64, desc: Handle) {
+    pub fn delete_ref(&mut self, proc: ProcId, desc: Handle) {
         let Some(p) = self.procs.get_mut(&proc) else {
             return;
         };
@@ -298,6 +302,7 @@ impl State {
             return;
         };
         p.refs_by_node.remove(&r.node);
+        self.uid_usage.uncharge(p.euid, Cap::Refs);
         self.stats.deleted[OBJ_REF] += 1;
         if let Some(node) = self.nodes.get_mut(&r.node) {
             node.refs.remove(&proc);
@@ -388,7 +393,14 @@ impl State {
 
     /// Queues death notification `d` as `kind`: to the calling thread when it is a looper,
     /// else to its process (the kernel's choice in the death commands).
-    fn queue_death(&mut self, d: DeathId, kind: DeathKind, conn: ConnId, proc: u64, looper: u32) {
+    fn queue_death(
+        &mut self,
+        d: DeathId,
+        kind: DeathKind,
+        conn: ConnId,
+        proc: ProcId,
+        looper: u32,
+    ) {
         let loc = if looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0 {
             Loc::Thread(conn)
         } else {
@@ -422,13 +434,8 @@ impl State {
             self.user_error();
             return;
         }
-        if self
-            .procs
-            .get(&proc)
-            .is_some_and(|p| p.deaths >= self.limits.deaths)
-        {
+        if !self.has_room(proc, Cap::Deaths) {
             // The kernel's answer when it cannot allocate a death: BR_ERROR on the thread.
-            self.stats.refused[Cap::Deaths as usize] += 1;
             self.return_error_code(conn, BR_ERROR, -(Errno::ENOMEM as i32));
             return;
         }
@@ -445,6 +452,7 @@ impl State {
         );
         if let Some(p) = self.procs.get_mut(&proc) {
             p.deaths += 1;
+            self.uid_usage.charge(p.euid, Cap::Deaths);
             if let Some(r) = p.refs.get_mut(&handle) {
                 r.death = Some(d);
             }

@@ -1,5 +1,6 @@
 //! The read half of `BINDER_WRITE_READ` (`binder_thread_read`).
 
+use super::limits::Cap;
 use super::state::*;
 use super::transaction::TXN_RECORD;
 use crate::binder_ipc::protocol::wire::align8;
@@ -110,7 +111,7 @@ impl State {
     }
 
     /// Takes the next work item from the thread's list or its process's.
-    fn pop_work(&mut self, conn: ConnId, proc: u64, from: From) -> Option<Work> {
+    fn pop_work(&mut self, conn: ConnId, proc: ProcId, from: From) -> Option<Work> {
         match from {
             From::Thread => {
                 let t = self.threads.get_mut(&conn)?;
@@ -129,7 +130,7 @@ impl State {
     fn read_work(
         &mut self,
         conn: ConnId,
-        proc: u64,
+        proc: ProcId,
         w: Work,
         out: &mut Vec<u8>,
         fixups: &mut Vec<(u64, OwnedFd)>,
@@ -178,7 +179,7 @@ impl State {
 
     /// BR_SPAWN_LOOPER in place of the leading BR_NOOP, when the process should start
     /// another looper.
-    fn maybe_spawn_looper(&mut self, conn: ConnId, proc: u64, out: &mut [u8]) {
+    fn maybe_spawn_looper(&mut self, conn: ConnId, proc: ProcId, out: &mut [u8]) {
         let spawn = match (self.threads.get(&conn), self.procs.get(&proc)) {
             (Some(t), Some(p)) => {
                 p.requested_threads == 0
@@ -228,7 +229,9 @@ impl State {
         if !weak && !strong {
             if let Some(owner) = node.owner {
                 if let Some(p) = self.procs.get_mut(&owner) {
-                    p.nodes.remove(&ptr);
+                    if p.nodes.remove(&ptr).is_some() {
+                        self.uid_usage.uncharge(p.euid, Cap::Nodes);
+                    }
                 }
             }
             self.free_node(n);
@@ -253,7 +256,7 @@ impl State {
     }
 
     /// A death notification's work item; true when it was BR_DEAD_BINDER.
-    fn read_death(&mut self, proc: u64, d: DeathId, out: &mut Vec<u8>) -> bool {
+    fn read_death(&mut self, proc: ProcId, d: DeathId, out: &mut Vec<u8>) -> bool {
         let Some(death) = self.deaths.get_mut(&d) else {
             return false;
         };
@@ -279,7 +282,7 @@ impl State {
     fn read_txn(
         &mut self,
         conn: ConnId,
-        proc: u64,
+        proc: ProcId,
         id: TxnId,
         out: &mut Vec<u8>,
         fixups: &mut Vec<(u64, OwnedFd)>,

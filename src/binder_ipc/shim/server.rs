@@ -12,7 +12,7 @@
 //! to that client and a counter in the state dump.
 
 use super::alloc::Area;
-use super::state::{ConnId, IdMap, State, WriteReadDone};
+use super::state::{ConnId, IdMap, ProcId, State, ThreadId, WriteReadDone};
 use super::Limits;
 use crate::binder_ipc::protocol::wire::*;
 use crate::binder_ipc::uapi::*;
@@ -33,6 +33,12 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 /// Bytes one read takes from a connection.
 const READ_BUF: usize = 64 * 1024;
+/// Frames one connection may have handled per turn of the event loop. Past it the
+/// connection yields: the rest of its input waits (in its buffer and its socket) until every
+/// other ready connection had its turn, so a client that floods and reads as fast cannot keep
+/// the loop on itself. A binder thread has one request in flight, so only a pipelining
+/// client ever reaches it.
+pub(super) const FRAMES_PER_TURN: u32 = 64;
 /// Buffer capacity a connection keeps once drained; more is given back.
 const KEEP: usize = 64 * 1024;
 /// Most fds a frame header may announce.
@@ -41,8 +47,8 @@ const MAX_FRAME_FDS: usize = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     New,
-    Proc(u64),
-    Thread(u64),
+    Proc(ProcId),
+    Thread(ProcId),
 }
 
 /// Answers queued for one connection: whole frames, and the fds that ride on given bytes.
@@ -151,6 +157,10 @@ pub(super) struct Conn {
     want_write: bool,
     /// Input is left unread while the output queue is over its cap.
     pub(super) paused: bool,
+    /// Frames handled in this turn ([`FRAMES_PER_TURN`]).
+    turn_frames: u32,
+    /// Used up its turn: on [`Core::busy`], its input waits for the next turn.
+    yielded: bool,
     /// On [`Core::dirty`].
     dirty: bool,
     /// To be reaped.
@@ -176,12 +186,13 @@ pub(super) struct ServerStats {
     protocol_errors: u64,
     output_stalls: u64,
     peak_output: usize,
+    yields: u64,
 }
 
 /// Frames in, answers queued: everything between the sockets and the [`State`].
 pub(super) struct Core {
     pub(super) conns: IdMap<ConnId, Conn>,
-    tokens: IdMap<u64, u64>,
+    tokens: IdMap<u64, ProcId>,
     pub(super) state: State,
     limits: Limits,
     conns_by_uid: IdMap<u64, usize>,
@@ -192,6 +203,8 @@ pub(super) struct Core {
     stats: ServerStats,
     /// Connections with new output, in the order they got it.
     pub(super) dirty: Vec<ConnId>,
+    /// Connections that used up their turn with input left, in the order they did.
+    busy: Vec<ConnId>,
     /// Deterministic proc tokens (fuzzing): the next one; `None`: random.
     next_token: Option<u64>,
     /// A connection that held large buffers went away: give free heap back.
@@ -229,6 +242,7 @@ impl Core {
             out_by_uid: IdMap::default(),
             stats: ServerStats::default(),
             dirty: Vec::new(),
+            busy: Vec::new(),
             next_token: det_tokens.then_some(0x7000_0000_0000_0001),
             trim: false,
         }
@@ -260,6 +274,8 @@ impl Core {
                 out: OutQueue::default(),
                 want_write: false,
                 paused: false,
+                turn_frames: 0,
+                yielded: false,
                 dirty: false,
                 dead: false,
             },
@@ -373,6 +389,15 @@ impl Core {
             let Some(h) = rest.get(..size_of::<FrameHeader>()) else {
                 return at;
             };
+            if conn.turn_frames >= FRAMES_PER_TURN {
+                if !conn.yielded {
+                    conn.yielded = true;
+                    self.stats.yields += 1;
+                    self.busy.push(c);
+                }
+                return at;
+            }
+            conn.turn_frames += 1;
             let hdr: FrameHeader = bytemuck::pod_read_unaligned(h);
             let nfds = hdr.nfds as usize;
             if hdr.len as usize > MAX_FRAME || nfds > MAX_FRAME_FDS {
@@ -511,7 +536,7 @@ impl Core {
     }
 
     /// `K_MAP_DONE`: the process mapped its area at `base`.
-    fn map_done(&mut self, c: ConnId, p: u64, base: u64) -> bool {
+    fn map_done(&mut self, c: ConnId, p: ProcId, base: u64) -> bool {
         if let Some(proc) = self.state.procs.get_mut(&p) {
             proc.area.client_base = base;
             proc.mapped = true;
@@ -549,7 +574,7 @@ impl Core {
         true
     }
 
-    fn ioctl_frame(&mut self, c: ConnId, p: u64, req: Ioctl) -> bool {
+    fn ioctl_frame(&mut self, c: ConnId, p: ProcId, req: Ioctl) -> bool {
         if req.cmd == BINDER_GET_EXTENDED_ERROR {
             // Read and cleared, as the kernel does; the record follows the result.
             let ee = self
@@ -569,7 +594,7 @@ impl Core {
         true
     }
 
-    fn ioctl(&mut self, c: ConnId, p: u64, req: &Ioctl) -> Result<i32, Errno> {
+    fn ioctl(&mut self, c: ConnId, p: ProcId, req: &Ioctl) -> Result<i32, Errno> {
         let arg_u32 = u32::from_ne_bytes([req.arg[0], req.arg[1], req.arg[2], req.arg[3]]);
         match req.cmd {
             BINDER_VERSION => Ok(BINDER_CURRENT_PROTOCOL_VERSION),
@@ -673,6 +698,37 @@ impl Core {
         }
     }
 
+    /// Starts a new turn: the connections that used up the last one, in order, each with a
+    /// fresh frame budget. The caller handles their buffered input
+    /// ([`receive_buffered`](Self::receive_buffered)) and reads their sockets.
+    pub(super) fn next_turn(&mut self) -> Vec<ConnId> {
+        let busy = std::mem::take(&mut self.busy);
+        for c in &busy {
+            if let Some(k) = self.conns.get_mut(c) {
+                k.yielded = false;
+                k.turn_frames = 0;
+            }
+        }
+        busy
+    }
+
+    /// Whether some connection waits for its next turn.
+    pub(super) fn has_busy(&self) -> bool {
+        !self.busy.is_empty()
+    }
+
+    /// Whether `c` may be read now (not paused for its output, not waiting for its turn,
+    /// not dead); a connection that may starts a fresh turn.
+    fn start_turn(&mut self, c: ConnId) -> bool {
+        match self.conns.get_mut(&c) {
+            Some(k) if !k.paused && !k.yielded && !k.dead => {
+                k.turn_frames = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether `c`, paused for its output, has drained to half its cap: it is resumed (its
     /// buffered input must then be handled, and its socket read).
     pub(super) fn resume_if_drained(&mut self, c: ConnId) -> bool {
@@ -749,7 +805,7 @@ impl Core {
         conn.sock
     }
 
-    fn release_proc(&mut self, p: u64) {
+    fn release_proc(&mut self, p: ProcId) {
         if let Some(token) = self.state.procs.get(&p).map(|p| p.token) {
             self.tokens.remove(&token);
         }
@@ -817,6 +873,12 @@ impl Core {
             o,
             "  output: queued {queued} bytes, peak {} on one connection (cap {}, {} per uid), stalls {} ({paused} paused now)",
             s.peak_output, l.out_bytes_per_conn, l.out_bytes_per_uid, s.output_stalls
+        );
+        let _ = writeln!(
+            o,
+            "  fairness: turns yielded {} (at {FRAMES_PER_TURN} frames), {} waiting now",
+            s.yields,
+            self.busy.len()
         );
         o
     }
@@ -892,7 +954,9 @@ impl Server {
     pub fn run(&mut self) -> std::io::Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            // A connection waiting for its turn: look for others' events without blocking.
+            let timeout = self.core.has_busy().then_some(std::time::Duration::ZERO);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -909,15 +973,28 @@ impl Server {
                     Token(c) => {
                         let hup = ev.is_read_closed() || ev.is_error();
                         if ev.is_readable() || hup {
-                            self.read_conn(c, hup);
+                            self.read_conn(ThreadId(c), hup);
                         }
                         if ev.is_writable() || hup {
-                            self.flush(c);
+                            self.flush(ThreadId(c));
                         }
                     }
                 }
                 self.settle();
             }
+            self.next_turn();
+        }
+    }
+
+    /// Gives each connection that used up its last turn one more (its buffered frames,
+    /// then its socket), after the ready connections had theirs.
+    fn next_turn(&mut self) {
+        for c in self.core.next_turn() {
+            self.core.receive_buffered(c);
+            // Read to the end (EAGAIN or end of stream): the edge that announced more
+            // input, or a hang-up, came while it waited.
+            self.read_conn(c, true);
+            self.settle();
         }
     }
 
@@ -976,7 +1053,8 @@ impl Server {
         {
             return;
         }
-        self.core.add(id, Some(sock), cred.pid(), cred.uid());
+        self.core
+            .add(ThreadId(id), Some(sock), cred.pid(), cred.uid());
     }
 
     /// Reads what `c` sent and handles its frames. `hup`: the peer hung up (or failed), so
@@ -988,8 +1066,12 @@ impl Server {
             buf.resize(READ_BUF, 0);
         }
         let mut fds = Vec::new();
+        if !self.core.start_turn(c) && !hup {
+            self.rbuf = buf;
+            return;
+        }
         while let Some(conn) = self.core.conns.get_mut(&c) {
-            if conn.paused || conn.dead {
+            if conn.paused || conn.dead || conn.yielded {
                 break;
             }
             let Some(sock) = conn.sock.as_ref() else {
@@ -1082,7 +1164,7 @@ impl Server {
             } else {
                 Interest::READABLE
             };
-            let _ = self.poll.registry().reregister(sock, Token(c), interest);
+            let _ = self.poll.registry().reregister(sock, Token(c.0), interest);
         }
         self.core.out_sent(c, before - left);
         if self.core.resume_if_drained(c) {

@@ -11,8 +11,8 @@
 
 use super::alloc::Area;
 use super::error::{Check, ExtendedError, EE_CLEAR};
-pub use super::ids::{BufferId, DeathId, Handle, NodeId, TxnId};
-use super::limits::{Cap, Limits, Refused};
+pub use super::ids::{BufferId, DeathId, Handle, NodeId, ProcId, ThreadId, TxnId};
+use super::limits::{Cap, Limits, Refused, UidUsage, CAPS};
 use super::transaction::TxnRequest;
 use crate::binder_ipc::protocol::wire::{Gathered, WriteReadReq};
 use crate::binder_ipc::uapi::*;
@@ -22,8 +22,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::size_of;
 use std::os::fd::OwnedFd;
 
-/// A connection's id in the event loop (a thread's identity).
-pub type ConnId = usize;
+/// A connection's id in the event loop: a thread's identity ([`ThreadId`]).
+pub type ConnId = ThreadId;
 
 /// A hash map keyed by the driver's own ids (sequential numbers the driver hands out, or
 /// random tokens), hashed with [`IdHasher`].
@@ -90,7 +90,7 @@ pub enum Loc {
     /// A thread's todo list.
     Thread(ConnId),
     /// A process's todo list.
-    Proc(u64),
+    Proc(ProcId),
 }
 
 /// A blocked read, parked until work arrives.
@@ -108,7 +108,7 @@ pub struct PendingRead {
 #[derive(Debug)]
 pub struct Thread {
     /// Owning process.
-    pub proc: u64,
+    pub proc: ProcId,
     /// `LOOPER_*` bits.
     pub looper: u32,
     /// `looper_need_return`: set at creation, cleared at the end of each call.
@@ -163,7 +163,7 @@ pub enum DeathKind {
 #[derive(Debug, Clone, Copy)]
 pub struct Death {
     /// The process that requested it (counted against its cap).
-    pub owner: u64,
+    pub owner: ProcId,
     /// Its cookie.
     pub cookie: u64,
     /// What is due.
@@ -176,7 +176,7 @@ pub struct Death {
 #[derive(Debug)]
 pub struct Node {
     /// The owner; `None` once it died.
-    pub owner: Option<u64>,
+    pub owner: Option<ProcId>,
     /// The owner's pointer.
     pub ptr: u64,
     /// The owner's cookie.
@@ -202,7 +202,7 @@ pub struct Node {
     /// BC_INCREFS_DONE awaited.
     pub pending_weak_ref: bool,
     /// Processes holding a ref to this node.
-    pub refs: BTreeSet<u64>,
+    pub refs: BTreeSet<ProcId>,
     /// A oneway transaction is being handled.
     pub has_async: bool,
     /// Oneway transactions waiting for it.
@@ -259,11 +259,11 @@ pub struct Txn {
     /// The calling thread, for sync calls while it waits.
     pub from: Option<ConnId>,
     /// The sending process (the record counts against its cap).
-    pub sender_proc: u64,
+    pub sender_proc: ProcId,
     /// The thread handling it (sync calls, once read).
     pub to_thread: Option<ConnId>,
     /// The target process.
-    pub to_proc: Option<u64>,
+    pub to_proc: Option<ProcId>,
     /// The code.
     pub code: u32,
     /// TF_ flags.
@@ -327,6 +327,19 @@ pub struct Proc {
     pub deaths: u32,
 }
 
+impl Proc {
+    /// How many of `cap` this process holds.
+    pub fn held(&self, cap: Cap) -> u64 {
+        match cap {
+            Cap::Nodes => self.nodes.len() as u64,
+            Cap::Refs => self.refs.len() as u64,
+            Cap::Txns => self.txns_out as u64,
+            Cap::Deaths => self.deaths as u64,
+            Cap::Threads => self.threads.len() as u64,
+        }
+    }
+}
+
 /// Counters, like the kernel's binder `stats`.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -342,8 +355,10 @@ pub struct Stats {
     pub created: [u64; 6],
     /// Objects deleted, same order.
     pub deleted: [u64; 6],
-    /// Refusals by cap ([`Cap`] order).
+    /// Refusals by the per-process cap ([`Cap`] order).
     pub refused: Refused,
+    /// Refusals by the per-uid cap ([`Cap`] order).
+    pub refused_uid: Refused,
     /// Refused transactions by the check that refused them.
     pub refusals: BTreeMap<Check, u64>,
 }
@@ -365,7 +380,7 @@ pub const OBJ_TXN: usize = 5;
 #[derive(Debug, Default)]
 pub struct State {
     /// Processes by id.
-    pub procs: IdMap<u64, Proc>,
+    pub procs: IdMap<ProcId, Proc>,
     /// Threads by connection.
     pub threads: IdMap<ConnId, Thread>,
     /// Nodes by id.
@@ -383,8 +398,10 @@ pub struct State {
     pub wake: Vec<ConnId>,
     /// Counters.
     pub stats: Stats,
-    /// Per-process caps.
+    /// Per-process and per-uid caps.
     pub limits: Limits,
+    /// What each uid's processes hold, against [`Limits::per_uid`].
+    pub uid_usage: UidUsage,
 }
 
 /// The result of a `BINDER_WRITE_READ` that did not park.
@@ -412,8 +429,8 @@ impl State {
     }
 
     /// Registers a process (`binder_open`).
-    pub fn open_proc(&mut self, pid: i32, euid: u32, area: Area, token: u64) -> u64 {
-        let id = self.new_id();
+    pub fn open_proc(&mut self, pid: i32, euid: u32, area: Area, token: u64) -> ProcId {
+        let id = ProcId(self.new_id());
         self.stats.created[OBJ_PROC] += 1;
         self.procs.insert(
             id,
@@ -442,9 +459,11 @@ impl State {
     }
 
     /// Registers a thread connection of process `proc` (`binder_get_thread`).
-    pub fn open_thread(&mut self, conn: ConnId, proc: u64) {
+    pub fn open_thread(&mut self, conn: ConnId, proc: ProcId) {
         if let Some(p) = self.procs.get_mut(&proc) {
-            p.threads.insert(conn);
+            if p.threads.insert(conn) {
+                self.uid_usage.charge(p.euid, Cap::Threads);
+            }
         }
         self.stats.created[OBJ_THREAD] += 1;
         self.threads.insert(
@@ -469,13 +488,45 @@ impl State {
     /// The thread cap: `ENOMEM` (the kernel's answer when it cannot make a thread) once
     /// process `proc` has [`Limits::threads`] threads, counted. Call before
     /// [`State::open_thread`].
-    pub fn check_thread_cap(&mut self, proc: u64) -> Result<(), Errno> {
-        let n = self.procs.get(&proc).map(|p| p.threads.len()).unwrap_or(0);
-        if n >= self.limits.threads {
-            self.stats.refused[Cap::Threads as usize] += 1;
-            return Err(Errno::ENOMEM);
+    pub fn check_thread_cap(&mut self, proc: ProcId) -> Result<(), Errno> {
+        if self.has_room(proc, Cap::Threads) {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
         }
-        Ok(())
+    }
+
+    /// Whether process `proc` may hold one more `cap`: under its own cap and its uid's
+    /// ([`Limits::per_uid`]). A refusal is counted (per process or per uid); the caller
+    /// answers it. A missing process has no room.
+    pub(super) fn has_room(&mut self, proc: ProcId, cap: Cap) -> bool {
+        let Some(p) = self.procs.get(&proc) else {
+            debug_assert!(false, "cap check for missing proc {proc}");
+            return false;
+        };
+        if p.held(cap) >= self.limits.per_proc(cap) {
+            self.stats.refused[cap as usize] += 1;
+            return false;
+        }
+        if self.uid_usage.get(p.euid, cap) >= self.limits.per_uid.get(cap) {
+            self.stats.refused_uid[cap as usize] += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Whether [`State::uid_usage`] is the sum of every live process's counts (a test and
+    /// fuzzing check of the charging).
+    pub fn uid_usage_consistent(&self) -> bool {
+        let mut sums = UidUsage::default();
+        for p in self.procs.values() {
+            for cap in CAPS {
+                sums.charge_n(p.euid, cap, p.held(cap));
+            }
+        }
+        let mut want = sums.sorted();
+        want.retain(|(_, u)| u.iter().any(|&x| x > 0));
+        want == self.uid_usage.sorted()
     }
 
     /// Forgets death notification `d`, uncounting it from its process.
@@ -487,6 +538,7 @@ impl State {
         self.stats.deleted[OBJ_DEATH] += 1;
         if let Some(p) = self.procs.get_mut(&death.owner) {
             p.deaths = p.deaths.saturating_sub(1);
+            self.uid_usage.uncharge(p.euid, Cap::Deaths);
         }
     }
 
@@ -509,7 +561,7 @@ impl State {
     }
 
     /// Queues `w` on a process and wakes one waiting thread (`binder_wakeup_proc_ilocked`).
-    pub fn enqueue_proc(&mut self, proc: u64, w: Work) {
+    pub fn enqueue_proc(&mut self, proc: ProcId, w: Work) {
         if let Some(p) = self.procs.get_mut(&proc) {
             p.todo.push_back(w);
             self.wake_proc(proc);
@@ -552,7 +604,7 @@ impl State {
     }
 
     /// A thread parked waiting for process work (the kernel's `waiting_threads`).
-    pub fn waiting_thread(&self, proc: u64) -> Option<ConnId> {
+    pub fn waiting_thread(&self, proc: ProcId) -> Option<ConnId> {
         let p = self.procs.get(&proc)?;
         p.threads.iter().copied().find(|c| {
             self.threads
@@ -562,7 +614,7 @@ impl State {
     }
 
     /// Wakes one thread waiting for process work.
-    pub fn wake_proc(&mut self, proc: u64) {
+    pub fn wake_proc(&mut self, proc: ProcId) {
         if let Some(c) = self.waiting_thread(proc) {
             self.wake.push(c);
         }
@@ -811,7 +863,7 @@ impl State {
 
     /// The end of every ioctl: `looper_need_return` clears, and leftover process work wakes
     /// a waiting thread.
-    fn after_call(&mut self, conn: ConnId, proc: u64) {
+    fn after_call(&mut self, conn: ConnId, proc: ProcId) {
         if let Some(t) = self.threads.get_mut(&conn) {
             t.need_return = false;
         }
@@ -850,9 +902,8 @@ impl State {
                 return Err(Errno::EPERM);
             }
         }
-        if self.procs[&proc].nodes.len() >= self.limits.nodes {
+        if !self.has_room(proc, Cap::Nodes) {
             // The kernel's answer when it cannot make the node.
-            self.stats.refused[Cap::Nodes as usize] += 1;
             return Err(Errno::ENOMEM);
         }
         let (ptr, cookie, flags) = fbo
@@ -937,7 +988,9 @@ impl State {
         self.threads.remove(&conn);
         self.stats.deleted[OBJ_THREAD] += 1;
         if let Some(p) = self.procs.get_mut(&proc) {
-            p.threads.remove(&conn);
+            if p.threads.remove(&conn) {
+                self.uid_usage.uncharge(p.euid, Cap::Threads);
+            }
         }
         self.release_work(todo);
     }
@@ -976,7 +1029,7 @@ impl State {
     }
 
     /// A process's connection closed: it exited, whatever the cause (`binder_deferred_release`).
-    pub fn release_proc(&mut self, proc: u64) {
+    pub fn release_proc(&mut self, proc: ProcId) {
         let Some(p) = self.procs.get(&proc) else {
             return;
         };
@@ -1028,7 +1081,13 @@ impl State {
             // The process is gone: its fds went with it.
             self.release_buffer(proc, off);
         }
-        self.procs.remove(&proc);
+        if let Some(p) = self.procs.remove(&proc) {
+            // What the process still holds (records of its transactions not yet read) is
+            // no longer its uid's.
+            for cap in CAPS {
+                self.uid_usage.uncharge_n(p.euid, cap, p.held(cap));
+            }
+        }
         self.stats.deleted[OBJ_PROC] += 1;
     }
 
@@ -1051,7 +1110,9 @@ impl State {
         };
         if let Some(owner) = node.owner.take() {
             if let Some(p) = self.procs.get_mut(&owner) {
-                p.nodes.remove(&node.ptr);
+                if p.nodes.remove(&node.ptr).is_some() {
+                    self.uid_usage.uncharge(p.euid, Cap::Nodes);
+                }
             }
         }
         node.local_strong_refs = 0;
@@ -1061,7 +1122,7 @@ impl State {
             self.stats.deleted[OBJ_NODE] += 1;
             return;
         }
-        let holders: Vec<u64> = node.refs.iter().copied().collect();
+        let holders: Vec<ProcId> = node.refs.iter().copied().collect();
         for holder in holders {
             let death = self
                 .procs
@@ -1083,7 +1144,7 @@ impl State {
     /// Frees buffer `off` of `proc` and releases what its objects held. Returns the fd
     /// numbers of its FDA objects, which the process must close (the kernel closes them in
     /// the freeing process).
-    pub fn release_buffer(&mut self, proc: u64, off: BufferId) -> Option<Vec<i32>> {
+    pub fn release_buffer(&mut self, proc: ProcId, off: BufferId) -> Option<Vec<i32>> {
         let p = self.procs.get_mut(&proc)?;
         let b = p.buffers.remove(&off)?;
         let mut close = Vec::new();
@@ -1112,7 +1173,7 @@ impl State {
     }
 
     /// Drops the references a buffer's objects held (`binder_transaction_buffer_release`).
-    pub fn apply_releases(&mut self, proc: u64, releases: &[Release]) {
+    pub fn apply_releases(&mut self, proc: ProcId, releases: &[Release]) {
         for r in releases {
             match *r {
                 Release::Node { node, strong } => {

@@ -246,7 +246,7 @@ mod checks {
     use super::super::alloc::Area;
     use super::super::error::Check;
     use super::super::limits::Cap;
-    use super::super::state::{BufferId, ConnId, Handle, State, WriteReadDone};
+    use super::super::state::{BufferId, ConnId, Handle, ProcId, State, ThreadId, WriteReadDone};
     use crate::binder_ipc::protocol::wire::{Gathered, WriteReadReq};
     use crate::binder_ipc::uapi::*;
     use nix::errno::Errno;
@@ -262,16 +262,16 @@ mod checks {
         }
     }
 
-    const SENDER: ConnId = 1;
-    const MGR: ConnId = 2;
-    const THIRD: ConnId = 3;
+    const SENDER: ConnId = ThreadId(1);
+    const MGR: ConnId = ThreadId(2);
+    const THIRD: ConnId = ThreadId(3);
     const MGR_BASE: u64 = 0x7000_0000;
 
     /// Three processes (pids 100, 200, 300), one thread each; 200 is the context manager
     /// and accepts fds. Returns the state and the proc ids.
-    fn setup() -> (State, [u64; 3]) {
+    fn setup() -> (State, [ProcId; 3]) {
         let mut s = State::default();
-        let mut ids = [0; 3];
+        let mut ids = [ProcId(0); 3];
         for (i, conn) in [SENDER, MGR, THIRD].into_iter().enumerate() {
             let area = Area::new(64 * 1024).unwrap();
             let p = s.open_proc(100 * (i as i32 + 1), 0, area, i as u64);
@@ -351,6 +351,7 @@ mod checks {
         assert_eq!(deaths as usize, s.deaths.len());
         let txns: u32 = s.procs.values().map(|p| p.txns_out).sum();
         assert_eq!(txns as usize, s.txns.len());
+        assert!(s.uid_usage_consistent(), "{:?}", s.uid_usage);
     }
 
     /// One non-blocking write_read; returns the BR_ codes read.
@@ -920,12 +921,111 @@ mod checks {
         assert_counts(&s);
     }
 
+    /// A fourth process of uid 7 with one thread (connection 40), mapped.
+    fn other_uid_proc(s: &mut State) -> ProcId {
+        let p = s.open_proc(400, 7, Area::new(64 * 1024).unwrap(), 4);
+        let proc = s.procs.get_mut(&p).unwrap();
+        proc.mapped = true;
+        proc.area.client_base = MGR_BASE * 4;
+        s.open_thread(ThreadId(40), p);
+        p
+    }
+
+    #[test]
+    fn uid_txn_cap_sums_the_uids_processes_and_spares_other_uids() {
+        let (mut s, [_, _, third]) = setup();
+        s.limits.per_uid.txns = 3;
+        let stream = txn_stream(BC_TRANSACTION, call0(TF_ONE_WAY), &Payload::default());
+        let ok = [BR_NOOP, BR_TRANSACTION_COMPLETE];
+        assert_eq!(wr(&mut s, SENDER, &stream, Vec::new()), ok);
+        assert_eq!(wr(&mut s, SENDER, &stream, Vec::new()), ok);
+        assert_eq!(wr(&mut s, THIRD, &stream, Vec::new()), ok);
+        // The third process holds one, under its own cap of 1024, but uid 0 holds three.
+        let refused = [BR_NOOP, BR_FAILED_REPLY];
+        assert_eq!(wr(&mut s, THIRD, &stream, Vec::new()), refused);
+        assert_eq!(
+            s.take_extended_error(THIRD).unwrap().param,
+            -(Errno::ENOSPC as i32)
+        );
+        assert_eq!(s.stats.refused_uid[Cap::Txns as usize], 1);
+        assert_eq!(s.stats.refused[Cap::Txns as usize], 0);
+        other_uid_proc(&mut s);
+        assert_eq!(
+            wr(&mut s, ThreadId(40), &stream, Vec::new()),
+            ok,
+            "uid 7 has its own share"
+        );
+        let dump = super::super::dump::dump(&s);
+        assert!(
+            dump.contains("cap transactions: 3 per uid, refused 1"),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("uid 0 holds: nodes 1 refs 0 transactions 3"),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("uid 7 holds: nodes 0 refs 0 transactions 1"),
+            "{dump}"
+        );
+        assert_counts(&s);
+        // A process that goes takes its share with it.
+        s.release_proc(third);
+        assert_eq!(s.uid_usage.get(0, Cap::Txns), 2);
+        assert_eq!(wr(&mut s, SENDER, &stream, Vec::new()), ok);
+        // (The gone sender's queued record is no one's now, so only the uid sums hold.)
+        assert!(s.uid_usage_consistent());
+    }
+
+    #[test]
+    fn uid_node_and_ref_caps_refuse_as_the_process_caps_do() {
+        let (mut s, _) = setup();
+        // uid 0 owns the manager's node; one more node and one ref fit.
+        s.limits.per_uid.nodes = 2;
+        s.limits.per_uid.refs = 1;
+        let ok = [BR_NOOP, BR_TRANSACTION_COMPLETE];
+        assert_eq!(send_binders(&mut s, &[0x10]), ok);
+        assert_eq!(send_binders(&mut s, &[0x20]), [BR_NOOP, BR_FAILED_REPLY]);
+        assert_eq!(s.stats.refused_uid[Cap::Nodes as usize], 1);
+        assert_eq!(
+            s.take_extended_error(SENDER).unwrap().param,
+            -(Errno::ENOMEM as i32)
+        );
+        s.limits.per_uid.nodes = 3;
+        assert_eq!(send_binders(&mut s, &[0x20]), [BR_NOOP, BR_FAILED_REPLY]);
+        assert_eq!(s.stats.refused_uid[Cap::Refs as usize], 1);
+        assert_eq!(s.stats.refusals.get(&Check::RefCap), Some(&1));
+        assert_eq!(s.stats.refused[Cap::Refs as usize], 0);
+        assert_counts(&s);
+    }
+
+    #[test]
+    fn uid_death_and_thread_caps() {
+        let (mut s, [sender, ..]) = setup();
+        s.limits.per_uid.threads = 3;
+        assert_eq!(s.check_thread_cap(sender), Err(Errno::ENOMEM));
+        assert_eq!(s.stats.refused_uid[Cap::Threads as usize], 1);
+        let other = other_uid_proc(&mut s);
+        assert_eq!(s.check_thread_cap(other), Ok(()));
+        s.limits.per_uid.deaths = 1;
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_ACQUIRE, &0u32);
+        wr(&mut s, SENDER, w.as_bytes(), Vec::new());
+        wr(&mut s, THIRD, w.as_bytes(), Vec::new());
+        let req = death_cmd(BC_REQUEST_DEATH_NOTIFICATION, 0, 1);
+        assert!(!wr(&mut s, SENDER, &req, Vec::new()).contains(&BR_ERROR));
+        assert!(wr(&mut s, THIRD, &req, Vec::new()).contains(&BR_ERROR));
+        assert_eq!(s.stats.refused_uid[Cap::Deaths as usize], 1);
+        assert_eq!(s.stats.refused[Cap::Deaths as usize], 0);
+        assert_counts(&s);
+    }
+
     #[test]
     fn thread_cap_is_enomem() {
         let (mut s, [sender, ..]) = setup();
         s.limits.threads = 2;
         assert_eq!(s.check_thread_cap(sender), Ok(()));
-        s.open_thread(10, sender);
+        s.open_thread(ThreadId(10), sender);
         assert_eq!(s.check_thread_cap(sender), Err(Errno::ENOMEM));
         assert_eq!(s.stats.refused[Cap::Threads as usize], 1);
     }

@@ -46,7 +46,7 @@ pub struct Sender {
     /// The thread.
     pub conn: ConnId,
     /// Its process.
-    pub proc: u64,
+    pub proc: ProcId,
     /// The process's pid.
     pub pid: i32,
     /// The process's euid.
@@ -57,7 +57,7 @@ pub struct Sender {
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
     /// The receiving process.
-    pub proc: u64,
+    pub proc: ProcId,
     /// The target node (calls).
     pub node: Option<NodeId>,
     /// The receiver accepts fds.
@@ -256,7 +256,7 @@ impl State {
     }
 
     /// The node and process a call on `handle` goes to.
-    fn call_target(&mut self, s: Sender, handle: Handle) -> Result<(NodeId, u64), TxnError> {
+    fn call_target(&mut self, s: Sender, handle: Handle) -> Result<(NodeId, ProcId), TxnError> {
         let node = if handle == Handle(0) {
             self.ctx_mgr
                 .ok_or(TxnError::dead(Check::NoContextManager, Some(Errno::EINVAL)))?
@@ -295,7 +295,7 @@ impl State {
     fn nested_target(
         &mut self,
         conn: ConnId,
-        target_proc: u64,
+        target_proc: ProcId,
     ) -> Result<Option<ConnId>, TxnError> {
         let Some(top) = self.threads.get(&conn).and_then(|t| t.stack) else {
             return Ok(None);
@@ -430,6 +430,7 @@ impl State {
         }
         if let Some(p) = self.procs.get_mut(&s.proc) {
             p.txns_out += 1;
+            self.uid_usage.charge(p.euid, Cap::Txns);
         }
         self.txns.insert(
             id,
@@ -453,10 +454,8 @@ impl State {
     }
 
     /// The sender's pending-transaction cap.
-    fn check_txn_cap(&mut self, proc: u64) -> Result<(), TxnError> {
-        let out = self.procs.get(&proc).map(|p| p.txns_out).unwrap_or(0);
-        if out >= self.limits.txns {
-            self.stats.refused[Cap::Txns as usize] += 1;
+    fn check_txn_cap(&mut self, proc: ProcId) -> Result<(), TxnError> {
+        if !self.has_room(proc, Cap::Txns) {
             return Err(TxnError::failed(Check::TxnCap, Errno::ENOSPC));
         }
         Ok(())
@@ -466,7 +465,7 @@ impl State {
     fn proc_transaction(
         &mut self,
         id: TxnId,
-        proc: u64,
+        proc: ProcId,
         thread: Option<ConnId>,
         node: Option<NodeId>,
         oneway: bool,
@@ -499,7 +498,7 @@ impl State {
     /// a tenth of its area, a sender holding more than 50 oneway buffers or a quarter of the
     /// area is reported, once until space recovers. Whether the sender hears
     /// BR_ONEWAY_SPAM_SUSPECT depends on its own BINDER_ENABLE_ONEWAY_SPAM_DETECTION.
-    fn oneway_spam(&mut self, target_proc: u64, sender_pid: i32, size: u64) -> bool {
+    fn oneway_spam(&mut self, target_proc: ProcId, sender_pid: i32, size: u64) -> bool {
         let Some(tp) = self.procs.get_mut(&target_proc) else {
             return false;
         };
@@ -543,7 +542,10 @@ impl State {
     /// A transaction record went away: its sender may send one more.
     pub(super) fn uncount_txn(&mut self, t: &Txn) {
         if let Some(p) = self.procs.get_mut(&t.sender_proc) {
-            p.txns_out = p.txns_out.saturating_sub(1);
+            if p.txns_out > 0 {
+                p.txns_out -= 1;
+                self.uid_usage.uncharge(p.euid, Cap::Txns);
+            }
         }
     }
 

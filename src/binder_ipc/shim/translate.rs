@@ -358,9 +358,7 @@ impl State {
         let node = match existing {
             Some(n) => n,
             None => {
-                let owned = self.procs.get(&s.proc).map(|p| p.nodes.len()).unwrap_or(0);
-                if owned >= self.limits.nodes {
-                    self.stats.refused[Cap::Nodes as usize] += 1;
+                if !self.has_room(s.proc, Cap::Nodes) {
                     return Err(TxnError::failed(Check::NodeCap, Errno::ENOMEM));
                 }
                 self.new_node(s.proc, fbo.binder, fbo.cookie, fbo.flags)
