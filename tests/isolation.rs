@@ -9,9 +9,10 @@
 //! are bounded only to turn a hang into a failure.
 
 mod common;
+use common::users::{become_uid, is_root, recv, send};
 use common::*;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,8 +22,6 @@ use bittube::binder_ipc::runtime::{
     Binder, BinderError, CallContext, ProcessState, Service, FIRST_CALL_TRANSACTION,
 };
 use bittube::binder_ipc::shim::{Driver, Limits, SocketAccess};
-use bittube::fd_transfer::{recv_with_fds, send_with_fds};
-use nix::unistd::{Gid, Uid};
 
 const TEST: &str = "an_over_limit_uid_leaves_another_uids_calls_and_events_whole";
 /// The hogging uids (pending transactions, refs), the well-behaved one, and the service's.
@@ -44,29 +43,6 @@ const SINK: u32 = FIRST_CALL_TRANSACTION + 2;
 const EVENT: u32 = FIRST_CALL_TRANSACTION + 3;
 const COUNT: u32 = FIRST_CALL_TRANSACTION + 4;
 const BLOCK: u32 = FIRST_CALL_TRANSACTION;
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn become_uid(uid: u32) {
-    nix::unistd::setgroups(&[]).expect("setgroups");
-    let g = Gid::from_raw(uid);
-    nix::unistd::setresgid(g, g, g).expect("setresgid");
-    let u = Uid::from_raw(uid);
-    nix::unistd::setresuid(u, u, u).expect("setresuid");
-    assert_eq!(nix::unistd::geteuid().as_raw(), uid);
-}
-
-fn send(ctl: &impl AsFd, msg: &str) {
-    send_with_fds(ctl, msg.as_bytes(), &[]).expect("control send");
-}
-
-fn recv(ctl: &impl AsFd) -> String {
-    let mut buf = [0u8; 256];
-    let got = recv_with_fds(ctl, &mut buf, 0).expect("control receive");
-    String::from_utf8_lossy(&buf[..got.len]).into_owned()
-}
 
 fn socket_path() -> PathBuf {
     PathBuf::from(std::env::var_os("ISOLATION_SOCKET").expect("ISOLATION_SOCKET"))
@@ -157,7 +133,7 @@ impl Service for Hub {
 }
 
 fn run_service() {
-    become_uid(SERVICE);
+    become_uid(SERVICE, &[]);
     let ps = ProcessState::open_shim(&socket_path()).expect("service process");
     ps.set_max_threads(4).expect("max threads");
     let hub = Hub {
@@ -175,7 +151,7 @@ fn run_service() {
 /// Sends oneway BLOCKs to the sink until refused; reports how many went, then holds them
 /// until told.
 fn run_txn_hog() {
-    become_uid(HOG);
+    become_uid(HOG, &[]);
     let ctl = control_in_child();
     let ps = open();
     let hub = ps.context_object().expect("hub");
@@ -199,7 +175,7 @@ fn run_txn_hog() {
 
 /// Asks for fresh tokens until refused, keeping each; reports how many, then holds them.
 fn run_ref_hog() {
-    become_uid(REF_HOG);
+    become_uid(REF_HOG, &[]);
     let ctl = control_in_child();
     let ps = open();
     let hub = ps.context_object().expect("hub");
@@ -217,7 +193,7 @@ fn run_ref_hog() {
 /// The well-behaved uid: round trips, a oneway to the sink, tokens of its own, and events
 /// the service counts. Reports "rounds tokens events".
 fn run_peer() {
-    become_uid(PEER);
+    become_uid(PEER, &[]);
     let ctl = control_in_child();
     let ps = open();
     let hub = ps.context_object().expect("hub");
@@ -432,7 +408,7 @@ fn command(dev: &bittube::binder_ipc::device::ShimDevice, cmd: u32, arg: &u64) {
 fn run_buffer_owner() {
     use bittube::binder_ipc::device::{Device, ShimDevice};
     use bittube::binder_ipc::uapi::*;
-    become_uid(HOG);
+    become_uid(HOG, &[]);
     let ctl = control_in_child();
     let dev = ShimDevice::open(&socket_path()).expect("owner device");
     dev.set_context_mgr().expect("context manager");
@@ -455,7 +431,7 @@ fn run_buffer_owner() {
 
 /// The call that lands in the owner's buffer (uid C, oneway so the owner never replies).
 fn run_buffer_sender() {
-    become_uid(SERVICE);
+    become_uid(SERVICE, &[]);
     let ps = open();
     let mut p = Parcel::new();
     p.write_u64(PAYLOAD).unwrap();
@@ -471,7 +447,7 @@ fn run_buffer_sender() {
 fn run_buffer_thief() {
     use bittube::binder_ipc::device::{Device, ShimDevice};
     use bittube::binder_ipc::uapi::*;
-    become_uid(PEER);
+    become_uid(PEER, &[]);
     let ctl = control_in_child();
     let addr: u64 = std::env::var("OWNER_BUFFER").unwrap().parse().unwrap();
     let dev = ShimDevice::open(&socket_path()).expect("thief device");

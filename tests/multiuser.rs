@@ -7,6 +7,7 @@
 //! failure.
 
 mod common;
+use common::users::{become_uid, is_root, recv, send};
 use common::*;
 
 use std::io::{BufRead, BufReader};
@@ -24,7 +25,6 @@ use bittube::binder_ipc::runtime::{
 };
 use bittube::binder_ipc::service_manager::ServiceManagerClient;
 use bittube::binder_ipc::shim::ENV_SOCKET;
-use bittube::fd_transfer::{recv_with_fds, send_with_fds};
 use bittube::input_demo::binder::{
     InputClient, InputPermissions, InputService, WindowTokenService, SERVICE_NAME as INPUT,
 };
@@ -36,7 +36,6 @@ use bittube::sensor_demo::binder::{sensor_server_with, SensorPermissions, CAPPED
 use bittube::sensor_demo::sensors::{ACCELEROMETER, ACCELEROMETER_WAKE_UP};
 use bittube::sensor_demo::{SensorEvent, SensorEventQueue, SensorManager, SensorService};
 use bytemuck::Zeroable;
-use nix::unistd::{Gid, Uid};
 
 const TEST: &str = "apps_and_a_service_of_three_uids_share_one_daemon";
 /// The uids: two apps and a service; an outsider not in the socket's group.
@@ -66,31 +65,6 @@ const SCREEN: Bounds = Bounds {
     right: 100.0,
     bottom: 100.0,
 };
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Drops this process to `uid` (gid the same) with supplementary `groups`.
-fn become_uid(uid: u32, groups: &[u32]) {
-    let groups: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    nix::unistd::setgroups(&groups).expect("setgroups");
-    let g = Gid::from_raw(uid);
-    nix::unistd::setresgid(g, g, g).expect("setresgid");
-    let u = Uid::from_raw(uid);
-    nix::unistd::setresuid(u, u, u).expect("setresuid");
-    assert_eq!(nix::unistd::geteuid().as_raw(), uid);
-}
-
-fn send(ctl: &impl AsFd, msg: &str) {
-    send_with_fds(ctl, msg.as_bytes(), &[]).expect("control send");
-}
-
-fn recv(ctl: &impl AsFd) -> String {
-    let mut buf = [0u8; 256];
-    let got = recv_with_fds(ctl, &mut buf, 0).expect("control receive");
-    String::from_utf8_lossy(&buf[..got.len]).into_owned()
-}
 
 /// Whether a control message is waiting (without taking it).
 fn control_pending(ctl: &OwnedFd) -> bool {

@@ -3,6 +3,8 @@
 //! stdin (over which fds travel by SCM_RIGHTS, never by inheritance).
 #![allow(dead_code)]
 
+pub mod users;
+
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
