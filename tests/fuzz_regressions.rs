@@ -342,6 +342,49 @@ fn parcel_local_binder_with_null_pointer_round_trips_or_is_refused() {
     }
 }
 
+/// parcel_read (fuzz/regressions/parcel_read/exception-code-noted-appops-header):
+/// `write_exception` with code -127 (`EX_HAS_NOTED_APPOPS_REPLY_HEADER`) or -128
+/// (`EX_HAS_REPLY_HEADER`) wrote the marker as an ordinary exception (code, message, empty
+/// stack-trace header); `read_exception` then takes the marker for a reply header, skips the
+/// message as that header's size and fails (`NegativeLength` for the fuzzer's message) or
+/// reads no exception at all. Writing a marker must fail, or reading it back must give it.
+#[test]
+fn parcel_exception_with_a_reply_header_code_round_trips_or_is_refused() {
+    use bittube::binder_ipc::parcel::{
+        AidlException, ParcelError, EX_HAS_NOTED_APPOPS_REPLY_HEADER, EX_HAS_REPLY_HEADER,
+    };
+    // The fuzzer's message (as the regression file decodes), then a plain one.
+    for message in ["\u{fffd}?\u{c}\u{fffd}\u{fffd}\u{fffd}", "m"] {
+        for code in [EX_HAS_NOTED_APPOPS_REPLY_HEADER, EX_HAS_REPLY_HEADER] {
+            let ex = AidlException {
+                code,
+                message: message.to_owned(),
+                service_specific: None,
+            };
+            let mut p = Parcel::new();
+            let written = catch_unwind(AssertUnwindSafe(|| p.write_exception(&ex)));
+            let Ok(written) = written else {
+                panic!("write_exception({ex:?}) panicked");
+            };
+            if written.is_err() {
+                assert_eq!(
+                    p.data_position(),
+                    0,
+                    "a refused exception moved the position"
+                );
+                continue;
+            }
+            p.set_data_position(0);
+            let back = catch_unwind(AssertUnwindSafe(|| p.read_exception()))
+                .unwrap_or_else(|_| panic!("read_exception after {ex:?} panicked"));
+            assert!(
+                matches!(&back, Err(ParcelError::Exception(e)) if *e == ex),
+                "write_exception({ex:?}) succeeded but reads back as {back:?}"
+            );
+        }
+    }
+}
+
 /// The helpers themselves: a plain call goes through on a fresh harness.
 #[test]
 fn harness_plain_call_reaches_the_manager() {
