@@ -90,6 +90,44 @@ impl Two {
         returned(&answers, conn)
     }
 
+    /// Like [`Two::write_read`]; the BR_TRANSACTIONs returned to `conn`.
+    fn transactions(
+        &mut self,
+        conn: ConnHandle,
+        stream: &[u8],
+        user_len: usize,
+    ) -> Vec<BinderTransactionData> {
+        let req = WriteReadReq {
+            write_consumed: 0,
+            write_size: user_len as u64,
+            read_consumed: 0,
+            read_size: 4096,
+            nonblock: 1,
+            reserved: 0,
+        };
+        let mut body = bytemuck::bytes_of(&req).to_vec();
+        body.extend_from_slice(stream);
+        let answers = self
+            .h
+            .feed(conn, &frame_bytes(K_WRITE_READ, &body, 0), Vec::new());
+        let mut out = Vec::new();
+        for a in answers.iter().filter(|a| a.conn == conn) {
+            if a.header.kind != K_WRITE_READ_RET {
+                continue;
+            }
+            let ret: WriteReadRet = bytemuck::pod_read_unaligned(&a.body[..32]);
+            let mut r = CommandReader::new(&a.body[32..32 + ret.read_len as usize]);
+            while let Some((cmd, payload)) = r.next_command() {
+                if cmd == BR_TRANSACTION {
+                    out.push(bytemuck::pod_read_unaligned(
+                        &payload[..std::mem::size_of::<BinderTransactionData>()],
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// The shim still serves: the client's plain call reaches the manager. (The client's
     /// BR_TRANSACTION_COMPLETE of a two-way call is deferred work, as in the kernel: a
     /// non-blocking read returns it only with the reply, or on a thread's first read.)
@@ -316,6 +354,46 @@ fn device_gather_ptr_length_near_u64_max() {
 fn device_gather_fda_parent_offset_overflow() {
     let buf = [0u8; 16];
     device_refuses(&[ptr_at(&buf, 16), fda(2, 0, u64::MAX - 1)], 16);
+}
+
+/// bc_stream (fuzz/regressions/bc_stream/manager-oneway-status-code-never-freed): the
+/// harness's context manager did not free the buffer of a transaction that carried
+/// TF_STATUS_CODE with no data (it took it for a bufferless status), so that oneway
+/// transaction stayed the node's one async in flight, every later oneway call to the
+/// manager queued behind it for good and their fds piled up in the shim ("fds grow" after
+/// ~27k inputs). The shim's side of the contract, which the harness now follows: such a
+/// oneway transaction arrives with a buffer, the next oneway to the node waits until it is
+/// freed, and freeing it delivers the next.
+#[test]
+fn oneway_with_status_code_has_a_buffer_that_holds_the_node_until_freed() {
+    let mut two = Two::new();
+    let oneway = |two: &mut Two| {
+        let (mut stream, len) = transaction_sg(&[], &[], &[], 0);
+        // transaction_data.flags: after the command word, target (8), cookie (8), code (4).
+        stream[24..28].copy_from_slice(&(TF_ONE_WAY | TF_STATUS_CODE).to_ne_bytes());
+        two.write_read(two.client, &stream, len);
+    };
+    oneway(&mut two);
+    oneway(&mut two);
+    let enter = BC_ENTER_LOOPER.to_ne_bytes();
+    let first = two.transactions(two.mgr, &enter, enter.len());
+    assert_eq!(first.len(), 1, "{}", two.h.dump());
+    assert_ne!(first[0].flags & TF_STATUS_CODE, 0);
+    assert_eq!(first[0].data_size, 0);
+    let held = two.transactions(two.mgr, &[], 0);
+    assert!(
+        held.is_empty(),
+        "a second async ran before the first was freed"
+    );
+    let mut free = BC_FREE_BUFFER.to_ne_bytes().to_vec();
+    free.extend_from_slice(&first[0].data_buffer.to_ne_bytes());
+    let next = two.transactions(two.mgr, &free, free.len());
+    assert_eq!(
+        next.len(),
+        1,
+        "freeing the buffer did not release the next async"
+    );
+    two.still_serves();
 }
 
 // ---------------------------------------------------------------------------------------------
