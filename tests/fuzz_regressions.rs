@@ -90,6 +90,44 @@ impl Two {
         returned(&answers, conn)
     }
 
+    /// Like [`Two::write_read`]; the BR_TRANSACTIONs returned to `conn`.
+    fn transactions(
+        &mut self,
+        conn: ConnHandle,
+        stream: &[u8],
+        user_len: usize,
+    ) -> Vec<BinderTransactionData> {
+        let req = WriteReadReq {
+            write_consumed: 0,
+            write_size: user_len as u64,
+            read_consumed: 0,
+            read_size: 4096,
+            nonblock: 1,
+            reserved: 0,
+        };
+        let mut body = bytemuck::bytes_of(&req).to_vec();
+        body.extend_from_slice(stream);
+        let answers = self
+            .h
+            .feed(conn, &frame_bytes(K_WRITE_READ, &body, 0), Vec::new());
+        let mut out = Vec::new();
+        for a in answers.iter().filter(|a| a.conn == conn) {
+            if a.header.kind != K_WRITE_READ_RET {
+                continue;
+            }
+            let ret: WriteReadRet = bytemuck::pod_read_unaligned(&a.body[..32]);
+            let mut r = CommandReader::new(&a.body[32..32 + ret.read_len as usize]);
+            while let Some((cmd, payload)) = r.next_command() {
+                if cmd == BR_TRANSACTION {
+                    out.push(bytemuck::pod_read_unaligned(
+                        &payload[..std::mem::size_of::<BinderTransactionData>()],
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// The shim still serves: the client's plain call reaches the manager. (The client's
     /// BR_TRANSACTION_COMPLETE of a two-way call is deferred work, as in the kernel: a
     /// non-blocking read returns it only with the reply, or on a thread's first read.)
@@ -318,6 +356,46 @@ fn device_gather_fda_parent_offset_overflow() {
     device_refuses(&[ptr_at(&buf, 16), fda(2, 0, u64::MAX - 1)], 16);
 }
 
+/// bc_stream (fuzz/regressions/bc_stream/manager-oneway-status-code-never-freed): the
+/// harness's context manager did not free the buffer of a transaction that carried
+/// TF_STATUS_CODE with no data (it took it for a bufferless status), so that oneway
+/// transaction stayed the node's one async in flight, every later oneway call to the
+/// manager queued behind it for good and their fds piled up in the shim ("fds grow" after
+/// ~27k inputs). The shim's side of the contract, which the harness now follows: such a
+/// oneway transaction arrives with a buffer, the next oneway to the node waits until it is
+/// freed, and freeing it delivers the next.
+#[test]
+fn oneway_with_status_code_has_a_buffer_that_holds_the_node_until_freed() {
+    let mut two = Two::new();
+    let oneway = |two: &mut Two| {
+        let (mut stream, len) = transaction_sg(&[], &[], &[], 0);
+        // transaction_data.flags: after the command word, target (8), cookie (8), code (4).
+        stream[24..28].copy_from_slice(&(TF_ONE_WAY | TF_STATUS_CODE).to_ne_bytes());
+        two.write_read(two.client, &stream, len);
+    };
+    oneway(&mut two);
+    oneway(&mut two);
+    let enter = BC_ENTER_LOOPER.to_ne_bytes();
+    let first = two.transactions(two.mgr, &enter, enter.len());
+    assert_eq!(first.len(), 1, "{}", two.h.dump());
+    assert_ne!(first[0].flags & TF_STATUS_CODE, 0);
+    assert_eq!(first[0].data_size, 0);
+    let held = two.transactions(two.mgr, &[], 0);
+    assert!(
+        held.is_empty(),
+        "a second async ran before the first was freed"
+    );
+    let mut free = BC_FREE_BUFFER.to_ne_bytes().to_vec();
+    free.extend_from_slice(&first[0].data_buffer.to_ne_bytes());
+    let next = two.transactions(two.mgr, &free, free.len());
+    assert_eq!(
+        next.len(),
+        1,
+        "freeing the buffer did not release the next async"
+    );
+    two.still_serves();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parcels
 
@@ -339,6 +417,49 @@ fn parcel_local_binder_with_null_pointer_round_trips_or_is_refused() {
             matches!(&back, Ok(b) if *b == expected),
             "write_binder({obj:?}) succeeded but reads back as {back:?}"
         );
+    }
+}
+
+/// parcel_read (fuzz/regressions/parcel_read/exception-code-noted-appops-header):
+/// `write_exception` with code -127 (`EX_HAS_NOTED_APPOPS_REPLY_HEADER`) or -128
+/// (`EX_HAS_REPLY_HEADER`) wrote the marker as an ordinary exception (code, message, empty
+/// stack-trace header); `read_exception` then takes the marker for a reply header, skips the
+/// message as that header's size and fails (`NegativeLength` for the fuzzer's message) or
+/// reads no exception at all. Writing a marker must fail, or reading it back must give it.
+#[test]
+fn parcel_exception_with_a_reply_header_code_round_trips_or_is_refused() {
+    use bittube::binder_ipc::parcel::{
+        AidlException, ParcelError, EX_HAS_NOTED_APPOPS_REPLY_HEADER, EX_HAS_REPLY_HEADER,
+    };
+    // The fuzzer's message (as the regression file decodes), then a plain one.
+    for message in ["\u{fffd}?\u{c}\u{fffd}\u{fffd}\u{fffd}", "m"] {
+        for code in [EX_HAS_NOTED_APPOPS_REPLY_HEADER, EX_HAS_REPLY_HEADER] {
+            let ex = AidlException {
+                code,
+                message: message.to_owned(),
+                service_specific: None,
+            };
+            let mut p = Parcel::new();
+            let written = catch_unwind(AssertUnwindSafe(|| p.write_exception(&ex)));
+            let Ok(written) = written else {
+                panic!("write_exception({ex:?}) panicked");
+            };
+            if written.is_err() {
+                assert_eq!(
+                    p.data_position(),
+                    0,
+                    "a refused exception moved the position"
+                );
+                continue;
+            }
+            p.set_data_position(0);
+            let back = catch_unwind(AssertUnwindSafe(|| p.read_exception()))
+                .unwrap_or_else(|_| panic!("read_exception after {ex:?} panicked"));
+            assert!(
+                matches!(&back, Err(ParcelError::Exception(e)) if *e == ex),
+                "write_exception({ex:?}) succeeded but reads back as {back:?}"
+            );
+        }
     }
 }
 

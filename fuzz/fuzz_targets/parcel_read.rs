@@ -181,12 +181,7 @@ fn read_back(p: &mut Parcel, ops: &[WriteOp]) {
                 p.enforce_interface(s).unwrap();
             }
             WriteOp::Local(ptr, cookie) => {
-                if *ptr == 0 {
-                    // Pointer word 0: written unlisted with SYSTEM stability, which the reader
-                    // refuses (null binder with a declared stability, or no object listed).
-                    // Reported to interop; tests/fuzz_regressions.rs keeps the case. Stop here.
-                    return;
-                }
+                // A pointer-0 local binder is refused on write, so it never reaches here.
                 let got = p.read_binder().unwrap();
                 assert_eq!(got, Some(BinderObject::local(*ptr, *cookie)));
             }

@@ -71,9 +71,9 @@ pub fn parse_returns(dev: &ShimDevice, bytes: &[u8], out: &mut Returns) {
                     &payload[..std::mem::size_of::<BinderTransactionData>()],
                 );
                 let handles = take_transaction(dev, &tr);
-                if tr.flags & TF_STATUS_CODE == 0 || tr.data_size > 0 {
-                    out.buffers.push(tr.data_buffer);
-                }
+                // Every delivered transaction or reply has a buffer to free, whatever its flags
+                // (TF_STATUS_CODE is the sender's), as with the kernel.
+                out.buffers.push(tr.data_buffer);
                 if cmd == BR_REPLY {
                     out.replies += 1;
                 } else {

@@ -98,7 +98,9 @@ impl Parcel {
     }
 
     /// Writes the reply header of a call that raised `ex` (as libbinder's
-    /// `Status::writeToParcel`). An exception code of [`EX_NONE`] writes no exception.
+    /// `Status::writeToParcel`). An exception code of [`EX_NONE`] writes no exception; the
+    /// reply-header markers [`EX_HAS_NOTED_APPOPS_REPLY_HEADER`] and [`EX_HAS_REPLY_HEADER`]
+    /// are [`ParcelError::BadFlag`] (the reader would take them for a header).
     pub fn write_exception(&mut self, ex: &AidlException) -> Result<(), ParcelError> {
         let start = self.data_position();
         let result = self.write_exception_inner(ex);
@@ -109,6 +111,16 @@ impl Parcel {
     }
 
     fn write_exception_inner(&mut self, ex: &AidlException) -> Result<(), ParcelError> {
+        // -127 and -128 are reply-header markers, not exceptions: written as one, the reader
+        // would skip the message as a header and read something else back.
+        if ex.code == EX_HAS_NOTED_APPOPS_REPLY_HEADER || ex.code == EX_HAS_REPLY_HEADER {
+            return Err(ParcelError::BadFlag {
+                what: "exception code",
+                pos: self.data_position(),
+                value: ex.code,
+                allowed: "an EX_* code other than the reply-header markers -127 and -128",
+            });
+        }
         self.write_i32(ex.code)?;
         if ex.code == EX_NONE {
             return Ok(());
