@@ -10,7 +10,7 @@ use super::uapi::{BinderExtendedError, FlatBinderObject};
 pub use nix::errno::Errno;
 
 mod shim;
-pub use shim::ShimDevice;
+pub use shim::{ShimDevice, OPEN_TIMEOUT};
 mod kernel;
 pub use kernel::{KernelDevice, DEFAULT_PATHS, KERNEL_DEVICE_ENV};
 

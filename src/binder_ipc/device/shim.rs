@@ -30,6 +30,11 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
+use std::time::Duration;
+
+/// How long [`ShimDevice::open`] (and the opening of a thread's connection) waits for each
+/// step: the connect, and each answer of the shim.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to the driver shim: one binder process.
 #[derive(Clone)]
@@ -229,9 +234,35 @@ impl ShimDevice {
 
     /// Like [`ShimDevice::open`], with a buffer area of `area_size` bytes.
     pub fn open_with(path: &Path, area_size: usize) -> std::io::Result<ShimDevice> {
-        let conn = UnixStream::connect(path).map_err(|e| {
+        Self::open_with_timeout(path, area_size, OPEN_TIMEOUT)
+    }
+
+    /// Like [`ShimDevice::open_with`], waiting at most `timeout` (instead of
+    /// [`OPEN_TIMEOUT`]) for each step of the opening: the connect, the shim's answer to the
+    /// registration and to the mapping. A shim that never answers is a
+    /// [`TimedOut`](std::io::ErrorKind::TimedOut) error naming the socket.
+    pub fn open_with_timeout(
+        path: &Path,
+        area_size: usize,
+        timeout: Duration,
+    ) -> std::io::Result<ShimDevice> {
+        let named = |e: std::io::Error| {
             std::io::Error::new(e.kind(), format!("binder shim at {}: {e}", path.display()))
-        })?;
+        };
+        let conn = wire::connect_timeout(path, timeout).map_err(named)?;
+        let timed_out = |e: Errno| {
+            match e {
+            Errno::EAGAIN => std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "binder shim at {}: no answer to the opening of a binder process within {timeout:?}",
+                    path.display()
+                ),
+            ),
+            // The errno itself, so that callers can tell a cap (EUSERS, EMFILE) apart.
+            e => io_err(e),
+        }
+        };
         let req = OpenProc {
             version: WIRE_VERSION,
             reserved: 0,
@@ -243,8 +274,7 @@ impl ShimDevice {
             &[bytemuck::bytes_of(&req)],
             K_OPEN_PROC_OK,
         )
-        // The errno itself, so that callers can tell a cap (EUSERS, EMFILE) apart.
-        .map_err(io_err)?;
+        .map_err(timed_out)?;
         let ok: OpenProcOk = wire::body_as(&hdr, &body, K_OPEN_PROC_OK).map_err(io_err)?;
         if ok.errno != 0 {
             return Err(std::io::Error::from_raw_os_error(ok.errno));
@@ -271,12 +301,15 @@ impl ShimDevice {
             &[&addr.to_ne_bytes()],
             &[],
         )
-        .map_err(io_err)?;
-        let (hdr, body, _) = wire::recv_frame(inner._proc_conn.as_fd()).map_err(io_err)?;
+        .map_err(timed_out)?;
+        let (hdr, body, _) = wire::recv_frame(inner._proc_conn.as_fd()).map_err(timed_out)?;
         let res: ResultBody = wire::body_as(&hdr, &body, K_RESULT).map_err(io_err)?;
         if res.errno != 0 {
             return Err(std::io::Error::from_raw_os_error(res.errno));
         }
+        // Open: from now on the proc connection only waits for its end.
+        inner._proc_conn.set_read_timeout(None).map_err(named)?;
+        inner._proc_conn.set_write_timeout(None).map_err(named)?;
         Ok(ShimDevice {
             inner: Arc::new(inner),
         })
@@ -302,18 +335,31 @@ impl ShimDevice {
         if let Some(c) = threads.get(&me) {
             return Ok(c.clone());
         }
-        let sock = UnixStream::connect(&self.inner.path)
-            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::ECONNREFUSED)))?;
+        let errno = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::TimedOut => Errno::ETIMEDOUT,
+            _ => Errno::from_raw(e.raw_os_error().unwrap_or(libc::ECONNREFUSED)),
+        };
+        let sock = wire::connect_timeout(&self.inner.path, OPEN_TIMEOUT).map_err(errno)?;
         let (hdr, body, _) = request(
             sock.as_fd(),
             K_OPEN_THREAD,
             &[&self.inner.token.to_ne_bytes()],
             K_RESULT,
-        )?;
+        )
+        .map_err(|e| {
+            if e == Errno::EAGAIN {
+                Errno::ETIMEDOUT
+            } else {
+                e
+            }
+        })?;
         let res: ResultBody = wire::body_as(&hdr, &body, K_RESULT)?;
         if res.errno != 0 {
             return Err(Errno::from_raw(res.errno));
         }
+        // Open: a blocking read on it waits for work as long as it takes.
+        sock.set_read_timeout(None).map_err(errno)?;
+        sock.set_write_timeout(None).map_err(errno)?;
         let conn = Arc::new(ThreadConn {
             sock,
             io: Mutex::new(ThreadIo {
@@ -496,7 +542,9 @@ fn gather_ptr(pid: Pid, addr: u64, len: u64, left: u64, out: &mut Vec<u8>) -> Re
 }
 
 /// The fds an FDA object names: `num_fds` `u32`s at `parent_offset` inside its parent's
-/// gathered bytes (outside them: `EINVAL`, as the kernel refuses it).
+/// gathered bytes (outside them: `EINVAL`, as the kernel refuses it). An empty array names
+/// no fds wherever it points: the kernel's `binder_translate_fd_array` returns at once for
+/// it, so it is left to the shim's checks, which are the kernel's.
 fn gather_fda<'a>(
     parent: &PtrBuf,
     parent_offset: u64,
@@ -504,6 +552,9 @@ fn gather_fda<'a>(
     out: &[u8],
     fds: &mut Vec<BorrowedFd<'a>>,
 ) -> Result<(), Errno> {
+    if num_fds == 0 {
+        return Ok(());
+    }
     let end = num_fds
         .checked_mul(4)
         .and_then(|n| n.checked_add(parent_offset))
@@ -826,5 +877,217 @@ unsafe impl Device for ShimDevice {
             // Wakes the owner if it is blocked in a read: it gets ECONNRESET.
             let _ = c.sock.shutdown(std::net::Shutdown::Both);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The device's own behaviour: opening against a silent shim, and what its gather passes
+    //! on. Calls to a context manager run between two OS processes (the manager is this test
+    //! binary re-executed), as the kernel refuses handle 0 from the manager's own process.
+
+    use super::*;
+    use crate::binder_ipc::shim::{Driver, ENV_SOCKET};
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    const CHILD_ENV: &str = "BITTUBE_DEVICE_SHIM_TEST_CHILD";
+    const READY: &str = "BITTUBE-DEVICE-TEST-READY";
+
+    fn temp_socket(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bittube-devshim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    #[test]
+    fn open_against_a_shim_that_never_answers_times_out_naming_the_socket() {
+        // A listener that takes connections into its backlog and never accepts them: the
+        // connect goes through, the registration is never answered.
+        let path = temp_socket("silent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let err = ShimDevice::open_with_timeout(&path, 1 << 20, Duration::from_millis(100))
+            .expect_err("a silent shim cannot be opened");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn open_against_a_full_backlog_times_out_naming_the_socket() {
+        // A listener with a backlog of one that nobody accepts: once it is full, connect
+        // itself waits for room.
+        use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag};
+        use nix::sys::socket::{SockType, UnixAddr};
+        let path = temp_socket("full.sock");
+        let l = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(l.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        listen(&l, Backlog::new(0).unwrap()).unwrap();
+        for _ in 0..4 {
+            let err = ShimDevice::open_with_timeout(&path, 1 << 20, Duration::from_millis(50))
+                .expect_err("a shim that never accepts cannot be opened");
+            assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+            assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    fn ptr_obj(buffer: u64, length: u64) -> BinderBufferObject {
+        BinderBufferObject {
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_PTR,
+            },
+            buffer,
+            length,
+            ..Default::default()
+        }
+    }
+
+    fn fda_obj(num_fds: u64, parent_offset: u64) -> BinderFdArrayObject {
+        BinderFdArrayObject {
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_FDA,
+            },
+            num_fds,
+            parent: 0,
+            parent_offset,
+            ..Default::default()
+        }
+    }
+
+    /// A call to handle 0 carrying a 16-byte PTR and an FDA of `num_fds` fds at offset 64 of
+    /// it (past its end, 4-aligned); returns the BR code that ends it (the reply's buffer is freed).
+    fn call_with_fda(dev: &ShimDevice, num_fds: u64, fd: i32) -> u32 {
+        let parent = [fd; 4];
+        // A parent at data offset 0 can hold no fixup (binder_validate_fixup: "nothing to
+        // fix up in"), so the objects start at 8.
+        let mut data = vec![0u8; 8];
+        data.extend_from_slice(bytemuck::bytes_of(&ptr_obj(parent.as_ptr() as u64, 16)));
+        data.extend_from_slice(bytemuck::bytes_of(&fda_obj(num_fds, 64)));
+        let offsets = [8u64, 8 + size_of::<BinderBufferObject>() as u64];
+        let sg = BinderTransactionDataSg {
+            transaction_data: BinderTransactionData {
+                target: 0,
+                code: 1,
+                flags: TF_ACCEPT_FDS,
+                data_size: data.len() as u64,
+                offsets_size: 16,
+                data_buffer: data.as_ptr() as u64,
+                data_offsets: offsets.as_ptr() as u64,
+                ..Default::default()
+            },
+            buffers_size: 16,
+        };
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_TRANSACTION_SG, &sg);
+        let mut write = w.as_bytes().to_vec();
+        let mut read = vec![0u8; 256];
+        loop {
+            let mut wr = WriteRead::new(&write, &mut read);
+            dev.write_read(&mut wr).expect("write_read");
+            let mut r = CommandReader::new(wr.returned());
+            let mut end = None;
+            while let Some((cmd, body)) = r.next_command() {
+                match cmd {
+                    BR_REPLY => {
+                        let tr: BinderTransactionData = bytemuck::pod_read_unaligned(body);
+                        let mut f = CommandWriter::new();
+                        f.cmd_with(BC_FREE_BUFFER, &tr.data_buffer);
+                        let mut wr = WriteRead::new(f.as_bytes(), &mut []);
+                        dev.write_read(&mut wr).expect("free the reply");
+                        end = Some(cmd);
+                    }
+                    BR_FAILED_REPLY | BR_DEAD_REPLY => end = Some(cmd),
+                    _ => {}
+                }
+            }
+            if let Some(cmd) = end {
+                return cmd;
+            }
+            write.clear();
+        }
+    }
+
+    /// The manager: answers two calls with empty replies, then ends.
+    fn manager() {
+        let dev = ShimDevice::open_from_env().expect("manager: open");
+        let node = FlatBinderObject {
+            flags: FLAT_BINDER_FLAG_ACCEPTS_FDS,
+            ..Default::default()
+        };
+        dev.set_context_mgr_ext(&node)
+            .expect("manager: context manager");
+        println!("\n{READY}");
+        let mut w = CommandWriter::new();
+        w.cmd(BC_ENTER_LOOPER);
+        let mut read = vec![0u8; 256];
+        let mut served = 0;
+        while served < 2 {
+            let write = w.as_bytes().to_vec();
+            let mut wr = WriteRead::new(&write, &mut read);
+            dev.write_read(&mut wr).expect("manager: write_read");
+            w = CommandWriter::new();
+            let mut r = CommandReader::new(wr.returned());
+            while let Some((cmd, body)) = r.next_command() {
+                if cmd == BR_TRANSACTION {
+                    let tr: BinderTransactionData = bytemuck::pod_read_unaligned(body);
+                    w.cmd_with(BC_REPLY, &BinderTransactionData::default());
+                    w.cmd_with(BC_FREE_BUFFER, &tr.data_buffer);
+                    served += 1;
+                }
+            }
+        }
+        let mut wr = WriteRead::new(w.as_bytes(), &mut read);
+        dev.write_read(&mut wr).expect("manager: last reply");
+    }
+
+    /// The kernel does not check an FDA of no fds against its parent (its
+    /// `binder_translate_fd_array` returns at once for it): the call goes through. One with
+    /// an fd at the same place is refused (BR_FAILED_REPLY).
+    #[test]
+    fn an_empty_fda_past_its_parents_end_goes_through() {
+        if std::env::var_os(CHILD_ENV).is_some() {
+            manager();
+            return;
+        }
+        let driver = Driver::start().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "binder_ipc::device::shim::tests::an_empty_fda_past_its_parents_end_goes_through",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, "manager")
+            .env(ENV_SOCKET, driver.socket_path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert!(
+            lines.any(|l| l.is_ok_and(|l| l == READY)),
+            "the manager did not start"
+        );
+        let dev = ShimDevice::open(driver.socket_path()).unwrap();
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(
+            call_with_fda(&dev, 1, file.as_raw_fd()),
+            BR_FAILED_REPLY,
+            "an fd past its parent's end"
+        );
+        for _ in 0..2 {
+            let end = call_with_fda(&dev, 0, -1);
+            let state = driver.state().unwrap_or_default();
+            assert_eq!(end, BR_REPLY, "an empty FDA:\n{state}");
+        }
+        assert!(child.wait().unwrap().success(), "the manager failed");
     }
 }

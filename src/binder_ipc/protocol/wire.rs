@@ -400,6 +400,7 @@ pub fn recv_frame_into(
         } else {
             total
         };
+        wait_readable(sock)?;
         match recv_some_with(sock, &mut buf[got..room], cmsg, fds, MsgFlags::empty())? {
             0 => return Err(Errno::ECONNRESET),
             n => got += n,
@@ -420,6 +421,74 @@ pub fn recv_frame_into(
         return Err(Errno::EPROTO);
     }
     Ok(hdr)
+}
+
+/// Blocks until `sock` has bytes to read (or its peer hung up), in `poll`, not in `recvmsg`.
+///
+/// A thread blocked in `recvmsg` on a stream socket sleeps on the socket's wait queue
+/// without a key, so it is also woken (and goes back to sleep) every time its peer reads
+/// what this end sent: the peer's read frees write space here, and the write-space wake-up
+/// goes to every sleeper. `poll`'s sleepers are keyed by the events they wait for, so a
+/// thread waiting for `POLLIN` sleeps through those. On the device's hot path this saves a
+/// context switch per request (see ARCHITECTURE.md, "Connections and wake-ups").
+pub fn wait_readable(sock: BorrowedFd<'_>) -> Result<(), Errno> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut ready = [PollFd::new(sock, PollFlags::POLLIN)];
+    loop {
+        match poll(&mut ready, PollTimeout::NONE) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Connects a stream socket to `path`, waiting at most `timeout` for the listener to take it
+/// (a listener whose backlog is full, because nobody accepts, would block `connect`
+/// forever), and leaves `timeout` as the socket's read and write timeout, so that the
+/// opening exchange that follows is bounded too (a blocking read or write then fails with
+/// `EAGAIN`). The caller clears the timeouts when the connection is open. Errors name
+/// nothing; the caller adds the socket's name.
+pub fn connect_timeout(
+    path: &std::path::Path,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::os::unix::net::UnixStream> {
+    use nix::sys::socket::{
+        connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr,
+    };
+    use nix::sys::time::TimeVal;
+    let to_io = |e: Errno| std::io::Error::from_raw_os_error(e as i32);
+    let addr = UnixAddr::new(path).map_err(to_io)?;
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(to_io)?;
+    // A zero timeval means "no timeout" to the kernel: wait at least a microsecond.
+    let tv = TimeVal::new(
+        timeout.as_secs().min(i64::MAX as u64) as i64,
+        (timeout.subsec_micros() as i64).max(i64::from(timeout.is_zero())),
+    );
+    setsockopt(&sock, sockopt::SendTimeout, &tv).map_err(to_io)?;
+    setsockopt(&sock, sockopt::ReceiveTimeout, &tv).map_err(to_io)?;
+    loop {
+        match connect(sock.as_raw_fd(), &addr) {
+            Ok(()) => break,
+            Err(Errno::EINTR) => continue,
+            // Unix stream sockets say EAGAIN when the send timeout ran out waiting for room
+            // in the listener's backlog.
+            Err(Errno::EAGAIN) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the listener took no connection within {timeout:?}"),
+                ))
+            }
+            Err(e) => return Err(to_io(e)),
+        }
+    }
+    Ok(std::os::unix::net::UnixStream::from(sock))
 }
 
 /// The body of a frame of kind `kind`, exactly one `T`.
