@@ -27,7 +27,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -64,6 +64,9 @@ struct Inner {
     area_len: usize,
     nonblock: AtomicBool,
     closed: AtomicBool,
+    /// The last `BINDER_SET_MAX_THREADS` this process made (0 until then): while it is 0
+    /// the kernel never asks the process for a looper (`BR_SPAWN_LOOPER`).
+    max_threads: AtomicU32,
     threads: Mutex<HashMap<ThreadId, Arc<ThreadConn>>>,
     /// The fds installed with each received buffer (by its address), while the buffer is
     /// held: the only fds the shim may ask this process to close when it is freed.
@@ -95,6 +98,9 @@ struct ThreadIo {
     pid: Pid,
     /// [`FORK_GEN`] when `pid` was read.
     pid_gen: u64,
+    /// The last call on this connection returned a sync `BR_TRANSACTION`: the thread's next
+    /// call may be its reply, answered here ([`ShimDevice::local_complete`]).
+    handed_call: bool,
 }
 
 /// Counts `fork`s of this process (bumped in the child), so a cached pid is read again in a
@@ -291,6 +297,7 @@ impl ShimDevice {
             area_len,
             nonblock: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            max_threads: AtomicU32::new(0),
             threads: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
         };
@@ -368,6 +375,7 @@ impl ShimDevice {
                 cmsg: wire::cmsg_buffer(),
                 pid: Pid::this(),
                 pid_gen: u64::MAX,
+                handed_call: false,
             }),
         });
         threads.insert(me, conn.clone());
@@ -385,6 +393,8 @@ impl ShimDevice {
     /// most `out.len()`; how many is returned with the value).
     fn ioctl_out(&self, cmd: u32, arg: &[u8], out: &mut [u8]) -> Result<(i32, usize), Errno> {
         let conn = self.thread_conn()?;
+        // Another call in between: the next one is no longer right after the hand-over.
+        conn.io.lock().map_err(|_| Errno::EIO)?.handed_call = false;
         let mut req = Ioctl {
             cmd,
             ..Default::default()
@@ -648,6 +658,25 @@ fn received_buffer(read: &[u8]) -> Option<u64> {
     None
 }
 
+/// Whether a read handed the thread a sync transaction (one it must reply to).
+fn handed_sync_call(read: &[u8]) -> bool {
+    let mut r = CommandReader::new(read);
+    while let Some((cmd, payload)) = r.next_command() {
+        if cmd == BR_TRANSACTION || cmd == BR_TRANSACTION_SEC_CTX {
+            let flags = payload
+                .get(..size_of::<BinderTransactionData>())
+                .map(bytemuck::pod_read_unaligned::<BinderTransactionData>)
+                .map(|tr| tr.flags);
+            return flags.is_some_and(|f| f & TF_ONE_WAY == 0);
+        }
+    }
+    false
+}
+
+/// Bytes a read needs left to take one more work item: the kernel stops when less than a
+/// command and a `binder_transaction_data_secctx` is left.
+const ITEM_ROOM: usize = 4 + size_of::<BinderTransactionDataSecctx>();
+
 /// The buffers a consumed write stream freed (`BC_FREE_BUFFER`).
 fn freed_buffers(write: &[u8]) -> Vec<u64> {
     let mut freed = Vec::new();
@@ -661,6 +690,53 @@ fn freed_buffers(write: &[u8]) -> Vec<u64> {
 }
 
 impl ShimDevice {
+    /// Whether this call may be answered here, as the kernel answers it, without waiting for
+    /// the shim ([`K_WRITE_READ_LOCAL`]): the thread's previous call handed it a sync
+    /// transaction (so that call is on top of its stack, and only its caller can move it);
+    /// the write is `BC_FREE_BUFFER`s of buffers that brought no fds and one `BC_REPLY`
+    /// without objects, so nothing it does lands on the thread's own list but the reply's
+    /// `BR_TRANSACTION_COMPLETE` (a thread with work of its own takes no process work);
+    /// the read starts at 0 with room for the completion; the process never set a thread
+    /// pool, so no read of it can become `BR_SPAWN_LOOPER`.
+    fn local_complete(&self, wr: &WriteRead<'_>, start: usize) -> bool {
+        if wr.read_consumed != 0
+            || wr.read.len() < 4 + ITEM_ROOM
+            || self.inner.max_threads.load(Ordering::SeqCst) != 0
+        {
+            return false;
+        }
+        let Ok(held) = self.inner.held.lock() else {
+            return false;
+        };
+        let write = &wr.write[start..];
+        let mut r = CommandReader::new(write);
+        let mut replies = 0;
+        while let Some((cmd, payload)) = r.next_command() {
+            let objects = match cmd {
+                BC_FREE_BUFFER => {
+                    if held.contains_key(&bytemuck::pod_read_unaligned::<u64>(payload)) {
+                        return false;
+                    }
+                    continue;
+                }
+                BC_REPLY => {
+                    bytemuck::pod_read_unaligned::<BinderTransactionData>(payload).offsets_size
+                }
+                BC_REPLY_SG => {
+                    bytemuck::pod_read_unaligned::<BinderTransactionDataSg>(payload)
+                        .transaction_data
+                        .offsets_size
+                }
+                _ => return false,
+            };
+            replies += 1;
+            if objects != 0 || replies > 1 {
+                return false;
+            }
+        }
+        replies == 1 && r.position() == write.len()
+    }
+
     /// Builds the [`K_WRITE_READ`] body for `wr` from `start` into `out`: the request, the
     /// caller's stream with a [`Gathered`] record after each transaction; the fds to send go
     /// to `fds`.
@@ -778,13 +854,30 @@ unsafe impl Device for ShimDevice {
             cmsg,
             pid,
             pid_gen,
+            handed_call,
         } = &mut *io;
         let pid = own_pid(pid, pid_gen);
         let start = wr.write_consumed.min(wr.write.len());
+        let local = std::mem::take(handed_call) && self.local_complete(wr, start);
         let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
         self.encode(wr, start, pid, out, &mut fds);
-        wire::send_frame(conn.sock.as_fd(), K_WRITE_READ, &[out], &fds)?;
+        let kind = if local {
+            K_WRITE_READ_LOCAL
+        } else {
+            K_WRITE_READ
+        };
+        wire::send_frame(conn.sock.as_fd(), kind, &[out], &fds)?;
         drop(fds);
+        if local {
+            // The kernel's answer, given here: the shim runs the write and sends nothing.
+            let mut answer = [0u8; 8];
+            answer[..4].copy_from_slice(&BR_NOOP.to_ne_bytes());
+            answer[4..].copy_from_slice(&BR_TRANSACTION_COMPLETE.to_ne_bytes());
+            wr.read[..8].copy_from_slice(&answer);
+            wr.write_consumed = wr.write.len();
+            wr.read_consumed = 8;
+            return Ok(());
+        }
         let mut fds = Vec::new();
         let hdr = wire::recv_frame_into(conn.sock.as_fd(), inb, cmsg, &mut fds)?;
         let body = inb.get(16..16 + hdr.len as usize).ok_or(Errno::EPROTO)?;
@@ -801,6 +894,7 @@ unsafe impl Device for ShimDevice {
             .get_mut(rc_in..end)
             .ok_or(Errno::EPROTO)?
             .copy_from_slice(ans.read);
+        *handed_call = handed_sync_call(ans.read);
         self.install(&ans, fds)?;
         if self.inner.held.lock().is_ok_and(|h| !h.is_empty()) {
             self.close_freed(&freed_buffers(&wr.write[start..wc]), ans.close);
@@ -817,6 +911,8 @@ unsafe impl Device for ShimDevice {
         self.ioctl(BINDER_VERSION, &[])
     }
     fn set_max_threads(&self, max: u32) -> Result<(), Errno> {
+        // Recorded before the call: a concurrent reply then errs towards the shim's answer.
+        self.inner.max_threads.store(max, Ordering::SeqCst);
         self.ioctl(BINDER_SET_MAX_THREADS, &max.to_ne_bytes())
             .map(drop)
     }
@@ -1049,6 +1145,89 @@ mod tests {
         dev.write_read(&mut wr).expect("manager: last reply");
     }
 
+    /// Starts this test binary's test `name` as the manager process (it must call
+    /// [`manager`] when [`CHILD_ENV`] is set) and waits until it serves.
+    fn spawn_manager(driver: &Driver, name: &str) -> std::process::Child {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                &format!("binder_ipc::device::shim::tests::{name}"),
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, "manager")
+            .env(ENV_SOCKET, driver.socket_path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut lines = lines.map_while(Result::ok);
+        assert!(lines.any(|l| l == READY), "the manager did not start");
+        // The rest of its output (the harness's lines) drains on a thread of its own.
+        std::thread::spawn(move || lines.for_each(drop));
+        child
+    }
+
+    /// A reply written right after the read that handed its call over, by a process without
+    /// a thread pool, is answered by the device (BR_NOOP BR_TRANSACTION_COMPLETE, as the
+    /// kernel's) and the shim sends nothing back: the shim counts it as completed, not
+    /// contradicted; the callers get their replies.
+    #[test]
+    fn a_reply_right_after_its_call_is_completed_by_the_device() {
+        if std::env::var_os(CHILD_ENV).is_some() {
+            manager();
+            return;
+        }
+        let driver = Driver::start().unwrap();
+        let mut child = spawn_manager(
+            &driver,
+            "a_reply_right_after_its_call_is_completed_by_the_device",
+        );
+        let dev = ShimDevice::open(driver.socket_path()).unwrap();
+        for _ in 0..2 {
+            let tr = BinderTransactionData {
+                code: 1,
+                ..Default::default()
+            };
+            let mut w = CommandWriter::new();
+            w.cmd_with(BC_TRANSACTION, &tr);
+            let mut read = vec![0u8; 256];
+            let mut write: &[u8] = w.as_bytes();
+            let reply = loop {
+                let mut wr = WriteRead::new(write, &mut read);
+                dev.write_read(&mut wr).expect("call");
+                write = &[];
+                let mut r = CommandReader::new(wr.returned());
+                let mut got = None;
+                while let Some((cmd, body)) = r.next_command() {
+                    if cmd == BR_REPLY {
+                        got = Some(bytemuck::pod_read_unaligned::<BinderTransactionData>(body));
+                    }
+                    assert_ne!(cmd, BR_FAILED_REPLY, "the call failed");
+                }
+                if let Some(tr) = got {
+                    break tr;
+                }
+            };
+            let mut f = CommandWriter::new();
+            f.cmd_with(BC_FREE_BUFFER, &reply.data_buffer);
+            dev.write_read(&mut WriteRead::new(f.as_bytes(), &mut []))
+                .expect("free the reply");
+        }
+        assert!(child.wait().unwrap().success(), "the manager failed");
+        // Its last frame may still be on its way through the shim's loop.
+        let want = "replies completed by the device: 2 (contradicted 0)";
+        let mut state = String::new();
+        for _ in 0..1000 {
+            state = driver.state().unwrap();
+            if state.contains(want) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{want} not in\n{state}");
+    }
+
     /// The kernel does not check an FDA of no fds against its parent (its
     /// `binder_translate_fd_array` returns at once for it): the call goes through. One with
     /// an fd at the same place is refused (BR_FAILED_REPLY).
@@ -1059,23 +1238,7 @@ mod tests {
             return;
         }
         let driver = Driver::start().unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "binder_ipc::device::shim::tests::an_empty_fda_past_its_parents_end_goes_through",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, "manager")
-            .env(ENV_SOCKET, driver.socket_path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        assert!(
-            lines.any(|l| l.is_ok_and(|l| l == READY)),
-            "the manager did not start"
-        );
+        let mut child = spawn_manager(&driver, "an_empty_fda_past_its_parents_end_goes_through");
         let dev = ShimDevice::open(driver.socket_path()).unwrap();
         let file = std::fs::File::open("/dev/null").unwrap();
         assert_eq!(

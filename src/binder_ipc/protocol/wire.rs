@@ -52,6 +52,16 @@ pub const K_WRITE_READ_RET: u32 = 8;
 pub const K_STATE: u32 = 9;
 /// Driver → client: the state dump as UTF-8 text.
 pub const K_STATE_RET: u32 = 10;
+/// Client → driver: a `BINDER_WRITE_READ` the device has already answered its caller, the
+/// way the kernel answers a thread that replies to the call it was handed: the whole write
+/// consumed, `BR_NOOP BR_TRANSACTION_COMPLETE` read from 0. Body as [`K_WRITE_READ`]; no
+/// answer. The driver runs the write, then hands the thread the completion at the head of its
+/// list; any other work stays for its next read. The device sends it only for a write of
+/// `BC_FREE_BUFFER`s and one `BC_REPLY` without objects, right after the read that handed
+/// the thread a sync transaction, when its process cannot be asked for a looper
+/// (`BINDER_SET_MAX_THREADS` 0) and the read has room for the completion (ARCHITECTURE.md,
+/// "Connections and wake-ups").
+pub const K_WRITE_READ_LOCAL: u32 = 11;
 
 /// Header of every frame.
 #[repr(C)]

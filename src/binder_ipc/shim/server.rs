@@ -12,7 +12,8 @@
 //! to that client and a counter in the state dump.
 
 use super::alloc::Area;
-use super::state::{ConnId, IdMap, ProcId, State, ThreadId, WriteReadDone};
+use super::state::{ConnId, IdMap, ProcId, State, ThreadId, Work, WriteReadDone};
+use super::transaction::TXN_RECORD;
 use super::Limits;
 use crate::binder_ipc::protocol::wire::*;
 use crate::binder_ipc::uapi::*;
@@ -187,6 +188,11 @@ pub(super) struct ServerStats {
     output_stalls: u64,
     peak_output: usize,
     yields: u64,
+    /// `K_WRITE_READ_LOCAL` calls whose answer (`BR_TRANSACTION_COMPLETE`) was the shim's.
+    local_completes: u64,
+    /// `K_WRITE_READ_LOCAL` calls whose write stopped early or whose thread had no
+    /// completion at its head (the device's answer was not the kernel's).
+    local_contradicted: u64,
 }
 
 /// Frames in, answers queued: everything between the sockets and the [`State`].
@@ -468,6 +474,7 @@ impl Core {
                 read_body(body).is_some_and(|r| self.ioctl_frame(c, p, r))
             }
             (Role::Thread(_), K_WRITE_READ) => self.write_read(c, body, fds),
+            (Role::Thread(_), K_WRITE_READ_LOCAL) => self.write_read_local(c, body, fds),
             _ => false,
         }
     }
@@ -643,6 +650,71 @@ impl Core {
             self.run_wakes();
             self.reply_write_read(c, done);
         }
+        true
+    }
+
+    /// `K_WRITE_READ_LOCAL`: a `BINDER_WRITE_READ` the device already answered with the
+    /// whole write consumed and `BR_NOOP BR_TRANSACTION_COMPLETE` read (what the kernel
+    /// returns to a thread that replies to the call it was handed: the reply's
+    /// BR_TRANSACTION_COMPLETE is queued on the replier's own list, and a thread with work of
+    /// its own takes no process work). The write runs as for `K_WRITE_READ`; the read hands
+    /// the thread exactly the completion at the head of its list, if that is what the head
+    /// is, and leaves everything else queued for its next read. Nothing is sent back. A head
+    /// that is not a completion (the reply failed for the replier: its caller moved its
+    /// stack) or a write that stopped early contradicts the device's answer: counted.
+    fn write_read_local(&mut self, c: ConnId, body: &[u8], fds: Vec<OwnedFd>) -> bool {
+        let idle = self
+            .state
+            .threads
+            .get(&c)
+            .is_some_and(|t| t.pending.is_none());
+        let Some(req) = read_body_prefix::<WriteReadReq>(body).filter(|_| idle) else {
+            return false;
+        };
+        // The answer given is a read from 0 with room for the completion, as the kernel's.
+        let room = (4 + TXN_RECORD) as u64;
+        if req.read_consumed != 0 || req.read_size < room || req.write_consumed > req.write_size {
+            return false;
+        }
+        let stream = &body[size_of::<WriteReadReq>()..];
+        let write_only = WriteReadReq {
+            read_size: 0,
+            ..req
+        };
+        let done = self.state.write_read(c, stream, &write_only, fds);
+        let whole = done.is_some_and(|d| d.errno == 0 && d.write_consumed == req.write_size);
+        let head = self
+            .state
+            .threads
+            .get(&c)
+            .and_then(|t| t.todo.front().copied());
+        let mut kept = false;
+        if whole && matches!(head, Some(Work::Complete | Work::ReturnError)) {
+            // Room for one item after a BR_NOOP already counted as read: the thread's head
+            // and nothing else; non-blocking, so it never parks.
+            let one = WriteReadReq {
+                write_consumed: req.write_size,
+                write_size: req.write_size,
+                read_consumed: 4,
+                read_size: room,
+                nonblock: 1,
+                reserved: 0,
+            };
+            let got = self.state.write_read(c, &[], &one, Vec::new());
+            self.state.stats.br[(BR_NOOP & 0x1f) as usize] += 1;
+            kept = got.is_some_and(|d| {
+                d.errno == 0
+                    && d.read == BR_TRANSACTION_COMPLETE.to_ne_bytes()
+                    && d.fixups.is_empty()
+                    && d.close.is_empty()
+            });
+        }
+        if kept {
+            self.stats.local_completes += 1;
+        } else {
+            self.stats.local_contradicted += 1;
+        }
+        self.run_wakes();
         true
     }
 
@@ -879,6 +951,11 @@ impl Core {
             "  fairness: turns yielded {} (at {FRAMES_PER_TURN} frames), {} waiting now",
             s.yields,
             self.busy.len()
+        );
+        let _ = writeln!(
+            o,
+            "  replies completed by the device: {} (contradicted {})",
+            s.local_completes, s.local_contradicted
         );
         o
     }
@@ -1216,5 +1293,94 @@ fn release_free_memory() {
     // SAFETY: malloc_trim only returns free memory of the allocator to the system.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fuzzing::{frame_bytes, Harness};
+    use crate::binder_ipc::protocol::wire::*;
+    use crate::binder_ipc::uapi::*;
+
+    /// A binder thread of a new process on `h` (pid 1, uid 0).
+    fn thread(h: &mut Harness) -> super::super::fuzzing::ConnHandle {
+        let p = h.connect(1, 0).unwrap();
+        let req = OpenProc {
+            version: WIRE_VERSION,
+            reserved: 0,
+            area_size: 64 * 1024,
+        };
+        let a = h.feed(
+            p,
+            &frame_bytes(K_OPEN_PROC, bytemuck::bytes_of(&req), 0),
+            Vec::new(),
+        );
+        let ok: OpenProcOk = bytemuck::pod_read_unaligned(&a[0].body);
+        h.feed(
+            p,
+            &frame_bytes(K_MAP_DONE, &0u64.to_ne_bytes(), 0),
+            Vec::new(),
+        );
+        let t = h.connect(1, 0).unwrap();
+        h.feed(
+            t,
+            &frame_bytes(K_OPEN_THREAD, &ok.token.to_ne_bytes(), 0),
+            Vec::new(),
+        );
+        t
+    }
+
+    fn local(stream: &[u8], read_size: u64) -> Vec<u8> {
+        let req = WriteReadReq {
+            write_consumed: 0,
+            write_size: stream.len() as u64,
+            read_consumed: 0,
+            read_size,
+            nonblock: 0,
+            reserved: 0,
+        };
+        let mut body = bytemuck::bytes_of(&req).to_vec();
+        body.extend_from_slice(stream);
+        frame_bytes(K_WRITE_READ_LOCAL, &body, 0)
+    }
+
+    /// A `K_WRITE_READ_LOCAL` whose thread has no completion to take (no reply in its
+    /// write) is counted as contradicted, answered with nothing, and the thread lives on; a
+    /// reply without a call (BR_FAILED_REPLY for the replier) is contradicted too and does
+    /// not stay queued; one whose read has no room for the completion, or that starts
+    /// inside the read, is a protocol error.
+    #[test]
+    fn a_local_write_read_the_shim_cannot_back_is_counted_not_answered() {
+        let mut h = Harness::new();
+        let t = thread(&mut h);
+        let mut w = CommandWriter::new();
+        w.cmd(BC_ENTER_LOOPER);
+        assert!(h.feed(t, &local(w.as_bytes(), 256), Vec::new()).is_empty());
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_REPLY, &BinderTransactionData::default());
+        assert!(h.feed(t, &local(w.as_bytes(), 256), Vec::new()).is_empty());
+        assert!(h.is_open(t));
+        let dump = h.dump();
+        assert!(
+            dump.contains("replies completed by the device: 0 (contradicted 2)"),
+            "{dump}"
+        );
+        // Nothing was left on the thread's list: a non-blocking read finds no work.
+        let req = WriteReadReq {
+            read_size: 256,
+            nonblock: 1,
+            ..Default::default()
+        };
+        let a = h.feed(
+            t,
+            &frame_bytes(K_WRITE_READ, bytemuck::bytes_of(&req), 0),
+            Vec::new(),
+        );
+        let ret: WriteReadRet =
+            bytemuck::pod_read_unaligned(&a[0].body[..std::mem::size_of::<WriteReadRet>()]);
+        assert_eq!(ret.errno, nix::errno::Errno::EAGAIN as i32, "{a:?}");
+        // No room for the completion: refused.
+        assert!(h.feed(t, &local(&[], 8), Vec::new()).is_empty());
+        assert!(!h.is_open(t));
     }
 }
