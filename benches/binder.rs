@@ -17,7 +17,9 @@
 //! server (`BITTUBE_BENCH_CHILD` set, `BITTUBE_BINDER` naming the shim). The server opens a
 //! [`ShimDevice`], becomes the context manager, enters the looper on a thread of its own and
 //! answers every `BR_TRANSACTION` with a `BC_REPLY` of the same size followed by the
-//! `BC_FREE_BUFFER` of the transaction's buffer, as libbinder's `sendReply` does. Its main
+//! `BC_FREE_BUFFER` of the transaction's buffer, as libbinder's `sendReply` does (its process
+//! sets no thread pool, so `ShimDevice` answers those replies' `BR_TRANSACTION_COMPLETE`
+//! itself, as the kernel would, without a round trip through the shim). Its main
 //! thread echoes every packet that arrives on its stdin, one end of a SOCK_SEQPACKET
 //! socketpair whose other end this process keeps; a third thread serves D-Bus.
 //!
@@ -199,6 +201,14 @@ impl Rig {
             !state.contains("  buffer at "),
             "buffers left allocated after the run:\n{state}"
         );
+        // How many of the server's replies ShimDevice answered itself (ARCHITECTURE.md,
+        // "Connections and wake-ups"): all of those without fds, as its process has no pool.
+        if let Some(line) = state
+            .lines()
+            .find(|l| l.contains("replies completed by the device"))
+        {
+            println!("shim: {}", line.trim());
+        }
     }
 }
 

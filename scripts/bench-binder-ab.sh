@@ -44,8 +44,12 @@ for i in range(rounds):
               f"relay CPU {r['rcpu']:6.1f} µs  shim/relay CPU {r['ratio']:.2f}×")
 for w in "AB":
     m = lambda k: statistics.median(x[k] for x in rows[w])
+    lo = lambda k: min(x[k] for x in rows[w])
     print(f"{w} median: shim p50 {m('shim'):.1f} µs, relay p50 {m('relay'):.1f} µs, shim CPU "
           f"{m('cpu'):.1f} µs, {m('sw'):.1f} switches, relay CPU {m('rcpu'):.1f} µs, "
           f"shim/relay CPU {m('ratio'):.2f}×")
+    # The least disturbed run of each: CPU time inflates with load, never deflates.
+    print(f"{w} least: shim CPU {lo('cpu'):.1f} µs, relay CPU {lo('rcpu'):.1f} µs, "
+          f"ratio of the two {lo('cpu') / lo('rcpu'):.2f}×, {lo('sw'):.1f} switches")
 PY
 rm -r "$out"
