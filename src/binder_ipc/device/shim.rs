@@ -98,8 +98,9 @@ struct ThreadIo {
     pid: Pid,
     /// [`FORK_GEN`] when `pid` was read.
     pid_gen: u64,
-    /// The last call on this connection returned a sync `BR_TRANSACTION`: the thread's next
-    /// call may be its reply, answered here ([`ShimDevice::local_complete`]).
+    /// The last call on this connection returned a sync `BR_TRANSACTION` from a parked
+    /// caller ([`RET_CALLER_PARKED`]): the thread's next call may be its reply, answered
+    /// here ([`ShimDevice::local_complete`]).
     handed_call: bool,
 }
 
@@ -658,21 +659,6 @@ fn received_buffer(read: &[u8]) -> Option<u64> {
     None
 }
 
-/// Whether a read handed the thread a sync transaction (one it must reply to).
-fn handed_sync_call(read: &[u8]) -> bool {
-    let mut r = CommandReader::new(read);
-    while let Some((cmd, payload)) = r.next_command() {
-        if cmd == BR_TRANSACTION || cmd == BR_TRANSACTION_SEC_CTX {
-            let flags = payload
-                .get(..size_of::<BinderTransactionData>())
-                .map(bytemuck::pod_read_unaligned::<BinderTransactionData>)
-                .map(|tr| tr.flags);
-            return flags.is_some_and(|f| f & TF_ONE_WAY == 0);
-        }
-    }
-    false
-}
-
 /// Bytes a read needs left to take one more work item: the kernel stops when less than a
 /// command and a `binder_transaction_data_secctx` is left.
 const ITEM_ROOM: usize = 4 + size_of::<BinderTransactionDataSecctx>();
@@ -692,7 +678,8 @@ fn freed_buffers(write: &[u8]) -> Vec<u64> {
 impl ShimDevice {
     /// Whether this call may be answered here, as the kernel answers it, without waiting for
     /// the shim ([`K_WRITE_READ_LOCAL`]): the thread's previous call handed it a sync
-    /// transaction (so that call is on top of its stack, and only its caller can move it);
+    /// transaction whose caller is parked until the reply ([`RET_CALLER_PARKED`]: that call
+    /// is on top of this thread's stack, and the caller cannot move its own);
     /// the write is `BC_FREE_BUFFER`s of buffers that brought no fds and one `BC_REPLY`
     /// without objects, so nothing it does lands on the thread's own list but the reply's
     /// `BR_TRANSACTION_COMPLETE` (a thread with work of its own takes no process work);
@@ -894,7 +881,7 @@ unsafe impl Device for ShimDevice {
             .get_mut(rc_in..end)
             .ok_or(Errno::EPROTO)?
             .copy_from_slice(ans.read);
-        *handed_call = handed_sync_call(ans.read);
+        *handed_call = hdr.reserved & RET_CALLER_PARKED != 0 && wire::hands_sync_call(ans.read);
         self.install(&ans, fds)?;
         if self.inner.held.lock().is_ok_and(|h| !h.is_empty()) {
             self.close_freed(&freed_buffers(&wr.write[start..wc]), ans.close);
@@ -911,10 +898,12 @@ unsafe impl Device for ShimDevice {
         self.ioctl(BINDER_VERSION, &[])
     }
     fn set_max_threads(&self, max: u32) -> Result<(), Errno> {
-        // Recorded before the call: a concurrent reply then errs towards the shim's answer.
+        // Unknown while the call is on its way (no reply is answered here meanwhile), and
+        // after a failure.
+        self.inner.max_threads.store(u32::MAX, Ordering::SeqCst);
+        self.ioctl(BINDER_SET_MAX_THREADS, &max.to_ne_bytes())?;
         self.inner.max_threads.store(max, Ordering::SeqCst);
-        self.ioctl(BINDER_SET_MAX_THREADS, &max.to_ne_bytes())
-            .map(drop)
+        Ok(())
     }
     fn set_context_mgr(&self) -> Result<(), Errno> {
         self.ioctl(BINDER_SET_CONTEXT_MGR, &0i32.to_ne_bytes())
@@ -1112,8 +1101,13 @@ mod tests {
         }
     }
 
-    /// The manager: answers two calls with empty replies, then ends.
+    /// The manager: answers as many calls as [`CHILD_ENV`] says with empty replies, each
+    /// right after the read that brought it, then ends.
     fn manager() {
+        let calls: usize = std::env::var(CHILD_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .expect("manager: how many calls");
         let dev = ShimDevice::open_from_env().expect("manager: open");
         let node = FlatBinderObject {
             flags: FLAT_BINDER_FLAG_ACCEPTS_FDS,
@@ -1126,7 +1120,7 @@ mod tests {
         w.cmd(BC_ENTER_LOOPER);
         let mut read = vec![0u8; 256];
         let mut served = 0;
-        while served < 2 {
+        while served < calls {
             let write = w.as_bytes().to_vec();
             let mut wr = WriteRead::new(&write, &mut read);
             dev.write_read(&mut wr).expect("manager: write_read");
@@ -1147,7 +1141,7 @@ mod tests {
 
     /// Starts this test binary's test `name` as the manager process (it must call
     /// [`manager`] when [`CHILD_ENV`] is set) and waits until it serves.
-    fn spawn_manager(driver: &Driver, name: &str) -> std::process::Child {
+    fn spawn_manager(driver: &Driver, name: &str, calls: usize) -> std::process::Child {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -1155,7 +1149,7 @@ mod tests {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env(CHILD_ENV, "manager")
+            .env(CHILD_ENV, calls.to_string())
             .env(ENV_SOCKET, driver.socket_path())
             .stdout(Stdio::piped())
             .spawn()
@@ -1169,9 +1163,12 @@ mod tests {
     }
 
     /// A reply written right after the read that handed its call over, by a process without
-    /// a thread pool, is answered by the device (BR_NOOP BR_TRANSACTION_COMPLETE, as the
-    /// kernel's) and the shim sends nothing back: the shim counts it as completed, not
-    /// contradicted; the callers get their replies.
+    /// a thread pool, to a caller parked for it, is answered by the device (BR_NOOP
+    /// BR_TRANSACTION_COMPLETE, as the kernel's) and the shim sends nothing back: the shim
+    /// counts it as completed, not contradicted; the callers get their replies. The first
+    /// call of a fresh caller thread returns at once with its BR_TRANSACTION_COMPLETE (a new
+    /// thread's `looper_need_return`) and waits for the reply in a second read: its caller
+    /// was not parked when the call was handed over, so that reply takes the round trip.
     #[test]
     fn a_reply_right_after_its_call_is_completed_by_the_device() {
         if std::env::var_os(CHILD_ENV).is_some() {
@@ -1182,9 +1179,10 @@ mod tests {
         let mut child = spawn_manager(
             &driver,
             "a_reply_right_after_its_call_is_completed_by_the_device",
+            3,
         );
         let dev = ShimDevice::open(driver.socket_path()).unwrap();
-        for _ in 0..2 {
+        for _ in 0..3 {
             let tr = BinderTransactionData {
                 code: 1,
                 ..Default::default()
@@ -1215,17 +1213,30 @@ mod tests {
                 .expect("free the reply");
         }
         assert!(child.wait().unwrap().success(), "the manager failed");
-        // Its last frame may still be on its way through the shim's loop.
-        let want = "replies completed by the device: 2 (contradicted 0)";
+        // Its last frame may still be on its way through the shim's loop. The first call
+        // may or may not have found its caller parked (see above); the others did.
+        let counts = |state: &str| -> Option<(u64, u64)> {
+            let line = state
+                .lines()
+                .find(|l| l.contains("replies completed by the device:"))?;
+            let nums: Vec<u64> = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            Some((*nums.first()?, *nums.get(1)?))
+        };
         let mut state = String::new();
         for _ in 0..1000 {
             state = driver.state().unwrap();
-            if state.contains(want) {
-                return;
+            if let Some((done, contradicted)) = counts(&state) {
+                assert_eq!(contradicted, 0, "{state}");
+                if done >= 2 {
+                    return;
+                }
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("{want} not in\n{state}");
+        panic!("fewer than 2 replies completed by the device:\n{state}");
     }
 
     /// The kernel does not check an FDA of no fds against its parent (its
@@ -1238,7 +1249,7 @@ mod tests {
             return;
         }
         let driver = Driver::start().unwrap();
-        let mut child = spawn_manager(&driver, "an_empty_fda_past_its_parents_end_goes_through");
+        let mut child = spawn_manager(&driver, "an_empty_fda_past_its_parents_end_goes_through", 2);
         let dev = ShimDevice::open(driver.socket_path()).unwrap();
         let file = std::fs::File::open("/dev/null").unwrap();
         assert_eq!(

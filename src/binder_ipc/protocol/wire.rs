@@ -58,9 +58,9 @@ pub const K_STATE_RET: u32 = 10;
 /// answer. The driver runs the write, then hands the thread the completion at the head of its
 /// list; any other work stays for its next read. The device sends it only for a write of
 /// `BC_FREE_BUFFER`s and one `BC_REPLY` without objects, right after the read that handed
-/// the thread a sync transaction, when its process cannot be asked for a looper
-/// (`BINDER_SET_MAX_THREADS` 0) and the read has room for the completion (ARCHITECTURE.md,
-/// "Connections and wake-ups").
+/// the thread a sync transaction from a parked caller ([`RET_CALLER_PARKED`]), when its
+/// process cannot be asked for a looper (`BINDER_SET_MAX_THREADS` 0) and the read has room
+/// for the completion (ARCHITECTURE.md, "Connections and wake-ups").
 pub const K_WRITE_READ_LOCAL: u32 = 11;
 
 /// Header of every frame.
@@ -73,10 +73,34 @@ pub struct FrameHeader {
     pub kind: u32,
     /// File descriptors that travel with this frame.
     pub nfds: u32,
-    /// Reserved, zero.
+    /// Zero, except in a [`K_WRITE_READ_RET`]: its flags ([`RET_CALLER_PARKED`]).
     pub reserved: u32,
 }
 assert_eq_size!(FrameHeader, [u8; 16]);
+
+/// Flag of a [`K_WRITE_READ_RET`] (in [`FrameHeader::reserved`]): the sync transaction this
+/// read hands over comes from a thread parked in a blocking read for its reply. That thread
+/// can do nothing else until the reply, a nested call from the replier, or its own end, so
+/// the replier's `BC_REPLY` cannot find its caller's stack moved (the one way a reply to
+/// the call on top of the replier's stack fails for the replier): the device may then
+/// answer that reply itself ([`K_WRITE_READ_LOCAL`]).
+pub const RET_CALLER_PARKED: u32 = 1;
+
+/// Whether a read stream hands the thread a sync transaction (`BR_TRANSACTION` without
+/// `TF_ONE_WAY`: one it must reply to). A read holds at most one transaction.
+pub fn hands_sync_call(read: &[u8]) -> bool {
+    use crate::binder_ipc::uapi::*;
+    let mut r = CommandReader::new(read);
+    while let Some((cmd, payload)) = r.next_command() {
+        if cmd == BR_TRANSACTION || cmd == BR_TRANSACTION_SEC_CTX {
+            return payload
+                .get(..std::mem::size_of::<BinderTransactionData>())
+                .map(bytemuck::pod_read_unaligned::<BinderTransactionData>)
+                .is_some_and(|tr| tr.flags & TF_ONE_WAY == 0);
+        }
+    }
+    false
+}
 
 /// Body of [`K_OPEN_PROC`].
 #[repr(C)]

@@ -12,7 +12,9 @@
 //! to that client and a counter in the state dump.
 
 use super::alloc::Area;
-use super::state::{ConnId, IdMap, ProcId, State, ThreadId, Work, WriteReadDone};
+use super::state::{
+    ConnId, IdMap, ProcId, State, ThreadId, Work, WriteReadDone, LOOPER_ENTERED, LOOPER_REGISTERED,
+};
 use super::transaction::TXN_RECORD;
 use super::Limits;
 use crate::binder_ipc::protocol::wire::*;
@@ -72,13 +74,18 @@ impl OutQueue {
 
     /// Appends one frame; its fds ride on its first bytes, at most [`MAX_FDS_PER_MSG`] a byte.
     fn push_frame(&mut self, kind: u32, parts: &[&[u8]], fds: Vec<OwnedFd>) {
+        self.push_flagged(kind, 0, parts, fds);
+    }
+
+    /// [`push_frame`](Self::push_frame) with `flags` in the header's `reserved` field.
+    fn push_flagged(&mut self, kind: u32, flags: u32, parts: &[&[u8]], fds: Vec<OwnedFd>) {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let hdr = FrameHeader {
             // Answers are built by the shim from bounded state; a body over 4 GiB is a bug.
             len: u32::try_from(len).unwrap_or(u32::MAX),
             kind,
             nfds: fds.len() as u32,
-            reserved: 0,
+            reserved: flags,
         };
         let at = self.bytes.len();
         self.bytes.extend_from_slice(bytemuck::bytes_of(&hdr));
@@ -430,6 +437,18 @@ impl Core {
 
     /// Queues one answer frame on `c`.
     fn send(&mut self, c: ConnId, kind: u32, parts: &[&[u8]], fds: Vec<OwnedFd>) {
+        self.send_flagged(c, kind, 0, parts, fds);
+    }
+
+    /// [`send`](Self::send) with header flags.
+    fn send_flagged(
+        &mut self,
+        c: ConnId,
+        kind: u32,
+        flags: u32,
+        parts: &[&[u8]],
+        fds: Vec<OwnedFd>,
+    ) {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
@@ -437,7 +456,7 @@ impl Core {
             return;
         }
         let before = conn.out.queued();
-        conn.out.push_frame(kind, parts, fds);
+        conn.out.push_flagged(kind, flags, parts, fds);
         let added = conn.out.queued() - before;
         *self.out_by_uid.entry(conn.uid as u64).or_insert(0) += added;
         self.stats.peak_output = self.stats.peak_output.max(conn.out.queued());
@@ -660,8 +679,9 @@ impl Core {
     /// its own takes no process work). The write runs as for `K_WRITE_READ`; the read hands
     /// the thread exactly the completion at the head of its list, if that is what the head
     /// is, and leaves everything else queued for its next read. Nothing is sent back. A head
-    /// that is not a completion (the reply failed for the replier: its caller moved its
-    /// stack) or a write that stopped early contradicts the device's answer: counted.
+    /// that is not a completion, a write that stopped early or a read that could ask for a
+    /// looper contradicts the device's answer (a device that breaks the rules of
+    /// [`K_WRITE_READ_LOCAL`] only misleads its own process): counted.
     fn write_read_local(&mut self, c: ConnId, body: &[u8], fds: Vec<OwnedFd>) -> bool {
         let idle = self
             .state
@@ -682,7 +702,8 @@ impl Core {
             ..req
         };
         let done = self.state.write_read(c, stream, &write_only, fds);
-        let whole = done.is_some_and(|d| d.errno == 0 && d.write_consumed == req.write_size);
+        let whole = done.is_some_and(|d| d.errno == 0 && d.write_consumed == req.write_size)
+            && !self.may_spawn_looper(c);
         let head = self
             .state
             .threads
@@ -716,6 +737,21 @@ impl Core {
         }
         self.run_wakes();
         true
+    }
+
+    /// Whether a read of thread `c` that returns now could end in `BR_SPAWN_LOOPER` (the
+    /// kernel's test at the end of `binder_thread_read`), which a device's own answer
+    /// cannot hold.
+    fn may_spawn_looper(&self, c: ConnId) -> bool {
+        let Some(t) = self.state.threads.get(&c) else {
+            return false;
+        };
+        self.state.procs.get(&t.proc).is_some_and(|p| {
+            p.requested_threads == 0
+                && self.state.waiting_thread(t.proc).is_none()
+                && p.requested_threads_started < p.max_threads
+                && t.looper & (LOOPER_REGISTERED | LOOPER_ENTERED) != 0
+        })
     }
 
     /// A read parked after this call freed a buffer holding an FDA: the kernel closes those
@@ -753,12 +789,35 @@ impl Core {
         for n in done.close {
             tail.extend_from_slice(&n.to_ne_bytes());
         }
-        self.send(
+        let flags = if self.hands_parked_call(c, &done.read) {
+            RET_CALLER_PARKED
+        } else {
+            0
+        };
+        self.send_flagged(
             c,
             K_WRITE_READ_RET,
+            flags,
             &[bytemuck::bytes_of(&ret), &done.read, &tail],
             fds,
         );
+    }
+
+    /// Whether `read` hands thread `c` a sync call whose caller is parked in a blocking
+    /// read for its reply, with that call on top of its stack ([`RET_CALLER_PARKED`]).
+    fn hands_parked_call(&self, c: ConnId, read: &[u8]) -> bool {
+        if !hands_sync_call(read) {
+            return false;
+        }
+        let Some(id) = self.state.threads.get(&c).and_then(|t| t.stack) else {
+            return false;
+        };
+        let Some(x) = self.state.txns.get(&id).filter(|x| x.to_thread == Some(c)) else {
+            return false;
+        };
+        x.from
+            .and_then(|f| self.state.threads.get(&f))
+            .is_some_and(|t| t.pending.is_some() && t.stack == Some(id))
     }
 
     /// Completes the parked reads the state woke.
