@@ -79,7 +79,8 @@ pub struct FrameHeader {
 assert_eq_size!(FrameHeader, [u8; 16]);
 
 /// Flag of a [`K_WRITE_READ_RET`] (in [`FrameHeader::reserved`]): the sync transaction this
-/// read hands over comes from a thread parked in a blocking read for its reply. That thread
+/// read hands over comes from a thread parked in a blocking read for its reply, and the
+/// read left nothing on the receiving thread's own list. That thread
 /// can do nothing else until the reply, a nested call from the replier, or its own end, so
 /// the replier's `BC_REPLY` cannot find its caller's stack moved (the one way a reply to
 /// the call on top of the replier's stack fails for the replier): the device may then

@@ -804,12 +804,20 @@ impl Core {
     }
 
     /// Whether `read` hands thread `c` a sync call whose caller is parked in a blocking
-    /// read for its reply, with that call on top of its stack ([`RET_CALLER_PARKED`]).
+    /// read for its reply, with that call on top of its stack, and leaves nothing on the
+    /// thread's own list (which its next read would return ahead of the reply's completion)
+    /// ([`RET_CALLER_PARKED`]).
     fn hands_parked_call(&self, c: ConnId, read: &[u8]) -> bool {
         if !hands_sync_call(read) {
             return false;
         }
-        let Some(id) = self.state.threads.get(&c).and_then(|t| t.stack) else {
+        let Some(id) = self
+            .state
+            .threads
+            .get(&c)
+            .filter(|t| t.todo.is_empty())
+            .and_then(|t| t.stack)
+        else {
             return false;
         };
         let Some(x) = self.state.txns.get(&id).filter(|x| x.to_thread == Some(c)) else {
@@ -1363,7 +1371,12 @@ mod tests {
 
     /// A binder thread of a new process on `h` (pid 1, uid 0).
     fn thread(h: &mut Harness) -> super::super::fuzzing::ConnHandle {
-        let p = h.connect(1, 0).unwrap();
+        thread_of(h, 1)
+    }
+
+    /// A binder thread of a new process of OS process `pid` on `h`.
+    fn thread_of(h: &mut Harness, pid: i32) -> super::super::fuzzing::ConnHandle {
+        let p = h.connect(pid, 0).unwrap();
         let req = OpenProc {
             version: WIRE_VERSION,
             reserved: 0,
@@ -1380,13 +1393,82 @@ mod tests {
             &frame_bytes(K_MAP_DONE, &0u64.to_ne_bytes(), 0),
             Vec::new(),
         );
-        let t = h.connect(1, 0).unwrap();
+        let t = h.connect(pid, 0).unwrap();
         h.feed(
             t,
             &frame_bytes(K_OPEN_THREAD, &ok.token.to_ne_bytes(), 0),
             Vec::new(),
         );
         t
+    }
+
+    /// A `K_WRITE_READ` of `write` with a blocking read of 256 bytes (none: `read_size` 0).
+    fn write_read(write: &[u8], read: bool) -> Vec<u8> {
+        let req = WriteReadReq {
+            write_size: write.len() as u64,
+            read_size: if read { 256 } else { 0 },
+            ..Default::default()
+        };
+        let mut body = bytemuck::bytes_of(&req).to_vec();
+        body.extend_from_slice(write);
+        frame_bytes(K_WRITE_READ, &body, 0)
+    }
+
+    /// The header flags of the `K_WRITE_READ_RET` that hands the context manager a call
+    /// from a caller that reads its reply in the same call (`parked`) or writes only.
+    fn flags_of_handed_call(parked: bool) -> u32 {
+        let mut h = Harness::new();
+        let mgr = thread_of(&mut h, 1);
+        let ioctl = Ioctl {
+            cmd: BINDER_SET_CONTEXT_MGR,
+            ..Default::default()
+        };
+        h.feed(
+            mgr,
+            &frame_bytes(K_IOCTL, bytemuck::bytes_of(&ioctl), 0),
+            Vec::new(),
+        );
+        let mut w = CommandWriter::new();
+        w.cmd(BC_ENTER_LOOPER);
+        // The ioctl cleared the new thread's looper_need_return: the read parks.
+        assert!(h
+            .feed(mgr, &write_read(w.as_bytes(), true), Vec::new())
+            .is_empty());
+        let client = thread_of(&mut h, 2);
+        // An ioctl first: a new thread's first read returns at once (looper_need_return),
+        // so its caller would not wait in it.
+        let version = Ioctl {
+            cmd: BINDER_VERSION,
+            ..Default::default()
+        };
+        h.feed(
+            client,
+            &frame_bytes(K_IOCTL, bytemuck::bytes_of(&version), 0),
+            Vec::new(),
+        );
+        let mut w = CommandWriter::new();
+        w.cmd_with(BC_TRANSACTION, &BinderTransactionData::default());
+        // The record a device puts after each transaction command: nothing gathered.
+        let mut stream = w.as_bytes().to_vec();
+        stream.extend_from_slice(bytemuck::bytes_of(&Gathered::default()));
+        let answers = h.feed(client, &write_read(&stream, parked), Vec::new());
+        let handed = answers
+            .iter()
+            .find(|a| a.conn == mgr)
+            .unwrap_or_else(|| panic!("the call reaches the manager: {answers:?}"));
+        assert!(hands_sync_call(
+            &handed.body[std::mem::size_of::<WriteReadRet>()..]
+        ));
+        handed.header.reserved
+    }
+
+    /// A call handed over while its caller waits for the reply in the same call is flagged
+    /// (the replier's device may then answer the reply itself); one from a caller that only
+    /// wrote is not (it could start another call before reading the reply).
+    #[test]
+    fn a_call_is_flagged_only_when_its_caller_is_parked() {
+        assert_eq!(flags_of_handed_call(true), RET_CALLER_PARKED);
+        assert_eq!(flags_of_handed_call(false), 0);
     }
 
     fn local(stream: &[u8], read_size: u64) -> Vec<u8> {
