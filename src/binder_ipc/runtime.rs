@@ -18,6 +18,7 @@
 
 mod binder;
 mod error;
+mod pool;
 mod process;
 mod thread;
 
@@ -26,4 +27,5 @@ pub use binder::{
     INTERFACE_TRANSACTION, LAST_CALL_TRANSACTION, PING_TRANSACTION,
 };
 pub use error::*;
+pub use pool::{ParkedThread, PoolStats, DEFAULT_MAX_PARKED_REPLACEMENTS};
 pub use process::{DeviceGoneFn, PanicPolicy, ProcessState, DEFAULT_MAX_THREADS};
