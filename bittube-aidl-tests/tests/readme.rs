@@ -3,16 +3,26 @@
 //! that file's whole content, after `<!-- part of: PATH -->` a piece of it. The program is
 //! run here too (its service and client processes), so the README shows code that works.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The repository root (this crate is one of its workspace members).
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-}
+/// The README and the files it shows, read at build time (the kernel run has no sources).
+const README: &str = include_str!("../../README.md");
+const FILES: &[(&str, &str)] = &[
+    (
+        "bittube-aidl-tests/aidl/bittube/example/TubeEnd.aidl",
+        include_str!("../aidl/bittube/example/TubeEnd.aidl"),
+    ),
+    (
+        "bittube-aidl-tests/aidl/bittube/example/ITicker.aidl",
+        include_str!("../aidl/bittube/example/ITicker.aidl"),
+    ),
+    ("bittube-aidl-tests/build.rs", include_str!("../build.rs")),
+    (
+        "bittube-aidl-tests/src/bin/ticker.rs",
+        include_str!("../src/bin/ticker.rs"),
+    ),
+];
 
 /// The fenced blocks that follow a marker line: (marker, path, code).
 fn marked_blocks(readme: &str) -> Vec<(&str, &str, String)> {
@@ -49,11 +59,14 @@ fn dedent(text: &str) -> String {
 
 #[test]
 fn the_readme_shows_the_ticker_program_verbatim() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
-    let blocks = marked_blocks(&readme);
+    let readme = README;
+    let blocks = marked_blocks(readme);
     let mut lines = 0;
     for (marker, path, code) in &blocks {
-        let file = std::fs::read_to_string(repo().join(path)).expect(path);
+        let (_, file) = *FILES
+            .iter()
+            .find(|(p, _)| p == path)
+            .unwrap_or_else(|| panic!("the README shows {path}, which this test does not know"));
         match *marker {
             "same as" => assert_eq!(code, &file, "README's copy of {path}"),
             "part of" => assert!(
@@ -65,15 +78,8 @@ fn the_readme_shows_the_ticker_program_verbatim() {
         lines += code.lines().count();
     }
     let paths: Vec<&str> = blocks.iter().map(|(_, p, _)| *p).collect();
-    assert_eq!(
-        paths,
-        [
-            "bittube-aidl-tests/aidl/bittube/example/TubeEnd.aidl",
-            "bittube-aidl-tests/aidl/bittube/example/ITicker.aidl",
-            "bittube-aidl-tests/build.rs",
-            "bittube-aidl-tests/src/bin/ticker.rs",
-        ]
-    );
+    let known: Vec<&str> = FILES.iter().map(|(p, _)| *p).collect();
+    assert_eq!(paths, known, "the README shows these files, in this order");
     // The program comes before any other Rust example of the README.
     let first_rust = readme.find("```rust\n").expect("a Rust block");
     let program = readme

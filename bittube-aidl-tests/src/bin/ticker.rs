@@ -16,12 +16,10 @@ struct Ticker;
 
 impl ITicker::Interface for Ticker {
     fn subscribe(&self, _: &CallContext, count: i32) -> Result<TubeEnd, BinderError> {
-        let mut tube = BitTube::new()?;
-        let end = tube.take_remote()?;
+        let (tube, end) = BitTube::new()?.into_ends()?;
         std::thread::spawn(move || {
             for tick in 0..count as u64 {
-                tube.local()
-                    .send_batch_timeout(&[tick], Duration::from_secs(5))?;
+                tube.send_batch_timeout(&[tick], Duration::from_secs(5))?;
             }
             Ok::<_, bittube::TubeError>(()) // dropping the tube ends the client's stream
         });
@@ -31,8 +29,8 @@ impl ITicker::Interface for Ticker {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::var_os(ENV_SOCKET).is_some() {
-        return client().await;
+    if let Some(shim) = std::env::var_os(ENV_SOCKET) {
+        return client(ProcessState::open_shim(shim.as_ref())?).await;
     }
     // The driver shim, the service manager and the service in this process ...
     let (ps, driver) = ProcessState::embedded()?;
@@ -45,8 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(client.success().then_some(()).ok_or("the client failed")?)
 }
 
-async fn client() -> Result<(), Box<dyn std::error::Error>> {
-    let ps = ProcessState::open()?;
+async fn client(ps: ProcessState) -> Result<(), Box<dyn std::error::Error>> {
     let sm = ServiceManagerClient::new(&ps)?;
     let binder = aidl::wait_for_service(&sm, "ticker", Duration::from_secs(5)).await?;
     let ticker = ITicker::AsyncProxy(ITicker::Proxy::new(binder, &ps));
