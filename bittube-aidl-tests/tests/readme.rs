@@ -70,7 +70,7 @@ fn the_readme_shows_the_ticker_program_verbatim() {
         match *marker {
             "same as" => assert_eq!(code, &file, "README's copy of {path}"),
             "part of" => assert!(
-                dedent(&file).contains(&dedent(code)),
+                dedent(file).contains(&dedent(code)),
                 "{path} has (indentation aside)\n{code}"
             ),
             other => panic!("unknown README marker {other:?}"),
