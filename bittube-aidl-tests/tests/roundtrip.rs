@@ -1,7 +1,8 @@
 //! The corpus between real processes on an embedded driver shim: this test binary runs again
 //! as a *service* process and a *client* process; the test itself hosts the shim and the
 //! service manager. Every construct of the corpus crosses the process boundary, and the
-//! async side (ISlow) is measured: 100 concurrent calls against one.
+//! async side (ISlow) is checked with counters: 100 concurrent calls all in flight at once,
+//! and the service's pool (parked, idle, replacement threads) while a call awaits a timer.
 
 use bittube::binder_ipc::aidl::{AsyncServerStats, ParcelFileDescriptor};
 use bittube::binder_ipc::device::KernelDevice;
@@ -230,7 +231,7 @@ impl ISlow::AsyncInterface for Slow {
         // This call itself holds one binder thread.
         Ok(vec![c.waiting as i32, c.max_waiting as i32, c.calls as i32])
     }
-    async fn gather(self: Arc<Self>, _: CallContext, n: i32) -> Result<i32, BinderError> {
+    async fn gather(self: Arc<Self>, _: CallContext, n: i32, ms: i32) -> Result<i32, BinderError> {
         let now = GATHERING.fetch_add(1, Ordering::SeqCst) + 1;
         MOST_GATHERED.fetch_max(now, Ordering::SeqCst);
         GATHERED.notify_waiters();
@@ -252,6 +253,7 @@ impl ISlow::AsyncInterface for Slow {
                 MOST_GATHERED.load(Ordering::SeqCst)
             ))
         })?;
+        tokio::time::sleep(Duration::from_millis(ms as u64)).await;
         Ok(MOST_GATHERED.load(Ordering::SeqCst))
     }
     async fn pool(self: Arc<Self>, call: CallContext) -> Result<Vec<i64>, BinderError> {
@@ -535,13 +537,13 @@ async fn check_async(slow: ISlow::AsyncProxy) {
     let start = Instant::now();
     assert_eq!(slow.slow(MS).await.expect("slow"), MS);
     let one = start.elapsed();
-    // 100 concurrent calls of a method that returns only once all 100 are in flight at
-    // once: they finish together (about one call's time) or not at all.
+    // 100 concurrent calls of a slow method (MS) that returns only once all 100 are in
+    // flight at once: they finish together (about one call's time) or not at all.
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..100 {
         let s = slow.clone();
-        set.spawn(async move { s.gather(100).await });
+        set.spawn(async move { s.gather(100, MS).await });
     }
     while let Some(r) = set.join_next().await {
         assert_eq!(

@@ -14,9 +14,10 @@ interface ISlow {
     int[] pending();
     /**
      * Waits (on the service's runtime) until `n` calls of `gather` are in flight at once,
-     * then returns the most that were: only calls served concurrently can all return.
+     * then `ms` milliseconds more, and returns the most that were in flight: only calls
+     * served concurrently can all return.
      */
-    int gather(int n);
+    int gather(int n, int ms);
     /**
      * The service process's binder pool: loopers, idle, serving, parked, max parked,
      * replacements alive, replacements started, replacements refused, oneway errors.
