@@ -1,4 +1,5 @@
 //! Generates the corpus (aidl/) for bittube (bittube-aidl) and for rsbinder (rsbinder-aidl),
+//! the README's example (aidl/bittube/example, for src/bin/ticker.rs),
 //! and AOSP's Android 16 service-manager AIDL (as the rsbinder package ships it) for bittube.
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,17 @@ fn main() {
         panic!("rsbinder-aidl: {e:?}");
     }
     aosp_service_manager();
+    ticker().expect("the README's example");
+}
+
+/// The README's first example (`src/bin/ticker.rs`); the README shows this function's body.
+fn ticker() -> Result<std::path::PathBuf, bittube_aidl::Error> {
+    bittube_aidl::Builder::new()
+        .source("aidl/bittube/example/TubeEnd.aidl")
+        .source("aidl/bittube/example/ITicker.aidl")
+        .output("ticker.rs")
+        .tokio(true)
+        .generate()
 }
 
 /// AOSP's `android/os/*.aidl` of Android 16, from the rsbinder package (found through

@@ -367,7 +367,7 @@ fn owners_report(sm: &ServiceManagerClient) -> Result<String, BinderError> {
     let pids: HashMap<String, i32> = sm
         .get_service_debug_info()?
         .into_iter()
-        .map(|i| (i.name, i.debug_pid))
+        .map(|i| (i.name, i.debugPid))
         .collect();
     let mut out = String::new();
     for n in names {

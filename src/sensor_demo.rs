@@ -27,7 +27,8 @@
 //! `BINDER_TYPE_FD`, [`SensorService::enable`], [`SensorService::disable`],
 //! [`SensorService::set_rate`], [`SensorService::flush`] / [`SensorService::flush_all`],
 //! [`SensorService::destroy`], [`SensorService::create_direct_channel`], ...). The
-//! [`binder`] module only decodes parcels and calls them; tests drive the same methods
+//! [`binder`] module implements the interfaces generated from `aidl/bittube/sensor/*.aidl`
+//! (the generated stubs decode the parcels) by calling them; tests drive the same methods
 //! directly, handing tube ends to client processes by SCM_RIGHTS.
 
 pub mod binder;

@@ -436,7 +436,10 @@ fn mio_readiness_wakes_a_poll() {
 fn readme_example_is_the_compiled_module_doctest() {
     let root = env!("CARGO_MANIFEST_DIR");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    let start = readme.find("```rust\n").expect("README has a rust example") + "```rust\n".len();
+    let start = readme
+        .rfind("```rust\n")
+        .expect("README has a rust example")
+        + "```rust\n".len();
     let len = readme[start..].find("```\n").unwrap();
     let readme_code = &readme[start..start + len];
 

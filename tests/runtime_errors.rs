@@ -604,3 +604,145 @@ fn process_state_debug_is_one_short_line() {
     assert!(!debug.contains('\n') && debug.len() < 200, "{debug}");
     ps.shutdown(Duration::from_secs(10)).expect("shutdown");
 }
+
+const MIRROR: &str = "bittube.test.mirror";
+/// Mirror codes: reply the binder the call carries; reply a new binder; fail (called
+/// oneway); reply the service's count of oneway errors.
+const RETURN_IT: u32 = 1;
+const GIVE: u32 = 2;
+const FAIL: u32 = 3;
+const ONEWAY_ERRORS: u32 = 4;
+
+/// A binder to pass around.
+struct Token;
+
+impl Service for Token {
+    fn descriptor(&self) -> &str {
+        "bittube.test.IToken"
+    }
+    fn on_transact(
+        &self,
+        code: u32,
+        _: &mut Parcel,
+        _: &mut Parcel,
+        _: &CallContext,
+    ) -> Result<(), BinderError> {
+        Err(BinderError::UnknownTransaction(code))
+    }
+}
+
+/// Returns what it is given and keeps nothing: the binder it read (a proxy, for a binder of
+/// another process) is dropped when the method returns, before the reply is written.
+struct Mirror;
+
+impl Service for Mirror {
+    fn descriptor(&self) -> &str {
+        "bittube.test.IMirror"
+    }
+    fn on_transact(
+        &self,
+        code: u32,
+        data: &mut Parcel,
+        reply: &mut Parcel,
+        call: &CallContext,
+    ) -> Result<(), BinderError> {
+        match code {
+            RETURN_IT => {
+                let b = call
+                    .process
+                    .read_binder(data)?
+                    .ok_or(BinderError::BadValue("a binder, please".into()))?;
+                call.process.write_binder(reply, &b)
+            }
+            GIVE => call.process.write_binder(reply, &Binder::new(Token)),
+            FAIL => Err(BinderError::BadValue(
+                "this oneway call always fails".into(),
+            )),
+            ONEWAY_ERRORS => Ok(reply.write_u64(call.process.pool_stats().oneway_errors)?),
+            _ => Err(BinderError::UnknownTransaction(code)),
+        }
+    }
+}
+
+/// Calls `RETURN_IT` with `b` and reads the binder that comes back.
+fn mirrored(ps: &ProcessState, mirror: &Binder, b: Binder) -> Result<Binder, BinderError> {
+    let mut data = Parcel::new();
+    ps.write_binder(&mut data, &b)?;
+    // The parcel holds the binder: dropping ours must not release it before the call.
+    drop(b);
+    let mut reply = mirror.transact(RETURN_IT, &data)?;
+    ps.read_binder(&mut reply)?
+        .ok_or(BinderError::BadValue("null".into()))
+}
+
+#[test]
+fn parcels_hold_their_binders_and_oneway_errors_are_counted() {
+    const TEST: &str = "parcels_hold_their_binders_and_oneway_errors_are_counted";
+    match role().as_deref() {
+        None => {
+            let kv = host_with_client(TEST, |_| {});
+            assert_eq!(kv["own_binder_back"], "20", "{kv:?}");
+            assert_eq!(kv["dropped_proxy_back"], "20", "{kv:?}");
+            assert_eq!(kv["oneway_errors"], "5", "{kv:?}");
+        }
+        Some("service") => {
+            let ps = open_process();
+            ps.set_max_threads(0).expect("max threads");
+            ps.start_thread_pool().expect("pool");
+            let sm = ServiceManagerClient::new(&ps).expect("sm");
+            sm.add_service(MIRROR, &Binder::new(Mirror))
+                .expect("add_service");
+            say("registered", 1);
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        Some("client") => {
+            let ps = open_process();
+            ps.start_thread_pool().expect("pool");
+            let sm = ServiceManagerClient::new(&ps).expect("sm");
+            let mirror = sm
+                .wait_for_service(MIRROR, Duration::from_secs(30))
+                .expect("the mirror");
+            // Our own binder: the service holds a proxy only while the call runs.
+            let token = Binder::new(Token);
+            let mut back = 0;
+            for _ in 0..20 {
+                let b = mirrored(&ps, &mirror, token.clone())
+                    .unwrap_or_else(|e| panic!("own binder back, call {back}: {e:?}"));
+                assert!(b.same_as(&token), "{b:?}");
+                back += 1;
+            }
+            say("own_binder_back", back);
+            // A proxy whose only holder is the parcel once we drop it (an idle thread writes
+            // a dropped proxy's release at once).
+            let mut back = 0;
+            for _ in 0..20 {
+                let mut r = mirror.transact(GIVE, &Parcel::new()).expect("give");
+                let fresh = ps.read_binder(&mut r).expect("read").expect("a binder");
+                drop(r);
+                let b = mirrored(&ps, &mirror, fresh).expect("dropped proxy back");
+                assert_eq!(b.descriptor().expect("descriptor"), "bittube.test.IToken");
+                back += 1;
+            }
+            say("dropped_proxy_back", back);
+            for _ in 0..5 {
+                mirror
+                    .transact_oneway(FAIL, &Parcel::new())
+                    .expect("oneway sent");
+            }
+            let deadline = Instant::now() + HANG;
+            let count = loop {
+                let mut r = mirror
+                    .transact(ONEWAY_ERRORS, &Parcel::new())
+                    .expect("count");
+                let n = r.read_u64().expect("u64");
+                if n >= 5 || Instant::now() > deadline {
+                    break n;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            say("oneway_errors", count);
+            ps.shutdown(Duration::from_secs(10)).expect("shutdown");
+        }
+        Some(_) => {}
+    }
+}

@@ -63,7 +63,7 @@ fn android16_methods_from_another_process() {
         assert_eq!(names, ["child.token", "host.token", "manager"]);
         match sm.check_service2("child.token").unwrap() {
             ServiceUnion::ServiceWithMetadata(s) => {
-                assert!(s.service.is_some() && !s.is_lazy_service)
+                assert!(s.service.is_some() && !s.isLazyService)
             }
             other => panic!("{other:?}"),
         }
@@ -86,7 +86,7 @@ fn android16_methods_from_another_process() {
         );
         let pids = sm.get_service_debug_info().unwrap();
         let child = pids.iter().find(|i| i.name == "child.token").unwrap();
-        assert_eq!(child.debug_pid, std::process::id() as i32);
+        assert_eq!(child.debugPid, std::process::id() as i32);
         assert!(!sm.is_declared("child.token").unwrap());
         assert_eq!(sm.updatable_via_apex("child.token").unwrap(), None);
         assert_eq!(sm.get_connection_info("child.token").unwrap(), None);

@@ -1,7 +1,8 @@
 //! The corpus between real processes on an embedded driver shim: this test binary runs again
 //! as a *service* process and a *client* process; the test itself hosts the shim and the
 //! service manager. Every construct of the corpus crosses the process boundary, and the
-//! async side (ISlow) is measured: 100 concurrent calls against one.
+//! async side (ISlow) is checked with counters: 100 concurrent calls all in flight at once,
+//! and the service's pool (parked, idle, replacement threads) while a call awaits a timer.
 
 use bittube::binder_ipc::aidl::{AsyncServerStats, ParcelFileDescriptor};
 use bittube::binder_ipc::device::KernelDevice;
@@ -92,10 +93,6 @@ fn serve_manager(ps: &ProcessState) -> Arc<ServiceManager> {
 #[derive(Default)]
 struct Corpus {
     pokes: AtomicI32,
-    /// The binder `same` returns, kept past the call: the runtime queues a dropped proxy's
-    /// BC_RELEASE ahead of the BC_REPLY that carries its handle, so a proxy dropped when the
-    /// method returns would be gone when the driver translates the reply (FailedTransaction).
-    kept: Mutex<Option<Binder>>,
 }
 
 impl ICorpus::Interface for Corpus {
@@ -146,7 +143,7 @@ impl ICorpus::Interface for Corpus {
         }
     }
     fn same(&self, _: &CallContext, b: Binder) -> Result<Binder, BinderError> {
-        *self.kept.lock().unwrap() = Some(b.clone());
+        // Kept by nothing here: the reply holds the proxy until it is written.
         Ok(b)
     }
     fn subscribe(
@@ -234,6 +231,77 @@ impl ISlow::AsyncInterface for Slow {
         // This call itself holds one binder thread.
         Ok(vec![c.waiting as i32, c.max_waiting as i32, c.calls as i32])
     }
+    async fn gather(self: Arc<Self>, _: CallContext, n: i32, ms: i32) -> Result<i32, BinderError> {
+        let now = GATHERING.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST_GATHERED.fetch_max(now, Ordering::SeqCst);
+        GATHERED.notify_waiters();
+        let all_in = async {
+            while GATHERING.load(Ordering::SeqCst) < n {
+                let notified = GATHERED.notified();
+                if GATHERING.load(Ordering::SeqCst) >= n {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        // Only a hang reaches the bound: fewer than `n` calls could be in flight at once.
+        let r = tokio::time::timeout(LONG, all_in).await;
+        GATHERED.notify_waiters();
+        r.map_err(|_| {
+            BinderError::TimedOut(format!(
+                "at most {} of {n} calls were in flight at once",
+                MOST_GATHERED.load(Ordering::SeqCst)
+            ))
+        })?;
+        tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+        Ok(MOST_GATHERED.load(Ordering::SeqCst))
+    }
+    async fn pool(self: Arc<Self>, call: CallContext) -> Result<Vec<i64>, BinderError> {
+        let p = call.process.pool_stats();
+        Ok(vec![
+            p.loopers as i64,
+            p.idle as i64,
+            p.serving as i64,
+            p.parked as i64,
+            p.max_parked as i64,
+            p.replacements as i64,
+            p.replacements_started as i64,
+            p.replacements_refused as i64,
+            p.oneway_errors as i64,
+        ])
+    }
+}
+
+/// `gather` calls in flight now, and at most.
+static GATHERING: AtomicI32 = AtomicI32::new(0);
+static MOST_GATHERED: AtomicI32 = AtomicI32::new(0);
+static GATHERED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// The service's pool, as `ISlow::pool` reports it.
+#[derive(Debug)]
+struct Pool {
+    loopers: i64,
+    idle: i64,
+    serving: i64,
+    parked: i64,
+    max_parked: i64,
+    replacements: i64,
+    replacements_started: i64,
+    replacements_refused: i64,
+}
+
+async fn pool(slow: &ISlow::AsyncProxy) -> Pool {
+    let v = slow.pool().await.expect("pool");
+    Pool {
+        loopers: v[0],
+        idle: v[1],
+        serving: v[2],
+        parked: v[3],
+        max_parked: v[4],
+        replacements: v[5],
+        replacements_started: v[6],
+        replacements_refused: v[7],
+    }
 }
 
 fn run_service() {
@@ -243,7 +311,8 @@ fn run_service() {
         .build()
         .expect("tokio");
     let ps = ProcessState::open().expect("process");
-    ps.set_max_threads(128).expect("max threads");
+    // The driver may start its default 15 threads; parked async calls get replacements.
+    ps.set_max_parked_replacements(128);
     ps.start_thread_pool().expect("pool");
     let sm = ServiceManagerClient::new(&ps).expect("sm");
     sm.add_service(CORPUS, &Binder::new(ICorpus::Server(Corpus::default())))
@@ -468,21 +537,64 @@ async fn check_async(slow: ISlow::AsyncProxy) {
     let start = Instant::now();
     assert_eq!(slow.slow(MS).await.expect("slow"), MS);
     let one = start.elapsed();
+    // 100 concurrent calls of a slow method (MS) that returns only once all 100 are in
+    // flight at once: they finish together (about one call's time) or not at all.
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..100 {
         let s = slow.clone();
-        set.spawn(async move { s.slow(MS).await });
+        set.spawn(async move { s.gather(100, MS).await });
     }
     while let Some(r) = set.join_next().await {
-        assert_eq!(r.expect("join").expect("slow"), MS);
+        assert_eq!(
+            r.expect("join").expect("gather"),
+            100,
+            "100 calls in flight at once"
+        );
     }
-    let hundred = start.elapsed();
-    eprintln!("aidl async: one call {one:?}, 100 concurrent calls {hundred:?}");
-    assert!(
-        hundred < one * 25,
-        "100 concurrent calls took {hundred:?}, one {one:?}: not concurrent"
+    eprintln!(
+        "aidl async: one call {one:?}, 100 concurrent calls {:?}",
+        start.elapsed()
     );
+    let after = pool(&slow).await;
+    eprintln!("aidl async: service pool after 100 parked calls: {after:?}");
+    assert!(after.max_parked >= 100, "{after:?}");
+    assert_eq!(after.replacements_refused, 0, "{after:?}");
+    assert!(
+        after.replacements_started > 0,
+        "the driver's 15 threads alone cannot hold 100 parked calls: {after:?}"
+    );
+    // A method awaiting a timer: its binder thread is parked (held: the reply must leave
+    // from it), not available; an idle looper remains for new calls.
+    let sleeper = {
+        let s = slow.clone();
+        tokio::spawn(async move { s.slow(1_500).await })
+    };
+    let deadline = Instant::now() + LONG;
+    let during = loop {
+        let p = pool(&slow).await;
+        // `pool` itself is an async call: parked too while it runs.
+        if p.parked >= 2 || Instant::now() > deadline {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    eprintln!("aidl async: service pool while one call awaits a timer: {during:?}");
+    assert_eq!(
+        during.parked, 2,
+        "the sleeping call and this one: {during:?}"
+    );
+    assert!(during.serving >= 2, "{during:?}");
+    assert!(
+        during.idle >= 1,
+        "a looper stays free for new calls: {during:?}"
+    );
+    assert_eq!(sleeper.await.expect("join").expect("slow"), 1_500);
+    let idle = pool(&slow).await;
+    eprintln!("aidl async: service pool afterwards: {idle:?}");
+    assert_eq!(idle.parked, 1, "only this call: {idle:?}");
+    assert!(idle.replacements <= after.replacements_started, "{idle:?}");
+    assert!(idle.loopers >= idle.idle, "{idle:?}");
     let mut v = vec![1, 2, 3];
     slow.doubleAll(&mut v, 10).await.expect("doubleAll");
     assert_eq!(
@@ -517,12 +629,8 @@ async fn check_async(slow: ISlow::AsyncProxy) {
         "aidl async: service binder threads waiting now {}, at most {}, calls {}",
         w[0], w[1], w[2]
     );
-    // The honest count: a binder thread waits for each async method in flight.
     assert_eq!(w[0], 1, "only this call holds a binder thread now");
-    assert!(
-        w[1] > 1,
-        "concurrent async calls were served by concurrent binder threads"
-    );
+    assert!(w[1] >= 100, "the 100 gathered calls waited at once");
 }
 
 fn run_client() {

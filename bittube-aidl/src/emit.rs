@@ -21,6 +21,17 @@ fn doc(out: &mut String, lines: &[String]) {
     }
 }
 
+/// The `/** */` comment of a declaration, or `fallback` when the `.aidl` has none (every
+/// public item of the generated code has rustdoc).
+fn doc_or(out: &mut String, lines: &[String], fallback: &str) {
+    match lines.is_empty() {
+        true => {
+            let _ = writeln!(out, "/// {fallback}");
+        }
+        false => doc(out, lines),
+    }
+}
+
 /// The whole generated file.
 pub fn emit(model: &Model, o: &Options) -> String {
     let mut plain: HashMap<String, bool> = HashMap::new();
@@ -93,7 +104,11 @@ use ::std::{{default::Default as __Default, result::Result as __Result}};
 
 fn consts(out: &mut String, cs: &[Const], k: &str) {
     for c in cs {
-        doc(out, &c.doc);
+        doc_or(
+            out,
+            &c.doc,
+            &format!("`{}` (a constant of the `.aidl`).", c.name),
+        );
         let ty = match c.ty {
             Ty::String => "&str".to_owned(),
             ref t => t.rust(k),
@@ -156,7 +171,7 @@ fn parcelable(out: &mut String, p: &Parcelable, plain: bool, o: &Options) {
         p.name
     );
     for f in &p.fields {
-        doc(out, &f.doc);
+        doc_or(out, &f.doc, &format!("Field `{}`.", f.name));
         let _ = writeln!(out, "pub r#{}: {},", f.name, field_ty(f, k));
     }
     let _ = writeln!(
@@ -236,7 +251,7 @@ fn union(out: &mut String, u: &Union, plain: bool, o: &Options) {
     };
     let _ = writeln!(out, "#[derive({derive})]\npub enum {} {{", u.name);
     for f in &u.fields {
-        doc(out, &f.doc);
+        doc_or(out, &f.doc, &format!("Field `{}` of the union.", f.name));
         let _ = writeln!(out, "{}({}),", cap(&f.name), f.ty.rust(k));
     }
     let _ = writeln!(out, "}}\n\nimpl {} {{", u.name);

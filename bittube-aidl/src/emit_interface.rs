@@ -152,29 +152,43 @@ fn call_args(m: &Method) -> String {
 
 fn server(out: &mut String, i: &Interface, k: &str) {
     let p = format!("{k}::binder_ipc");
-    let _ = writeln!(out, "/// The service side: dispatches calls to `T`.
-pub struct Server<T: Interface>(pub T);
-
-impl<T: Interface> Server<T> {{");
+    let sig = format!("_aidl_data: &mut {p}::parcel::Parcel, _aidl_reply: &mut {p}::parcel::Parcel, _aidl_call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError>");
     for m in &i.methods {
-        let _ = writeln!(out, "#[allow(non_snake_case)]\nfn on_{}(&self, _aidl_data: &mut {p}::parcel::Parcel, _aidl_reply: &mut {p}::parcel::Parcel, _aidl_call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{", m.name);
+        let _ = writeln!(out, "#[allow(non_snake_case)]\nfn on_{}<T: Interface + ?Sized>(_aidl_service: &T, {sig} {{", m.name);
         let _ = writeln!(out, "let _ = (&_aidl_data, &_aidl_reply);");
         read_args(out, m, k, true);
-        let _ = writeln!(out, "let _aidl_result = self.0.r#{}(_aidl_call, {});", m.name, call_args(m));
+        let _ = writeln!(out, "let _aidl_result = _aidl_service.r#{}(_aidl_call, {});", m.name, call_args(m));
         write_result(out, m, k);
     }
-    let _ = writeln!(out, "}}
+    let (lo, hi) = code_range(i);
+    let _ = writeln!(out, "
+/// Decodes call `code` for `service` and encodes its reply: what [`Server`] runs, for a
+/// service that keeps its own state (e.g. behind an `Arc`) or maps codes before dispatching.
+/// A code outside the interface is `UNKNOWN_TRANSACTION`; a wrong interface token is
+/// `BAD_TYPE` naming both descriptors, as AIDL stubs answer it.
+pub fn dispatch<T: Interface + ?Sized>(_aidl_service: &T, code: u32, {sig} {{
+    if ({lo}..={hi}).contains(&code) {{ _aidl_data.enforce_interface(DESCRIPTOR)?; }}
+    match code {{");
+    for m in &i.methods {
+        let _ = writeln!(out, "{} => on_{}(_aidl_service, _aidl_data, _aidl_reply, _aidl_call),", m.code, m.name);
+    }
+    let _ = writeln!(out, "other => Err({p}::runtime::BinderError::UnknownTransaction(other)),\n}}\n}}
+
+/// The service side: dispatches calls to `T`.
+pub struct Server<T: Interface>(pub T);
 
 impl<T: Interface> {p}::runtime::Service for Server<T> {{
     fn descriptor(&self) -> &str {{ DESCRIPTOR }}
-    fn on_transact(&self, code: u32, _aidl_data: &mut {p}::parcel::Parcel, _aidl_reply: &mut {p}::parcel::Parcel, _aidl_call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{
-        // A wrong token is BAD_TYPE naming both descriptors, as AIDL stubs answer it.
-        if ({}..={}).contains(&code) {{ _aidl_data.enforce_interface(DESCRIPTOR)?; }}
-        match code {{", i.methods.iter().map(|m| m.code).min().unwrap_or(1), i.methods.iter().map(|m| m.code).max().unwrap_or(0));
-    for m in &i.methods {
-        let _ = writeln!(out, "{} => self.on_{}(_aidl_data, _aidl_reply, _aidl_call),", m.code, m.name);
-    }
-    let _ = writeln!(out, "other => Err({p}::runtime::BinderError::UnknownTransaction(other)),\n}}\n}}\n}}");
+    fn on_transact(&self, code: u32, {sig} {{
+        dispatch(&self.0, code, _aidl_data, _aidl_reply, _aidl_call)
+    }}
+}}");
+}
+
+/// The lowest and highest transaction code of `i` (`1..=0`, empty, without methods).
+fn code_range(i: &Interface) -> (u32, u32) {
+    let codes = i.methods.iter().map(|m| m.code);
+    (codes.clone().min().unwrap_or(1), codes.max().unwrap_or(0))
 }
 
 fn interface(out: &mut String, i: &Interface, o: &Options) {
@@ -286,6 +300,7 @@ fn async_output(m: &Method, k: &str) -> String {
 /// The async service trait and its server (methods run on the user's tokio runtime).
 fn async_server(out: &mut String, i: &Interface, k: &str) {
     let p = format!("{k}::binder_ipc");
+    let (lo, hi) = code_range(i);
     let _ = writeln!(out, "
 /// What an async service implements: each method returns a future run on the server's tokio
 /// runtime (out and inout arguments come in by value and go back after the result).
@@ -344,8 +359,8 @@ impl<T: AsyncInterface> AsyncServer<T> {{
 impl<T: AsyncInterface> {p}::runtime::Service for AsyncServer<T> {{
     fn descriptor(&self) -> &str {{ DESCRIPTOR }}
     fn on_transact(&self, code: u32, _aidl_data: &mut {p}::parcel::Parcel, _aidl_reply: &mut {p}::parcel::Parcel, _aidl_call: &{p}::runtime::CallContext) -> ::std::result::Result<(), {p}::runtime::BinderError> {{
-        if ({}..={}).contains(&code) {{ _aidl_data.enforce_interface(DESCRIPTOR)?; }}
-        match code {{", i.methods.iter().map(|m| m.code).min().unwrap_or(1), i.methods.iter().map(|m| m.code).max().unwrap_or(0));
+        if ({lo}..={hi}).contains(&code) {{ _aidl_data.enforce_interface(DESCRIPTOR)?; }}
+        match code {{");
     for m in &i.methods {
         let _ = writeln!(out, "{} => self.on_{}(_aidl_data, _aidl_reply, _aidl_call),", m.code, m.name);
     }

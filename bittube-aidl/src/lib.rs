@@ -125,11 +125,13 @@ impl Builder {
     }
 
     /// Generates, writes and formats (with `rustfmt`, when it runs) the output file, and
-    /// tells cargo to rerun when a source changes. Returns the output path.
+    /// tells cargo to rerun when a source or `RUSTFMT` changes. Returns the output path. The
+    /// text compiles unformatted: without rustfmt the build only warns.
     pub fn generate(&self) -> Result<PathBuf, Error> {
         for s in &self.sources {
             println!("cargo:rerun-if-changed={}", s.display());
         }
+        println!("cargo:rerun-if-env-changed=RUSTFMT");
         let text = self.generate_string()?;
         let out = match self.output.is_absolute() {
             true => self.output.clone(),

@@ -119,3 +119,26 @@ fn generated_text_names_every_part() {
         assert!(text.contains(part), "missing {part}");
     }
 }
+
+#[test]
+fn inside_bittube_the_support_paths_start_with_crate() {
+    let src = "package p;\ninterface I { const int K = 1; int f(int x); }\nparcelable P { int y; }";
+    let files = [("I.aidl".to_owned(), src.to_owned())];
+    let model = Model::parse(&files).expect("model");
+    let text = crate::emit::emit(
+        &model,
+        &crate::emit::Options {
+            krate: "crate".into(),
+            tokio: false,
+        },
+    );
+    assert!(text.contains("use crate::binder_ipc::"), "{text}");
+    assert!(!text.contains("::bittube"), "{text}");
+    // A service with its own state dispatches through the free function Server<T> uses.
+    assert!(text.contains("pub fn dispatch<T: Interface + ?Sized>"));
+    assert!(text.contains("dispatch(&self.0, code,"));
+    // Undocumented constants and fields still get rustdoc (missing_docs stays quiet).
+    assert!(text.contains("/// `K` (a constant of the `.aidl`)."));
+    assert!(text.contains("/// Field `y`."));
+    assert!(!text.contains("AsyncProxy"));
+}

@@ -101,6 +101,8 @@ pub struct Parcel {
     fds: BTreeMap<u64, Option<OwnedFd>>,
     pos: usize,
     release: Option<ReleaseFn>,
+    /// Kept alive with the parcel ([`Parcel::hold`]): the binders it carries.
+    held: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl fmt::Debug for Parcel {
@@ -824,6 +826,13 @@ impl Parcel {
             return Ok(flat);
         }
         Err(ParcelError::NoObjectAt { pos })
+    }
+
+    /// Keeps `object` alive as long as the parcel (libbinder's Parcel holds a strong
+    /// reference on every binder it carries): the runtime passes the binder it writes, so a
+    /// handle cannot be released before the transaction that carries it is written.
+    pub fn hold(&mut self, object: Box<dyn std::any::Any + Send + Sync>) {
+        self.held.push(object);
     }
 
     /// Writes a binder object followed by the [`Stability::SYSTEM`] stability.

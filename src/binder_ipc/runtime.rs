@@ -15,9 +15,16 @@
 //! Errors ([`BinderError`]) cross a transaction with their kind and message; a service that
 //! panics costs one failed call ([`PanicPolicy`]); the device going away ends the pool and
 //! fires death recipients ([`ProcessState::on_device_gone`]).
+//!
+//! A parcel holds the binders written into it until it is dropped, after the write that
+//! sends it (libbinder's Parcel does the same). The pool's counters
+//! ([`ProcessState::pool_stats`]) show idle, serving and *parked* threads: a thread that waits
+//! on work done elsewhere ([`ParkedThread`], e.g. an async method's future) is not counted as
+//! available, and the pool enters a replacement looper when none is idle.
 
 mod binder;
 mod error;
+mod pool;
 mod process;
 mod thread;
 
@@ -26,4 +33,5 @@ pub use binder::{
     INTERFACE_TRANSACTION, LAST_CALL_TRANSACTION, PING_TRANSACTION,
 };
 pub use error::*;
+pub use pool::{ParkedThread, PoolStats, DEFAULT_MAX_PARKED_REPLACEMENTS};
 pub use process::{DeviceGoneFn, PanicPolicy, ProcessState, DEFAULT_MAX_THREADS};

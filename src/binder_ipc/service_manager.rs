@@ -2,7 +2,9 @@
 //! client.
 //!
 //! The protocol is `android.os.IServiceManager` as AOSP has it today (Android 16: sixteen
-//! methods, [`Method`]); a server and a client can be told to speak an older release's
+//! methods, [`Method`]), declared by AOSP's own `.aidl` files and generated at build time
+//! ([`aidl`]): the manager implements the generated interface, the client calls the generated
+//! proxy; a server and a client can be told to speak an older release's
 //! numbering instead ([`Numbering`]), never silently. A code the manager's numbering does not
 //! have is `UNKNOWN_TRANSACTION`. Callbacks are `android.os.IServiceCallback`
 //! `onRegistration` (oneway, code 1). Replies start with the AIDL exception header. The
@@ -14,6 +16,7 @@
 //!
 //! [`BinderError::PermissionDenied`]: crate::binder_ipc::runtime::BinderError::PermissionDenied
 
+pub mod aidl;
 mod client;
 mod codes;
 mod report;
@@ -32,11 +35,11 @@ pub use types::{
 };
 
 /// The interface descriptor.
-pub const DESCRIPTOR: &str = "android.os.IServiceManager";
+pub const DESCRIPTOR: &str = aidl::IServiceManager::DESCRIPTOR;
 /// The registration callback's descriptor.
-pub const CALLBACK_DESCRIPTOR: &str = "android.os.IServiceCallback";
+pub const CALLBACK_DESCRIPTOR: &str = aidl::IServiceCallback::DESCRIPTOR;
 /// The client callback's descriptor (lazy services).
-pub const CLIENT_CALLBACK_DESCRIPTOR: &str = "android.os.IClientCallback";
+pub const CLIENT_CALLBACK_DESCRIPTOR: &str = aidl::IClientCallback::DESCRIPTOR;
 /// `IServiceCallback.onRegistration(name, binder)` (oneway).
 pub const ON_REGISTRATION: u32 = 1;
 /// `IClientCallback.onClients(registered, hasClients)` (oneway).
@@ -45,19 +48,19 @@ pub const ON_CLIENTS: u32 = 1;
 pub const SELF_NAME: &str = "manager";
 
 /// Dump priority: critical.
-pub const DUMP_FLAG_PRIORITY_CRITICAL: i32 = 1;
+pub const DUMP_FLAG_PRIORITY_CRITICAL: i32 = aidl::IServiceManager::DUMP_FLAG_PRIORITY_CRITICAL;
 /// Dump priority: high.
-pub const DUMP_FLAG_PRIORITY_HIGH: i32 = 1 << 1;
+pub const DUMP_FLAG_PRIORITY_HIGH: i32 = aidl::IServiceManager::DUMP_FLAG_PRIORITY_HIGH;
 /// Dump priority: normal.
-pub const DUMP_FLAG_PRIORITY_NORMAL: i32 = 1 << 2;
+pub const DUMP_FLAG_PRIORITY_NORMAL: i32 = aidl::IServiceManager::DUMP_FLAG_PRIORITY_NORMAL;
 /// Dump priority: default (what `addService` sends when the caller names none).
-pub const DUMP_FLAG_PRIORITY_DEFAULT: i32 = 1 << 3;
+pub const DUMP_FLAG_PRIORITY_DEFAULT: i32 = aidl::IServiceManager::DUMP_FLAG_PRIORITY_DEFAULT;
 /// Every dump priority (what `listServices` asks for to see every name).
-pub const DUMP_FLAG_PRIORITY_ALL: i32 = 0xf;
+pub const DUMP_FLAG_PRIORITY_ALL: i32 = aidl::IServiceManager::DUMP_FLAG_PRIORITY_ALL;
 /// Dump in protobuf format.
-pub const DUMP_FLAG_PROTO: i32 = 1 << 4;
+pub const DUMP_FLAG_PROTO: i32 = aidl::IServiceManager::DUMP_FLAG_PROTO;
 /// In `addService`'s dump priority: a lazy service (clients should not cache it).
-pub const FLAG_IS_LAZY_SERVICE: i32 = 1 << 30;
+pub const FLAG_IS_LAZY_SERVICE: i32 = aidl::IServiceManager::FLAG_IS_LAZY_SERVICE;
 
 /// The longest name AOSP accepts, in bytes.
 pub const MAX_NAME_LEN: usize = 127;

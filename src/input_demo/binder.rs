@@ -1,6 +1,6 @@
 //! The dispatcher as a binder service: windows register through binder and get their input
-//! channel's client end back as a `BINDER_TYPE_FD` object; a window whose process dies is
-//! removed by its token's death notification.
+//! channel's client end back as a ParcelFileDescriptor (a `BINDER_TYPE_FD` object); a window
+//! whose process dies is removed by its token's death notification.
 //!
 //! [`InputService`] (a local [`Service`]) sits in front of a [`DispatcherThread`] and turns
 //! calls into the dispatcher's plain methods. A window is identified by a **token**: a binder
@@ -9,17 +9,19 @@
 //! driver gives one node one handle in a process) and links to its death, which unregisters
 //! the window. [`InputClient`] is the application's side of the calls.
 //!
-//! Every call starts with the interface token [`DESCRIPTOR`]. The calls:
+//! The interface, `bittube.input.IInputDispatcher`, is declared in
+//! `aidl/bittube/input/IInputDispatcher.aidl` and generated at build time ([`aidl`]): the
+//! generated stub decodes every call and encodes every reply ([`InputService`]'s
+//! `on_transact` hands the call to [`aidl::IInputDispatcher::dispatch`]), and [`InputClient`]
+//! calls the generated proxy. The calls (codes from `FIRST_CALL_TRANSACTION`):
+//! `registerWindow(token, name, left, top, right, bottom)` → the channel's client end (a
+//! BitTube end as a ParcelFileDescriptor, checked on receipt), `unregisterWindow(token)` →
+//! whether it was registered, `setFocus(token or null)`, `injectEvent(byte[])` → the seq
+//! (one key or motion message in the channel's wire format; its seq is ignored).
 //!
-//! | code                  | arguments                                         | reply              |
-//! |-----------------------|---------------------------------------------------|--------------------|
-//! | [`REGISTER_WINDOW`]   | token binder, name (String16), left, top, right, bottom (f32) | fd (client end) |
-//! | [`UNREGISTER_WINDOW`] | token binder                                      | bool: was registered |
-//! | [`SET_FOCUS`]         | token binder or null                              | —                  |
-//! | [`INJECT_EVENT`]      | byte array: one key or motion message in the channel's wire format (its seq is ignored) | u32 seq |
-//!
-//! Errors travel as status codes: a bad argument is `BAD_VALUE`, an unknown window
-//! `NAME_NOT_FOUND`, a refused caller `PERMISSION_DENIED` with the reason.
+//! Errors: a bad argument is an `EX_ILLEGAL_ARGUMENT` exception with the reason (the proxy
+//! makes it `BadValue` again), a refused caller `EX_SECURITY` naming the permission
+//! (`PermissionDenied`), an unknown window the status `NAME_NOT_FOUND`.
 //!
 //! Who may do what ([`InputPermissions`], checked against the caller's uid from the driver):
 //! injecting events and changing focus need the inject permission (Android's
@@ -37,25 +39,22 @@ use super::message::{InputMessage, KeyEvent, MotionEvent, MAX_MESSAGE_SIZE};
 use super::thread::DispatcherThread;
 use crate::binder_ipc::parcel::Parcel;
 use crate::binder_ipc::policy::UidSet;
-use crate::binder_ipc::runtime::{
-    Binder, BinderError, CallContext, ProcessState, Service, FIRST_CALL_TRANSACTION,
-};
+use crate::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
 use crate::bittube::TubeEnd;
+use aidl::IInputDispatcher;
+
+/// The input service's interface, generated at build time by bittube-aidl from
+/// `aidl/bittube/input/` (`IInputDispatcher`; BitTube ends travel as ParcelFileDescriptors).
+pub mod aidl {
+    include!(concat!(env!("OUT_DIR"), "/input_aidl.rs"));
+}
 
 /// The name the service is registered under with the service manager.
 pub const SERVICE_NAME: &str = "bittube.input";
 /// The interface descriptor of the service.
-pub const DESCRIPTOR: &str = "bittube.input.IInputDispatcher";
+pub const DESCRIPTOR: &str = IInputDispatcher::DESCRIPTOR;
 /// The interface descriptor of a window token.
 pub const TOKEN_DESCRIPTOR: &str = "bittube.input.IWindowToken";
-/// Register a window; the reply carries its channel's client end.
-pub const REGISTER_WINDOW: u32 = FIRST_CALL_TRANSACTION;
-/// Unregister a window.
-pub const UNREGISTER_WINDOW: u32 = FIRST_CALL_TRANSACTION + 1;
-/// Give focus to a window (or to none).
-pub const SET_FOCUS: u32 = FIRST_CALL_TRANSACTION + 2;
-/// Inject a key or motion event.
-pub const INJECT_EVENT: u32 = FIRST_CALL_TRANSACTION + 3;
 
 fn dispatch_error(e: DispatchError) -> BinderError {
     match e {
@@ -174,25 +173,14 @@ impl InputService {
         }
     }
 
-    fn read_token(data: &mut Parcel, call: &CallContext) -> Result<Option<Binder>, BinderError> {
-        call.process.read_binder(data)
-    }
-
+    /// `registerWindow`: the window's channel, whose client end goes back to the caller.
     fn register(
         &self,
-        data: &mut Parcel,
-        reply: &mut Parcel,
         call: &CallContext,
-    ) -> Result<(), BinderError> {
-        let token = Self::read_token(data, call)?
-            .ok_or_else(|| BinderError::BadValue("the window token is null".into()))?;
-        let name = data.read_required_string16()?;
-        let bounds = Bounds {
-            left: data.read_f32()?,
-            top: data.read_f32()?,
-            right: data.read_f32()?,
-            bottom: data.read_f32()?,
-        };
+        token: Binder,
+        name: &str,
+        bounds: Bounds,
+    ) -> Result<TubeEnd, BinderError> {
         let finite = [bounds.left, bounds.top, bounds.right, bounds.bottom]
             .iter()
             .all(|v| v.is_finite());
@@ -205,7 +193,7 @@ impl InputService {
         let end: TubeEnd = self
             .dispatcher
             .lock()
-            .register_window(&name, bounds, window)
+            .register_window(name, bounds, window)
             .map_err(dispatch_error)?;
         // The window goes when its process dies: unregister it, and let go of the token.
         let dispatcher = Arc::downgrade(&self.dispatcher);
@@ -230,8 +218,7 @@ impl InputService {
             drop(token); // outside the lock
             return Err(e);
         }
-        reply.write_fd(end.into())?;
-        Ok(())
+        Ok(end)
     }
 }
 
@@ -259,6 +246,8 @@ impl Service for InputService {
         DESCRIPTOR
     }
 
+    /// The generated stub decodes the call and runs the [`IInputDispatcher::Interface`]
+    /// method (a service shared as `Arc<InputService>` cannot be wrapped in its `Server`).
     fn on_transact(
         &self,
         code: u32,
@@ -266,58 +255,66 @@ impl Service for InputService {
         reply: &mut Parcel,
         call: &CallContext,
     ) -> Result<(), BinderError> {
-        if (REGISTER_WINDOW..=INJECT_EVENT).contains(&code) {
-            data.enforce_interface(DESCRIPTOR)?;
+        IInputDispatcher::dispatch(self, code, data, reply, call)
+    }
+}
+
+impl IInputDispatcher::Interface for InputService {
+    fn registerWindow(
+        &self,
+        call: &CallContext,
+        token: Binder,
+        name: String,
+        left: f32,
+        top: f32,
+        right: f32,
+        bottom: f32,
+    ) -> Result<TubeEnd, BinderError> {
+        let bounds = Bounds {
+            left,
+            top,
+            right,
+            bottom,
+        };
+        self.register(call, token, &name, bounds)
+    }
+
+    fn unregisterWindow(&self, call: &CallContext, token: Binder) -> Result<bool, BinderError> {
+        let window = Self::window_of(&token)?;
+        self.check_owner(window, call)?;
+        let removed = self.dispatcher.lock().unregister_window(window);
+        // Dropping the kept proxy (outside the lock) also drops its death notification.
+        let token = lock_tokens(&self.tokens).remove(&window);
+        drop(token);
+        Ok(removed)
+    }
+
+    fn setFocus(&self, call: &CallContext, token: Option<Binder>) -> Result<(), BinderError> {
+        self.need_inject(call, "change the focus")?;
+        let window = token.as_ref().map(Self::window_of).transpose()?;
+        self.dispatcher
+            .lock()
+            .set_focus(window)
+            .map_err(dispatch_error)
+    }
+
+    fn injectEvent(&self, call: &CallContext, event: Vec<u8>) -> Result<i32, BinderError> {
+        self.need_inject(call, "inject events")?;
+        let message = InputMessage::decode(&event)
+            .map_err(|e| BinderError::BadValue(format!("the event: {e}")))?;
+        let mut dispatcher = self.dispatcher.lock();
+        let injected = match message {
+            InputMessage::Key { event, .. } => dispatcher.inject_key(&event),
+            InputMessage::Motion { event, .. } => dispatcher.inject_motion(&event),
+            other => {
+                return Err(BinderError::BadValue(format!(
+                    "a {} message is not an event to inject",
+                    other.kind_name()
+                )))
+            }
         }
-        match code {
-            REGISTER_WINDOW => self.register(data, reply, call),
-            UNREGISTER_WINDOW => {
-                let token = Self::read_token(data, call)?
-                    .ok_or_else(|| BinderError::BadValue("the window token is null".into()))?;
-                let window = Self::window_of(&token)?;
-                self.check_owner(window, call)?;
-                let removed = self.dispatcher.lock().unregister_window(window);
-                // Dropping the kept proxy (outside the lock) also drops its death notification.
-                let token = lock_tokens(&self.tokens).remove(&window);
-                drop(token);
-                reply.write_bool(removed)?;
-                Ok(())
-            }
-            SET_FOCUS => {
-                self.need_inject(call, "change the focus")?;
-                let window = match Self::read_token(data, call)? {
-                    Some(token) => Some(Self::window_of(&token)?),
-                    None => None,
-                };
-                self.dispatcher
-                    .lock()
-                    .set_focus(window)
-                    .map_err(dispatch_error)
-            }
-            INJECT_EVENT => {
-                self.need_inject(call, "inject events")?;
-                let bytes = data
-                    .read_byte_array()?
-                    .ok_or_else(|| BinderError::BadValue("the event is null".into()))?;
-                let message = InputMessage::decode(&bytes)
-                    .map_err(|e| BinderError::BadValue(format!("the event: {e}")))?;
-                let mut dispatcher = self.dispatcher.lock();
-                let injected = match message {
-                    InputMessage::Key { event, .. } => dispatcher.inject_key(&event),
-                    InputMessage::Motion { event, .. } => dispatcher.inject_motion(&event),
-                    other => {
-                        return Err(BinderError::BadValue(format!(
-                            "a {} message is not an event to inject",
-                            other.kind_name()
-                        )))
-                    }
-                }
-                .map_err(dispatch_error)?;
-                reply.write_u32(injected.seq)?;
-                Ok(())
-            }
-            other => Err(BinderError::UnknownTransaction(other)),
-        }
+        .map_err(dispatch_error)?;
+        Ok(injected.seq as i32) // the seq's 32 bits, as AIDL has no unsigned int
     }
 }
 
@@ -344,8 +341,7 @@ impl Service for WindowTokenService {
 /// The application's side of [`InputService`].
 #[derive(Debug, Clone)]
 pub struct InputClient {
-    process: ProcessState,
-    service: Binder,
+    service: IInputDispatcher::Proxy,
 }
 
 impl InputClient {
@@ -353,20 +349,8 @@ impl InputClient {
     /// `process`.
     pub fn new(process: &ProcessState, service: Binder) -> InputClient {
         InputClient {
-            process: process.clone(),
-            service,
+            service: IInputDispatcher::Proxy::new(service, process),
         }
-    }
-
-    fn call(
-        &self,
-        code: u32,
-        write: impl FnOnce(&mut Parcel) -> Result<(), BinderError>,
-    ) -> Result<Parcel, BinderError> {
-        let mut data = Parcel::new();
-        data.write_interface_token(DESCRIPTOR)?;
-        write(&mut data)?;
-        self.service.transact(code, &data)
     }
 
     /// Register a window named `name` with `bounds`, identified by `token` (a local binder
@@ -378,35 +362,25 @@ impl InputClient {
         bounds: Bounds,
         token: &Binder,
     ) -> Result<InputChannel, BinderError> {
-        let mut reply = self.call(REGISTER_WINDOW, |data| {
-            self.process.write_binder(data, token)?;
-            data.write_string16(name)?;
-            for v in [bounds.left, bounds.top, bounds.right, bounds.bottom] {
-                data.write_f32(v)?;
-            }
-            Ok(())
-        })?;
-        let fd = reply.read_fd()?;
-        let end = TubeEnd::try_from_socket(fd)
-            .map_err(|e| BinderError::BadValue(format!("the reply's fd is not a channel: {e}")))?;
+        let end = self.service.registerWindow(
+            token,
+            name,
+            bounds.left,
+            bounds.top,
+            bounds.right,
+            bounds.bottom,
+        )?;
         Ok(InputChannel::from_tube_end(name, end))
     }
 
     /// Unregister the window of `token`; whether it was registered.
     pub fn unregister_window(&self, token: &Binder) -> Result<bool, BinderError> {
-        let mut reply = self.call(UNREGISTER_WINDOW, |data| {
-            self.process.write_binder(data, token)
-        })?;
-        Ok(reply.read_bool()?)
+        self.service.unregisterWindow(token)
     }
 
     /// Give focus to the window of `token`, or to none.
     pub fn set_focus(&self, token: Option<&Binder>) -> Result<(), BinderError> {
-        self.call(SET_FOCUS, |data| match token {
-            Some(token) => self.process.write_binder(data, token),
-            None => Ok(data.write_null_binder()?),
-        })
-        .map(drop)
+        self.service.setFocus(token)
     }
 
     /// Inject a key event; its seq.
@@ -427,8 +401,7 @@ impl InputClient {
 
     /// Inject the raw bytes of one message (the service validates them); its seq.
     pub fn inject_bytes(&self, bytes: &[u8]) -> Result<u32, BinderError> {
-        let mut reply = self.call(INJECT_EVENT, |data| Ok(data.write_byte_array(bytes)?))?;
-        Ok(reply.read_u32()?)
+        Ok(self.service.injectEvent(bytes)? as u32) // the seq's 32 bits
     }
 
     fn inject(&self, message: &InputMessage) -> Result<u32, BinderError> {

@@ -1,32 +1,27 @@
 //! The sensor service over binder: ISensorServer / ISensorEventConnection style interfaces
 //! on the crate's binder runtime, and the client's [`SensorManager`].
 //!
-//! The server side is a thin layer: it decodes parcels and calls [`SensorService`]. Codes
-//! follow the order of Android's native interfaces (`FIRST_CALL_TRANSACTION` onwards); the
-//! payloads are this crate's own (Android flattens `Sensor` objects in a richer format).
+//! The interfaces are declared in `aidl/bittube/sensor/` and generated at build time
+//! ([`aidl`]): the generated stubs decode every call and encode every reply, this module only
+//! implements [`aidl::ISensorServer::Interface`] and [`aidl::ISensorEventConnection::Interface`]
+//! over [`SensorService`], and the client calls the generated proxies. Codes follow the order
+//! of Android's native interfaces (`FIRST_CALL_TRANSACTION` onwards: the server's methods are
+//! 1, 2 and 5); the payloads are AIDL's encoding of this crate's own types (Android flattens
+//! `Sensor` objects in a richer format).
 //!
-//! `android.gui.SensorServer` (registered as [`SERVICE_NAME`]):
-//! - [`GET_SENSOR_LIST`]`(opPackageName: String16)` → `count: i32`, then per sensor
-//!   `handle: i32, name: String16, type: i32, minDelay: i32, maxDelay: i32, flags: u32`;
-//! - [`CREATE_SENSOR_EVENT_CONNECTION`]`(packageName: String16)` → a strong binder, the
-//!   connection (`android.gui.SensorEventConnection`);
-//! - [`CREATE_SENSOR_DIRECT_CONNECTION`]`(opPackageName: String16, records: i32)` → a
-//!   binder (a direct connection, same descriptor) and the ring's memfd. Android's client
-//!   brings its own shared memory; here the service creates the sealed ring and hands it out.
+//! `android.gui.SensorServer` (registered as [`SERVICE_NAME`]): `getSensorList`,
+//! `createSensorEventConnection` (a connection, `android.gui.SensorEventConnection`) and
+//! `createSensorDirectConnection` (a direct connection and its ring's memfd: Android's client
+//! brings its own shared memory; here the service creates the sealed ring and hands it out).
 //!
-//! `android.gui.SensorEventConnection`; every reply is an `i32` status (0, or a negative
-//! libbinder status such as `BAD_VALUE`):
-//! - [`GET_SENSOR_CHANNEL`]`()` → the tube's travelling end, a `BINDER_TYPE_FD` object (moved
-//!   out: a second call is `BAD_VALUE`, like `BitTube::writeToParcel`). The service keeps no
-//!   copy, so a client that dies is seen as `PeerClosed` on the tube;
-//! - [`ENABLE_DISABLE`]`(handle: i32, enabled: i32, samplingPeriodNs: i64,
-//!   maxBatchReportLatencyNs: i64, reservedFlags: i32)`;
-//! - [`SET_EVENT_RATE`]`(handle: i32, samplingPeriodNs: i64)`;
-//! - [`FLUSH_SENSOR`]`()`: flush every enabled sensor (one flush-complete event each);
-//! - [`CONFIGURE_CHANNEL`]`(handle: i32, rateLevel: i32)` (direct connections) → status,
-//!   then the report token (`i32`) when the status is 0;
-//! - [`DESTROY`]`()`: also done when the connection's binder object is released (the client
-//!   dropped its proxy or died).
+//! `android.gui.SensorEventConnection`; the `int` results are statuses (0, or a negative
+//! libbinder status such as `BAD_VALUE`): `getSensorChannel` (the tube's travelling end as a
+//! ParcelFileDescriptor, moved out: a second call is `BAD_VALUE`, like
+//! `BitTube::writeToParcel`; the service keeps no copy, so a client that dies is seen as
+//! `PeerClosed` on the tube), `enableDisable`, `setEventRate`, `flush` (one flush-complete
+//! event per enabled sensor), `configureChannel` (direct connections; the report token in its
+//! out argument) and `destroy` (also done when the connection's binder object is released:
+//! the client dropped its proxy or died).
 //!
 //! Permissions ([`SensorPermissions`], checked against each call's uid from the driver, as
 //! Android's SensorService does since Android 12): a caller without the high-rate permission
@@ -36,7 +31,6 @@
 //! (`PERMISSION_DENIED` with the reason). Caps and refusals are logged (target
 //! `bittube::sensor`).
 
-use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,48 +38,34 @@ use super::client::SensorEventQueue;
 use super::direct::{DirectChannelReader, DirectRate};
 use super::sensors::SensorInfo;
 use super::service::{ConnectionId, DirectChannelId, SensorError, SensorService};
-use crate::binder_ipc::parcel::Parcel;
+use crate::binder_ipc::aidl::ParcelFileDescriptor;
 use crate::binder_ipc::policy::UidSet;
 use crate::binder_ipc::runtime::{
-    Binder, BinderError, CallContext, ProcessState, Service, BAD_VALUE, DEAD_OBJECT,
-    FIRST_CALL_TRANSACTION,
+    Binder, BinderError, CallContext, ProcessState, BAD_VALUE, DEAD_OBJECT,
 };
 use crate::binder_ipc::service_manager::ServiceManagerClient;
-use crate::binder_ipc::tube::read_tube;
 use crate::bittube::TubeEnd;
+use aidl::{DirectChannel, ISensorEventConnection, ISensorServer};
+
+/// The sensor service's interfaces, generated at build time by bittube-aidl from
+/// `aidl/bittube/sensor/` (`ISensorServer`, `ISensorEventConnection`, the `SensorInfo` and
+/// `DirectChannel` parcelables; BitTube ends travel as ParcelFileDescriptors).
+pub mod aidl {
+    include!(concat!(env!("OUT_DIR"), "/sensor_aidl.rs"));
+}
 
 /// The name the sensor service is registered under with the service manager.
 pub const SERVICE_NAME: &str = "sensorservice";
 /// Descriptor of the server interface.
-pub const SERVER_DESCRIPTOR: &str = "android.gui.SensorServer";
+pub const SERVER_DESCRIPTOR: &str = ISensorServer::DESCRIPTOR;
 /// Descriptor of event and direct connections.
-pub const CONNECTION_DESCRIPTOR: &str = "android.gui.SensorEventConnection";
-
-/// ISensorServer: the sensor list.
-pub const GET_SENSOR_LIST: u32 = FIRST_CALL_TRANSACTION;
-/// ISensorServer: a new event connection.
-pub const CREATE_SENSOR_EVENT_CONNECTION: u32 = FIRST_CALL_TRANSACTION + 1;
-/// ISensorServer: a new direct connection (code 5 in Android's order).
-pub const CREATE_SENSOR_DIRECT_CONNECTION: u32 = FIRST_CALL_TRANSACTION + 4;
-
-/// ISensorEventConnection: the tube end.
-pub const GET_SENSOR_CHANNEL: u32 = FIRST_CALL_TRANSACTION;
-/// ISensorEventConnection: enable or disable a sensor.
-pub const ENABLE_DISABLE: u32 = FIRST_CALL_TRANSACTION + 1;
-/// ISensorEventConnection: change a sensor's sampling period.
-pub const SET_EVENT_RATE: u32 = FIRST_CALL_TRANSACTION + 2;
-/// ISensorEventConnection: flush the connection's sensors.
-pub const FLUSH_SENSOR: u32 = FIRST_CALL_TRANSACTION + 3;
-/// ISensorEventConnection: configure a direct connection for a sensor.
-pub const CONFIGURE_CHANNEL: u32 = FIRST_CALL_TRANSACTION + 4;
-/// ISensorEventConnection: destroy the connection.
-pub const DESTROY: u32 = FIRST_CALL_TRANSACTION + 5;
+pub const CONNECTION_DESCRIPTOR: &str = ISensorEventConnection::DESCRIPTOR;
 
 /// libbinder's `NO_MEMORY` (-ENOMEM): a resource (tube, memfd, thread) could not be had.
 pub const NO_MEMORY: i32 = -libc::ENOMEM;
 
 /// Largest sensor list a client accepts.
-const MAX_SENSORS: i32 = 1024;
+const MAX_SENSORS: usize = 1024;
 
 /// The status code a service error travels as.
 pub fn status_of(e: &SensorError) -> i32 {
@@ -194,7 +174,7 @@ pub fn sensor_server_with(svc: SensorService, permissions: SensorPermissions) ->
         permissions,
         wake_up,
     });
-    Binder::new(SensorServer { svc, perms })
+    Binder::new(ISensorServer::Server(SensorServer { svc, perms }))
 }
 
 /// The permissions and the wake-up sensors' handles, shared by the server's connections.
@@ -209,73 +189,75 @@ struct SensorServer {
     perms: Arc<Granted>,
 }
 
-impl Service for SensorServer {
-    fn descriptor(&self) -> &str {
-        SERVER_DESCRIPTOR
+/// A service error as the status code it travels as.
+fn status_error(e: SensorError) -> BinderError {
+    BinderError::Status(status_of(&e))
+}
+
+impl ISensorServer::Interface for SensorServer {
+    fn getSensorList(
+        &self,
+        _call: &CallContext,
+        _package: Option<String>,
+    ) -> Result<Vec<aidl::SensorInfo>, BinderError> {
+        let list = self.svc.sensor_list();
+        Ok(list
+            .into_iter()
+            .map(|s| aidl::SensorInfo {
+                handle: s.handle,
+                name: s.name,
+                r#type: s.kind,
+                minDelayUs: s.min_delay_us,
+                maxDelayUs: s.max_delay_us,
+                flags: s.flags as i32, // the same 32 bits
+            })
+            .collect())
     }
 
-    fn on_transact(
+    fn createSensorEventConnection(
         &self,
-        code: u32,
-        data: &mut Parcel,
-        reply: &mut Parcel,
         call: &CallContext,
-    ) -> Result<(), BinderError> {
-        data.enforce_interface(SERVER_DESCRIPTOR)?;
-        match code {
-            GET_SENSOR_LIST => {
-                let _package = data.read_string16()?;
-                let list = self.svc.sensor_list();
-                reply.write_i32(list.len() as i32)?;
-                for s in &list {
-                    reply.write_i32(s.handle)?;
-                    reply.write_string16(&s.name)?;
-                    reply.write_i32(s.kind)?;
-                    reply.write_i32(s.min_delay_us)?;
-                    reply.write_i32(s.max_delay_us)?;
-                    reply.write_u32(s.flags)?;
-                }
-                Ok(())
-            }
-            CREATE_SENSOR_EVENT_CONNECTION => {
-                let _package = data.read_string16()?;
-                let (id, end) = self
-                    .svc
-                    .create_connection()
-                    .map_err(|e| BinderError::Status(status_of(&e)))?;
-                let conn = Binder::new(EventConnection {
-                    svc: self.svc.clone(),
-                    perms: self.perms.clone(),
-                    id,
-                    channel: Mutex::new(Some(end)),
-                });
-                call.process.write_binder(reply, &conn)
-            }
-            CREATE_SENSOR_DIRECT_CONNECTION => {
-                let _package = data.read_string16()?;
-                let records = data.read_i32()?;
-                let direct = &self.perms.permissions.direct;
-                SensorPermissions::need(direct, call, "create a direct channel")?;
-                if records <= 0 {
-                    return Err(BinderError::BadValue(format!(
-                        "a direct channel needs a positive record count, got {records}"
-                    )));
-                }
-                let (id, fd) = self
-                    .svc
-                    .create_direct_channel(records as usize)
-                    .map_err(|e| BinderError::Status(status_of(&e)))?;
-                let conn = Binder::new(DirectConnection {
-                    svc: self.svc.clone(),
-                    perms: self.perms.clone(),
-                    id,
-                });
-                call.process.write_binder(reply, &conn)?;
-                reply.write_fd(fd)?;
-                Ok(())
-            }
-            _ => Err(BinderError::UnknownTransaction(code)),
-        }
+        _package: Option<String>,
+    ) -> Result<ISensorEventConnection::Proxy, BinderError> {
+        let (id, end) = self.svc.create_connection().map_err(status_error)?;
+        let conn = EventConnection {
+            svc: self.svc.clone(),
+            perms: self.perms.clone(),
+            id,
+            channel: Mutex::new(Some(end)),
+        };
+        Ok(ISensorEventConnection::Proxy::local(conn, &call.process))
+    }
+
+    fn createSensorDirectConnection(
+        &self,
+        call: &CallContext,
+        _package: Option<String>,
+        records: i32,
+    ) -> Result<DirectChannel, BinderError> {
+        let direct = &self.perms.permissions.direct;
+        SensorPermissions::need(direct, call, "create a direct channel")?;
+        let records = usize::try_from(records)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                BinderError::BadValue(format!(
+                    "a direct channel needs a positive record count, got {records}"
+                ))
+            })?;
+        let (id, fd) = self
+            .svc
+            .create_direct_channel(records)
+            .map_err(status_error)?;
+        let conn = DirectConnection {
+            svc: self.svc.clone(),
+            perms: self.perms.clone(),
+            id,
+        };
+        Ok(DirectChannel {
+            connection: Some(ISensorEventConnection::Proxy::local(conn, &call.process)),
+            ring: Some(ParcelFileDescriptor(fd)),
+        })
     }
 }
 
@@ -288,62 +270,70 @@ struct EventConnection {
     channel: Mutex<Option<TubeEnd>>,
 }
 
-impl Service for EventConnection {
-    fn descriptor(&self) -> &str {
-        CONNECTION_DESCRIPTOR
+impl ISensorEventConnection::Interface for EventConnection {
+    fn getSensorChannel(&self, _call: &CallContext) -> Result<TubeEnd, BinderError> {
+        self.channel
+            .lock()
+            .map_err(|_| BinderError::BadValue("connection state poisoned".into()))?
+            .take()
+            .ok_or_else(|| BinderError::BadValue("the sensor channel was already taken".into()))
     }
 
-    fn on_transact(
+    fn enableDisable(
         &self,
-        code: u32,
-        data: &mut Parcel,
-        reply: &mut Parcel,
         call: &CallContext,
-    ) -> Result<(), BinderError> {
-        data.enforce_interface(CONNECTION_DESCRIPTOR)?;
+        handle: i32,
+        enabled: bool,
+        period: i64,
+        latency: i64,
+        _reserved_flags: i32,
+    ) -> Result<i32, BinderError> {
+        if !enabled {
+            return Ok(status(self.svc.disable(self.id, handle)));
+        }
         let p = &self.perms.permissions;
-        let st = match code {
-            GET_SENSOR_CHANNEL => {
-                let end = self
-                    .channel
-                    .lock()
-                    .map_err(|_| BinderError::BadValue("connection state poisoned".into()))?
-                    .take()
-                    .ok_or_else(|| {
-                        BinderError::BadValue("the sensor channel was already taken".into())
-                    })?;
-                reply.write_fd(OwnedFd::from(end))?;
-                return Ok(());
-            }
-            ENABLE_DISABLE => {
-                let handle = data.read_i32()?;
-                let enabled = data.read_i32()?;
-                let period = data.read_i64()?;
-                let latency = data.read_i64()?;
-                let _reserved_flags = data.read_i32()?;
-                if enabled != 0 {
-                    if self.perms.wake_up.contains(&handle) {
-                        let what = format!("enable wake-up sensor {handle}");
-                        SensorPermissions::need(&p.wake_up, call, &what)?;
-                    }
-                    let period = p.grant(call, handle, nanos_arg(period));
-                    status(self.svc.enable(self.id, handle, period, nanos_arg(latency)))
-                } else {
-                    status(self.svc.disable(self.id, handle))
-                }
-            }
-            SET_EVENT_RATE => {
-                let handle = data.read_i32()?;
-                let period = p.grant(call, handle, nanos_arg(data.read_i64()?));
-                status(self.svc.set_rate(self.id, handle, period))
-            }
-            FLUSH_SENSOR => status(self.svc.flush_all(self.id).map(drop)),
-            DESTROY => status(self.svc.destroy(self.id).map(drop)),
-            CONFIGURE_CHANNEL => BAD_VALUE, // event connections have no direct channel
-            _ => return Err(BinderError::UnknownTransaction(code)),
-        };
-        reply.write_i32(st)?;
-        Ok(())
+        if self.perms.wake_up.contains(&handle) {
+            let what = format!("enable wake-up sensor {handle}");
+            SensorPermissions::need(&p.wake_up, call, &what)?;
+        }
+        let period = p.grant(call, handle, nanos_arg(period));
+        Ok(status(self.svc.enable(
+            self.id,
+            handle,
+            period,
+            nanos_arg(latency),
+        )))
+    }
+
+    fn setEventRate(
+        &self,
+        call: &CallContext,
+        handle: i32,
+        period: i64,
+    ) -> Result<i32, BinderError> {
+        let period = self
+            .perms
+            .permissions
+            .grant(call, handle, nanos_arg(period));
+        Ok(status(self.svc.set_rate(self.id, handle, period)))
+    }
+
+    fn flush(&self, _call: &CallContext) -> Result<i32, BinderError> {
+        Ok(status(self.svc.flush_all(self.id).map(drop)))
+    }
+
+    fn configureChannel(
+        &self,
+        _call: &CallContext,
+        _handle: i32,
+        _rate_level: i32,
+        _report_token: &mut i32,
+    ) -> Result<i32, BinderError> {
+        Ok(BAD_VALUE) // event connections have no direct channel
+    }
+
+    fn destroy(&self, _call: &CallContext) -> Result<i32, BinderError> {
+        Ok(status(self.svc.destroy(self.id).map(drop)))
     }
 }
 
@@ -381,48 +371,60 @@ fn level_of_rate(rate: DirectRate) -> i32 {
     }
 }
 
-impl Service for DirectConnection {
-    fn descriptor(&self) -> &str {
-        CONNECTION_DESCRIPTOR
+impl ISensorEventConnection::Interface for DirectConnection {
+    fn getSensorChannel(&self, _call: &CallContext) -> Result<TubeEnd, BinderError> {
+        Err(BinderError::BadValue(
+            "a direct connection has no event channel: its events are in the ring".into(),
+        ))
     }
 
-    fn on_transact(
+    fn enableDisable(
         &self,
-        code: u32,
-        data: &mut Parcel,
-        reply: &mut Parcel,
+        _: &CallContext,
+        _: i32,
+        _: bool,
+        _: i64,
+        _: i64,
+        _: i32,
+    ) -> Result<i32, BinderError> {
+        Ok(BAD_VALUE)
+    }
+
+    fn setEventRate(&self, _: &CallContext, _: i32, _: i64) -> Result<i32, BinderError> {
+        Ok(BAD_VALUE)
+    }
+
+    fn flush(&self, _: &CallContext) -> Result<i32, BinderError> {
+        Ok(BAD_VALUE)
+    }
+
+    fn configureChannel(
+        &self,
         call: &CallContext,
-    ) -> Result<(), BinderError> {
-        data.enforce_interface(CONNECTION_DESCRIPTOR)?;
-        match code {
-            CONFIGURE_CHANNEL => {
-                let handle = data.read_i32()?;
-                let level = data.read_i32()?;
-                let Some(mut rate) = rate_of_level(level) else {
-                    reply.write_i32(BAD_VALUE)?;
-                    return Ok(());
-                };
-                let high_rate = &self.perms.permissions.high_rate;
-                if level > level_of_rate(DirectRate::Normal) && !high_rate.contains(call.uid) {
-                    tracing::info!(target: "bittube::sensor", pid = call.pid, uid = call.uid,
-                        "direct channel sensor {handle}: rate level {level} lowered to RATE_NORMAL: no high-rate permission");
-                    rate = DirectRate::Normal;
-                }
-                match self.svc.configure_direct_channel(self.id, handle, rate) {
-                    Ok(()) => {
-                        reply.write_i32(0)?;
-                        reply.write_i32(handle)?; // the report token
-                    }
-                    Err(e) => reply.write_i32(status_of(&e))?,
-                }
-            }
-            DESTROY => reply.write_i32(status(self.svc.destroy_direct_channel(self.id)))?,
-            GET_SENSOR_CHANNEL | ENABLE_DISABLE | SET_EVENT_RATE | FLUSH_SENSOR => {
-                reply.write_i32(BAD_VALUE)?
-            }
-            _ => return Err(BinderError::UnknownTransaction(code)),
+        handle: i32,
+        level: i32,
+        report_token: &mut i32,
+    ) -> Result<i32, BinderError> {
+        let Some(mut rate) = rate_of_level(level) else {
+            return Ok(BAD_VALUE);
+        };
+        let high_rate = &self.perms.permissions.high_rate;
+        if level > level_of_rate(DirectRate::Normal) && !high_rate.contains(call.uid) {
+            tracing::info!(target: "bittube::sensor", pid = call.pid, uid = call.uid,
+                "direct channel sensor {handle}: rate level {level} lowered to RATE_NORMAL: no high-rate permission");
+            rate = DirectRate::Normal;
         }
-        Ok(())
+        match self.svc.configure_direct_channel(self.id, handle, rate) {
+            Ok(()) => {
+                *report_token = handle;
+                Ok(0)
+            }
+            Err(e) => Ok(status_of(&e)),
+        }
+    }
+
+    fn destroy(&self, _call: &CallContext) -> Result<i32, BinderError> {
+        Ok(status(self.svc.destroy_direct_channel(self.id)))
     }
 }
 
@@ -438,8 +440,7 @@ impl Drop for DirectConnection {
 /// The client's view of the sensor service (Android's `SensorManager`).
 #[derive(Debug, Clone)]
 pub struct SensorManager {
-    process: ProcessState,
-    server: Binder,
+    server: ISensorServer::Proxy,
     package: String,
 }
 
@@ -449,6 +450,11 @@ fn check(status: i32) -> Result<(), BinderError> {
     } else {
         Err(BinderError::from_status(status))
     }
+}
+
+/// A duration as the `long` nanoseconds the calls take (saturating).
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 impl SensorManager {
@@ -464,52 +470,39 @@ impl SensorManager {
     /// A manager on an already known server binder.
     pub fn from_binder(process: &ProcessState, server: Binder) -> SensorManager {
         SensorManager {
-            process: process.clone(),
-            server,
+            server: ISensorServer::Proxy::new(server, process),
             package: format!("pid{}", std::process::id()),
         }
     }
 
-    fn request(&self) -> Result<Parcel, BinderError> {
-        let mut data = Parcel::new();
-        data.write_interface_token(SERVER_DESCRIPTOR)?;
-        data.write_string16(&self.package)?;
-        Ok(data)
-    }
-
     /// The sensor list.
     pub fn sensor_list(&self) -> Result<Vec<SensorInfo>, BinderError> {
-        let mut reply = self.server.transact(GET_SENSOR_LIST, &self.request()?)?;
-        let count = reply.read_i32()?;
-        if !(0..=MAX_SENSORS).contains(&count) {
+        let list = self.server.getSensorList(Some(&self.package))?;
+        if list.len() > MAX_SENSORS {
             return Err(BinderError::BadValue(format!(
-                "sensor list of {count} entries (0..={MAX_SENSORS} expected)"
+                "sensor list of {} entries (0..={MAX_SENSORS} expected)",
+                list.len()
             )));
         }
-        let mut list = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            list.push(SensorInfo {
-                handle: reply.read_i32()?,
-                name: reply.read_string16()?.unwrap_or_default(),
-                kind: reply.read_i32()?,
-                min_delay_us: reply.read_i32()?,
-                max_delay_us: reply.read_i32()?,
-                flags: reply.read_u32()?,
-            });
-        }
-        Ok(list)
+        Ok(list
+            .into_iter()
+            .map(|s| SensorInfo {
+                handle: s.handle,
+                name: s.name,
+                kind: s.r#type,
+                min_delay_us: s.minDelayUs,
+                max_delay_us: s.maxDelayUs,
+                flags: s.flags as u32, // the same 32 bits
+            })
+            .collect())
     }
 
     /// A new event connection.
     pub fn create_event_connection(&self) -> Result<SensorEventConnection, BinderError> {
-        let mut reply = self
+        let conn = self
             .server
-            .transact(CREATE_SENSOR_EVENT_CONNECTION, &self.request()?)?;
-        let binder = self
-            .process
-            .read_binder(&mut reply)?
-            .ok_or_else(|| BinderError::BadValue("no connection in the reply".into()))?;
-        Ok(SensorEventConnection { binder })
+            .createSensorEventConnection(Some(&self.package))?;
+        Ok(SensorEventConnection { conn })
     }
 
     /// A new event connection and its event queue (the tube end already taken).
@@ -526,59 +519,36 @@ impl SensorManager {
         &self,
         records: usize,
     ) -> Result<(SensorDirectConnection, DirectChannelReader), BinderError> {
-        let mut data = self.request()?;
-        data.write_i32(i32::try_from(records).map_err(|_| {
+        let records = i32::try_from(records).map_err(|_| {
             BinderError::BadValue(format!("{records} records is too many for one channel"))
-        })?)?;
-        let mut reply = self
+        })?;
+        let direct = self
             .server
-            .transact(CREATE_SENSOR_DIRECT_CONNECTION, &data)?;
-        let binder = self
-            .process
-            .read_binder(&mut reply)?
-            .ok_or_else(|| BinderError::BadValue("no connection in the reply".into()))?;
-        let fd = reply.read_fd()?;
-        let reader = DirectChannelReader::new(fd)
+            .createSensorDirectConnection(Some(&self.package), records)?;
+        let missing = |what: &str| BinderError::BadValue(format!("no {what} in the reply"));
+        let conn = direct.connection.ok_or_else(|| missing("connection"))?;
+        let ring = direct.ring.ok_or_else(|| missing("ring"))?;
+        let reader = DirectChannelReader::new(ring.0)
             .map_err(|e| BinderError::BadValue(format!("direct channel ring: {e}")))?;
-        Ok((SensorDirectConnection { binder }, reader))
+        Ok((SensorDirectConnection { conn }, reader))
     }
 }
 
 /// A proxy to an event connection (Android's `ISensorEventConnection`).
 #[derive(Debug, Clone)]
 pub struct SensorEventConnection {
-    binder: Binder,
+    conn: ISensorEventConnection::Proxy,
 }
 
 impl SensorEventConnection {
-    fn call(
-        &self,
-        code: u32,
-        args: impl FnOnce(&mut Parcel) -> Result<(), BinderError>,
-    ) -> Result<Parcel, BinderError> {
-        let mut data = Parcel::new();
-        data.write_interface_token(CONNECTION_DESCRIPTOR)?;
-        args(&mut data)?;
-        self.binder.transact(code, &data)
-    }
-
-    fn call_status(
-        &self,
-        code: u32,
-        args: impl FnOnce(&mut Parcel) -> Result<(), BinderError>,
-    ) -> Result<(), BinderError> {
-        check(self.call(code, args)?.read_i32()?)
-    }
-
     /// The connection's binder (a proxy).
     pub fn binder(&self) -> &Binder {
-        &self.binder
+        self.conn.binder()
     }
 
     /// Take the tube end (once) and wrap it in a [`SensorEventQueue`].
     pub fn channel(&self) -> Result<SensorEventQueue, BinderError> {
-        let mut reply = self.call(GET_SENSOR_CHANNEL, |_| Ok(()))?;
-        Ok(SensorEventQueue::new(read_tube(&mut reply)?))
+        Ok(SensorEventQueue::new(self.conn.getSensorChannel()?))
     }
 
     /// Enable `handle` with a sampling `period` and a max report `latency`.
@@ -588,72 +558,54 @@ impl SensorEventConnection {
         period: Duration,
         latency: Duration,
     ) -> Result<(), BinderError> {
-        self.call_status(ENABLE_DISABLE, |p| {
-            p.write_i32(handle)?;
-            p.write_i32(1)?;
-            p.write_i64(period.as_nanos().min(i64::MAX as u128) as i64)?;
-            p.write_i64(latency.as_nanos().min(i64::MAX as u128) as i64)?;
-            p.write_i32(0)?;
-            Ok(())
-        })
+        check(
+            self.conn
+                .enableDisable(handle, true, nanos(period), nanos(latency), 0)?,
+        )
     }
 
     /// Disable `handle`.
     pub fn disable(&self, handle: i32) -> Result<(), BinderError> {
-        self.call_status(ENABLE_DISABLE, |p| {
-            p.write_i32(handle)?;
-            p.write_i32(0)?;
-            p.write_i64(0)?;
-            p.write_i64(0)?;
-            p.write_i32(0)?;
-            Ok(())
-        })
+        check(self.conn.enableDisable(handle, false, 0, 0, 0)?)
     }
 
     /// Change the sampling period of `handle`.
     pub fn set_rate(&self, handle: i32, period: Duration) -> Result<(), BinderError> {
-        self.call_status(SET_EVENT_RATE, |p| {
-            p.write_i32(handle)?;
-            p.write_i64(period.as_nanos().min(i64::MAX as u128) as i64)?;
-            Ok(())
-        })
+        check(self.conn.setEventRate(handle, nanos(period))?)
     }
 
     /// Flush every enabled sensor: each answers with a flush-complete meta event behind the
     /// events pending before it.
     pub fn flush(&self) -> Result<(), BinderError> {
-        self.call_status(FLUSH_SENSOR, |_| Ok(()))
+        check(self.conn.flush()?)
     }
 
     /// Destroy the connection: the service closes its tube end.
     pub fn destroy(&self) -> Result<(), BinderError> {
-        self.call_status(DESTROY, |_| Ok(()))
+        check(self.conn.destroy()?)
     }
 }
 
 /// A proxy to a direct connection.
 #[derive(Debug, Clone)]
 pub struct SensorDirectConnection {
-    binder: Binder,
+    conn: ISensorEventConnection::Proxy,
 }
 
 impl SensorDirectConnection {
     /// Write `handle`'s events into the ring at `rate`; returns the report token found in the
     /// records' `sensor` field.
     pub fn configure(&self, handle: i32, rate: DirectRate) -> Result<i32, BinderError> {
-        let mut data = Parcel::new();
-        data.write_interface_token(CONNECTION_DESCRIPTOR)?;
-        data.write_i32(handle)?;
-        data.write_i32(level_of_rate(rate))?;
-        let mut reply = self.binder.transact(CONFIGURE_CHANNEL, &data)?;
-        check(reply.read_i32()?)?;
-        Ok(reply.read_i32()?)
+        let mut token = 0;
+        check(
+            self.conn
+                .configureChannel(handle, level_of_rate(rate), &mut token)?,
+        )?;
+        Ok(token)
     }
 
     /// Stop the channel (the ring stays mapped; nothing more is written).
     pub fn destroy(&self) -> Result<(), BinderError> {
-        let mut data = Parcel::new();
-        data.write_interface_token(CONNECTION_DESCRIPTOR)?;
-        check(self.binder.transact(DESTROY, &data)?.read_i32()?)
+        check(self.conn.destroy()?)
     }
 }

@@ -6,12 +6,17 @@
 //! - Async services run their methods on the user's runtime ([`run_on`]). A oneway method's
 //!   future is only spawned ([`spawn_oneway`]): nobody waits for a reply, the binder thread is
 //!   free at once. For a two-way method the binder thread that received the call waits for
-//!   the future's result: the runtime sends `BC_REPLY` from
-//!   the thread that read the transaction (the kernel driver requires it: the reply pops that
-//!   thread's transaction stack), and bittube's runtime has no deferred reply, so a method
-//!   awaiting a timer holds a binder thread while it waits. [`AsyncServerStats`] counts it.
+//!   the future's result, *parked* ([`ParkedThread`]): the reply must leave from the thread
+//!   that read the transaction (on the kernel driver `BC_REPLY` pops that thread's
+//!   transaction stack, and a thread with a transaction on its stack gets no other calls), so
+//!   the thread is held for the wait. A parked thread is not counted as available: when no
+//!   looper is left idle the runtime enters a replacement looper, so waiting async methods
+//!   never take the pool's capacity from other calls (up to
+//!   [`ProcessState::set_max_parked_replacements`](crate::binder_ipc::runtime::ProcessState::set_max_parked_replacements);
+//!   [`ProcessState::pool_stats`](crate::binder_ipc::runtime::ProcessState::pool_stats) shows
+//!   parked, idle and replacement threads). [`AsyncServerStats`] counts per service.
 
-use crate::binder_ipc::runtime::BinderError;
+use crate::binder_ipc::runtime::{BinderError, ParkedThread, ProcessState};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -88,13 +93,15 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Runs `future` on `runtime` and waits (on this binder thread) for its result.
+/// Runs `future` on `runtime` and waits for its result on this binder thread, parked
+/// ([`ParkedThread`]: the pool replaces it while it waits).
 pub fn run_on<R: Send + 'static>(
     runtime: &tokio::runtime::Handle,
     stats: &AsyncServerStats,
     future: impl Future<Output = Result<R, BinderError>> + Send + 'static,
 ) -> Result<R, BinderError> {
     let _waiting = Waiting::enter(stats);
+    let _parked = ParkedThread::enter();
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     runtime.spawn(async move {
         // The receiver only goes away with the binder thread: nothing to report to then.
@@ -109,7 +116,9 @@ pub fn run_on<R: Send + 'static>(
 }
 
 /// Spawns a oneway method's `future` on `runtime` and returns at once; an error it ends with
-/// is counted in `stats` (`oneway_failed`).
+/// is counted in `stats` (`oneway_failed`) and in the process's
+/// [`PoolStats::oneway_errors`](crate::binder_ipc::runtime::PoolStats::oneway_errors), and
+/// logged.
 pub fn spawn_oneway(
     runtime: &tokio::runtime::Handle,
     stats: &std::sync::Arc<AsyncServerStats>,
@@ -117,9 +126,17 @@ pub fn spawn_oneway(
 ) {
     stats.oneway.fetch_add(1, Ordering::Relaxed);
     let stats = stats.clone();
+    let process = ProcessState::serving();
     runtime.spawn(async move {
-        if future.await.is_err() {
+        if let Err(e) = future.await {
             stats.oneway_failed.fetch_add(1, Ordering::Relaxed);
+            match &process {
+                Some(p) => p.report_oneway_error("of an async service", &e),
+                None => tracing::warn!(
+                    target: "bittube::binder",
+                    "oneway call of an async service failed: {e}"
+                ),
+            }
         }
     });
 }

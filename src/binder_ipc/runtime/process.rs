@@ -2,6 +2,7 @@
 //! thread pool.
 
 use super::binder::{Binder, Proxy, Service};
+use super::pool::{Looper, LooperKind};
 use super::BinderError;
 use crate::binder_ipc::device::{Device, Errno, KernelDevice, ShimDevice};
 use crate::binder_ipc::parcel::BinderObject;
@@ -45,6 +46,10 @@ pub struct Inner {
     pub(super) id: u64,
     pub(super) device: Arc<dyn Device>,
     pub(super) locals: Mutex<HashMap<u64, LocalNode>>,
+    /// Every service written into a parcel, weakly: found again when the driver's counts
+    /// for it went to zero while a parcel naming it was in flight.
+    pub(super) known_locals: Mutex<HashMap<u64, Weak<dyn Service>>>,
+    pub(super) known_locals_prune_at: AtomicU32,
     pub(super) proxies: Mutex<HashMap<u32, Weak<Proxy>>>,
     pub(super) deaths: Mutex<HashMap<u64, Weak<Proxy>>>,
     pub(super) context_object: Mutex<Option<Arc<dyn Service>>>,
@@ -62,6 +67,8 @@ pub struct Inner {
     /// `gone` is set: checked on every call without taking the lock.
     pub(super) is_gone: AtomicBool,
     pub(super) on_gone: Mutex<Vec<DeviceGoneFn>>,
+    /// Loopers, calls served, parked threads, replacements, oneway errors.
+    pub(super) pool: super::pool::PoolCounters,
     pub(super) weak_self: Weak<Inner>,
 }
 
@@ -144,6 +151,8 @@ impl ProcessState {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             device,
             locals: Mutex::new(HashMap::new()),
+            known_locals: Mutex::new(HashMap::new()),
+            known_locals_prune_at: AtomicU32::new(64),
             proxies: Mutex::new(HashMap::new()),
             deaths: Mutex::new(HashMap::new()),
             context_object: Mutex::new(None),
@@ -156,6 +165,7 @@ impl ProcessState {
             gone: Mutex::new(None),
             is_gone: AtomicBool::new(false),
             on_gone: Mutex::new(Vec::new()),
+            pool: Default::default(),
             weak_self: weak.clone(),
         });
         ProcessState { inner }
@@ -182,7 +192,7 @@ impl ProcessState {
             return Ok(());
         }
         self.set_max_threads(self.inner.max_threads.load(Ordering::Relaxed))?;
-        self.inner.spawn_pool_thread(true)
+        self.inner.spawn_pool_thread(LooperKind::Main)
     }
 
     /// Makes the calling thread a looper of the pool. Returns `Ok` after
@@ -191,7 +201,8 @@ impl ProcessState {
     /// failed.
     pub fn join_thread_pool(&self) -> Result<(), BinderError> {
         self.inner.pool_started.store(true, Ordering::Release);
-        self.inner.join_pool(true)
+        let looper = Looper::count(self.inner.clone(), LooperKind::Main);
+        self.inner.join_pool(&looper)
     }
 
     /// Ends this binder process: the pool threads stop, local services are let go, and the
@@ -267,6 +278,7 @@ impl ProcessState {
         match binder {
             Binder::Local(s) => {
                 let ptr = Arc::as_ptr(s) as *const () as u64;
+                self.inner.remember_local(ptr, s);
                 lock(&self.inner.locals)
                     .entry(ptr)
                     .or_insert_with(|| LocalNode {
@@ -291,9 +303,10 @@ impl ProcessState {
     /// (created with its references) for a handle.
     pub fn unflatten(&self, obj: BinderObject) -> Result<Binder, BinderError> {
         match obj {
-            BinderObject::Local { ptr, .. } => lock(&self.inner.locals)
-                .get(&ptr)
-                .map(|n| Binder::Local(n.service.clone()))
+            BinderObject::Local { ptr, .. } => self
+                .inner
+                .local(ptr)
+                .map(Binder::Local)
                 .ok_or_else(|| BinderError::BadValue(format!("no local binder at {ptr:#x}"))),
             BinderObject::Handle { handle, .. } => {
                 Ok(Binder::Remote(self.inner.proxy_for(handle)?))
@@ -301,7 +314,8 @@ impl ProcessState {
         }
     }
 
-    /// Writes `binder` into `parcel` (strong reference).
+    /// Writes `binder` into `parcel` (strong reference); the parcel holds the binder until it
+    /// is dropped, as libbinder's Parcel does.
     pub fn write_binder(
         &self,
         parcel: &mut crate::binder_ipc::parcel::Parcel,
@@ -309,6 +323,10 @@ impl ProcessState {
     ) -> Result<(), BinderError> {
         let obj = self.flatten(binder)?;
         parcel.write_binder(obj)?;
+        // The parcel keeps the binder (a proxy's references on its handle) until it is
+        // dropped, which is after the write that sends it: a proxy the caller drops at once
+        // cannot release the handle before the driver has translated it.
+        parcel.hold(Box::new(binder.clone()));
         Ok(())
     }
 
@@ -439,13 +457,47 @@ impl Inner {
         self.write_now(w.as_bytes())
     }
 
+    /// The local service at `ptr`: registered with the driver, else one written earlier
+    /// that is still alive.
     pub(super) fn local(&self, ptr: u64) -> Option<Arc<dyn Service>> {
-        lock(&self.locals).get(&ptr).map(|n| n.service.clone())
+        let registered = lock(&self.locals).get(&ptr).map(|n| n.service.clone());
+        registered.or_else(|| self.known_local(ptr))
+    }
+
+    /// A service written into a parcel once and still alive somewhere (its allocation is
+    /// kept by the weak reference, so `ptr` names no other service meanwhile).
+    fn known_local(&self, ptr: u64) -> Option<Arc<dyn Service>> {
+        lock(&self.known_locals).get(&ptr).and_then(Weak::upgrade)
+    }
+
+    /// Remembers `service` by its pointer; forgets dead ones when the table doubled.
+    fn remember_local(&self, ptr: u64, service: &Arc<dyn Service>) {
+        let mut known = lock(&self.known_locals);
+        known.insert(ptr, Arc::downgrade(service));
+        if known.len() >= self.known_locals_prune_at.load(Ordering::Relaxed) as usize {
+            known.retain(|_, w| w.strong_count() > 0);
+            let next = (known.len() as u32).saturating_mul(2).max(64);
+            self.known_locals_prune_at.store(next, Ordering::Relaxed);
+        }
     }
 
     /// BR_INCREFS / BR_ACQUIRE / BR_RELEASE / BR_DECREFS for local node `ptr`.
     pub(super) fn node_refs(&self, ptr: u64, strong: bool, inc: bool) {
         let mut locals = lock(&self.locals);
+        if inc && !locals.contains_key(&ptr) {
+            // The decrements of an earlier round may have removed the node after it was
+            // written again (the driver then sends new increments): registered again.
+            if let Some(service) = self.known_local(ptr) {
+                locals.insert(
+                    ptr,
+                    LocalNode {
+                        service,
+                        strong: 0,
+                        weak: 0,
+                    },
+                );
+            }
+        }
         let Some(n) = locals.get_mut(&ptr) else {
             return;
         };

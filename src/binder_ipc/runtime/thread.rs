@@ -4,6 +4,7 @@
 //! comes; pool threads loop on the same handler.
 
 use super::binder::{CallContext, Service, INTERFACE_TRANSACTION, PING_TRANSACTION};
+use super::pool::{Looper, LooperKind, Serving};
 use super::process::{lock, Inner, PanicPolicy, ProcessState};
 use super::BinderError;
 use crate::binder_ipc::device::{DeviceKind, Errno, WriteRead};
@@ -330,7 +331,7 @@ impl Inner {
                 if self.pool_started.load(Ordering::Acquire)
                     && !self.stopping.load(Ordering::Acquire) =>
             {
-                self.spawn_pool_thread(false)?;
+                self.spawn_pool_thread(LooperKind::Registered)?;
             }
             BR_SPAWN_LOOPER => {}
             BR_INCREFS | BR_ACQUIRE | BR_RELEASE | BR_DECREFS => {
@@ -373,11 +374,17 @@ impl Inner {
     /// Serves an incoming call and sends the reply.
     fn serve(&self, tr: &BinderTransactionData) -> Result<(), BinderError> {
         let _busy = Busy::enter(self.id);
+        let _serving = self.weak_self.upgrade().map(Serving::enter);
         let oneway = tr.flags & TF_ONE_WAY != 0;
         let mut reply = Parcel::new();
         // The call's buffer is freed (dropped inside) before the reply goes out, in one write.
+        // The reply holds the binders it carries until it is dropped, after the write below.
         let result = self.dispatch(tr, oneway, &mut reply);
         if oneway {
+            if let Err(e) = &result {
+                let what = format!("code {} to node {:#x}", tr.code, tr.target);
+                self.oneway_failed(&what, e);
+            }
             return Ok(());
         }
         let mut error_body = Parcel::new();
@@ -493,30 +500,37 @@ impl Inner {
         BinderError::ServiceFailed(text)
     }
 
-    /// Starts a pool thread (`main`: the first one, BC_ENTER_LOOPER; others answer
-    /// BR_SPAWN_LOOPER with BC_REGISTER_LOOPER).
-    pub(super) fn spawn_pool_thread(&self, main: bool) -> Result<(), BinderError> {
+    /// Starts a pool thread of `kind` (the first one and replacements enter with
+    /// BC_ENTER_LOOPER; threads the driver asked for answer BR_SPAWN_LOOPER with
+    /// BC_REGISTER_LOOPER).
+    pub(super) fn spawn_pool_thread(&self, kind: LooperKind) -> Result<(), BinderError> {
         let inner: Arc<Inner> = self.weak_self.upgrade().ok_or(BinderError::DeadObject)?;
         let n = self.pool_threads.fetch_add(1, Ordering::AcqRel);
         let count = self.pool_threads.clone();
-        std::thread::Builder::new()
+        let looper = Looper::count(inner.clone(), kind);
+        let spawned = std::thread::Builder::new()
             .name(format!("binder:{}_{n}", std::process::id()))
             .spawn(move || {
-                let _ = inner.join_pool(main);
+                let _ = inner.join_pool(&looper);
+                drop(looper);
                 drop(inner);
                 count.fetch_sub(1, Ordering::AcqRel);
-            })
-            .map_err(|_| BinderError::Device(Errno::EAGAIN))?;
+            });
+        if spawned.is_err() {
+            self.pool_threads.fetch_sub(1, Ordering::AcqRel);
+            return Err(BinderError::Device(Errno::EAGAIN));
+        }
         Ok(())
     }
 
-    /// The looper: handles returns until the device fails.
-    pub(super) fn join_pool(&self, main: bool) -> Result<(), BinderError> {
+    /// The looper: handles returns until the device fails (or, for a replacement looper,
+    /// until it is surplus).
+    pub(super) fn join_pool(&self, looper: &Looper) -> Result<(), BinderError> {
+        looper.mark_thread();
         let mut w = CommandWriter::new();
-        w.cmd(if main {
-            BC_ENTER_LOOPER
-        } else {
-            BC_REGISTER_LOOPER
+        w.cmd(match looper.kind() {
+            LooperKind::Main | LooperKind::Replacement => BC_ENTER_LOOPER,
+            LooperKind::Registered => BC_REGISTER_LOOPER,
         });
         with_state(self.id, |s| s.out.extend_from_slice(w.as_bytes()));
         let busy = Busy::enter(self.id);
@@ -540,6 +554,9 @@ impl Inner {
                     break Err(self.went_away("the binder device stopped answering".into()));
                 }
                 _ => {}
+            }
+            if looper.retire_if_surplus() {
+                break Ok(());
             }
         };
         drop(busy);

@@ -1,11 +1,10 @@
-//! A client of the service manager (handle 0).
+//! A client of the service manager (handle 0): the generated `IServiceManager` proxy, with
+//! the codes of an older release when asked ([`Renumbered`]).
 
+use super::aidl::{IClientCallback, IServiceCallback, IServiceManager};
 use super::codes::{Method, Numbering};
 use super::types::{ConnectionInfo, ServiceDebugInfo, ServiceUnion};
-use super::{
-    CALLBACK_DESCRIPTOR, CLIENT_CALLBACK_DESCRIPTOR, DESCRIPTOR, DUMP_FLAG_PRIORITY_ALL,
-    DUMP_FLAG_PRIORITY_DEFAULT, ON_CLIENTS, ON_REGISTRATION,
-};
+use super::{DESCRIPTOR, DUMP_FLAG_PRIORITY_ALL, DUMP_FLAG_PRIORITY_DEFAULT};
 use crate::binder_ipc::parcel::Parcel;
 use crate::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub struct ServiceManagerClient {
     ps: ProcessState,
-    sm: Binder,
+    sm: IServiceManager::Proxy,
     numbering: Numbering,
 }
 
@@ -31,9 +30,14 @@ impl ServiceManagerClient {
         ps: &ProcessState,
         numbering: Numbering,
     ) -> Result<ServiceManagerClient, BinderError> {
+        let remote = ps.context_object()?;
+        let binder = match numbering {
+            Numbering::Android16 => remote,
+            _ => Binder::new(Renumbered { remote, numbering }),
+        };
         Ok(ServiceManagerClient {
             ps: ps.clone(),
-            sm: ps.context_object()?,
+            sm: IServiceManager::Proxy::new(binder, ps),
             numbering,
         })
     }
@@ -48,25 +52,9 @@ impl ServiceManagerClient {
         &self.ps
     }
 
-    fn call(&self, method: Method, data: &Parcel) -> Result<Parcel, BinderError> {
-        let code = self.numbering.code(method).ok_or_else(|| {
-            BinderError::BadValue(format!(
-                "{method} is not a method of {}'s IServiceManager",
-                self.numbering
-            ))
-        })?;
-        let mut reply = self.sm.transact(code, data)?;
-        reply
-            .read_exception()
-            .map_err(crate::binder_ipc::interface::from_reply_error)?;
-        Ok(reply)
-    }
-
-    fn named(&self, name: &str) -> Result<Parcel, BinderError> {
-        let mut data = Parcel::new();
-        data.write_interface_token(DESCRIPTOR)?;
-        data.write_utf8_as_utf16(name)?;
-        Ok(data)
+    /// The generated `IServiceManager` proxy this client calls through.
+    pub fn proxy(&self) -> &IServiceManager::Proxy {
+        &self.sm
     }
 
     /// Registers `binder` as `name` (not for isolated processes, dump priority DEFAULT, as
@@ -83,35 +71,28 @@ impl ServiceManagerClient {
         allow_isolated: bool,
         dump_priority: i32,
     ) -> Result<(), BinderError> {
-        let mut data = self.named(name)?;
-        self.ps.write_binder(&mut data, binder)?;
-        data.write_bool(allow_isolated)?;
-        data.write_i32(dump_priority)?;
-        self.call(Method::AddService, &data).map(drop)
+        self.sm
+            .addService(name, binder, allow_isolated, dump_priority)
     }
 
     /// The service registered as `name`, if any (`checkService`: does not wait).
     pub fn check_service(&self, name: &str) -> Result<Option<Binder>, BinderError> {
-        let mut reply = self.call(Method::CheckService, &self.named(name)?)?;
-        self.ps.read_binder(&mut reply)
+        self.sm.checkService(name)
     }
 
     /// `getService` (AOSP's may start a lazy service; this manager's answers at once).
     pub fn get_service(&self, name: &str) -> Result<Option<Binder>, BinderError> {
-        let mut reply = self.call(Method::GetService, &self.named(name)?)?;
-        self.ps.read_binder(&mut reply)
+        self.sm.getService(name)
     }
 
     /// `getService2`: the `android.os.Service` union.
     pub fn get_service2(&self, name: &str) -> Result<ServiceUnion, BinderError> {
-        let mut reply = self.call(Method::GetService2, &self.named(name)?)?;
-        ServiceUnion::read(&self.ps, &mut reply)
+        self.sm.getService2(name)
     }
 
     /// `checkService2`: the `android.os.Service` union.
     pub fn check_service2(&self, name: &str) -> Result<ServiceUnion, BinderError> {
-        let mut reply = self.call(Method::CheckService2, &self.named(name)?)?;
-        ServiceUnion::read(&self.ps, &mut reply)
+        self.sm.checkService2(name)
     }
 
     /// Every registered name (`listServices(DUMP_FLAG_PRIORITY_ALL)`).
@@ -121,11 +102,7 @@ impl ServiceManagerClient {
 
     /// The names registered with a dump priority in `dump_priority`.
     pub fn list_services_with(&self, dump_priority: i32) -> Result<Vec<String>, BinderError> {
-        let mut data = Parcel::new();
-        data.write_interface_token(DESCRIPTOR)?;
-        data.write_i32(dump_priority)?;
-        let mut reply = self.call(Method::ListServices, &data)?;
-        Ok(reply.read_string16_array()?.unwrap_or_default())
+        self.sm.listServices(dump_priority)
     }
 
     /// Calls `on_registered(name, binder)` when `name` is registered (at once if it is).
@@ -136,13 +113,14 @@ impl ServiceManagerClient {
         name: &str,
         on_registered: impl Fn(&str, Binder) + Send + Sync + 'static,
     ) -> Result<Binder, BinderError> {
-        let cb = Binder::new(Callback {
-            f: Box::new(on_registered),
-        });
-        let mut data = self.named(name)?;
-        self.ps.write_binder(&mut data, &cb)?;
-        self.call(Method::RegisterForNotifications, &data)?;
-        Ok(cb)
+        let cb = IServiceCallback::Proxy::local(
+            OnRegistration {
+                f: Box::new(on_registered),
+            },
+            &self.ps,
+        );
+        self.sm.registerForNotifications(name, &cb)?;
+        Ok(cb.binder().clone())
     }
 
     /// Stops the notifications of `callback` for `name`.
@@ -151,40 +129,33 @@ impl ServiceManagerClient {
         name: &str,
         callback: &Binder,
     ) -> Result<(), BinderError> {
-        let mut data = self.named(name)?;
-        self.ps.write_binder(&mut data, callback)?;
-        self.call(Method::UnregisterForNotifications, &data)
-            .map(drop)
+        let cb = IServiceCallback::Proxy::new(callback.clone(), &self.ps);
+        self.sm.unregisterForNotifications(name, &cb)
     }
 
     /// `isDeclared`: whether the manager's VINTF manifest declares `name`.
     pub fn is_declared(&self, name: &str) -> Result<bool, BinderError> {
-        let mut reply = self.call(Method::IsDeclared, &self.named(name)?)?;
-        Ok(reply.read_bool()?)
+        self.sm.isDeclared(name)
     }
 
     /// `getDeclaredInstances`: the declared instances of interface `iface`.
     pub fn get_declared_instances(&self, iface: &str) -> Result<Vec<String>, BinderError> {
-        let mut reply = self.call(Method::GetDeclaredInstances, &self.named(iface)?)?;
-        Ok(reply.read_string16_array()?.unwrap_or_default())
+        self.sm.getDeclaredInstances(iface)
     }
 
     /// `updatableViaApex`: the APEX that can update `name`, if any.
     pub fn updatable_via_apex(&self, name: &str) -> Result<Option<String>, BinderError> {
-        let mut reply = self.call(Method::UpdatableViaApex, &self.named(name)?)?;
-        Ok(reply.read_string16()?)
+        self.sm.updatableViaApex(name)
     }
 
     /// `getUpdatableNames`: the names APEX `apex_name` can update.
     pub fn get_updatable_names(&self, apex_name: &str) -> Result<Vec<String>, BinderError> {
-        let mut reply = self.call(Method::GetUpdatableNames, &self.named(apex_name)?)?;
-        Ok(reply.read_string16_array()?.unwrap_or_default())
+        self.sm.getUpdatableNames(apex_name)
     }
 
     /// `getConnectionInfo`: where `name` listens for RPC binder, if declared.
     pub fn get_connection_info(&self, name: &str) -> Result<Option<ConnectionInfo>, BinderError> {
-        let mut reply = self.call(Method::GetConnectionInfo, &self.named(name)?)?;
-        Ok(ConnectionInfo::read_nullable(&mut reply)?)
+        self.sm.getConnectionInfo(name)
     }
 
     /// `registerClientCallback`: `on_clients(has_clients)` runs when the manager reports a
@@ -196,29 +167,24 @@ impl ServiceManagerClient {
         service: &Binder,
         on_clients: impl Fn(bool) + Send + Sync + 'static,
     ) -> Result<Binder, BinderError> {
-        let cb = Binder::new(ClientCallback {
-            f: Box::new(on_clients),
-        });
-        let mut data = self.named(name)?;
-        self.ps.write_binder(&mut data, service)?;
-        self.ps.write_binder(&mut data, &cb)?;
-        self.call(Method::RegisterClientCallback, &data)?;
-        Ok(cb)
+        let cb = IClientCallback::Proxy::local(
+            OnClients {
+                f: Box::new(on_clients),
+            },
+            &self.ps,
+        );
+        self.sm.registerClientCallback(name, service, &cb)?;
+        Ok(cb.binder().clone())
     }
 
     /// `tryUnregisterService`: a lazy service asks to leave.
     pub fn try_unregister_service(&self, name: &str, service: &Binder) -> Result<(), BinderError> {
-        let mut data = self.named(name)?;
-        self.ps.write_binder(&mut data, service)?;
-        self.call(Method::TryUnregisterService, &data).map(drop)
+        self.sm.tryUnregisterService(name, service)
     }
 
     /// `getServiceDebugInfo`: every name with the pid that registered it.
     pub fn get_service_debug_info(&self) -> Result<Vec<ServiceDebugInfo>, BinderError> {
-        let mut data = Parcel::new();
-        data.write_interface_token(DESCRIPTOR)?;
-        let mut reply = self.call(Method::GetServiceDebugInfo, &data)?;
-        Ok(ServiceDebugInfo::read_array(&mut reply)?)
+        self.sm.getServiceDebugInfo()
     }
 
     /// Waits until `name` is registered, up to `timeout`. Uses a registration notification
@@ -255,59 +221,71 @@ impl ServiceManagerClient {
 /// What a registration callback runs.
 type OnRegistered = Box<dyn Fn(&str, Binder) + Send + Sync>;
 
-/// `android.os.IServiceCallback`.
-struct Callback {
+/// `android.os.IServiceCallback`: runs a closure.
+struct OnRegistration {
     f: OnRegistered,
 }
 
-impl Service for Callback {
-    fn descriptor(&self) -> &str {
-        CALLBACK_DESCRIPTOR
-    }
-
-    fn on_transact(
+impl IServiceCallback::Interface for OnRegistration {
+    fn onRegistration(
         &self,
-        code: u32,
-        data: &mut Parcel,
-        _reply: &mut Parcel,
-        call: &CallContext,
+        _call: &CallContext,
+        name: String,
+        binder: Binder,
     ) -> Result<(), BinderError> {
-        if code != ON_REGISTRATION {
-            return Err(BinderError::UnknownTransaction(code));
-        }
-        data.enforce_interface(CALLBACK_DESCRIPTOR)?;
-        let name = data.read_utf8_from_utf16()?.unwrap_or_default();
-        if let Some(b) = call.process.read_binder(data)? {
-            (self.f)(&name, b);
-        }
+        (self.f)(&name, binder);
         Ok(())
     }
 }
 
-/// `android.os.IClientCallback`.
-struct ClientCallback {
+/// `android.os.IClientCallback`: runs a closure.
+struct OnClients {
     f: Box<dyn Fn(bool) + Send + Sync>,
 }
 
-impl Service for ClientCallback {
+impl IClientCallback::Interface for OnClients {
+    fn onClients(
+        &self,
+        _call: &CallContext,
+        _registered: Binder,
+        has_clients: bool,
+    ) -> Result<(), BinderError> {
+        (self.f)(has_clients);
+        Ok(())
+    }
+}
+
+/// The manager of an older release, seen through Android 16's codes: the generated proxy
+/// calls it with Android 16's code of a method, and this sends the call on with the code
+/// `numbering` gives that method (a method the release does not have is refused here, never
+/// sent as another one).
+struct Renumbered {
+    remote: Binder,
+    numbering: Numbering,
+}
+
+impl Service for Renumbered {
     fn descriptor(&self) -> &str {
-        CLIENT_CALLBACK_DESCRIPTOR
+        DESCRIPTOR
     }
 
     fn on_transact(
         &self,
         code: u32,
         data: &mut Parcel,
-        _reply: &mut Parcel,
-        call: &CallContext,
+        reply: &mut Parcel,
+        _call: &CallContext,
     ) -> Result<(), BinderError> {
-        if code != ON_CLIENTS {
-            return Err(BinderError::UnknownTransaction(code));
-        }
-        data.enforce_interface(CLIENT_CALLBACK_DESCRIPTOR)?;
-        let _registered = call.process.read_binder(data)?;
-        let has_clients = data.read_bool()?;
-        (self.f)(has_clients);
+        let method: Method = Numbering::Android16
+            .method(code)
+            .ok_or(BinderError::UnknownTransaction(code))?;
+        let code = self.numbering.code(method).ok_or_else(|| {
+            BinderError::BadValue(format!(
+                "{method} is not a method of {}'s IServiceManager",
+                self.numbering
+            ))
+        })?;
+        *reply = self.remote.transact(code, data)?;
         Ok(())
     }
 }

@@ -1,19 +1,13 @@
 //! The service manager: the context manager (handle 0) that maps names to binders.
 
-use super::codes::{Method, Numbering};
-use super::types::{ConnectionInfo, ServiceDebugInfo, ServiceUnion, ServiceWithMetadata};
-use super::{
-    valid_name, CALLBACK_DESCRIPTOR, DESCRIPTOR, DUMP_FLAG_PRIORITY_DEFAULT, FLAG_IS_LAZY_SERVICE,
-    MAX_CALLBACKS_PER_NAME, MAX_NAMES, ON_REGISTRATION, SELF_NAME,
-};
-use crate::binder_ipc::parcel::{
-    AidlException, Parcel, EX_ILLEGAL_ARGUMENT, EX_ILLEGAL_STATE, EX_NULL_POINTER, EX_SECURITY,
-    EX_UNSUPPORTED_OPERATION,
-};
+use super::aidl::{IClientCallback, IServiceCallback, IServiceManager};
+use super::codes::Numbering;
+use super::{DESCRIPTOR, DUMP_FLAG_PRIORITY_DEFAULT, SELF_NAME};
+use crate::binder_ipc::parcel::{AidlException, Parcel, EX_ILLEGAL_STATE};
 use crate::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 mod calls;
@@ -70,7 +64,7 @@ struct Entry {
     /// The process that registered it (the manager's own pid for local services).
     pid: i32,
     /// `IClientCallback`s registered by the service's own process.
-    client_callbacks: Vec<Binder>,
+    client_callbacks: Vec<IClientCallback::Proxy>,
 }
 
 /// The service manager itself: run it with [`ServiceManager::serve`].
@@ -78,12 +72,11 @@ pub struct ServiceManager {
     services: Mutex<BTreeMap<String, Entry>>,
     /// Signalled whenever a name is added (for [`ServiceManager::wait_for_local`]).
     added: Condvar,
-    callbacks: Mutex<BTreeMap<String, Vec<Binder>>>,
+    callbacks: Mutex<BTreeMap<String, Vec<IServiceCallback::Proxy>>>,
     policy: AccessPolicy,
     numbering: Numbering,
     /// Calls refused because a bound was reached (names, callbacks).
     refused_over_limit: AtomicU64,
-    process: OnceLock<ProcessState>,
     weak_self: Weak<ServiceManager>,
 }
 
@@ -91,16 +84,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes an AIDL exception as the whole reply.
-fn exception(reply: &mut Parcel, code: i32, message: String) -> Result<(), BinderError> {
-    reply.write_exception(&AidlException::new(code, message))?;
-    Ok(())
-}
-
-/// The name argument every method but `listServices` and `getServiceDebugInfo` starts with
-/// (`@utf8InCpp String`, non-null).
-fn read_name(data: &mut Parcel) -> Result<String, BinderError> {
-    Ok(data.read_required_string16()?)
+/// An AIDL exception: the generated stub writes it as the whole reply.
+fn exception(code: i32, message: String) -> BinderError {
+    BinderError::Exception(AidlException::new(code, message))
 }
 
 impl ServiceManager {
@@ -118,7 +104,6 @@ impl ServiceManager {
             policy,
             numbering,
             refused_over_limit: AtomicU64::new(0),
-            process: OnceLock::new(),
             weak_self: weak.clone(),
         })
     }
@@ -139,7 +124,6 @@ impl ServiceManager {
         numbering: Numbering,
     ) -> Result<Arc<ServiceManager>, BinderError> {
         let sm = ServiceManager::with_numbering(policy, numbering);
-        let _ = sm.process.set(ps.clone());
         // The kernel lets go of a dead manager's role a little after its process exits.
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
@@ -239,11 +223,10 @@ impl ServiceManager {
         };
         lock(&self.services).insert(name.to_owned(), entry);
         self.added.notify_all();
-        let waiting: Vec<Binder> = lock(&self.callbacks).get(name).cloned().unwrap_or_default();
-        if let Some(ps) = self.process.get() {
-            for cb in waiting {
-                let _ = notify(ps, &cb, name, &binder);
-            }
+        let waiting = lock(&self.callbacks).get(name).cloned().unwrap_or_default();
+        for cb in waiting {
+            // Oneway: a callback whose process is gone only fails its own call.
+            let _ = cb.onRegistration(name, &binder);
         }
     }
 
@@ -258,9 +241,10 @@ impl ServiceManager {
         }
     }
 
-    fn over_limit(&self, reply: &mut Parcel, what: String) -> Result<(), BinderError> {
+    /// Counts a call refused at a bound; the error it answers (EX_ILLEGAL_STATE).
+    fn over_limit(&self, what: String) -> BinderError {
         self.refused_over_limit.fetch_add(1, Ordering::Relaxed);
-        exception(reply, EX_ILLEGAL_STATE, what)
+        exception(EX_ILLEGAL_STATE, what)
     }
 }
 
@@ -268,27 +252,14 @@ fn own_pid() -> i32 {
     i32::try_from(std::process::id()).unwrap_or(i32::MAX)
 }
 
-/// Calls `IServiceCallback.onRegistration(name, binder)` (oneway).
-fn notify(ps: &ProcessState, cb: &Binder, name: &str, binder: &Binder) -> Result<(), BinderError> {
-    let mut data = Parcel::new();
-    data.write_interface_token(CALLBACK_DESCRIPTOR)?;
-    data.write_utf8_as_utf16(name)?;
-    ps.write_binder(&mut data, binder)?;
-    cb.transact_oneway(ON_REGISTRATION, &data)
-}
-
-/// One call: its arguments, its reply and who made it.
-struct Call<'a> {
-    data: &'a mut Parcel,
-    reply: &'a mut Parcel,
-    ctx: &'a CallContext,
-}
-
 impl Service for ServiceManager {
     fn descriptor(&self) -> &str {
         DESCRIPTOR
     }
 
+    /// Maps the code of the manager's numbering to the method's Android 16 code, then lets
+    /// the generated `IServiceManager` stub decode the call. A code this numbering does not
+    /// have is UNKNOWN_TRANSACTION, never another method.
     fn on_transact(
         &self,
         code: u32,
@@ -296,101 +267,16 @@ impl Service for ServiceManager {
         reply: &mut Parcel,
         ctx: &CallContext,
     ) -> Result<(), BinderError> {
-        // A code this numbering does not have is UNKNOWN_TRANSACTION, never another method.
-        let Some(method) = self.numbering.method(code) else {
-            return Err(BinderError::UnknownTransaction(code));
-        };
-        data.enforce_interface(DESCRIPTOR)?;
-        let mut call = Call { data, reply, ctx };
-        self.dispatch(method, &mut call)
+        let android16 = self
+            .numbering
+            .method(code)
+            .and_then(|m| Numbering::Android16.code(m))
+            .ok_or(BinderError::UnknownTransaction(code))?;
+        IServiceManager::dispatch(self, android16, data, reply, ctx)
     }
 }
 
 impl ServiceManager {
-    fn dispatch(&self, method: Method, call: &mut Call<'_>) -> Result<(), BinderError> {
-        match method {
-            Method::GetService | Method::CheckService => {
-                let name = read_name(call.data)?;
-                if let Err(why) = self.check_access(Access::Find, &name, call.ctx) {
-                    return exception(call.reply, EX_SECURITY, why);
-                }
-                call.reply.write_no_exception()?;
-                match self.lookup(&name) {
-                    Some(b) => call.ctx.process.write_binder(call.reply, &b),
-                    None => Ok(call.reply.write_null_binder()?),
-                }
-            }
-            Method::GetService2 | Method::CheckService2 => {
-                let name = read_name(call.data)?;
-                if let Err(why) = self.check_access(Access::Find, &name, call.ctx) {
-                    return exception(call.reply, EX_SECURITY, why);
-                }
-                let found = lock(&self.services).get(&name).and_then(|e| {
-                    let lazy = e.dump_priority & FLAG_IS_LAZY_SERVICE != 0;
-                    self.binder_of(e).map(|b| (b, lazy))
-                });
-                let (service, is_lazy_service) = match found {
-                    Some((b, lazy)) => (Some(b), lazy),
-                    None => (None, false),
-                };
-                let union = ServiceUnion::ServiceWithMetadata(ServiceWithMetadata {
-                    service,
-                    is_lazy_service,
-                });
-                call.reply.write_no_exception()?;
-                union.write(&call.ctx.process, call.reply)
-            }
-            Method::AddService => self.add_service(call),
-            Method::ListServices => {
-                let priority = call.data.read_i32()?;
-                let names: Vec<String> = lock(&self.services)
-                    .iter()
-                    .filter(|(_, e)| e.dump_priority & priority != 0)
-                    .filter(|(n, _)| self.check_access(Access::List, n, call.ctx).is_ok())
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                call.reply.write_no_exception()?;
-                Ok(call.reply.write_string16_array(&names)?)
-            }
-            Method::RegisterForNotifications => self.register_for_notifications(call),
-            Method::UnregisterForNotifications => self.unregister_for_notifications(call),
-            Method::RegisterClientCallback => self.register_client_callback(call),
-            Method::TryUnregisterService => self.try_unregister_service(call),
-            Method::GetServiceDebugInfo => {
-                let infos: Vec<ServiceDebugInfo> = lock(&self.services)
-                    .iter()
-                    .filter(|(n, _)| self.check_access(Access::List, n, call.ctx).is_ok())
-                    .map(|(name, e)| ServiceDebugInfo {
-                        name: name.clone(),
-                        debug_pid: e.pid,
-                    })
-                    .collect();
-                call.reply.write_no_exception()?;
-                Ok(ServiceDebugInfo::write_array(&infos, call.reply)?)
-            }
-            Method::IsDeclared
-            | Method::GetDeclaredInstances
-            | Method::UpdatableViaApex
-            | Method::GetUpdatableNames
-            | Method::GetConnectionInfo => self.undeclared(method, call),
-        }
-    }
-
-    /// The VINTF/APEX methods: this manager has no manifest and no APEX, so nothing is
-    /// declared, updatable or reachable over RPC (the answers AOSP gives for such a name).
-    fn undeclared(&self, method: Method, call: &mut Call<'_>) -> Result<(), BinderError> {
-        let _name = read_name(call.data)?;
-        call.reply.write_no_exception()?;
-        match method {
-            Method::IsDeclared => call.reply.write_bool(false)?,
-            Method::UpdatableViaApex => call.reply.write_nullable_string16(None)?,
-            Method::GetConnectionInfo => ConnectionInfo::write_nullable(None, call.reply)?,
-            // getDeclaredInstances, getUpdatableNames: an empty String[].
-            _ => call.reply.write_string16_array::<&str>(&[])?,
-        }
-        Ok(())
-    }
-
     fn check_policy(&self, name: &str, ctx: &CallContext) -> Result<(), String> {
         self.check_access(Access::Add, name, ctx)
     }

@@ -1,6 +1,7 @@
 //! Pins the transaction codes of every numbering and the reply bytes of every method.
 
 use super::*;
+use crate::binder_ipc::aidl::{AidlNullable, AidlValue};
 use crate::binder_ipc::parcel::{Parcel, DEFAULT_SCHED_FLAGS, LOCAL_BINDER_FLAGS};
 use crate::binder_ipc::runtime::{
     Binder, BinderError, CallContext, ProcessState, Service, UNKNOWN_TRANSACTION,
@@ -221,30 +222,38 @@ fn service2_replies_the_service_union() {
     assert_eq!(h.named(Method::CheckService2, "x"), lazy);
     // And the client's reader takes those bytes back.
     let mut p = Parcel::from_bytes(&none[4..], &[]).unwrap();
-    let u = ServiceUnion::read(&h.ctx.process, &mut p).unwrap();
+    let u = ServiceUnion::read_aidl(&mut p, &h.ctx.process).unwrap();
     assert!(u.binder().is_none());
     // An accessor (tag 1) with a null binder, as rsbinder writes one.
     let acc = cat(&[&words(&[1, 1]), &null_binder()]);
     let mut p = Parcel::from_bytes(&acc, &[]).unwrap();
     assert!(matches!(
-        ServiceUnion::read(&h.ctx.process, &mut p).unwrap(),
+        ServiceUnion::read_aidl(&mut p, &h.ctx.process).unwrap(),
         ServiceUnion::Accessor(None)
     ));
     let mut p = Parcel::from_bytes(&words(&[1, 2]), &[]).unwrap();
-    assert!(ServiceUnion::read(&h.ctx.process, &mut p).is_err());
+    assert!(ServiceUnion::read_aidl(&mut p, &h.ctx.process).is_err());
 }
 
 #[test]
 fn add_service_errors_are_aidl_exceptions() {
     let h = harness(Numbering::Android16);
-    let null = h.call(Method::AddService, |p, _| {
+    // `IBinder service` is not @nullable: the generated stub refuses a null before the
+    // method runs.
+    let mut data = h.request(|p, _| {
         p.write_string16("x").unwrap();
         p.write_null_binder().unwrap();
         p.write_bool(false).unwrap();
         p.write_i32(DUMP_FLAG_PRIORITY_DEFAULT).unwrap();
     });
+    let code = Numbering::Android16.code(Method::AddService).unwrap();
+    let e =
+        h.sm.on_transact(code, &mut data, &mut Parcel::new(), &h.ctx);
+    assert!(
+        matches!(&e, Err(BinderError::BadValue(m)) if m.contains("null")),
+        "{e:?}"
+    );
     let ex = |code: i32, msg: &str| cat(&[&words(&[code]), &string16(msg), &words(&[0])]);
-    assert_eq!(null, ex(-3, "Null service."));
     let bad = h.add("bad name!", &Binder::new(Token), DUMP_FLAG_PRIORITY_DEFAULT);
     assert_eq!(bad, ex(-3, "Invalid service name 'bad name!'"));
     assert!(h.sm.names().is_empty());
@@ -349,23 +358,27 @@ fn service_debug_info_lists_names_and_pids() {
     ]);
     assert_eq!(reply, expected);
     let mut p = Parcel::from_bytes(&reply[4..], &[]).unwrap();
-    let infos = ServiceDebugInfo::read_array(&mut p).unwrap();
+    let infos = Vec::<ServiceDebugInfo>::read_aidl(&mut p, &h.ctx.process).unwrap();
     assert_eq!(infos[0].name, "a");
 }
 
 #[test]
 fn connection_info_round_trips() {
     let info = ConnectionInfo {
-        ip_address: "10.0.0.1".into(),
+        ipAddress: "10.0.0.1".into(),
         port: 8080,
     };
+    let (ps, _driver) = ProcessState::embedded().expect("embedded shim");
     let mut p = Parcel::new();
-    ConnectionInfo::write_nullable(Some(&info), &mut p).unwrap();
+    ConnectionInfo::write_nullable(Some(&info), &mut p, &ps).unwrap();
     let ip = string16("10.0.0.1");
     let expected = cat(&[&words(&[1, 4 + ip.len() as i32 + 4]), &ip, &words(&[8080])]);
     assert_eq!(p.data(), &expected[..]);
     p.set_data_position(0);
-    assert_eq!(ConnectionInfo::read_nullable(&mut p).unwrap(), Some(info));
+    assert_eq!(
+        ConnectionInfo::read_nullable(&mut p, &ps).unwrap(),
+        Some(info)
+    );
 }
 
 #[test]

@@ -12,4 +12,15 @@ interface ISlow {
     oneway void later(int ms);
     /** How many `later` calls are waiting now, and how many oneway calls failed. */
     int[] pending();
+    /**
+     * Waits (on the service's runtime) until `n` calls of `gather` are in flight at once,
+     * then `ms` milliseconds more, and returns the most that were in flight: only calls
+     * served concurrently can all return.
+     */
+    int gather(int n, int ms);
+    /**
+     * The service process's binder pool: loopers, idle, serving, parked, max parked,
+     * replacements alive, replacements started, replacements refused, oneway errors.
+     */
+    long[] pool();
 }

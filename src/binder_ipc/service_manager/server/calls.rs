@@ -1,58 +1,191 @@
-//! The methods that change the manager's tables: addService, the registration callbacks,
-//! the client callbacks and tryUnregisterService. Argument errors are AIDL exceptions with
-//! the codes AOSP's servicemanager uses.
+//! The manager's methods, as the generated `IServiceManager` stub calls them (arguments
+//! decoded, the reply encoded by the stub). Argument errors are AIDL exceptions with the
+//! codes AOSP's servicemanager uses; a policy refusal is EX_SECURITY naming the rule.
 
-use super::{exception, lock, notify, read_name, Call, Entry, ServiceManager};
-use super::{
-    valid_name, EX_ILLEGAL_ARGUMENT, EX_ILLEGAL_STATE, EX_NULL_POINTER, EX_SECURITY,
-    EX_UNSUPPORTED_OPERATION, MAX_CALLBACKS_PER_NAME, MAX_NAMES,
+use super::super::aidl::{
+    ConnectionInfo, IClientCallback, IServiceCallback, IServiceManager, Service as ServiceUnion,
+    ServiceDebugInfo, ServiceWithMetadata,
 };
-use crate::binder_ipc::runtime::{Binder, BinderError};
+use super::{exception, lock, Access, Entry, ServiceManager};
+use crate::binder_ipc::parcel::{
+    EX_ILLEGAL_ARGUMENT, EX_ILLEGAL_STATE, EX_SECURITY, EX_UNSUPPORTED_OPERATION,
+};
+use crate::binder_ipc::runtime::{Binder, BinderError, CallContext};
+use crate::binder_ipc::service_manager::FLAG_IS_LAZY_SERVICE;
+use crate::binder_ipc::service_manager::{valid_name, MAX_CALLBACKS_PER_NAME, MAX_NAMES};
 use std::sync::Arc;
 
+type Result<T> = std::result::Result<T, BinderError>;
+
+impl IServiceManager::Interface for ServiceManager {
+    fn getService(&self, call: &CallContext, name: String) -> Result<Option<Binder>> {
+        self.find(call, &name)?;
+        Ok(self.lookup(&name))
+    }
+
+    fn getService2(&self, call: &CallContext, name: String) -> Result<ServiceUnion> {
+        self.service_union(call, &name)
+    }
+
+    fn checkService(&self, call: &CallContext, name: String) -> Result<Option<Binder>> {
+        self.getService(call, name)
+    }
+
+    fn checkService2(&self, call: &CallContext, name: String) -> Result<ServiceUnion> {
+        self.service_union(call, &name)
+    }
+
+    fn addService(
+        &self,
+        call: &CallContext,
+        name: String,
+        service: Binder,
+        _allow_isolated: bool,
+        dump_priority: i32,
+    ) -> Result<()> {
+        self.add_service(call, name, service, dump_priority)
+    }
+
+    fn listServices(&self, call: &CallContext, dump_priority: i32) -> Result<Vec<String>> {
+        Ok(lock(&self.services)
+            .iter()
+            .filter(|(_, e)| e.dump_priority & dump_priority != 0)
+            .filter(|(n, _)| self.check_access(Access::List, n, call).is_ok())
+            .map(|(n, _)| n.clone())
+            .collect())
+    }
+
+    fn registerForNotifications(
+        &self,
+        _call: &CallContext,
+        name: String,
+        callback: IServiceCallback::Proxy,
+    ) -> Result<()> {
+        self.register_for_notifications(name, callback)
+    }
+
+    fn unregisterForNotifications(
+        &self,
+        _call: &CallContext,
+        name: String,
+        callback: IServiceCallback::Proxy,
+    ) -> Result<()> {
+        self.unregister_for_notifications(name, callback)
+    }
+
+    // The VINTF/APEX methods: this manager has no manifest and no APEX, so nothing is
+    // declared, updatable or reachable over RPC (the answers AOSP gives for such a name).
+
+    fn isDeclared(&self, _call: &CallContext, _name: String) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn getDeclaredInstances(&self, _call: &CallContext, _iface: String) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    fn updatableViaApex(&self, _call: &CallContext, _name: String) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    fn getUpdatableNames(&self, _call: &CallContext, _apex: String) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    fn getConnectionInfo(
+        &self,
+        _call: &CallContext,
+        _name: String,
+    ) -> Result<Option<ConnectionInfo>> {
+        Ok(None)
+    }
+
+    fn registerClientCallback(
+        &self,
+        call: &CallContext,
+        name: String,
+        service: Binder,
+        callback: IClientCallback::Proxy,
+    ) -> Result<()> {
+        self.register_client_callback(call, name, service, callback)
+    }
+
+    fn tryUnregisterService(
+        &self,
+        call: &CallContext,
+        name: String,
+        service: Binder,
+    ) -> Result<()> {
+        self.try_unregister_service(call, name, service)
+    }
+
+    fn getServiceDebugInfo(&self, call: &CallContext) -> Result<Vec<ServiceDebugInfo>> {
+        Ok(lock(&self.services)
+            .iter()
+            .filter(|(n, _)| self.check_access(Access::List, n, call).is_ok())
+            .map(|(name, e)| ServiceDebugInfo {
+                name: name.clone(),
+                debugPid: e.pid,
+            })
+            .collect())
+    }
+}
+
 impl ServiceManager {
-    /// `addService(name, service, allowIsolated, dumpPriority)`.
-    pub(super) fn add_service(&self, call: &mut Call<'_>) -> Result<(), BinderError> {
-        let name = read_name(call.data)?;
-        let binder = call.ctx.process.read_binder(call.data)?;
-        let _allow_isolated = call.data.read_bool()?;
-        let dump_priority = call.data.read_i32()?;
-        let Some(binder) = binder else {
-            return exception(call.reply, EX_ILLEGAL_ARGUMENT, "Null service.".into());
+    /// Refuses a lookup the policy refuses (EX_SECURITY with the policy's reason).
+    fn find(&self, call: &CallContext, name: &str) -> Result<()> {
+        self.check_access(Access::Find, name, call)
+            .map_err(|why| exception(EX_SECURITY, why))
+    }
+
+    /// `getService2`/`checkService2`: the service (or none) and whether it is lazy.
+    fn service_union(&self, call: &CallContext, name: &str) -> Result<ServiceUnion> {
+        self.find(call, name)?;
+        let found = lock(&self.services).get(name).and_then(|e| {
+            let lazy = e.dump_priority & FLAG_IS_LAZY_SERVICE != 0;
+            self.binder_of(e).map(|b| (b, lazy))
+        });
+        let (service, lazy) = match found {
+            Some((b, lazy)) => (Some(b), lazy),
+            None => (None, false),
         };
+        Ok(ServiceUnion::ServiceWithMetadata(ServiceWithMetadata {
+            service,
+            isLazyService: lazy,
+        }))
+    }
+
+    /// `addService(name, service, allowIsolated, dumpPriority)`.
+    fn add_service(
+        &self,
+        call: &CallContext,
+        name: String,
+        binder: Binder,
+        dump_priority: i32,
+    ) -> Result<()> {
         if !valid_name(&name) {
             let why = format!("Invalid service name '{name}'");
-            return exception(call.reply, EX_ILLEGAL_ARGUMENT, why);
+            return Err(exception(EX_ILLEGAL_ARGUMENT, why));
         }
-        if let Err(why) = self.check_policy(&name, call.ctx) {
-            return exception(call.reply, EX_SECURITY, why);
-        }
+        self.check_policy(&name, call)
+            .map_err(|why| exception(EX_SECURITY, why))?;
         let full = {
             let services = lock(&self.services);
             !services.contains_key(&name) && services.len() >= MAX_NAMES
         };
         if full {
-            let why = format!("service table full ({MAX_NAMES} names)");
-            return self.over_limit(call.reply, why);
+            return Err(self.over_limit(format!("service table full ({MAX_NAMES} names)")));
         }
-        call.reply.write_no_exception()?;
-        self.insert(&name, binder, dump_priority, call.ctx.pid);
+        self.insert(&name, binder, dump_priority, call.pid);
         Ok(())
     }
 
     /// `registerForNotifications(name, callback)`: `onRegistration` now if the name is
     /// registered, and at every registration after.
-    pub(super) fn register_for_notifications(
-        &self,
-        call: &mut Call<'_>,
-    ) -> Result<(), BinderError> {
-        let name = read_name(call.data)?;
-        let Some(cb) = call.ctx.process.read_binder(call.data)? else {
-            return exception(call.reply, EX_NULL_POINTER, "Null callback.".into());
-        };
+    fn register_for_notifications(&self, name: String, cb: IServiceCallback::Proxy) -> Result<()> {
         if !valid_name(&name) {
             let why = format!("Invalid service name '{name}'");
-            return exception(call.reply, EX_ILLEGAL_ARGUMENT, why);
+            return Err(exception(EX_ILLEGAL_ARGUMENT, why));
         }
         {
             let mut callbacks = lock(&self.callbacks);
@@ -62,21 +195,21 @@ impl ServiceManager {
                 None if names >= MAX_NAMES => {
                     drop(callbacks);
                     let why = format!("callback table full ({MAX_NAMES} names)");
-                    return self.over_limit(call.reply, why);
+                    return Err(self.over_limit(why));
                 }
                 None => callbacks.entry(name.clone()).or_default(),
             };
             if list.len() >= MAX_CALLBACKS_PER_NAME {
                 drop(callbacks);
                 let why = format!("too many callbacks for '{name}' ({MAX_CALLBACKS_PER_NAME})");
-                return self.over_limit(call.reply, why);
+                return Err(self.over_limit(why));
             }
             list.push(cb.clone());
         }
-        self.forget_callback_on_death(&name, &cb);
-        call.reply.write_no_exception()?;
+        self.forget_callback_on_death(&name, cb.binder());
         if let Some(b) = self.lookup(&name) {
-            let _ = notify(&call.ctx.process, &cb, &name, &b);
+            // Oneway, after the table is updated (the reply follows it).
+            let _ = cb.onRegistration(&name, &b);
         }
         Ok(())
     }
@@ -91,7 +224,7 @@ impl ServiceManager {
             if let Some(sm) = weak.upgrade() {
                 let mut callbacks = lock(&sm.callbacks);
                 if let Some(list) = callbacks.get_mut(&key) {
-                    list.retain(|b| !b.same_as(&dead));
+                    list.retain(|c| !c.binder().same_as(&dead));
                     if list.is_empty() {
                         callbacks.remove(&key);
                     }
@@ -101,122 +234,109 @@ impl ServiceManager {
     }
 
     /// `unregisterForNotifications(name, callback)`; an unknown pair is EX_ILLEGAL_STATE.
-    pub(super) fn unregister_for_notifications(
+    fn unregister_for_notifications(
         &self,
-        call: &mut Call<'_>,
-    ) -> Result<(), BinderError> {
-        let name = read_name(call.data)?;
-        let Some(cb) = call.ctx.process.read_binder(call.data)? else {
-            return exception(call.reply, EX_NULL_POINTER, "Null callback.".into());
-        };
-        let found = {
-            let mut callbacks = lock(&self.callbacks);
-            let found = match callbacks.get_mut(&name) {
-                Some(list) => {
-                    let before = list.len();
-                    list.retain(|b| !b.same_as(&cb));
-                    list.len() != before
-                }
-                None => false,
-            };
-            if callbacks.get(&name).is_some_and(|l| l.is_empty()) {
-                callbacks.remove(&name);
+        name: String,
+        cb: IServiceCallback::Proxy,
+    ) -> Result<()> {
+        let mut callbacks = lock(&self.callbacks);
+        let found = match callbacks.get_mut(&name) {
+            Some(list) => {
+                let before = list.len();
+                list.retain(|c| !c.binder().same_as(cb.binder()));
+                list.len() != before
             }
-            found
+            None => false,
         };
-        if !found {
-            let why = format!("Trying to unregister callback, but none exists for '{name}'");
-            return exception(call.reply, EX_ILLEGAL_STATE, why);
+        if callbacks.get(&name).is_some_and(|l| l.is_empty()) {
+            callbacks.remove(&name);
         }
-        call.reply.write_no_exception()?;
-        Ok(())
+        drop(callbacks);
+        match found {
+            true => Ok(()),
+            false => {
+                let why = format!("Trying to unregister callback, but none exists for '{name}'");
+                Err(exception(EX_ILLEGAL_STATE, why))
+            }
+        }
     }
 
-    /// Checks that the caller registered `name` with `binder`: `Err(reply written)` if not.
+    /// Checks that the caller registered `name` with `binder` (`missing`/`mismatch`: the
+    /// exception codes when it is not registered / registered with another binder).
     fn check_owner(
         &self,
-        call: &mut Call<'_>,
+        call: &CallContext,
         name: &str,
         binder: &Binder,
         missing: i32,
         mismatch: i32,
-    ) -> Result<bool, BinderError> {
+    ) -> Result<()> {
         let owner = lock(&self.services)
             .get(name)
             .map(|e: &Entry| (e.pid, self.binder_of(e).is_some_and(|b| b.same_as(binder))));
-        let why = match owner {
-            None => (missing, format!("Service '{name}' is not registered")),
-            Some((pid, _)) if pid != call.ctx.pid => (
+        Err(match owner {
+            None => exception(missing, format!("Service '{name}' is not registered")),
+            Some((pid, _)) if pid != call.pid => exception(
                 EX_UNSUPPORTED_OPERATION,
                 format!("Only the process that registered '{name}' may do this"),
             ),
-            Some((_, false)) => (
+            Some((_, false)) => exception(
                 mismatch,
                 format!("'{name}' is registered with a different binder"),
             ),
-            Some((_, true)) => return Ok(true),
-        };
-        exception(call.reply, why.0, why.1)?;
-        Ok(false)
+            Some((_, true)) => return Ok(()),
+        })
     }
 
     /// `registerClientCallback(name, service, callback)`: only the service's own process,
     /// with the binder it registered.
-    pub(super) fn register_client_callback(&self, call: &mut Call<'_>) -> Result<(), BinderError> {
-        let name = read_name(call.data)?;
-        let service = call.ctx.process.read_binder(call.data)?;
-        let cb = call.ctx.process.read_binder(call.data)?;
-        let (Some(service), Some(cb)) = (service, cb) else {
-            return exception(
-                call.reply,
-                EX_NULL_POINTER,
-                "Null service or callback.".into(),
-            );
-        };
-        if let Err(why) = self.check_policy(&name, call.ctx) {
-            return exception(call.reply, EX_SECURITY, why);
-        }
-        if !self.check_owner(
+    fn register_client_callback(
+        &self,
+        call: &CallContext,
+        name: String,
+        service: Binder,
+        cb: IClientCallback::Proxy,
+    ) -> Result<()> {
+        self.check_policy(&name, call)
+            .map_err(|why| exception(EX_SECURITY, why))?;
+        self.check_owner(
             call,
             &name,
             &service,
             EX_ILLEGAL_ARGUMENT,
             EX_ILLEGAL_ARGUMENT,
-        )? {
-            return Ok(());
-        }
+        )?;
         let mut services = lock(&self.services);
         let Some(entry) = services.get_mut(&name) else {
             drop(services);
             let why = format!("Service '{name}' is not registered");
-            return exception(call.reply, EX_ILLEGAL_ARGUMENT, why);
+            return Err(exception(EX_ILLEGAL_ARGUMENT, why));
         };
         if entry.client_callbacks.len() >= MAX_CALLBACKS_PER_NAME {
             drop(services);
-            let why = format!("too many client callbacks for '{name}'");
-            return self.over_limit(call.reply, why);
+            return Err(self.over_limit(format!("too many client callbacks for '{name}'")));
         }
-        if !entry.client_callbacks.iter().any(|b| b.same_as(&cb)) {
+        if !entry
+            .client_callbacks
+            .iter()
+            .any(|c| c.binder().same_as(cb.binder()))
+        {
             entry.client_callbacks.push(cb);
         }
-        drop(services);
-        call.reply.write_no_exception()?;
         Ok(())
     }
 
     /// `tryUnregisterService(name, service)`: a lazy service (one with a client callback)
     /// leaving, asked by its own process with the binder it registered.
-    pub(super) fn try_unregister_service(&self, call: &mut Call<'_>) -> Result<(), BinderError> {
-        let name = read_name(call.data)?;
-        let Some(service) = call.ctx.process.read_binder(call.data)? else {
-            return exception(call.reply, EX_NULL_POINTER, "Null service.".into());
-        };
-        if let Err(why) = self.check_policy(&name, call.ctx) {
-            return exception(call.reply, EX_SECURITY, why);
-        }
-        if !self.check_owner(call, &name, &service, EX_ILLEGAL_STATE, EX_ILLEGAL_STATE)? {
-            return Ok(());
-        }
+    fn try_unregister_service(
+        &self,
+        call: &CallContext,
+        name: String,
+        service: Binder,
+    ) -> Result<()> {
+        self.check_policy(&name, call)
+            .map_err(|why| exception(EX_SECURITY, why))?;
+        self.check_owner(call, &name, &service, EX_ILLEGAL_STATE, EX_ILLEGAL_STATE)?;
         let mut services = lock(&self.services);
         let lazy = services
             .get(&name)
@@ -224,11 +344,9 @@ impl ServiceManager {
         if !lazy {
             drop(services);
             let why = format!("'{name}' has no client callback: only a lazy service unregisters");
-            return exception(call.reply, EX_ILLEGAL_STATE, why);
+            return Err(exception(EX_ILLEGAL_STATE, why));
         }
         services.remove(&name);
-        drop(services);
-        call.reply.write_no_exception()?;
         Ok(())
     }
 }
