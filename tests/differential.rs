@@ -30,7 +30,8 @@
 //!
 //! Environment: `BITTUBE_DIFF_SEEDS` (scenarios; default 300 on the kernel, 30 without),
 //! `BITTUBE_DIFF_SEED` (first seed, default 1), `BITTUBE_DIFF_REPLAY=<seed>[:<step>,...]`
-//! (run one scenario, or some of its steps, and print both traces).
+//! (run one scenario, or some of its steps, and print both traces; several such specs
+//! separated by spaces run one after the other).
 
 #[path = "differential/build.rs"]
 mod build;
@@ -248,10 +249,16 @@ fn compare(
             let (sa, sb) = (a.get(i).unwrap_or(&empty), b.get(i).unwrap_or(&empty));
             let at = step_of(sa).or(step_of(sb));
             let step = at.map(|s| &scen.steps[s]);
+            let earlier = kept
+                .iter()
+                .take_while(|&&k| Some(k) != at)
+                .map(|&k| &scen.steps[k])
+                .collect();
             let d = known::Diff {
                 step,
                 shim: sa,
                 kernel: sb,
+                earlier,
             };
             match known::known(&d) {
                 Some(k) => Outcome::Known(k.name),
@@ -422,7 +429,13 @@ fn shim_against_kernel() {
     assert_eq!(differences, 0, "the shim and the kernel differ (see above)");
 }
 
-fn replay(pool: &mut Pool, sides: &Sides, spec: &str) {
+fn replay(pool: &mut Pool, sides: &Sides, specs: &str) {
+    for spec in specs.split_whitespace() {
+        replay_one(pool, sides, spec);
+    }
+}
+
+fn replay_one(pool: &mut Pool, sides: &Sides, spec: &str) {
     let (seed, steps) = spec.split_once(':').unwrap_or((spec, ""));
     let scen = scenario(seed.parse().expect("replay seed"));
     let kept: Vec<usize> = if steps.is_empty() {

@@ -123,6 +123,7 @@ impl State {
     /// A sync call (`binder_transaction`, `!reply`, no TF_ONE_WAY).
     fn call(&mut self, s: Sender, id: TxnId, req: TxnRequest<'_>) -> Result<(), TxnError> {
         let (node, target_proc) = self.call_target(s, Handle(req.tr.handle()))?;
+        self.no_txn_on_todo(s.conn)?;
         let thread = self.nested_target(s.conn, target_proc)?;
         let route = Route {
             proc: target_proc,
@@ -288,6 +289,22 @@ impl State {
             return Err(TxnError::failed(Check::SelfCall, Errno::EINVAL));
         }
         Ok((node, owner))
+    }
+
+    /// A sync call is refused while the head of the caller's own todo list is a transaction
+    /// or a reply (the kernel looks at the head only: a BR_TRANSACTION_COMPLETE or an error
+    /// in front of it lets the call through). The check comes after the target is found, as
+    /// in `binder_transaction`, so a bad handle is reported first.
+    fn no_txn_on_todo(&mut self, conn: ConnId) -> Result<(), TxnError> {
+        let head = self
+            .threads
+            .get(&conn)
+            .and_then(|t| t.todo.front().copied());
+        if matches!(head, Some(Work::Txn(_))) {
+            self.user_error();
+            return Err(TxnError::failed(Check::TxnOnTodo, Errno::EPROTO));
+        }
+        Ok(())
     }
 
     /// For a sync call from a thread with a stack: the thread of `target_proc` that waits in
