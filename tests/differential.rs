@@ -177,6 +177,53 @@ impl Drop for Pool {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Where the time goes
+
+/// Phases of a side's run, timed for the summary.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// `begin` on every worker (opening, becoming context manager).
+    Begin = 0,
+    /// The steps, each a round trip to a worker.
+    Steps = 1,
+    /// Waiting for an exited process to be released.
+    Settle = 2,
+    /// `end` on every worker.
+    End = 3,
+}
+
+/// Time spent by side (0 shim, 1 kernel) and phase since the test started.
+static TIMES: std::sync::Mutex<[[Duration; 4]; 2]> =
+    std::sync::Mutex::new([[Duration::ZERO; 4]; 2]);
+
+fn timed<T>(side: usize, phase: Phase, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let r = f();
+    let mut t = TIMES.lock().unwrap_or_else(|e| e.into_inner());
+    t[side][phase as usize] += start.elapsed();
+    r
+}
+
+/// `shim begin 1.2 s steps ...; kernel ...`: the time per side and phase.
+fn times_text() -> String {
+    let t = *TIMES.lock().unwrap_or_else(|e| e.into_inner());
+    ["shim", "kernel"]
+        .iter()
+        .zip(t.iter())
+        .map(|(side, p)| {
+            format!(
+                "{side} begin {:.1} s steps {:.1} s settle {:.1} s end {:.1} s",
+                p[0].as_secs_f64(),
+                p[1].as_secs_f64(),
+                p[2].as_secs_f64(),
+                p[3].as_secs_f64()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+// ---------------------------------------------------------------------------------------------
 // Running and comparing
 
 /// Runs steps `kept` of `scen` on `side`; the normalised trace, one line per step.
@@ -184,8 +231,11 @@ fn run_side(pool: &mut Pool, scen: &Scenario, kept: &[usize], side: &str) -> Vec
     let n = scen.procs.len();
     let pids = pool.pids(n);
     let mut trace = Vec::new();
+    let s = usize::from(side.starts_with("kernel:"));
     for p in 0..n {
-        match pool.ask(p, &format!("begin {} {side} {pids}", scen.seed)) {
+        match timed(s, Phase::Begin, || {
+            pool.ask(p, &format!("begin {} {side} {pids}", scen.seed))
+        }) {
             Some(a) => trace.push(format!("P{p} begin: {a}")),
             None => {
                 trace.push(format!("P{p} begin: HANG"));
@@ -195,7 +245,7 @@ fn run_side(pool: &mut Pool, scen: &Scenario, kept: &[usize], side: &str) -> Vec
     }
     for &i in kept {
         let st = &scen.steps[i];
-        match pool.ask(st.proc, &format!("step {i}")) {
+        match timed(s, Phase::Steps, || pool.ask(st.proc, &format!("step {i}"))) {
             Some(a) => trace.push(format!("#{i} P{}T{}: {a}", st.proc, st.thread)),
             None => {
                 trace.push(format!("#{i} P{}T{}: HANG", st.proc, st.thread));
@@ -203,11 +253,11 @@ fn run_side(pool: &mut Pool, scen: &Scenario, kept: &[usize], side: &str) -> Vec
             }
         }
         if matches!(st.op, Op::Exit) {
-            std::thread::sleep(SETTLE);
+            timed(s, Phase::Settle, || std::thread::sleep(SETTLE));
         }
     }
     for p in 0..n {
-        if pool.ask(p, "end").is_none() {
+        if timed(s, Phase::End, || pool.ask(p, "end")).is_none() {
             trace.push(format!("P{p} end: HANG"));
         }
     }
@@ -423,6 +473,7 @@ fn shim_against_kernel() {
             ));
         }
     }
+    say(&format!("differential: time {}", times_text()));
     say(&format!(
         "differential: {count} scenarios, {differences} differences"
     ));

@@ -78,6 +78,9 @@ pub enum Check {
     FdaUnaligned,
     /// The sender already has [`super::limits::Limits::txns`] transactions pending.
     TxnCap,
+    /// The sender's transactions not yet read would hold more than
+    /// [`super::limits::Limits::fds`] fds.
+    FdCap,
     /// The sender (or target) reached [`super::limits::Limits::nodes`].
     NodeCap,
     /// The target reached [`super::limits::Limits::refs`].
