@@ -46,19 +46,21 @@ mod worker;
 
 use bittube::binder_ipc::shim::Driver;
 use gen::{scenario, Op, Scenario, MAX_PROCS};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// This test's name (workers re-execute it).
 const TEST: &str = "shim_against_kernel";
 /// Only turns a hung worker into a failure.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time for the driver to release an exited binder process (the kernel does it on a
-/// workqueue, the shim when it sees the connections close).
+/// Time for the kernel to release an exited binder process (it does it on a workqueue, and
+/// nothing a process can see says when it is done).
 const SETTLE: Duration = Duration::from_millis(150);
+/// The longest wait for the shim to release an exited process (it does it in the event-loop
+/// turn that sees the process's connection close; its state dump then no longer lists it).
+const SHIM_SETTLE_MAX: Duration = Duration::from_secs(5);
 
 /// Prints a line the test harness does not capture (the kernel run greps it).
 fn say(s: &str) {
@@ -88,7 +90,46 @@ fn kernel_path() -> String {
 struct WorkerProc {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
-    lines: mpsc::Receiver<String>,
+    stdout: std::process::ChildStdout,
+    /// Bytes read from `stdout` past the last whole line.
+    pending: Vec<u8>,
+}
+
+impl WorkerProc {
+    /// The next answer line (its [`worker::ANSWER`] prefix removed), read on this thread
+    /// (no reader thread: one wake-up fewer per step); `None` at end of output or after
+    /// `timeout`.
+    fn answer(&mut self, timeout: Duration) -> Option<String> {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=nl).collect();
+                let line = String::from_utf8_lossy(&line[..nl]).into_owned();
+                if let Some(a) = line.strip_prefix(worker::ANSWER) {
+                    return Some(a.to_string());
+                }
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [nix::poll::PollFd::new(
+                self.stdout.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return None,
+            }
+            let mut buf = [0u8; 4096];
+            match self.stdout.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
 }
 
 struct Pool {
@@ -118,22 +159,12 @@ impl Pool {
                     .spawn()
                     .expect("starting a worker");
                 let stdin = child.stdin.take().expect("worker stdin");
-                let out = child.stdout.take().expect("worker stdout");
-                let (tx, lines) = mpsc::channel();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(out).lines() {
-                        let Ok(line) = line else { break };
-                        if let Some(a) = line.strip_prefix(worker::ANSWER) {
-                            if tx.send(a.to_string()).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                });
+                let stdout = child.stdout.take().expect("worker stdout");
                 WorkerProc {
                     child,
                     stdin,
-                    lines,
+                    stdout,
+                    pending: Vec::new(),
                 }
             })
             .collect();
@@ -159,9 +190,7 @@ impl Pool {
     fn ask(&mut self, p: usize, line: &str) -> Option<String> {
         let w = &mut self.workers[p];
         let sent = writeln!(w.stdin, "{line}").and_then(|_| w.stdin.flush());
-        let answer = sent
-            .ok()
-            .and_then(|_| w.lines.recv_timeout(ANSWER_TIMEOUT).ok());
+        let answer = sent.ok().and_then(|_| w.answer(ANSWER_TIMEOUT));
         if answer.is_none() {
             self.kill();
             self.spawn();
@@ -253,7 +282,8 @@ fn run_side(pool: &mut Pool, scen: &Scenario, kept: &[usize], side: &str) -> Vec
             }
         }
         if matches!(st.op, Op::Exit) {
-            timed(s, Phase::Settle, || std::thread::sleep(SETTLE));
+            let pid = pool.workers[st.proc].child.id();
+            timed(s, Phase::Settle, || settle(side, pid));
         }
     }
     for p in 0..n {
@@ -262,6 +292,26 @@ fn run_side(pool: &mut Pool, scen: &Scenario, kept: &[usize], side: &str) -> Vec
         }
     }
     trace
+}
+
+/// Waits until the driver of `side` has released the binder process of worker `pid`, which
+/// just closed its device: for the shim, until its state no longer lists the process (its
+/// release is complete by then); for the kernel, a fixed pause.
+fn settle(side: &str, pid: u32) {
+    let Some(socket) = side.strip_prefix("shim:") else {
+        std::thread::sleep(SETTLE);
+        return;
+    };
+    let listed = format!("proc {pid} id ");
+    let deadline = Instant::now() + SHIM_SETTLE_MAX;
+    while Instant::now() < deadline {
+        match bittube::binder_ipc::shim::query_state(Path::new(socket)) {
+            Ok(state) if !state.contains(&listed) => return,
+            Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+            Err(_) => break,
+        }
+    }
+    // Not released in time (or no answer): the trace shows what follows.
 }
 
 fn first_difference(a: &[String], b: &[String]) -> Option<usize> {
