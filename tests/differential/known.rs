@@ -50,7 +50,22 @@ pub struct Known {
 //   acknowledged it (binder_dec_node_nilocked dequeues it and frees the node), so some step
 //   of the minimised list drops P1's reference there and not in the shim. Not yet
 //   understood; not listed below.
-// - 4963: the empty-FDA difference in a reply (now matched by its entry).
+// - 4963, 7971: the empty-FDA difference in a reply (now matched by its entry: the replier's
+//   write stops after BR_TRANSACTION_COMPLETE on the shim).
+// - 7721 (`BITTUBE_DIFF_REPLAY=7721:9,10,11,13,14,15,17,18,19,22,23,24,25,27,34,38,41,42`):
+//   at the differing step the shim's P2T1 reads BR_INCREFS + BR_ACQUIRE of its node 0x3000
+//   that the kernel does not have queued (the step also carries an empty FDA outside its
+//   parent, but the node work predates it); with 4117 it looks like one open difference in
+//   when node work is dropped; not yet understood.
+// - 6275 (fixed): a BC_FREE_BUFFER that closes FDA fds sets looper_need_return in the kernel,
+//   so a non-blocking read in the same call returns a lone BR_NOOP, not EAGAIN.
+// - 6113 (`BITTUBE_DIFF_REPLAY=6113:6,29,32,33,38,39,44`): after the manager process exits,
+//   a fresh non-looper thread of P1 writes BC_ACQUIRE_DONE for its node (whose other strong
+//   refs went with the manager) and reads: the shim gives it the node's BR_RELEASE (process
+//   work), the kernel a lone BR_NOOP. Either the kernel still holds a strong reference on the
+//   node (the exited manager's last call to it, queued in P1's todo, keeps its target node)
+//   or it does not hand process work to a thread that never entered the looper; not yet
+//   understood.
 
 /// The list. Issue 17's item 5 (command payloads cut by the end of the write buffer: the
 /// kernel reads past the buffer) is not generated at all, so it needs no entry.
@@ -111,10 +126,25 @@ fn empty_fda_outside_parent(d: &Diff<'_>) -> bool {
     else {
         return false;
     };
-    // Whatever the shim side shows then: BR_FAILED_REPLY for a call, a lone BR_NOOP when
-    // the read ends first, or for a reply the replier's BR_TRANSACTION_COMPLETE with the
-    // write stopped after it (seed 4963) and the caller's BR_FAILED_REPLY later.
-    odd_empty_fda(cmds) && !result(d.kernel).contains("FAILED_REPLY")
+    // The shim side shows the refusal: BR_FAILED_REPLY for a call, a lone BR_NOOP when the
+    // read ends first, or for a reply the replier's BR_TRANSACTION_COMPLETE with the write
+    // stopped after it (seeds 4963, 7971: the caller reads BR_FAILED_REPLY later).
+    let (shim, kernel) = (result(d.shim), result(d.kernel));
+    let write_stopped = matches!(
+        (consumed(shim), consumed(kernel)),
+        (Some(s), Some(k)) if s < k
+    );
+    odd_empty_fda(cmds)
+        && !kernel.contains("FAILED_REPLY")
+        && (shim.contains("FAILED_REPLY") || shim.ends_with(" rc=4 | NOOP") || write_stopped)
+}
+
+/// The `wc=` of a result.
+fn consumed(result: &str) -> Option<u64> {
+    result
+        .split(' ')
+        .find_map(|w| w.strip_prefix("wc="))
+        .and_then(|n| n.parse().ok())
 }
 
 /// A valid transaction among `cmds` carries an FDA of no fds outside (or misaligned in) its

@@ -1220,6 +1220,10 @@ impl State {
             Some(b) if b.allow_user_free => {
                 let close = self.release_buffer(proc, off).unwrap_or_default();
                 if let Some(t) = self.threads.get_mut(&conn) {
+                    // binder_transaction_buffer_release sets looper_need_return for each FDA
+                    // fd it closes, so this call's read returns at once, a lone BR_NOOP
+                    // rather than EAGAIN for a non-blocking read (differential seed 6275).
+                    t.need_return |= !close.is_empty();
                     t.close_fds.extend(close);
                 }
             }
