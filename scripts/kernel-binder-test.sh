@@ -30,7 +30,13 @@
 #                           uinput"), taken with their dependencies from the same package
 #   BITTUBE_DIFF_SEEDS, BITTUBE_DIFF_SEED, BITTUBE_DIFF_REPLAY
 #                           passed into the guest for tests/differential.rs (scenario count,
-#                           first seed, one scenario to replay)
+#                           first seed, scenarios to replay)
+#   BITTUBE_KERNEL_SMP      the guest's vCPUs (default 2)
+#   BITTUBE_KERNEL_OPT_LEVEL  opt-level of the static build (default 0, the debug build).
+#                           2 makes the code run several times faster under TCG (debug
+#                           assertions and overflow checks stay on); for long differential
+#                           campaigns. Its own target dir (cargo-optN/), so switching does not
+#                           rebuild the other.
 #
 # When tests/differential.rs ran, its count line `differential: N scenarios, M differences`
 # is printed again on a line of its own after the `kernel:` line.
@@ -233,11 +239,17 @@ fi
 # ------------------------------------------------------------------------------------------
 # Static test binaries (in their own target dir, so the host build is not invalidated)
 
-say "building static test binaries"
+opt_level=${BITTUBE_KERNEL_OPT_LEVEL:-0}
+case "$opt_level" in 0|1|2|3) ;; *) die "BITTUBE_KERNEL_OPT_LEVEL must be 0..3" ;; esac
+opt_suffix=
+[ "$opt_level" = 0 ] || opt_suffix="-opt$opt_level"
+say "building static test binaries (opt-level $opt_level)"
 json="$work/cargo-test.json"
 (
     cd "$root"
-    CARGO_TARGET_DIR="$work/cargo" \
+    CARGO_TARGET_DIR="$work/cargo$opt_suffix" \
+    CARGO_PROFILE_DEV_OPT_LEVEL=$opt_level \
+    CARGO_PROFILE_TEST_OPT_LEVEL=$opt_level \
     RUSTFLAGS="-C target-feature=+crt-static" \
     CARGO_PROFILE_DEV_DEBUG=line-tables-only \
     CARGO_PROFILE_TEST_DEBUG=line-tables-only \
@@ -332,7 +344,7 @@ say "initramfs: $(du -h "$initrd" | cut -f1), ${#tests[@]} test binaries"
 log="$work/guest.log"
 say "booting $(cat "$kdir/package" | cut -d' ' -f1) under qemu (timeout ${guest_timeout}s)"
 set +e
-timeout -k 5 "$guest_timeout" qemu-system-x86_64 -accel tcg -m 1024 -smp 2 -nic none -no-reboot \
+timeout -k 5 "$guest_timeout" qemu-system-x86_64 -accel tcg -m 1024 -smp "${BITTUBE_KERNEL_SMP:-2}" -nic none -no-reboot \
     -nographic \
     -kernel "$kdir/vmlinuz" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 no_timer_check quiet" </dev/null \

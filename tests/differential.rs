@@ -30,7 +30,8 @@
 //!
 //! Environment: `BITTUBE_DIFF_SEEDS` (scenarios; default 300 on the kernel, 30 without),
 //! `BITTUBE_DIFF_SEED` (first seed, default 1), `BITTUBE_DIFF_REPLAY=<seed>[:<step>,...]`
-//! (run one scenario, or some of its steps, and print both traces).
+//! (run one scenario, or some of its steps, and print both traces; several such specs
+//! separated by spaces run one after the other).
 
 #[path = "differential/build.rs"]
 mod build;
@@ -45,19 +46,21 @@ mod worker;
 
 use bittube::binder_ipc::shim::Driver;
 use gen::{scenario, Op, Scenario, MAX_PROCS};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// This test's name (workers re-execute it).
 const TEST: &str = "shim_against_kernel";
 /// Only turns a hung worker into a failure.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time for the driver to release an exited binder process (the kernel does it on a
-/// workqueue, the shim when it sees the connections close).
+/// Time for the kernel to release an exited binder process (it does it on a workqueue, and
+/// nothing a process can see says when it is done).
 const SETTLE: Duration = Duration::from_millis(150);
+/// The longest wait for the shim to release an exited process (it does it in the event-loop
+/// turn that sees the process's connection close; its state dump then no longer lists it).
+const SHIM_SETTLE_MAX: Duration = Duration::from_secs(5);
 
 /// Prints a line the test harness does not capture (the kernel run greps it).
 fn say(s: &str) {
@@ -87,7 +90,46 @@ fn kernel_path() -> String {
 struct WorkerProc {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
-    lines: mpsc::Receiver<String>,
+    stdout: std::process::ChildStdout,
+    /// Bytes read from `stdout` past the last whole line.
+    pending: Vec<u8>,
+}
+
+impl WorkerProc {
+    /// The next answer line (its [`worker::ANSWER`] prefix removed), read on this thread
+    /// (no reader thread: one wake-up fewer per step); `None` at end of output or after
+    /// `timeout`.
+    fn answer(&mut self, timeout: Duration) -> Option<String> {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=nl).collect();
+                let line = String::from_utf8_lossy(&line[..nl]).into_owned();
+                if let Some(a) = line.strip_prefix(worker::ANSWER) {
+                    return Some(a.to_string());
+                }
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [nix::poll::PollFd::new(
+                self.stdout.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return None,
+            }
+            let mut buf = [0u8; 4096];
+            match self.stdout.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
 }
 
 struct Pool {
@@ -117,22 +159,12 @@ impl Pool {
                     .spawn()
                     .expect("starting a worker");
                 let stdin = child.stdin.take().expect("worker stdin");
-                let out = child.stdout.take().expect("worker stdout");
-                let (tx, lines) = mpsc::channel();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(out).lines() {
-                        let Ok(line) = line else { break };
-                        if let Some(a) = line.strip_prefix(worker::ANSWER) {
-                            if tx.send(a.to_string()).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                });
+                let stdout = child.stdout.take().expect("worker stdout");
                 WorkerProc {
                     child,
                     stdin,
-                    lines,
+                    stdout,
+                    pending: Vec::new(),
                 }
             })
             .collect();
@@ -158,9 +190,7 @@ impl Pool {
     fn ask(&mut self, p: usize, line: &str) -> Option<String> {
         let w = &mut self.workers[p];
         let sent = writeln!(w.stdin, "{line}").and_then(|_| w.stdin.flush());
-        let answer = sent
-            .ok()
-            .and_then(|_| w.lines.recv_timeout(ANSWER_TIMEOUT).ok());
+        let answer = sent.ok().and_then(|_| w.answer(ANSWER_TIMEOUT));
         if answer.is_none() {
             self.kill();
             self.spawn();
@@ -176,6 +206,53 @@ impl Drop for Pool {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Where the time goes
+
+/// Phases of a side's run, timed for the summary.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// `begin` on every worker (opening, becoming context manager).
+    Begin = 0,
+    /// The steps, each a round trip to a worker.
+    Steps = 1,
+    /// Waiting for an exited process to be released.
+    Settle = 2,
+    /// `end` on every worker.
+    End = 3,
+}
+
+/// Time spent by side (0 shim, 1 kernel) and phase since the test started.
+static TIMES: std::sync::Mutex<[[Duration; 4]; 2]> =
+    std::sync::Mutex::new([[Duration::ZERO; 4]; 2]);
+
+fn timed<T>(side: usize, phase: Phase, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let r = f();
+    let mut t = TIMES.lock().unwrap_or_else(|e| e.into_inner());
+    t[side][phase as usize] += start.elapsed();
+    r
+}
+
+/// `shim begin 1.2 s steps ...; kernel ...`: the time per side and phase.
+fn times_text() -> String {
+    let t = *TIMES.lock().unwrap_or_else(|e| e.into_inner());
+    ["shim", "kernel"]
+        .iter()
+        .zip(t.iter())
+        .map(|(side, p)| {
+            format!(
+                "{side} begin {:.1} s steps {:.1} s settle {:.1} s end {:.1} s",
+                p[0].as_secs_f64(),
+                p[1].as_secs_f64(),
+                p[2].as_secs_f64(),
+                p[3].as_secs_f64()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+// ---------------------------------------------------------------------------------------------
 // Running and comparing
 
 /// Runs steps `kept` of `scen` on `side`; the normalised trace, one line per step.
@@ -183,8 +260,11 @@ fn run_side(pool: &mut Pool, scen: &Scenario, kept: &[usize], side: &str) -> Vec
     let n = scen.procs.len();
     let pids = pool.pids(n);
     let mut trace = Vec::new();
+    let s = usize::from(side.starts_with("kernel:"));
     for p in 0..n {
-        match pool.ask(p, &format!("begin {} {side} {pids}", scen.seed)) {
+        match timed(s, Phase::Begin, || {
+            pool.ask(p, &format!("begin {} {side} {pids}", scen.seed))
+        }) {
             Some(a) => trace.push(format!("P{p} begin: {a}")),
             None => {
                 trace.push(format!("P{p} begin: HANG"));
@@ -194,7 +274,7 @@ fn run_side(pool: &mut Pool, scen: &Scenario, kept: &[usize], side: &str) -> Vec
     }
     for &i in kept {
         let st = &scen.steps[i];
-        match pool.ask(st.proc, &format!("step {i}")) {
+        match timed(s, Phase::Steps, || pool.ask(st.proc, &format!("step {i}"))) {
             Some(a) => trace.push(format!("#{i} P{}T{}: {a}", st.proc, st.thread)),
             None => {
                 trace.push(format!("#{i} P{}T{}: HANG", st.proc, st.thread));
@@ -202,15 +282,36 @@ fn run_side(pool: &mut Pool, scen: &Scenario, kept: &[usize], side: &str) -> Vec
             }
         }
         if matches!(st.op, Op::Exit) {
-            std::thread::sleep(SETTLE);
+            let pid = pool.workers[st.proc].child.id();
+            timed(s, Phase::Settle, || settle(side, pid));
         }
     }
     for p in 0..n {
-        if pool.ask(p, "end").is_none() {
+        if timed(s, Phase::End, || pool.ask(p, "end")).is_none() {
             trace.push(format!("P{p} end: HANG"));
         }
     }
     trace
+}
+
+/// Waits until the driver of `side` has released the binder process of worker `pid`, which
+/// just closed its device: for the shim, until its state no longer lists the process (its
+/// release is complete by then); for the kernel, a fixed pause.
+fn settle(side: &str, pid: u32) {
+    let Some(socket) = side.strip_prefix("shim:") else {
+        std::thread::sleep(SETTLE);
+        return;
+    };
+    let listed = format!("proc {pid} id ");
+    let deadline = Instant::now() + SHIM_SETTLE_MAX;
+    while Instant::now() < deadline {
+        match bittube::binder_ipc::shim::query_state(Path::new(socket)) {
+            Ok(state) if !state.contains(&listed) => return,
+            Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+            Err(_) => break,
+        }
+    }
+    // Not released in time (or no answer): the trace shows what follows.
 }
 
 fn first_difference(a: &[String], b: &[String]) -> Option<usize> {
@@ -248,10 +349,16 @@ fn compare(
             let (sa, sb) = (a.get(i).unwrap_or(&empty), b.get(i).unwrap_or(&empty));
             let at = step_of(sa).or(step_of(sb));
             let step = at.map(|s| &scen.steps[s]);
+            let earlier = kept
+                .iter()
+                .take_while(|&&k| Some(k) != at)
+                .map(|&k| &scen.steps[k])
+                .collect();
             let d = known::Diff {
                 step,
                 shim: sa,
                 kernel: sb,
+                earlier,
             };
             match known::known(&d) {
                 Some(k) => Outcome::Known(k.name),
@@ -416,13 +523,20 @@ fn shim_against_kernel() {
             ));
         }
     }
+    say(&format!("differential: time {}", times_text()));
     say(&format!(
         "differential: {count} scenarios, {differences} differences"
     ));
     assert_eq!(differences, 0, "the shim and the kernel differ (see above)");
 }
 
-fn replay(pool: &mut Pool, sides: &Sides, spec: &str) {
+fn replay(pool: &mut Pool, sides: &Sides, specs: &str) {
+    for spec in specs.split_whitespace() {
+        replay_one(pool, sides, spec);
+    }
+}
+
+fn replay_one(pool: &mut Pool, sides: &Sides, spec: &str) {
     let (seed, steps) = spec.split_once(':').unwrap_or((spec, ""));
     let scen = scenario(seed.parse().expect("replay seed"));
     let kept: Vec<usize> = if steps.is_empty() {

@@ -36,6 +36,11 @@ const REFS_PER_PROC: usize = 32;
 const NODES_FOR_REFS: usize = 64;
 const TXNS_PER_PROC: u32 = 32;
 const DEATHS_PER_PROC: u32 = 8;
+/// fds the shim may hold for one sender's unread transactions (`HOSTILE_CAPS=fds`), and
+/// the fds each of the fd client's oneway calls carries: the cap is reached after
+/// `FDS_PER_PROC / FDS_PER_CALL` queued calls, before the transaction cap.
+const FDS_PER_PROC: u32 = 40;
+const FDS_PER_CALL: usize = 4;
 /// Calls the state-cap client tries past each cap (it must be refused well before).
 const TRIES: usize = 400;
 /// Echo service codes: a fresh binder for each GIVE; the sink, whose BLOCK never returns.
@@ -62,6 +67,9 @@ fn limits() -> Limits {
     l.state.refs = REFS_PER_PROC;
     l.state.txns = TXNS_PER_PROC;
     l.state.deaths = DEATHS_PER_PROC;
+    if std::env::var("HOSTILE_CAPS").as_deref() == Ok("fds") {
+        l.state.fds = FDS_PER_PROC;
+    }
     l
 }
 
@@ -267,12 +275,12 @@ impl Service for Sink {
 /// Waits (bounded) until this process has `n` binder threads in the shim's dump.
 fn wait_own_threads(socket: &Path, n: usize) {
     let me = format!("{} id ", std::process::id());
-    let want = format!(" threads {n}");
+    let want = format!(" threads {n} ");
     let deadline = Instant::now() + LONG;
     loop {
         let state = query_state(socket).expect("state");
         let mine = state.split("proc ").find(|s| s.starts_with(&me));
-        if mine.is_some_and(|s| s.lines().any(|l| l.contains("held:") && l.ends_with(&want))) {
+        if mine.is_some_and(|s| s.lines().any(|l| l.contains("held:") && l.contains(&want))) {
             return;
         }
         assert!(
@@ -315,6 +323,7 @@ fn child() -> bool {
         }
         "liar" => liar(&socket),
         "state-hog" => state_hog(&socket),
+        "fd-hog" => fd_hog(&socket),
         "mute" => {
             // Listens, never accepts, never answers.
             let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
@@ -917,4 +926,89 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Oneway calls carrying [`FDS_PER_CALL`] fds each, queued behind the sink's blocked call
+/// (which the sink never finishes, so the shim holds every later call's fds), until one is
+/// refused; reports "fds <calls accepted> <error of the refused one>" and holds on until "go".
+fn fd_hog(socket: &Path) {
+    let ctl = control_in_child();
+    let ps = ProcessState::open_shim(socket).expect("fd hog process");
+    ps.start_thread_pool().expect("pool");
+    let ctx = ps.context_object().expect("context object");
+    let sink = ps
+        .read_binder(&mut ctx.transact(SINK, &Parcel::new()).expect("sink"))
+        .unwrap()
+        .unwrap();
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    let mut sent = 0;
+    let mut refusal = String::from("none");
+    while sent < TRIES {
+        let mut p = Parcel::new();
+        for _ in 0..FDS_PER_CALL {
+            p.write_dup_fd(std::os::fd::AsFd::as_fd(&null)).unwrap();
+        }
+        match sink.transact_oneway(BLOCK, &p) {
+            Ok(()) => sent += 1,
+            Err(e) => {
+                refusal = format!("{e:?}");
+                break;
+            }
+        }
+    }
+    let m = format!("fds {sent} {refusal}");
+    send(ctl.as_raw_fd(), m.as_bytes(), MsgFlags::empty()).expect("report");
+    let mut b = [0u8; 8];
+    let _ = recv(ctl.as_raw_fd(), &mut b, MsgFlags::empty());
+}
+
+/// The per-process cap on fds held for unread transactions: a client that floods oneway
+/// calls carrying fds to a node that never takes them is refused (BR_FAILED_REPLY, counted
+/// as `cap fds` and `refused by FdCap` in the state), the shim's own fd table grows by at
+/// most the cap (plus the client's connections), and a normal client's round trip works.
+#[test]
+fn fds_held_for_queued_transactions_are_capped_per_process() {
+    if child() {
+        return;
+    }
+    const TEST: &str = "fds_held_for_queued_transactions_are_capped_per_process";
+    let setup = Setup::start_caps(TEST, "fds");
+    let baseline = setup.fds();
+    let env = [
+        ("HOSTILE_SOCKET", setup.socket.as_os_str()),
+        ("HOSTILE_CAPS", "fds".as_ref()),
+    ];
+    let (hog, ctl) = spawn_child_env(TEST, "fd-hog", &env);
+    let mut hog = KillOnDrop(hog);
+    let report = hog_report(&ctl);
+    let mut words = report.split(' ');
+    assert_eq!(words.next(), Some("fds"), "{report}");
+    let sent: usize = words.next().and_then(|n| n.parse().ok()).expect(&report);
+    let queued_max = FDS_PER_PROC as usize / FDS_PER_CALL;
+    // The first call is taken by the sink (its fds leave the shim); the rest queue.
+    assert!(
+        sent <= queued_max + 1,
+        "{sent} calls with fds went through (cap {FDS_PER_PROC} fds)"
+    );
+    assert_eq!(words.next(), Some("FailedTransaction"), "{report}");
+    let state = setup.state();
+    assert!(refused_per_process(&state, "fds") >= 1, "{state}");
+    assert!(state.contains("refused by FdCap: "), "{state}");
+    assert_eq!(
+        refused_per_process(&state, "transactions"),
+        0,
+        "the transaction cap refused first\n{state}"
+    );
+    // The client's own connections (process, pool and calling threads) besides the fds.
+    let slack = 16;
+    let held = setup.fds();
+    assert!(
+        held <= baseline + FDS_PER_PROC as usize + slack,
+        "the shim holds {held} fds (baseline {baseline}, cap {FDS_PER_PROC})"
+    );
+    setup.round_trip();
+    send(ctl.as_raw_fd(), b"go", MsgFlags::empty()).expect("go");
+    let status = hog.0.wait().expect("hog exit");
+    assert!(status.success(), "hog failed: {status}");
+    setup.round_trip();
 }

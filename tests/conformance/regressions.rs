@@ -387,3 +387,94 @@ fn first_read_on_the_opening_thread_is_a_lone_noop() {
         },
     );
 }
+
+const FIRST_CALL: u32 = 0x51;
+const SECOND_CALL: u32 = 0x52;
+const THIRD_CALL: u32 = 0x53;
+
+/// A sync call written while the reply to the thread's previous call sits unread at the head
+/// of its todo list (that call's BR_TRANSACTION_COMPLETE already read) is refused: the
+/// kernel's binder_transaction, "new transaction not allowed when there is a transaction on
+/// thread todo", BR_FAILED_REPLY with extended error -EPROTO, queued behind the reply. The
+/// write goes on (write_consumed covers the call), the read stops after the BR_REPLY, the
+/// next read has the BR_FAILED_REPLY, and the refused call never reaches the receiver.
+/// (Differential seeds 1052, 1067, 1214.)
+#[test]
+fn sync_call_with_an_unread_reply_on_the_thread_fails() {
+    run(
+        test_name!(sync_call_with_an_unread_reply_on_the_thread_fails),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, 0x1, 0x2);
+                let mut caller = ctx.spawn("caller", &[]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let t = find(&rets, BR_TRANSACTION).txn();
+                assert_eq!(t.code, FIRST_CALL);
+                assert_eq!(caller.expect("COMPLETE"), "");
+                let answer = Payload::bytes(b"first reply");
+                let mut w = CommandWriter::new();
+                bc::reply(&mut w, 0, 0, &answer);
+                bc::free_buffer(&mut w, t.data_buffer);
+                assert_stream(
+                    &m.write_read(w.as_bytes()),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "replying to the first call",
+                );
+                caller.send("REPLIED");
+                let rets = m.write_read_until_any(&[], &[BR_TRANSACTION]);
+                let t = find(&rets, BR_TRANSACTION).txn();
+                assert_eq!(t.code, THIRD_CALL, "the refused call never arrives");
+                let mut w = CommandWriter::new();
+                bc::reply(&mut w, 0, 0, &Payload::new());
+                bc::free_buffer(&mut w, t.data_buffer);
+                m.write_read(w.as_bytes());
+                assert_eq!(caller.expect("DONE"), "");
+                caller.finish();
+            }
+            Some(_) => {
+                let c = Proc::open();
+                let first = Payload::bytes(b"first");
+                let mut w = CommandWriter::new();
+                bc::transaction(&mut w, 0, FIRST_CALL, 0, &first);
+                assert_stream(
+                    &c.write_read(w.as_bytes()),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "the first call's write",
+                );
+                tell("COMPLETE", "");
+                hear_exact("REPLIED");
+                let second = Payload::bytes(b"second");
+                let mut w = CommandWriter::new();
+                bc::transaction(&mut w, 0, SECOND_CALL, 0, &second);
+                let call = c.call(w.as_bytes(), true);
+                assert_eq!(call.result, Ok(()));
+                assert_eq!(call.write_consumed, w.len(), "the refused call is consumed");
+                assert_stream(&call.rets, &["BR_REPLY"], "the read stops at the old reply");
+                let reply = c.received(&find(&call.rets, BR_REPLY));
+                assert_eq!(reply.data, b"first reply");
+                assert_stream(
+                    &c.write_read(&[]),
+                    &["BR_FAILED_REPLY"],
+                    "the second call's outcome",
+                );
+                let ee = c.dev.extended_error().expect("BINDER_GET_EXTENDED_ERROR");
+                assert_eq!(ee.command, BR_FAILED_REPLY);
+                assert_eq!(ee.param, -libc::EPROTO);
+                let mut w = CommandWriter::new();
+                bc::free_buffer(&mut w, reply.tr.data_buffer);
+                c.write(w.as_bytes());
+                let rets = c.transact(0, THIRD_CALL, 0, &Payload::bytes(b"third"));
+                assert_stream(
+                    &rets,
+                    &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
+                    "a call once the queue is read",
+                );
+                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                tell("DONE", "");
+            }
+        },
+    );
+}

@@ -74,18 +74,19 @@ pub fn main(index: usize) {
         scenario: None,
         learned: Learned::default(),
     }));
-    let (answer_tx, answer_rx) = mpsc::channel::<String>();
+    // Each binder thread answers on stdout itself (one hop fewer per step than handing the
+    // answer back to the main thread: wake-ups are what a step costs under qemu TCG). The
+    // controller sends the next line only after this answer, so answers never interleave.
     let threads: Vec<mpsc::Sender<Job>> = (0..THREADS)
         .map(|_| {
             let (tx, rx) = mpsc::channel::<Job>();
             let state = state.clone();
-            let answer = answer_tx.clone();
             std::thread::spawn(move || {
                 for job in rx {
                     let text = run_job(&state, job);
-                    if answer.send(text).is_err() {
-                        break;
-                    }
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "\n{ANSWER}{text}");
+                    let _ = out.flush();
                 }
             });
             tx
@@ -106,10 +107,6 @@ pub fn main(index: usize) {
             _ => continue,
         };
         threads[thread].send(job).expect("worker thread alive");
-        let text = answer_rx.recv().expect("worker thread answer");
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "\n{ANSWER}{text}");
-        let _ = out.flush();
     }
     std::process::exit(0);
 }

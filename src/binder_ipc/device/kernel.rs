@@ -6,8 +6,9 @@
 
 use super::{Device, DeviceKind, Errno, WriteRead};
 use crate::binder_ipc::uapi::{
-    ioc_size, BinderVersion, BinderWriteRead, FlatBinderObject, BINDER_CURRENT_PROTOCOL_VERSION,
-    BINDER_ENABLE_ONEWAY_SPAM_DETECTION, BINDER_SET_CONTEXT_MGR, BINDER_SET_CONTEXT_MGR_EXT,
+    ioc_size, BinderExtendedError, BinderVersion, BinderWriteRead, FlatBinderObject,
+    BINDER_CURRENT_PROTOCOL_VERSION, BINDER_ENABLE_ONEWAY_SPAM_DETECTION,
+    BINDER_GET_EXTENDED_ERROR, BINDER_SET_CONTEXT_MGR, BINDER_SET_CONTEXT_MGR_EXT,
     BINDER_SET_MAX_THREADS, BINDER_THREAD_EXIT, BINDER_VERSION, BINDER_VM_SIZE, BINDER_WRITE_READ,
 };
 use bytemuck::Pod;
@@ -259,6 +260,14 @@ unsafe impl Device for KernelDevice {
         let mut v = BinderVersion::default();
         self.ioctl(BINDER_VERSION, &mut v)?;
         Ok(v.protocol_version)
+    }
+
+    /// `BINDER_GET_EXTENDED_ERROR` (Linux 6.0 and later; `EINVAL` before): the calling
+    /// thread's record, cleared by the kernel as it is read.
+    fn extended_error(&self) -> Result<BinderExtendedError, Errno> {
+        let mut ee = BinderExtendedError::default();
+        self.ioctl(BINDER_GET_EXTENDED_ERROR, &mut ee)?;
+        Ok(ee)
     }
 
     fn set_max_threads(&self, max: u32) -> Result<(), Errno> {

@@ -104,12 +104,13 @@ fn dump_refs_and_buffers(o: &mut String, s: &State, p: &Proc) {
     }
     let _ = writeln!(
         o,
-        "  held: nodes {} refs {} transactions {} deaths {} threads {}",
+        "  held: nodes {} refs {} transactions {} deaths {} threads {} fds {}",
         p.nodes.len(),
         p.refs.len(),
         p.txns_out,
         p.deaths,
-        p.threads.len()
+        p.threads.len(),
+        p.fds_out
     );
 }
 
@@ -139,6 +140,7 @@ fn dump_stats(o: &mut String, s: &State) {
         l.txns as usize,
         l.deaths as usize,
         l.threads,
+        l.fds as usize,
     ];
     for ((name, cap), n) in CAP_NAMES.iter().zip(caps).zip(s.stats.refused) {
         let _ = writeln!(o, "  cap {name}: {cap} per process, refused {n}");
@@ -153,8 +155,8 @@ fn dump_stats(o: &mut String, s: &State) {
     for (uid, held) in s.uid_usage.sorted() {
         let _ = writeln!(
             o,
-            "  uid {uid} holds: nodes {} refs {} transactions {} deaths {} threads {}",
-            held[0], held[1], held[2], held[3], held[4]
+            "  uid {uid} holds: nodes {} refs {} transactions {} deaths {} threads {} fds {}",
+            held[0], held[1], held[2], held[3], held[4], held[5]
         );
     }
     for (check, n) in &s.stats.refusals {

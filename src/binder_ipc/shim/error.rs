@@ -33,6 +33,10 @@ pub enum Check {
     SelfCall,
     /// A sync call while the top of the stack is not this thread's to answer.
     BadCallStack,
+    /// A sync call while the head of the thread's own todo list is a transaction or reply
+    /// (e.g. the reply to its previous call, unread): the kernel's "new transaction not
+    /// allowed when there is a transaction on thread todo".
+    TxnOnTodo,
     /// The target has not mapped its area.
     TargetUnmapped,
     /// The sender's device could not gather what the pointers named (status errno).
@@ -74,6 +78,9 @@ pub enum Check {
     FdaUnaligned,
     /// The sender already has [`super::limits::Limits::txns`] transactions pending.
     TxnCap,
+    /// The sender's transactions not yet read would hold more than
+    /// [`super::limits::Limits::fds`] fds.
+    FdCap,
     /// The sender (or target) reached [`super::limits::Limits::nodes`].
     NodeCap,
     /// The target reached [`super::limits::Limits::refs`].

@@ -10,6 +10,7 @@
 //! | pending transactions | 1024 | 4096 | the sender | BR_FAILED_REPLY, -ENOSPC |
 //! | death notifications | 16384 | 65536 | the requester | BR_ERROR (-ENOMEM), as the kernel when it cannot allocate one |
 //! | threads | 256 | 1024 | the process | ENOMEM from the ioctl that would register the thread |
+//! | fds held for unread transactions | 1024 | 4096 | the sender | BR_FAILED_REPLY, -EMFILE |
 //!
 //! The per-uid cap is a sum over the uid's live processes (the euid the shim got from
 //! SO_PEERCRED), so a uid that opens many processes cannot hold more than its share; its
@@ -21,6 +22,13 @@
 //! until its reply (or failure) is read, a oneway call or reply until it is read. Death
 //! notifications count from BC_REQUEST_DEATH_NOTIFICATION until the shim forgets them
 //! (BR_CLEAR_DEATH_NOTIFICATION_DONE read, the ref gone, or the process gone).
+//!
+//! The fds a transaction carries (FD objects and FDA entries) sit in the shim's own fd table
+//! from the moment the transaction is accepted until the receiving thread reads it (or the
+//! transaction is dropped): a oneway flood to a process that never reads would otherwise fill
+//! the shim's table and refuse every other client. They count against the sender, per
+//! transaction, all or none; the shim's `RLIMIT_NOFILE` should stay well above the per-uid
+//! cap times the number of uids expected to be busy at once.
 
 use std::collections::HashMap;
 
@@ -37,6 +45,8 @@ pub struct Limits {
     pub deaths: u32,
     /// Binder threads of one process.
     pub threads: usize,
+    /// fds the shim holds for one sender's transactions not yet read.
+    pub fds: u32,
     /// The same resources summed over all the processes of one uid.
     pub per_uid: UidLimits,
 }
@@ -54,6 +64,8 @@ pub struct UidLimits {
     pub deaths: u64,
     /// Binder threads of the uid's processes.
     pub threads: u64,
+    /// fds the shim holds for the uid's processes' transactions not yet read.
+    pub fds: u64,
 }
 
 impl UidLimits {
@@ -65,6 +77,7 @@ impl UidLimits {
             Cap::Txns => self.txns,
             Cap::Deaths => self.deaths,
             Cap::Threads => self.threads,
+            Cap::Fds => self.fds,
         }
     }
 }
@@ -78,6 +91,7 @@ impl Limits {
             Cap::Txns => self.txns as u64,
             Cap::Deaths => self.deaths as u64,
             Cap::Threads => self.threads as u64,
+            Cap::Fds => self.fds as u64,
         }
     }
 }
@@ -89,12 +103,14 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     txns: 1024,
     deaths: 16384,
     threads: 256,
+    fds: 1024,
     per_uid: UidLimits {
         nodes: 65536,
         refs: 65536,
         txns: 4096,
         deaths: 65536,
         threads: 1024,
+        fds: 4096,
     },
 };
 
@@ -123,21 +139,33 @@ pub enum Cap {
     Deaths = 3,
     /// [`Limits::threads`].
     Threads = 4,
+    /// [`Limits::fds`].
+    Fds = 5,
 }
 
+/// Number of caps.
+pub const NCAPS: usize = 6;
+
 /// All the caps, in index order.
-pub const CAPS: [Cap; 5] = [Cap::Nodes, Cap::Refs, Cap::Txns, Cap::Deaths, Cap::Threads];
+pub const CAPS: [Cap; NCAPS] = [
+    Cap::Nodes,
+    Cap::Refs,
+    Cap::Txns,
+    Cap::Deaths,
+    Cap::Threads,
+    Cap::Fds,
+];
 
 /// Names of the caps, in [`Cap`] order (for the dump).
-pub const CAP_NAMES: [&str; 5] = ["nodes", "refs", "transactions", "deaths", "threads"];
+pub const CAP_NAMES: [&str; NCAPS] = ["nodes", "refs", "transactions", "deaths", "threads", "fds"];
 
 /// Refusals by cap, since the shim started.
-pub type Refused = [u64; 5];
+pub type Refused = [u64; NCAPS];
 
 /// What each uid's live processes hold, by cap: kept equal to the sum of the per-process
 /// counts (`Proc::held`) by charging and uncharging where those change.
 #[derive(Debug, Default, Clone)]
-pub struct UidUsage(HashMap<u32, [u64; 5]>);
+pub struct UidUsage(HashMap<u32, [u64; NCAPS]>);
 
 impl UidUsage {
     /// What `uid` holds of `cap`.
@@ -178,7 +206,7 @@ impl UidUsage {
     }
 
     /// Every uid that holds something, with its counts by cap, in uid order.
-    pub fn sorted(&self) -> Vec<(u32, [u64; 5])> {
+    pub fn sorted(&self) -> Vec<(u32, [u64; NCAPS])> {
         let mut v: Vec<_> = self.0.iter().map(|(&k, &u)| (k, u)).collect();
         v.sort_unstable_by_key(|&(k, _)| k);
         v

@@ -297,8 +297,10 @@ impl State {
         };
         let (code, flags, sender_euid, is_reply) = (t.code, t.flags, t.sender_euid, t.is_reply);
         let sender_pid = if t.from.is_some() { t.sender_pid } else { 0 };
-        let node = t.node;
+        let (node, sender) = (t.node, t.sender_proc);
+        let delivered = t.fds.len();
         fixups.append(&mut t.fds);
+        self.uncount_txn_fds(sender, delivered);
         let Some(p) = self.procs.get_mut(&proc) else {
             debug_assert!(false, "missing p in read.rs");
             return false;

@@ -325,6 +325,8 @@ pub struct Proc {
     pub txns_out: u32,
     /// Death notifications kept for this process ([`Limits::deaths`]).
     pub deaths: u32,
+    /// fds the shim holds for this sender's transactions not yet read ([`Limits::fds`]).
+    pub fds_out: u32,
 }
 
 impl Proc {
@@ -336,6 +338,7 @@ impl Proc {
             Cap::Txns => self.txns_out as u64,
             Cap::Deaths => self.deaths as u64,
             Cap::Threads => self.threads.len() as u64,
+            Cap::Fds => self.fds_out as u64,
         }
     }
 }
@@ -452,6 +455,7 @@ impl State {
                 buffers: BTreeMap::new(),
                 spam_detection: false,
                 txns_out: 0,
+                fds_out: 0,
                 deaths: 0,
             },
         );
@@ -500,15 +504,24 @@ impl State {
     /// ([`Limits::per_uid`]). A refusal is counted (per process or per uid); the caller
     /// answers it. A missing process has no room.
     pub(super) fn has_room(&mut self, proc: ProcId, cap: Cap) -> bool {
+        self.has_room_for(proc, cap, 1)
+    }
+
+    /// Whether process `proc` may hold `n` more `cap` (see [`State::has_room`]).
+    pub(super) fn has_room_for(&mut self, proc: ProcId, cap: Cap, n: u64) -> bool {
         let Some(p) = self.procs.get(&proc) else {
             debug_assert!(false, "cap check for missing proc {proc}");
             return false;
         };
-        if p.held(cap) >= self.limits.per_proc(cap) {
+        let fits = |held: u64, cap: u64| held.checked_add(n).is_some_and(|t| t <= cap);
+        if !fits(p.held(cap), self.limits.per_proc(cap)) {
             self.stats.refused[cap as usize] += 1;
             return false;
         }
-        if self.uid_usage.get(p.euid, cap) >= self.limits.per_uid.get(cap) {
+        if !fits(
+            self.uid_usage.get(p.euid, cap),
+            self.limits.per_uid.get(cap),
+        ) {
             self.stats.refused_uid[cap as usize] += 1;
             return false;
         }
@@ -1207,6 +1220,10 @@ impl State {
             Some(b) if b.allow_user_free => {
                 let close = self.release_buffer(proc, off).unwrap_or_default();
                 if let Some(t) = self.threads.get_mut(&conn) {
+                    // binder_transaction_buffer_release sets looper_need_return for each FDA
+                    // fd it closes, so this call's read returns at once, a lone BR_NOOP
+                    // rather than EAGAIN for a non-blocking read (differential seed 6275).
+                    t.need_return |= !close.is_empty();
                     t.close_fds.extend(close);
                 }
             }

@@ -351,6 +351,9 @@ mod checks {
         assert_eq!(deaths as usize, s.deaths.len());
         let txns: u32 = s.procs.values().map(|p| p.txns_out).sum();
         assert_eq!(txns as usize, s.txns.len());
+        let fds_out: u64 = s.procs.values().map(|p| u64::from(p.fds_out)).sum();
+        let fds_held: usize = s.txns.values().map(|t| t.fds.len()).sum();
+        assert_eq!(fds_out, fds_held as u64, "fds counted against senders");
         assert!(s.uid_usage_consistent(), "{:?}", s.uid_usage);
     }
 

@@ -123,6 +123,7 @@ impl State {
     /// A sync call (`binder_transaction`, `!reply`, no TF_ONE_WAY).
     fn call(&mut self, s: Sender, id: TxnId, req: TxnRequest<'_>) -> Result<(), TxnError> {
         let (node, target_proc) = self.call_target(s, Handle(req.tr.handle()))?;
+        self.no_txn_on_todo(s.conn)?;
         let thread = self.nested_target(s.conn, target_proc)?;
         let route = Route {
             proc: target_proc,
@@ -290,6 +291,22 @@ impl State {
         Ok((node, owner))
     }
 
+    /// A sync call is refused while the head of the caller's own todo list is a transaction
+    /// or a reply (the kernel looks at the head only: a BR_TRANSACTION_COMPLETE or an error
+    /// in front of it lets the call through). The check comes after the target is found, as
+    /// in `binder_transaction`, so a bad handle is reported first.
+    fn no_txn_on_todo(&mut self, conn: ConnId) -> Result<(), TxnError> {
+        let head = self
+            .threads
+            .get(&conn)
+            .and_then(|t| t.todo.front().copied());
+        if matches!(head, Some(Work::Txn(_))) {
+            self.user_error();
+            return Err(TxnError::failed(Check::TxnOnTodo, Errno::EPROTO));
+        }
+        Ok(())
+    }
+
     /// For a sync call from a thread with a stack: the thread of `target_proc` that waits in
     /// this chain, if any (a nested call goes back to it).
     fn nested_target(
@@ -333,6 +350,7 @@ impl State {
             return Err(TxnError::dead(Check::TargetUnmapped, Some(Errno::ESRCH)));
         }
         self.check_txn_cap(s.proc)?;
+        self.check_fd_cap(s.proc, req.fds.len())?;
         let layout = Layout::of(&req)?;
         let oneway = req.oneway();
         let alloc = match self.procs.get_mut(&route.proc) {
@@ -428,9 +446,12 @@ impl State {
             let held = self.inc_node(n, true, false, None);
             debug_assert!(held.is_ok(), "target node {n} of a new txn is gone");
         }
+        let nfds = u32::try_from(cx.fd_fixups.len()).unwrap_or(u32::MAX);
         if let Some(p) = self.procs.get_mut(&s.proc) {
             p.txns_out += 1;
             self.uid_usage.charge(p.euid, Cap::Txns);
+            p.fds_out = p.fds_out.saturating_add(nfds);
+            self.uid_usage.charge_n(p.euid, Cap::Fds, u64::from(nfds));
         }
         self.txns.insert(
             id,
@@ -457,6 +478,15 @@ impl State {
     fn check_txn_cap(&mut self, proc: ProcId) -> Result<(), TxnError> {
         if !self.has_room(proc, Cap::Txns) {
             return Err(TxnError::failed(Check::TxnCap, Errno::ENOSPC));
+        }
+        Ok(())
+    }
+
+    /// Refuses a transaction whose `n` fds would take its sender (or the sender's uid) past
+    /// [`super::limits::Limits::fds`] held for transactions not yet read.
+    fn check_fd_cap(&mut self, proc: ProcId, n: usize) -> Result<(), TxnError> {
+        if n > 0 && !self.has_room_for(proc, Cap::Fds, n as u64) {
+            return Err(TxnError::failed(Check::FdCap, Errno::EMFILE));
         }
         Ok(())
     }
@@ -539,13 +569,26 @@ impl State {
         }
     }
 
-    /// A transaction record went away: its sender may send one more.
+    /// A transaction record went away: its sender may send one more (and the fds it still
+    /// held, never delivered, are closed with it).
     pub(super) fn uncount_txn(&mut self, t: &Txn) {
+        self.uncount_txn_fds(t.sender_proc, t.fds.len());
         if let Some(p) = self.procs.get_mut(&t.sender_proc) {
             if p.txns_out > 0 {
                 p.txns_out -= 1;
                 self.uid_usage.uncharge(p.euid, Cap::Txns);
             }
+        }
+    }
+
+    /// `n` fds held for a transaction of `sender` left the shim's hands (delivered or
+    /// closed).
+    pub(super) fn uncount_txn_fds(&mut self, sender: ProcId, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        if let Some(p) = self.procs.get_mut(&sender) {
+            let n = n.min(p.fds_out);
+            p.fds_out -= n;
+            self.uid_usage.uncharge_n(p.euid, Cap::Fds, u64::from(n));
         }
     }
 
