@@ -18,11 +18,11 @@
 #
 # The campaign (issue 10's acceptance: per target >= 10 million executions, or 30 minutes on
 # 2 cores) runs, under nice -n 5 and one target at a time (a lock, so a second --campaign
-# queues behind the first): the fast targets (FUZZ_FAST, default command_reader iio_scan
-# evdev_events input_message) in one process until FUZZ_RUNS (default 10000000) executions,
-# at most FUZZ_MAX_SECONDS (default 3600); the slow ones (every other target) FUZZ_SECONDS
-# (default 1800) with -fork=2 (two worker processes; crashes, timeouts and OOMs are kept in
-# fuzz/artifacts/<target>/ and fuzzing goes on). It runs copies of the binaries taken when it
+# queues behind the first), each with -fork=2 (two worker processes; crashes, timeouts and
+# OOMs are kept in fuzz/artifacts/<target>/ and fuzzing goes on): the fast targets (FUZZ_FAST,
+# default command_reader iio_scan evdev_events input_message) until FUZZ_RUNS (default
+# 10000000) executions, at most FUZZ_MAX_SECONDS (default 3600); the slow ones (every other
+# target) for FUZZ_SECONDS (default 1800). It runs copies of the binaries taken when it
 # starts (fuzz/artifacts/campaign/bin-<commit>/), so rebuilding does not disturb it. Per target
 # it keeps the log (fuzz/artifacts/campaign/<target>.log), the wall and CPU time (GNU time) and
 # one table row (fuzz/artifacts/campaign/<target>.row); --table prints those rows.
