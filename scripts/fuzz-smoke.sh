@@ -141,7 +141,8 @@ campaign_one() { # campaign_one TARGET BINDIR COMMIT: one target's campaign run 
 if [ "$campaign" = 1 ]; then
     mkdir -p "$camp"
     commit=$(git rev-parse --short=9 HEAD)
-    git diff --quiet HEAD -- src fuzz || commit="$commit+"
+    # "+": the code fuzzed differs from that commit (uncommitted changes in src/ or fuzz/).
+    git diff --quiet HEAD -- src fuzz ':!*.md' || commit="$commit+"
     bindir="$camp/bin-$commit"
     mkdir -p "$bindir"
     for t in "${targets[@]}"; do cp "$bin/$t" "$bindir/$t"; done
