@@ -468,3 +468,95 @@ fn parcel_exception_with_a_reply_header_code_round_trips_or_is_refused() {
 fn harness_plain_call_reaches_the_manager() {
     Two::new().still_serves();
 }
+
+/// An fd of this process at a number far above what the other tests of this binary open, so
+/// that "closed" / "still open" checks cannot see another thread's fd under the same number.
+fn high_fd(min: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let fd = nix::fcntl::fcntl(&null, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min)).unwrap();
+    // SAFETY: F_DUPFD_CLOEXEC just returned this new descriptor; nothing else owns it.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+fn fd_is_open(fd: std::os::fd::RawFd) -> bool {
+    // SAFETY: F_GETFD only looks the number up; it fails cleanly on a closed one.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// parcel_read (fuzz/regressions/parcel_read/received-overlapping-fd-objects, and its
+/// hand-made minimum `-min`): a received parcel whose offsets list FD objects at 12 and at 4
+/// (24 bytes each, so they overlap), in descending order, some listed more than once. The
+/// target installed an fd for 12 (at 20) and then one for 4 (at 12, over 12's type word), so
+/// the data handed over names only the second; it took the first still open for a leak of the
+/// parcel. The parcel owns exactly the fds its data names (`received_fds`): it must refuse
+/// the offsets (as the kernel refuses them from a sender, `off_min`), close every fd it was
+/// handed once, run release once, and leave the installer's other fd alone.
+#[test]
+fn parcel_received_with_overlapping_fd_objects_is_refused_and_closes_exactly_its_fds() {
+    use bittube::binder_ipc::parcel::{received_fds, ParcelError};
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let word = |data: &mut [u8], at: usize, v: u32| {
+        data[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    };
+    for offsets in [&[12u64, 4][..], &[12, 0, 0, 4, 0, 12, 4]] {
+        let mut data = vec![0u8; 36];
+        word(&mut data, 4, BINDER_TYPE_FD);
+        word(&mut data, 12, BINDER_TYPE_FD);
+        // Installed as the target did, each FD object once in listed order: 12's fd at 20,
+        // then 4's at 12, which turns 12 into an object of another type.
+        let first = high_fd(700);
+        word(&mut data, 20, first.as_raw_fd() as u32);
+        let second = high_fd(800);
+        word(&mut data, 12, second.as_raw_fd() as u32);
+        assert_eq!(received_fds(&data, offsets), vec![second.as_raw_fd()]);
+        let released = Arc::new(AtomicUsize::new(0));
+        let counter = released.clone();
+        let release = Box::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        let handed = second.into_raw_fd();
+        // SAFETY: the one fd the data names as an FD object (`received_fds`) is `handed`,
+        // created above and given up for this call.
+        let r = unsafe { Parcel::from_received(&data, offsets, Some(release)) };
+        // Refused: 12 is no known object type any more (and 4 lies below it).
+        assert!(
+            matches!(r, Err(ParcelError::UnknownObjectType { offset: 12, .. })),
+            "{offsets:?}: {r:?}"
+        );
+        assert_eq!(released.load(Ordering::SeqCst), 1, "release runs once");
+        assert!(!fd_is_open(handed), "the fd the parcel was handed leaked");
+        // Not the parcel's: still open; this test closes it.
+        assert!(
+            fd_is_open(first.as_raw_fd()),
+            "the parcel closed an fd not its own"
+        );
+        drop(first);
+    }
+}
+
+/// The same FD objects without overlap but listed in descending order (28, then 4): refused
+/// as well, and both fds (both named) closed, each once.
+#[test]
+fn parcel_received_with_descending_fd_objects_is_refused_and_closes_both() {
+    use bittube::binder_ipc::parcel::{received_fds, ParcelError};
+    use std::os::fd::IntoRawFd;
+    let mut data = vec![0u8; 52];
+    let a = high_fd(900).into_raw_fd();
+    let b = high_fd(950).into_raw_fd();
+    for (at, fd) in [(4usize, a), (28, b)] {
+        data[at..at + 4].copy_from_slice(&BINDER_TYPE_FD.to_ne_bytes());
+        data[at + 8..at + 12].copy_from_slice(&fd.to_ne_bytes());
+    }
+    let offsets = [28u64, 4, 28];
+    assert_eq!(received_fds(&data, &offsets), vec![b, a]);
+    // SAFETY: `a` and `b`, the fds the data names, were created above and given up here.
+    let r = unsafe { Parcel::from_received(&data, &offsets, None) };
+    assert!(
+        matches!(r, Err(ParcelError::BadOffset { index: 1, .. })),
+        "{r:?}"
+    );
+    assert!(!fd_is_open(a) && !fd_is_open(b), "a named fd leaked");
+}

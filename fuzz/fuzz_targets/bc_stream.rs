@@ -15,7 +15,8 @@ use bittube::binder_ipc::shim::Driver;
 use bittube::binder_ipc::uapi::*;
 use bittube_fuzz::bc::{decode, layout, txn_command, Cmd, Input, Op, Txn};
 use bittube_fuzz::binder::{
-    call, free_all, manager, round_trip, try_round_trip, Returns, CODE_RESET, ENV_MGR,
+    call, call_consumed, free_all, manager, round_trip, try_round_trip, Returns, CODE_RESET,
+    ENV_MGR,
 };
 use bittube_fuzz::fresh_fd;
 use libfuzzer_sys::fuzz_target;
@@ -172,13 +173,20 @@ fn step(procs: &mut [Proc], op: &Op, pool: &[OwnedFd]) {
         Op::Write(_, read, cmds) => {
             let mut keep = Keep::default();
             let mut w = Stream::default();
+            // Where the first two-way call to the manager ends in the stream.
+            let mut manager_call_end = None;
             for c in cmds {
                 command(&mut w, c, &proc.seen, pool, &mut keep);
+                if manager_call_end.is_none() && calls_manager(c) {
+                    manager_call_end = Some(w.0.len());
+                }
             }
             let before = (proc.seen.replies, proc.seen.failed);
-            let r = call(dev, &w.0, *read as usize % 4097, &mut proc.seen);
+            let (r, consumed) = call_consumed(dev, &w.0, *read as usize % 4097, &mut proc.seen);
             drop(keep);
-            if r.is_ok() && cmds.iter().any(calls_manager) {
+            // Only a call the driver ran has an answer to wait for: the driver stops at the
+            // first command that fails, the rest of the stream is not consumed.
+            if r.is_ok() && manager_call_end.is_some_and(|end| consumed >= end) {
                 await_manager(dev, &mut proc.seen, before);
             }
         }
@@ -212,7 +220,7 @@ fn await_manager(dev: &ShimDevice, seen: &mut Returns, before: (usize, usize)) {
         if matches!(call(dev, &[], 4096, seen), Err(e) if e != nix::errno::Errno::EAGAIN) {
             return;
         }
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_micros(20));
     }
 }
 

@@ -8,7 +8,7 @@
 #![no_main]
 
 use bittube::binder_ipc::parcel::{
-    AidlException, BinderObject, Parcel, ParcelError, EX_HAS_REPLY_HEADER, EX_NONE,
+    received_fds, AidlException, BinderObject, Parcel, ParcelError, EX_HAS_REPLY_HEADER, EX_NONE,
     EX_SERVICE_SPECIFIC, OBJECT_SIZE,
 };
 use bittube::binder_ipc::uapi::BINDER_TYPE_FD;
@@ -61,6 +61,7 @@ fn from_received(
     created: &mut Vec<RawFd>,
     released: &Arc<AtomicUsize>,
 ) -> Option<(Parcel, Vec<WriteOp>)> {
+    let mut installed: Vec<OwnedFd> = Vec::new();
     let mut done = Vec::new();
     for &off in offsets {
         let Ok(start) = usize::try_from(off) else {
@@ -77,19 +78,40 @@ fn from_received(
         let ty = u32::from_ne_bytes(data[start..start + 4].try_into().unwrap());
         let fd = i32::from_ne_bytes(data[start + 8..start + 12].try_into().unwrap());
         if ty == BINDER_TYPE_FD && fd >= 0 {
-            let fresh = fresh_fd().into_raw_fd();
-            created.push(fresh);
-            data[start + 8..start + 12].copy_from_slice(&fresh.to_ne_bytes());
+            let fresh = fresh_fd();
+            created.push(fresh.as_raw_fd());
+            data[start + 8..start + 12].copy_from_slice(&fresh.as_raw_fd().to_ne_bytes());
+            installed.push(fresh);
             done.push(start);
         }
+    }
+    // The parcel takes over the fds the final data names (`received_fds`). With overlapping
+    // objects an fd written at one object's +8 can overwrite the type word of another FD
+    // object given an fd before it (objects at 12 and 4: the fd for 4 lands on 12's type);
+    // that earlier fd is then named by nothing and stays this target's: it is closed here
+    // (and, being in `created`, checked closed at the end like the rest). The kernel and the
+    // shim refuse overlapping offsets, so a delivered buffer never has such an fd.
+    let handed = received_fds(&data, offsets);
+    for fd in installed {
+        if !handed.contains(&fd.as_raw_fd()) {
+            drop(fd);
+        } else {
+            let _ = fd.into_raw_fd(); // the parcel's from here on
+        }
+    }
+    for fd in &handed {
+        assert!(
+            created.contains(fd),
+            "the parcel would take over fd {fd}, which this target did not install"
+        );
     }
     let counter = released.clone();
     let release = Box::new(move || {
         counter.fetch_add(1, Ordering::SeqCst);
     });
-    // SAFETY: every FD object at a listed, aligned, in-range offset now names an fd created
-    // just above for it alone (fd words are only rewritten in place, so no other object can
-    // name one), owned by nobody else; the parcel takes them over.
+    // SAFETY: the fds `received_fds` names (the ones `from_received` takes over) were just
+    // checked to be fds created above, each installed once and given up (into_raw_fd) only
+    // for this call; nothing else owns or closes them.
     unsafe { Parcel::from_received(&data, offsets, Some(release)) }
         .ok()
         .map(|p| (p, Vec::new()))

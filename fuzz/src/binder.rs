@@ -98,10 +98,21 @@ pub fn call(
     read_size: usize,
     out: &mut Returns,
 ) -> Result<(), Errno> {
+    call_consumed(dev, write, read_size, out).0
+}
+
+/// [`call`] that also says how many bytes of `write` the driver consumed (it stops at the
+/// first command that fails, as the kernel does; the commands after it were not run).
+pub fn call_consumed(
+    dev: &ShimDevice,
+    write: &[u8],
+    read_size: usize,
+    out: &mut Returns,
+) -> (Result<(), Errno>, usize) {
     let mut read = vec![0u8; read_size];
     let mut wr = WriteRead::new(write, &mut read);
     let r = dev.write_read(&mut wr);
-    let n = wr.read_consumed;
+    let (n, consumed) = (wr.read_consumed, wr.write_consumed);
     if trace() {
         let mut cr = CommandReader::new(&read[..n]);
         let mut names = Vec::new();
@@ -111,7 +122,7 @@ pub fn call(
         eprintln!("write_read {} bytes -> {r:?} {names:?}", write.len());
     }
     parse_returns(dev, &read[..n], out);
-    r
+    (r, consumed)
 }
 
 /// `BITTUBE_FUZZ_TRACE` set: every write_read is logged (to check what a seed reaches).
@@ -151,7 +162,7 @@ pub fn try_round_trip(dev: &ShimDevice, code: u32) -> Result<(), String> {
             if Instant::now() > deadline {
                 return Err("no reply within 10 s".into());
             }
-            std::thread::yield_now();
+            std::thread::sleep(std::time::Duration::from_micros(20));
         }
     }
     free_all(dev, &mut out);

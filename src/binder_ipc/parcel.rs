@@ -45,7 +45,7 @@ mod status;
 
 pub use error::ParcelError;
 pub use object::{BinderObject, Stability, DEFAULT_SCHED_FLAGS, LOCAL_BINDER_FLAGS};
-pub use received::offsets_from_bytes;
+pub use received::{offsets_from_bytes, received_fds};
 pub use status::{
     exception_name, AidlException, EX_BAD_PARCELABLE, EX_HAS_NOTED_APPOPS_REPLY_HEADER,
     EX_HAS_REPLY_HEADER, EX_ILLEGAL_ARGUMENT, EX_ILLEGAL_STATE, EX_NETWORK_MAIN_THREAD, EX_NONE,

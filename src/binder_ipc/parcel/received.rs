@@ -36,9 +36,18 @@ fn object_start(data: &[u8], offset: u64) -> Option<usize> {
     (start % 4 == 0 && start.checked_add(OBJECT_SIZE)? <= data.len()).then_some(start)
 }
 
-/// The fds named by FD objects at listed offsets that are aligned and inside the data:
-/// exactly the set the caller of [`Parcel::from_received`] hands over (distinct, non-negative).
-fn named_fds(data: &[u8], offsets: &[u64]) -> Vec<RawFd> {
+/// The fd numbers [`Parcel::from_received`] takes ownership of for `data` and `offsets`, in
+/// the order first named, each once: the non-negative fd (at +8) of every object of type
+/// `BINDER_TYPE_FD` at a listed offset that is 4-aligned with 24 bytes inside `data`,
+/// whether or not the offsets are otherwise valid (on an error they are closed too).
+///
+/// This is judged on the data as handed over. Whoever installed fds into the data (the
+/// driver, or a test standing in for it) owns any fd this list does not name: e.g. with
+/// overlapping objects, an fd written at one object's +8 can overwrite the type word of
+/// another FD object, whose own fd is then named by no FD object. The kernel never delivers
+/// that (it refuses a sender's offsets below the end of the previous object, `off_min`), and
+/// neither does the shim; a caller that installs fds itself can check with this function.
+pub fn received_fds(data: &[u8], offsets: &[u64]) -> Vec<RawFd> {
     let mut fds = Vec::new();
     for &offset in offsets {
         if let Some(start) = object_start(data, offset) {
@@ -142,7 +151,9 @@ impl Parcel {
     ///
     /// The offsets must be 4-aligned, ascending, non-overlapping and inside the data, and
     /// every object must be a binder, handle (strong or weak) or fd object with a valid,
-    /// distinct fd; anything else is an error naming the offending entry.
+    /// distinct fd; anything else is an error naming the offending entry. (The kernel refuses
+    /// such offsets from the sender, so it never delivers them; libbinder, given them, drops
+    /// the whole object list. Here the parcel is refused and every fd it was handed closed.)
     ///
     /// `release` runs exactly once: when the parcel is dropped (after its remaining fds are
     /// closed), or before this returns an error. The runtime frees the driver's buffer
@@ -154,16 +165,18 @@ impl Parcel {
     /// 4 and leaves 24 bytes inside `data`, if the object there has type `BINDER_TYPE_FD`
     /// and a non-negative fd (the `i32` at +8), that fd must be an open descriptor of this
     /// process that the caller owns and that nothing else will close (the driver installed it
-    /// for this transaction). Each such fd (each distinct number once) is closed by the
-    /// returned parcel unless read out, and on error before this returns.
+    /// for this transaction). Each such fd (each distinct number once: [`received_fds`]) is
+    /// closed by the returned parcel unless read out, and on error before this returns. No
+    /// other fd is touched: an fd the caller installed into an object that the data no longer
+    /// shows as an FD object stays the caller's.
     pub unsafe fn from_received(
         data: &[u8],
         offsets: &[u64],
         release: Option<ReleaseFn>,
     ) -> Result<Parcel, ParcelError> {
         let mut owned: HashMap<RawFd, OwnedFd> = HashMap::new();
-        for fd in named_fds(data, offsets) {
-            // SAFETY: per this function's contract, every fd `named_fds` returns (FD objects at
+        for fd in received_fds(data, offsets) {
+            // SAFETY: per this function's contract, every fd `received_fds` returns (FD objects at
             // aligned, in-range listed offsets, non-negative, each number once) is open and
             // owned by the caller, who passes that ownership to us; each becomes exactly one
             // OwnedFd, so each is closed exactly once.
