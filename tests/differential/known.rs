@@ -2,7 +2,7 @@
 //! skipped only when one entry here names it exactly (the step it happens at and both
 //! traces); nothing silences a whole class.
 
-use crate::gen::{Cmd, Obj, Op, Step};
+use crate::gen::Step;
 
 /// The first step at which the two traces differ.
 pub struct Diff<'a> {
@@ -12,8 +12,6 @@ pub struct Diff<'a> {
     pub shim: &'a str,
     /// The kernel's trace line.
     pub kernel: &'a str,
-    /// The steps run before `step`, in order.
-    pub earlier: Vec<&'a Step>,
 }
 
 /// One known difference.
@@ -35,9 +33,9 @@ pub struct Known {
 //   conformance `sync_call_with_an_unread_reply_on_the_thread_fails`.
 // - 1123 (fixed with the above): the pending error on one side only was that refusal's
 //   BR_FAILED_REPLY; the replay agrees now.
-// - 1227: the empty-FDA difference below, in a step with no read buffer, so that it shows
-//   only in later steps (the call exists on the kernel side only); matched by
-//   `empty-fda-outside-its-parent` through `Diff::earlier`.
+// - 1227: an FDA of no fds outside its parent PTR, which the kernel does not check
+//   (binder_translate_fd_array returns at once for an empty array) and ShimDevice refused;
+//   fixed in ShimDevice (commit 4ab34d8), the replay agrees now.
 // - 1222: `allocator-exact-fit-order` below.
 //
 // Open findings of the 5,000-scenario campaign (seeds 3001..8000, Debian's 6.1.0-48):
@@ -50,8 +48,7 @@ pub struct Known {
 //   acknowledged it (binder_dec_node_nilocked dequeues it and frees the node), so some step
 //   of the minimised list drops P1's reference there and not in the shim. Not yet
 //   understood; not listed below.
-// - 4963, 7971: the empty-FDA difference in a reply (now matched by its entry: the replier's
-//   write stops after BR_TRANSACTION_COMPLETE on the shim).
+// - 4963, 7971: the same empty-FDA difference, in a reply; fixed with 1227.
 // - 7721 (`BITTUBE_DIFF_REPLAY=7721:9,10,11,13,14,15,17,18,19,22,23,24,25,27,34,38,41,42`):
 //   at the differing step the shim's P2T1 reads BR_INCREFS + BR_ACQUIRE of its node 0x3000
 //   that the kernel does not have queued (the step also carries an empty FDA outside its
@@ -70,19 +67,6 @@ pub struct Known {
 /// The list. Issue 17's item 5 (command payloads cut by the end of the write buffer: the
 /// kernel reads past the buffer) is not generated at all, so it needs no entry.
 pub const KNOWN: &[Known] = &[
-    Known {
-        name: "empty-fda-outside-its-parent",
-        reason: "An FDA with num_fds 0 is not checked against its parent's length or alignment \
-             by the kernel (binder_translate_fd_array returns at once for an empty array, \
-             \"binder: Address corner cases in deferred copy and fixup\"), so the call goes \
-             through; ShimDevice's gather_fda (device/shim.rs) refuses a parent_offset past \
-             the parent even when num_fds is 0, and the sender gets BR_FAILED_REPLY. A \
-             ShimDevice fix (the shim itself already skips empty arrays); drop this entry \
-             when it lands. It also matches a later difference when the refused call was \
-             written with no read buffer (its BR_FAILED_REPLY not yet seen), since from \
-             there on the kernel has a transaction the shim has not.",
-        matches: empty_fda_outside_parent,
-    },
     Known {
         name: "allocator-exact-fit-order",
         reason: "Both drivers allocate best fit from the same free blocks, but among several \
@@ -106,68 +90,6 @@ fn only_buffer_offset_differs(d: &Diff<'_>) -> bool {
             .join(" ")
     };
     d.shim != d.kernel && mask(d.shim) == mask(d.kernel)
-}
-
-/// The step sends an FDA of no fds whose offset lies past (or is misaligned in) its parent
-/// PTR; the shim fails it, the kernel does not. Or an earlier step sent one with no read
-/// buffer, so the refusal did not show there.
-fn empty_fda_outside_parent(d: &Diff<'_>) -> bool {
-    let unseen_earlier = d.earlier.iter().any(|s| match &s.op {
-        Op::WriteRead { cmds, read: 0 } => odd_empty_fda(cmds),
-        _ => false,
-    });
-    if unseen_earlier {
-        return true;
-    }
-    let Some(Step {
-        op: Op::WriteRead { cmds, .. },
-        ..
-    }) = d.step
-    else {
-        return false;
-    };
-    // The shim side shows the refusal: BR_FAILED_REPLY for a call, a lone BR_NOOP when the
-    // read ends first, or for a reply the replier's BR_TRANSACTION_COMPLETE with the write
-    // stopped after it (seeds 4963, 7971: the caller reads BR_FAILED_REPLY later).
-    let (shim, kernel) = (result(d.shim), result(d.kernel));
-    let write_stopped = matches!(
-        (consumed(shim), consumed(kernel)),
-        (Some(s), Some(k)) if s < k
-    );
-    odd_empty_fda(cmds)
-        && !kernel.contains("FAILED_REPLY")
-        && (shim.contains("FAILED_REPLY") || shim.ends_with(" rc=4 | NOOP") || write_stopped)
-}
-
-/// The `wc=` of a result.
-fn consumed(result: &str) -> Option<u64> {
-    result
-        .split(' ')
-        .find_map(|w| w.strip_prefix("wc="))
-        .and_then(|n| n.parse().ok())
-}
-
-/// A valid transaction among `cmds` carries an FDA of no fds outside (or misaligned in) its
-/// parent PTR.
-fn odd_empty_fda(cmds: &[Cmd]) -> bool {
-    cmds.iter().any(|c| match c {
-        Cmd::Txn(t) => {
-            t.bad.is_none()
-                && t.objs.iter().any(|o| match *o {
-                    Obj::Fda { n: 0, parent, off } => match t.objs.get(parent as usize) {
-                        Some(Obj::Ptr { len, .. }) => off > *len || off % 4 != 0,
-                        _ => false,
-                    },
-                    _ => false,
-                })
-        }
-        _ => false,
-    })
-}
-
-/// The result part of a trace line (after `#<i> P<p>T<t>: `).
-fn result(line: &str) -> &str {
-    line.split_once(": ").map_or(line, |(_, r)| r)
 }
 
 /// The known difference `d` is, if any.
