@@ -38,48 +38,46 @@ pub struct Known {
 //   fixed in ShimDevice (commit 4ab34d8), the replay agrees now.
 // - 1222: `allocator-exact-fit-order` below.
 //
-// Open findings of the 5,000-scenario campaign (seeds 3001..8000, Debian's 6.1.0-48):
-// - 4117 (`BITTUBE_DIFF_REPLAY=4117:9,10,11,17,18,19,20,21,22,23,24,25,40,41,46,47,56,57,62,63`):
-//   P2T1 sends a oneway carrying a new strong BINDER (read size 0, so the node's
-//   BR_INCREFS/BR_ACQUIRE stay queued on P2T1 in front of its BR_TRANSACTION_COMPLETE); P1
-//   reads it; at P2T1's next read the kernel no longer has the node work (only
-//   BR_TRANSACTION_COMPLETE), the shim still delivers BR_INCREFS + BR_ACQUIRE. In the kernel
-//   node work disappears unread when the node loses its last reference before the owner
-//   acknowledged it (binder_dec_node_nilocked dequeues it and frees the node), so some step
-//   of the minimised list drops P1's reference there and not in the shim. Not yet
-//   understood; not listed below.
+// Findings of the 5,000-scenario campaign (seeds 3001..8000, Debian's 6.1.0-48); every one
+// is fixed and its replay (full and minimised) agrees on that kernel:
+// - 4117 (`BITTUBE_DIFF_REPLAY=4117:9,10,11,17,18,19,20,21,22,23,24,25,40,41,46,47,56,57,62,63`,
+//   fixed): P1 dropped the ref of a handle it had received in a reply it still held (#40,
+//   BC_RELEASE), the number went to a new node's ref (#46/#56), then P1 freed that old reply
+//   (#56). binder_transaction_buffer_release releases a HANDLE object by the handle number
+//   written in the buffer (binder_dec_ref_for_handle), so the kernel dropped the new ref, the
+//   new node lost its last reference and binder_dec_node_nilocked freed it with its queued
+//   BR_INCREFS/BR_ACQUIRE; the shim released by node and kept it. The shim now records the
+//   handle number (`Release::Ref`); conformance `freeing_a_buffer_releases_its_handles_by_number`.
 // - 4963, 7971: the same empty-FDA difference, in a reply; fixed with 1227.
-// - 7721 (`BITTUBE_DIFF_REPLAY=7721:9,10,11,13,14,15,17,18,19,22,23,24,25,27,34,38,41,42`):
-//   at the differing step the shim's P2T1 reads BR_INCREFS + BR_ACQUIRE of its node 0x3000
-//   that the kernel does not have queued (the step also carries an empty FDA outside its
-//   parent, but the node work predates it); with 4117 it looks like one open difference in
-//   when node work is dropped; not yet understood.
+// - 7721 (`BITTUBE_DIFF_REPLAY=7721:9,10,11,13,14,15,17,18,19,22,23,24,25,27,34,38,41,42`,
+//   fixed with 1227): the differing step carries an empty FDA outside its parent, which
+//   ShimDevice refused and the kernel accepts; the node-work difference came from that
+//   refusal, and both replays agree since ShimDevice's fix (4ab34d8).
 // - 6275 (fixed): a BC_FREE_BUFFER that closes FDA fds sets looper_need_return in the kernel,
 //   so a non-blocking read in the same call returns a lone BR_NOOP, not EAGAIN.
-// - 6113 (`BITTUBE_DIFF_REPLAY=6113:6,29,32,33,38,39,44`): after the manager process exits,
-//   a fresh non-looper thread of P1 writes BC_ACQUIRE_DONE for its node (whose other strong
-//   refs went with the manager) and reads: the shim gives it the node's BR_RELEASE (process
-//   work), the kernel a lone BR_NOOP. Either the kernel still holds a strong reference on the
-//   node (the exited manager's last call to it, queued in P1's todo, keeps its target node)
-//   or it does not hand process work to a thread that never entered the looper; not yet
-//   understood.
+// - 6113 (`BITTUBE_DIFF_REPLAY=6113:6,29,32,33,38,39,44`, fixed): the manager, handling P1T0's
+//   call, called P1's node back (#33: queued on P1T0, which waits for the reply), then exited;
+//   P1T0 exited before reading it (#39). binder_release_work drops such a call with
+//   binder_send_failed_reply / binder_free_transaction, which leave its buffer allocated
+//   until the process exits, so the buffer's strong ref on its target node stays and P1's
+//   later BC_ACQUIRE_DONE queues no BR_RELEASE; the shim freed the buffer with the
+//   transaction and gave the next reader BR_RELEASE. The shim now keeps it (`free_txn`);
+//   conformance `call_dropped_at_thread_exit_keeps_its_buffer_and_target_node`.
 
 /// The list. Issue 17's item 5 (command payloads cut by the end of the write buffer: the
 /// kernel reads past the buffer) is not generated at all, so it needs no entry.
-pub const KNOWN: &[Known] = &[
-    Known {
-        name: "allocator-exact-fit-order",
-        reason: "Both drivers allocate best fit from the same free blocks, but among several \
-                 free blocks of the needed size the kernel takes the first one its walk of \
-                 the size-keyed red-black tree meets (binder_alloc_new_buf_locked stops at the \
-                 first exact match from the root, so the pick depends on the tree's shape and \
-                 insertion history), and among larger blocks of one size the earliest \
-                 inserted; the shim's allocator (shim/alloc.rs) takes the lowest address. \
-                 Matching it needs the kernel's rbtree balancing reproduced. Matched only when \
-                 the two lines are equal except for `at=` (the buffer's offset in the area).",
-        matches: only_buffer_offset_differs,
-    },
-];
+pub const KNOWN: &[Known] = &[Known {
+    name: "allocator-exact-fit-order",
+    reason: "Both drivers allocate best fit from the same free blocks, but among several \
+              free blocks of the needed size the kernel takes the first one its walk of \
+              the size-keyed red-black tree meets (binder_alloc_new_buf_locked stops at the \
+              first exact match from the root, so the pick depends on the tree's shape and \
+              insertion history), and among larger blocks of one size the earliest \
+              inserted; the shim's allocator (shim/alloc.rs) takes the lowest address. \
+              Matching it needs the kernel's rbtree balancing reproduced. Matched only when \
+              the two lines are equal except for `at=` (the buffer's offset in the area).",
+    matches: only_buffer_offset_differs,
+}];
 
 /// The two lines are the same once every `at=<offset>` is masked.
 fn only_buffer_offset_differs(d: &Diff<'_>) -> bool {
