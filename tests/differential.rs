@@ -349,16 +349,10 @@ fn compare(
             let (sa, sb) = (a.get(i).unwrap_or(&empty), b.get(i).unwrap_or(&empty));
             let at = step_of(sa).or(step_of(sb));
             let step = at.map(|s| &scen.steps[s]);
-            let earlier = kept
-                .iter()
-                .take_while(|&&k| Some(k) != at)
-                .map(|&k| &scen.steps[k])
-                .collect();
             let d = known::Diff {
                 step,
                 shim: sa,
                 kernel: sb,
-                earlier,
             };
             match known::known(&d) {
                 Some(k) => Outcome::Known(k.name),

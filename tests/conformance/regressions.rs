@@ -478,3 +478,169 @@ fn sync_call_with_an_unread_reply_on_the_thread_fails() {
         },
     );
 }
+
+const NODE_A: u64 = 0x4117_0a00;
+const NODE_B: u64 = 0x4117_0b00;
+
+/// Freeing a buffer releases each HANDLE object by the handle number written in it
+/// (binder_transaction_buffer_release → binder_dec_ref_for_handle), not by the node it named
+/// when translated: after the receiver dropped that ref itself (BC_RELEASE) and the number went
+/// to another node, freeing the old buffer drops a reference of the new node. (Differential
+/// seed 4117: there the new node lost its last reference and its queued BR_INCREFS/BR_ACQUIRE
+/// went with it, binder_dec_node_nilocked.)
+#[test]
+fn freeing_a_buffer_releases_its_handles_by_number() {
+    run(
+        test_name!(freeing_a_buffer_releases_its_handles_by_number),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, 0x1, 0x2);
+                let mut owner = ctx.spawn("owner", &[]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let first = m.received(&find(&rets, BR_TRANSACTION));
+                assert_eq!(first.object::<FlatBinderObject>(0).handle(), 1);
+                // Drop the ref the first buffer holds: handle 1 goes, the buffer stays.
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_RELEASE, &1u32);
+                bc::reply(&mut w, 0, 0, &Payload::new());
+                assert_stream(
+                    &m.write_read(w.as_bytes()),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "releasing handle 1 and replying",
+                );
+                let rets = m.write_read_until_any(&[], &[BR_TRANSACTION]);
+                let second = m.received(&find(&rets, BR_TRANSACTION));
+                let obj: FlatBinderObject = second.object(0);
+                assert_eq!(obj.handle(), 1, "the free number goes to the second node");
+                // Strong count 2 (the second buffer, BC_ACQUIRE); the first free takes one
+                // (by number), the second free the other: handle 1 is gone.
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_ACQUIRE, &1u32);
+                bc::free_buffer(&mut w, first.tr.data_buffer);
+                bc::free_buffer(&mut w, second.tr.data_buffer);
+                bc::reply(&mut w, 0, 0, &Payload::new());
+                assert_stream(
+                    &m.write_read(w.as_bytes()),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "freeing both buffers and replying",
+                );
+                assert_eq!(owner.expect("DONE"), "");
+                let rets = m.transact(1, 3, TF_ONE_WAY, &Payload::bytes(b"anyone?"));
+                assert_stream(&rets, &["BR_FAILED_REPLY"], "a call on the dropped handle");
+                owner.finish();
+            }
+            Some(_) => {
+                let c = Proc::open();
+                for (code, node) in [(1, NODE_A), (2, NODE_B)] {
+                    let mut p = Payload::new();
+                    p.push_object(&binder_obj(node, node + 1, 0));
+                    let rets = c.transact(0, code, 0, &p);
+                    let reply = c.received(&find(&rets, BR_REPLY));
+                    let mut w = CommandWriter::new();
+                    bc::free_buffer(&mut w, reply.tr.data_buffer);
+                    c.write(w.as_bytes());
+                }
+                tell("DONE", "");
+                // Alive until the parent is done.
+                let _ = hear();
+            }
+        },
+    );
+}
+
+const NODE_C: u64 = 0x6113_0c00;
+
+/// A call dropped undelivered because its thread exited (binder_thread_release →
+/// binder_release_work → binder_send_failed_reply → binder_free_transaction) leaves its
+/// buffer allocated until the process exits, and that buffer keeps its strong reference on
+/// the target node: when every other reference goes, the owner hears no BR_RELEASE.
+/// (Differential seed 6113.)
+#[test]
+fn call_dropped_at_thread_exit_keeps_its_buffer_and_target_node() {
+    run(
+        test_name!(call_dropped_at_thread_exit_keeps_its_buffer_and_target_node),
+        |ctx| match ctx.role.as_deref() {
+            None => {
+                let m = Proc::open();
+                m.become_context_manager(0, 0x1, 0x2);
+                let mut owner = ctx.spawn("owner", &[]);
+                let mut w = CommandWriter::new();
+                w.cmd(BC_ENTER_LOOPER);
+                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let first = m.received(&find(&rets, BR_TRANSACTION));
+                let h = first.object::<FlatBinderObject>(0).handle();
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_ACQUIRE, &h);
+                bc::free_buffer(&mut w, first.tr.data_buffer);
+                bc::reply(&mut w, 0, 0, &Payload::new());
+                assert_stream(
+                    &m.write_read(w.as_bytes()),
+                    &["BR_TRANSACTION_COMPLETE"],
+                    "keeping the node and replying",
+                );
+                // While handling the owner's second call, call its node: the call is queued
+                // on the owner's thread that waits for this reply.
+                let rets = m.write_read_until_any(&[], &[BR_TRANSACTION]);
+                let second = m.received(&find(&rets, BR_TRANSACTION));
+                let mut w = CommandWriter::new();
+                bc::transaction(&mut w, h, 7, 0, &Payload::bytes(b"call back"));
+                m.write(w.as_bytes());
+                owner.send("CALLED");
+                assert_eq!(owner.expect("EXITED"), "");
+                let rets = m.write_read_until_any(&[], &[BR_DEAD_REPLY]);
+                assert_stream(
+                    &rets,
+                    &["BR_TRANSACTION_COMPLETE", "BR_DEAD_REPLY"],
+                    "the call back, dropped with the thread",
+                );
+                let mut w = CommandWriter::new();
+                w.cmd_with(BC_RELEASE, &h);
+                bc::free_buffer(&mut w, second.tr.data_buffer);
+                m.write(w.as_bytes());
+                owner.send("RELEASED");
+                assert_eq!(
+                    owner.expect("RESULT"),
+                    "BR_NOOP",
+                    "the dropped call's buffer still holds the node strong"
+                );
+                owner.finish();
+            }
+            Some(_) => {
+                let c = Proc::open();
+                let mut p = Payload::new();
+                p.push_object(&binder_obj(NODE_C, NODE_C + 1, 0));
+                let rets = c.transact(0, 1, 0, &p);
+                assert_stream(
+                    &rets,
+                    &[
+                        "BR_INCREFS",
+                        "BR_ACQUIRE",
+                        "BR_TRANSACTION_COMPLETE",
+                        "BR_REPLY",
+                    ],
+                    "registering a node",
+                );
+                let reply = c.received(&find(&rets, BR_REPLY));
+                let mut w = CommandWriter::new();
+                bc::free_buffer(&mut w, reply.tr.data_buffer);
+                bc::ptr_cookie(&mut w, BC_INCREFS_DONE, NODE_C, NODE_C + 1);
+                bc::ptr_cookie(&mut w, BC_ACQUIRE_DONE, NODE_C, NODE_C + 1);
+                c.write(w.as_bytes());
+                // The second call, written only: this thread now waits for its reply.
+                let mut w = CommandWriter::new();
+                bc::transaction(&mut w, 0, 2, 0, &Payload::bytes(b"waiting"));
+                c.write(w.as_bytes());
+                hear_exact("CALLED");
+                c.dev.thread_exit().expect("BINDER_THREAD_EXIT");
+                tell("EXITED", "");
+                hear_exact("RELEASED");
+                let rets = c.probe_process_work();
+                tell("RESULT", &names(&rets).join(","));
+                let _ = hear();
+            }
+        },
+    );
+}

@@ -2,7 +2,7 @@
 //! skipped only when one entry here names it exactly (the step it happens at and both
 //! traces); nothing silences a whole class.
 
-use crate::gen::{Cmd, Obj, Op, Step};
+use crate::gen::Step;
 
 /// The first step at which the two traces differ.
 pub struct Diff<'a> {
@@ -12,8 +12,6 @@ pub struct Diff<'a> {
     pub shim: &'a str,
     /// The kernel's trace line.
     pub kernel: &'a str,
-    /// The steps run before `step`, in order.
-    pub earlier: Vec<&'a Step>,
 }
 
 /// One known difference.
@@ -35,67 +33,51 @@ pub struct Known {
 //   conformance `sync_call_with_an_unread_reply_on_the_thread_fails`.
 // - 1123 (fixed with the above): the pending error on one side only was that refusal's
 //   BR_FAILED_REPLY; the replay agrees now.
-// - 1227: the empty-FDA difference below, in a step with no read buffer, so that it shows
-//   only in later steps (the call exists on the kernel side only); matched by
-//   `empty-fda-outside-its-parent` through `Diff::earlier`.
+// - 1227: an FDA of no fds outside its parent PTR, which the kernel does not check
+//   (binder_translate_fd_array returns at once for an empty array) and ShimDevice refused;
+//   fixed in ShimDevice (commit 4ab34d8), the replay agrees now.
 // - 1222: `allocator-exact-fit-order` below.
 //
-// Open findings of the 5,000-scenario campaign (seeds 3001..8000, Debian's 6.1.0-48):
-// - 4117 (`BITTUBE_DIFF_REPLAY=4117:9,10,11,17,18,19,20,21,22,23,24,25,40,41,46,47,56,57,62,63`):
-//   P2T1 sends a oneway carrying a new strong BINDER (read size 0, so the node's
-//   BR_INCREFS/BR_ACQUIRE stay queued on P2T1 in front of its BR_TRANSACTION_COMPLETE); P1
-//   reads it; at P2T1's next read the kernel no longer has the node work (only
-//   BR_TRANSACTION_COMPLETE), the shim still delivers BR_INCREFS + BR_ACQUIRE. In the kernel
-//   node work disappears unread when the node loses its last reference before the owner
-//   acknowledged it (binder_dec_node_nilocked dequeues it and frees the node), so some step
-//   of the minimised list drops P1's reference there and not in the shim. Not yet
-//   understood; not listed below.
-// - 4963, 7971: the empty-FDA difference in a reply (now matched by its entry: the replier's
-//   write stops after BR_TRANSACTION_COMPLETE on the shim).
-// - 7721 (`BITTUBE_DIFF_REPLAY=7721:9,10,11,13,14,15,17,18,19,22,23,24,25,27,34,38,41,42`):
-//   at the differing step the shim's P2T1 reads BR_INCREFS + BR_ACQUIRE of its node 0x3000
-//   that the kernel does not have queued (the step also carries an empty FDA outside its
-//   parent, but the node work predates it); with 4117 it looks like one open difference in
-//   when node work is dropped; not yet understood.
+// Findings of the 5,000-scenario campaign (seeds 3001..8000, Debian's 6.1.0-48); every one
+// is fixed and its replay (full and minimised) agrees on that kernel:
+// - 4117 (`BITTUBE_DIFF_REPLAY=4117:9,10,11,17,18,19,20,21,22,23,24,25,40,41,46,47,56,57,62,63`,
+//   fixed): P1 dropped the ref of a handle it had received in a reply it still held (#40,
+//   BC_RELEASE), the number went to a new node's ref (#46/#56), then P1 freed that old reply
+//   (#56). binder_transaction_buffer_release releases a HANDLE object by the handle number
+//   written in the buffer (binder_dec_ref_for_handle), so the kernel dropped the new ref, the
+//   new node lost its last reference and binder_dec_node_nilocked freed it with its queued
+//   BR_INCREFS/BR_ACQUIRE; the shim released by node and kept it. The shim now records the
+//   handle number (`Release::Ref`); conformance `freeing_a_buffer_releases_its_handles_by_number`.
+// - 4963, 7971: the same empty-FDA difference, in a reply; fixed with 1227.
+// - 7721 (`BITTUBE_DIFF_REPLAY=7721:9,10,11,13,14,15,17,18,19,22,23,24,25,27,34,38,41,42`,
+//   fixed with 1227): the differing step carries an empty FDA outside its parent, which
+//   ShimDevice refused and the kernel accepts; the node-work difference came from that
+//   refusal, and both replays agree since ShimDevice's fix (4ab34d8).
 // - 6275 (fixed): a BC_FREE_BUFFER that closes FDA fds sets looper_need_return in the kernel,
 //   so a non-blocking read in the same call returns a lone BR_NOOP, not EAGAIN.
-// - 6113 (`BITTUBE_DIFF_REPLAY=6113:6,29,32,33,38,39,44`): after the manager process exits,
-//   a fresh non-looper thread of P1 writes BC_ACQUIRE_DONE for its node (whose other strong
-//   refs went with the manager) and reads: the shim gives it the node's BR_RELEASE (process
-//   work), the kernel a lone BR_NOOP. Either the kernel still holds a strong reference on the
-//   node (the exited manager's last call to it, queued in P1's todo, keeps its target node)
-//   or it does not hand process work to a thread that never entered the looper; not yet
-//   understood.
+// - 6113 (`BITTUBE_DIFF_REPLAY=6113:6,29,32,33,38,39,44`, fixed): the manager, handling P1T0's
+//   call, called P1's node back (#33: queued on P1T0, which waits for the reply), then exited;
+//   P1T0 exited before reading it (#39). binder_release_work drops such a call with
+//   binder_send_failed_reply / binder_free_transaction, which leave its buffer allocated
+//   until the process exits, so the buffer's strong ref on its target node stays and P1's
+//   later BC_ACQUIRE_DONE queues no BR_RELEASE; the shim freed the buffer with the
+//   transaction and gave the next reader BR_RELEASE. The shim now keeps it (`free_txn`);
+//   conformance `call_dropped_at_thread_exit_keeps_its_buffer_and_target_node`.
 
 /// The list. Issue 17's item 5 (command payloads cut by the end of the write buffer: the
 /// kernel reads past the buffer) is not generated at all, so it needs no entry.
-pub const KNOWN: &[Known] = &[
-    Known {
-        name: "empty-fda-outside-its-parent",
-        reason: "An FDA with num_fds 0 is not checked against its parent's length or alignment \
-             by the kernel (binder_translate_fd_array returns at once for an empty array, \
-             \"binder: Address corner cases in deferred copy and fixup\"), so the call goes \
-             through; ShimDevice's gather_fda (device/shim.rs) refuses a parent_offset past \
-             the parent even when num_fds is 0, and the sender gets BR_FAILED_REPLY. A \
-             ShimDevice fix (the shim itself already skips empty arrays); drop this entry \
-             when it lands. It also matches a later difference when the refused call was \
-             written with no read buffer (its BR_FAILED_REPLY not yet seen), since from \
-             there on the kernel has a transaction the shim has not.",
-        matches: empty_fda_outside_parent,
-    },
-    Known {
-        name: "allocator-exact-fit-order",
-        reason: "Both drivers allocate best fit from the same free blocks, but among several \
-                 free blocks of the needed size the kernel takes the first one its walk of \
-                 the size-keyed red-black tree meets (binder_alloc_new_buf_locked stops at the \
-                 first exact match from the root, so the pick depends on the tree's shape and \
-                 insertion history), and among larger blocks of one size the earliest \
-                 inserted; the shim's allocator (shim/alloc.rs) takes the lowest address. \
-                 Matching it needs the kernel's rbtree balancing reproduced. Matched only when \
-                 the two lines are equal except for `at=` (the buffer's offset in the area).",
-        matches: only_buffer_offset_differs,
-    },
-];
+pub const KNOWN: &[Known] = &[Known {
+    name: "allocator-exact-fit-order",
+    reason: "Both drivers allocate best fit from the same free blocks, but among several \
+              free blocks of the needed size the kernel takes the first one its walk of \
+              the size-keyed red-black tree meets (binder_alloc_new_buf_locked stops at the \
+              first exact match from the root, so the pick depends on the tree's shape and \
+              insertion history), and among larger blocks of one size the earliest \
+              inserted; the shim's allocator (shim/alloc.rs) takes the lowest address. \
+              Matching it needs the kernel's rbtree balancing reproduced. Matched only when \
+              the two lines are equal except for `at=` (the buffer's offset in the area).",
+    matches: only_buffer_offset_differs,
+}];
 
 /// The two lines are the same once every `at=<offset>` is masked.
 fn only_buffer_offset_differs(d: &Diff<'_>) -> bool {
@@ -106,68 +88,6 @@ fn only_buffer_offset_differs(d: &Diff<'_>) -> bool {
             .join(" ")
     };
     d.shim != d.kernel && mask(d.shim) == mask(d.kernel)
-}
-
-/// The step sends an FDA of no fds whose offset lies past (or is misaligned in) its parent
-/// PTR; the shim fails it, the kernel does not. Or an earlier step sent one with no read
-/// buffer, so the refusal did not show there.
-fn empty_fda_outside_parent(d: &Diff<'_>) -> bool {
-    let unseen_earlier = d.earlier.iter().any(|s| match &s.op {
-        Op::WriteRead { cmds, read: 0 } => odd_empty_fda(cmds),
-        _ => false,
-    });
-    if unseen_earlier {
-        return true;
-    }
-    let Some(Step {
-        op: Op::WriteRead { cmds, .. },
-        ..
-    }) = d.step
-    else {
-        return false;
-    };
-    // The shim side shows the refusal: BR_FAILED_REPLY for a call, a lone BR_NOOP when the
-    // read ends first, or for a reply the replier's BR_TRANSACTION_COMPLETE with the write
-    // stopped after it (seeds 4963, 7971: the caller reads BR_FAILED_REPLY later).
-    let (shim, kernel) = (result(d.shim), result(d.kernel));
-    let write_stopped = matches!(
-        (consumed(shim), consumed(kernel)),
-        (Some(s), Some(k)) if s < k
-    );
-    odd_empty_fda(cmds)
-        && !kernel.contains("FAILED_REPLY")
-        && (shim.contains("FAILED_REPLY") || shim.ends_with(" rc=4 | NOOP") || write_stopped)
-}
-
-/// The `wc=` of a result.
-fn consumed(result: &str) -> Option<u64> {
-    result
-        .split(' ')
-        .find_map(|w| w.strip_prefix("wc="))
-        .and_then(|n| n.parse().ok())
-}
-
-/// A valid transaction among `cmds` carries an FDA of no fds outside (or misaligned in) its
-/// parent PTR.
-fn odd_empty_fda(cmds: &[Cmd]) -> bool {
-    cmds.iter().any(|c| match c {
-        Cmd::Txn(t) => {
-            t.bad.is_none()
-                && t.objs.iter().any(|o| match *o {
-                    Obj::Fda { n: 0, parent, off } => match t.objs.get(parent as usize) {
-                        Some(Obj::Ptr { len, .. }) => off > *len || off % 4 != 0,
-                        _ => false,
-                    },
-                    _ => false,
-                })
-        }
-        _ => false,
-    })
-}
-
-/// The result part of a trace line (after `#<i> P<p>T<t>: `).
-fn result(line: &str) -> &str {
-    line.split_once(": ").map_or(line, |(_, r)| r)
 }
 
 /// The known difference `d` is, if any.

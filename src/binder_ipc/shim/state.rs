@@ -221,10 +221,14 @@ pub enum Release {
         /// Strong or weak.
         strong: bool,
     },
-    /// The receiver holds a ref to the node.
+    /// The receiver holds a ref to the node, released by the handle number written into
+    /// the buffer, as binder_transaction_buffer_release does (binder_dec_ref_for_handle with
+    /// the object's handle): when the receiver dropped that ref itself (BC_RELEASE) and the
+    /// number went to a newer ref, freeing the buffer drops the newer ref (differential
+    /// seed 4117).
     Ref {
-        /// The node.
-        node: NodeId,
+        /// The handle written into the buffer.
+        desc: Handle,
         /// Strong or weak.
         strong: bool,
     },
@@ -1192,12 +1196,14 @@ impl State {
                 Release::Node { node, strong } => {
                     self.dec_node(node, strong, false);
                 }
-                Release::Ref { node, strong } => {
-                    let desc = self
+                Release::Ref { desc, strong } => {
+                    // A number no ref holds any more: the kernel logs it ("bad handle") and
+                    // goes on; not a user error.
+                    if self
                         .procs
                         .get(&proc)
-                        .and_then(|p| p.refs_by_node.get(&node).copied());
-                    if let Some(desc) = desc {
+                        .is_some_and(|p| p.refs.contains_key(&desc))
+                    {
                         self.dec_ref(proc, desc, strong);
                     }
                 }
@@ -1248,7 +1254,11 @@ impl State {
         }
     }
 
-    /// Frees a transaction record and the buffer it still owns (undelivered).
+    /// Frees a transaction record that is dropped undelivered (`binder_free_transaction`).
+    /// Like the kernel, this leaves its buffer allocated, with the references its target
+    /// node and objects hold, until the receiving process exits: the receiver never saw it,
+    /// so it cannot free it (differential seed 6113: a call queued to a thread that exits
+    /// keeps its target node strong).
     pub fn free_txn(&mut self, id: TxnId) {
         let Some(t) = self.txns.remove(&id) else {
             return;
@@ -1262,9 +1272,6 @@ impl State {
                 .and_then(|p| p.buffers.get_mut(&off))
             {
                 b.txn = None;
-                if !b.allow_user_free {
-                    self.release_buffer(proc, off);
-                }
             }
         }
         // t.fds close here if never installed.

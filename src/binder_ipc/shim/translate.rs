@@ -375,7 +375,7 @@ impl State {
         let desc = self
             .inc_ref_for_node(cx.route.proc, node, strong, Some(s.conn))
             .map_err(ref_error)?;
-        cx.releases.push(Release::Ref { node, strong });
+        cx.releases.push(Release::Ref { desc, strong });
         fbo.hdr.type_ = if strong {
             BINDER_TYPE_HANDLE
         } else {
@@ -428,10 +428,7 @@ impl State {
             let desc = self
                 .inc_ref_for_node(cx.route.proc, node_id, strong, None)
                 .map_err(ref_error)?;
-            cx.releases.push(Release::Ref {
-                node: node_id,
-                strong,
-            });
+            cx.releases.push(Release::Ref { desc, strong });
             fbo.binder = desc.0 as u64;
             fbo.cookie = 0;
         }
