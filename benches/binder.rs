@@ -47,6 +47,13 @@
 //! thread was switched in (third field): on a busy machine the latencies follow the waits,
 //! while CPU time and switches count the work each way does. The CDFs of the 0-byte round
 //! trips go to `target/bench-plots/binder.svg`.
+//!
+//! The goals are judged per round: each round's shim p50 (p99, CPU per round trip) against
+//! the same round's relay (D-Bus), and the median of those ratios over the rounds, printed
+//! with their range and with the ratio over all samples pooled. On these shared 2-vCPU
+//! machines a round trip's latency depends on which vCPUs the threads happen to wake on
+//! (waking an idle vCPU costs tens of µs here), and that changes within a run; a ratio
+//! taken within one round compares the ways under the same conditions.
 
 #[path = "common/dbus_peer.rs"]
 mod dbus_peer;
@@ -217,6 +224,11 @@ impl Rig {
 struct Samples {
     ways: [Vec<u64>; 5],
     sched: [Sched; 5],
+    /// Per round, per way: the round's CPU time and switches (its latencies are the round's
+    /// slice of `ways`, `per_round` samples each).
+    rounds: Vec<[Sched; 5]>,
+    /// Round trips per round and way.
+    per_round: usize,
     /// Per way, per thread (`pid/comm`): ns on CPU and switches in, when
     /// `BINDER_BENCH_THREADS` is set.
     threads: [BTreeMap<String, (u64, u64)>; 5],
@@ -324,7 +336,10 @@ fn latencies(
     let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
     let per_round = cfg.iters / ROUNDS;
     let pids = rig.pids();
-    let mut s = Samples::default();
+    let mut s = Samples {
+        per_round,
+        ..Samples::default()
+    };
     let by_thread = std::env::var_os(THREADS_ENV).is_some();
     let mut run = |way: usize, n: usize, out: &mut Vec<u64>| match way {
         0 => client.run(&payload, n, out),
@@ -345,6 +360,7 @@ fn latencies(
         }
     }
     for round in 0..ROUNDS {
+        s.rounds.push(Default::default());
         // Which one goes first turns with the round.
         for k in 0..WAYS.len() {
             let way = (round + k) % WAYS.len();
@@ -354,7 +370,9 @@ fn latencies(
             let threads_before = by_thread.then(|| thread_stats(&pids));
             let before = Sched::now(&pids);
             run(way, per_round, &mut s.ways[way]);
-            s.sched[way].add(Sched::now(&pids).since(before));
+            let spent = Sched::now(&pids).since(before);
+            s.sched[way].add(spent);
+            s.rounds[round][way] = spent;
             if let Some(tb) = threads_before {
                 for (tid, (name, run, sw)) in thread_stats(&pids) {
                     let (r0, s0) = tb.get(&tid).map_or((0, 0), |b| (b.1, b.2));
@@ -538,35 +556,87 @@ fn throughput(
     t
 }
 
+/// Way `a` against way `b`, round by round: one ratio per round.
+#[derive(Default)]
+struct RoundRatios {
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    /// CPU per round trip, all processes.
+    cpu: Vec<f64>,
+}
+
+/// Per round, way `a` against way `b` on the same round. Rounds alternate, so load that
+/// comes and goes during the run falls on both ways; the goals are judged on the medians of
+/// these ratios.
+fn round_ratios(s: &Samples, a: usize, b: usize) -> RoundRatios {
+    let n = s.per_round;
+    let mut out = RoundRatios::default();
+    for (r, sched) in s.rounds.iter().enumerate() {
+        let round = |w: usize| s.ways[w].get(r * n..(r + 1) * n).map(<[u64]>::to_vec);
+        if let (Some(mut x), Some(mut y)) = (round(a), round(b)) {
+            let (px, py) = (percentiles(&mut x), percentiles(&mut y));
+            out.p50.push(ratio(px.0, py.0));
+            out.p99.push(ratio(px.1, py.1));
+            out.cpu
+                .push(sched[a].run as f64 / sched[b].run.max(1) as f64);
+        }
+    }
+    out
+}
+
+/// Median, lowest and highest of `v` (NaNs when empty).
+fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    let median = if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    };
+    (median, v[0], v[v.len() - 1])
+}
+
 fn print_goals(s: &Samples, t: &Throughput) {
     let p: Vec<(u64, u64)> = s.ways.iter().map(|v| percentiles(&mut v.clone())).collect();
     let cpu: Vec<_> = (0..4)
         .map(|w| s.sched[w].per(s.ways[w].len().max(1)))
         .collect();
     let goal = |ok: bool| if ok { "met" } else { "NOT met" };
-    let (sr, cr, sw) = (
-        ratio(p[0].0, p[2].0),
-        cpu[0].0 / cpu[2].0.max(1e-9),
-        cpu[0].2,
-    );
-    println!("goals (0-byte payload):");
+    let relay = round_ratios(s, 0, 2);
+    let ((sr, sr_lo, sr_hi), (cr, cr_lo, cr_hi)) = (spread(&relay.p50), spread(&relay.cpu));
+    let sw = cpu[0].2;
     println!(
-        "  shim p50 ≤ 1.3× relay p50: {} ({sr:.2}×)",
-        goal(sr <= 1.3)
+        "goals (0-byte payload; ratios are medians of the {} alternating rounds' own ratios, \
+         with their range, then the ratio over all samples):",
+        relay.p50.len()
     );
     println!(
-        "  shim CPU per round trip ≤ 1.5× relay's: {} ({cr:.2}×)",
-        goal(cr <= 1.5)
+        "  shim p50 ≤ 1.3× relay p50: {} ({sr:.2}×; rounds {sr_lo:.2}–{sr_hi:.2}×; all {:.2}×)",
+        goal(sr <= 1.3),
+        ratio(p[0].0, p[2].0)
+    );
+    println!(
+        "  shim CPU per round trip ≤ 1.5× relay's: {} ({cr:.2}×; rounds {cr_lo:.2}–{cr_hi:.2}×; all {:.2}×)",
+        goal(cr <= 1.5),
+        cpu[0].0 / cpu[2].0.max(1e-9)
     );
     println!(
         "  ≤ 5 switches per shim round trip: {} ({sw:.1})",
         goal(sw <= 5.0)
     );
     if p[3].0 > 0 {
-        let (a, b) = (ratio(p[3].0, p[0].0), ratio(p[3].1, p[0].1));
+        let dbus = round_ratios(s, 3, 0);
+        let ((a, a_lo, a_hi), (b, b_lo, b_hi)) = (spread(&dbus.p50), spread(&dbus.p99));
         println!(
-            "  shim ≥ 1.8× faster than D-Bus at p50 and p99: {} ({a:.2}× / {b:.2}×)",
-            goal(a >= 1.8 && b >= 1.8)
+            "  shim ≥ 1.8× faster than D-Bus at p50 and p99: {} ({a:.2}× / {b:.2}×; rounds \
+             {a_lo:.2}–{a_hi:.2}× / {b_lo:.2}–{b_hi:.2}×; all {:.2}× / {:.2}×)",
+            goal(a >= 1.8 && b >= 1.8),
+            ratio(p[3].0, p[0].0),
+            ratio(p[3].1, p[0].1)
         );
     }
     if p[4].0 > 0 {
