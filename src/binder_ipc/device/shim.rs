@@ -641,6 +641,31 @@ impl<'b> Answer<'b> {
     }
 }
 
+/// The area offsets at which the shim asks this process to write the numbers of the fds it
+/// sent, checked before any is written: each a 4-aligned `u32` slot inside the area and at
+/// or past `start` (the received buffer's offset), no two slots overlapping. A shim that
+/// named one slot twice would make one fd's number overwrite another's, and the fd whose
+/// number is gone would be held by this process with no object naming it (a leak no parcel
+/// could close); the whole answer is refused instead (`EPROTO`), and every fd it brought is
+/// closed.
+fn checked_fixups(fixups: &[u8], start: u64, area_len: u64) -> Result<Vec<u64>, Errno> {
+    let offsets: Vec<u64> = fixups
+        .chunks_exact(8)
+        .map(bytemuck::pod_read_unaligned)
+        .collect();
+    let mut sorted = offsets.clone();
+    sorted.sort_unstable();
+    let mut free_from = start;
+    for &off in &sorted {
+        let end = off.checked_add(4).ok_or(Errno::EPROTO)?;
+        if off % 4 != 0 || off < free_from || end > area_len {
+            return Err(Errno::EPROTO);
+        }
+        free_from = end;
+    }
+    Ok(offsets)
+}
+
 /// The buffer of the transaction a read returned (`data.ptr.buffer` of its first
 /// `BR_TRANSACTION`/`BR_REPLY`): the shim returns at most one per read.
 fn received_buffer(read: &[u8]) -> Option<u64> {
@@ -783,15 +808,12 @@ impl ShimDevice {
         let Some(buffer) = received_buffer(ans.read) else {
             return Ok(());
         };
+        let start = buffer
+            .checked_sub(self.inner.area_base.as_ptr() as u64)
+            .ok_or(Errno::EPROTO)?;
+        let offsets = checked_fixups(ans.fixups, start, self.inner.area_len as u64)?;
         let mut nums = Vec::with_capacity(fds.len());
-        for (fix, fd) in ans.fixups.chunks_exact(8).zip(fds) {
-            let off: u64 = bytemuck::pod_read_unaligned(fix);
-            let inside = off
-                .checked_add(4)
-                .is_some_and(|end| end <= self.inner.area_len as u64);
-            if !inside {
-                return Err(Errno::EPROTO);
-            }
+        for (off, fd) in offsets.into_iter().zip(fds) {
             let num = fd.as_raw_fd();
             nix::sys::uio::pwrite(&self.inner.area_fd, &num.to_ne_bytes(), off as i64)?;
             // The number now lives in the buffer: whoever reads the object owns the fd, as
@@ -978,6 +1000,39 @@ mod tests {
 
     const CHILD_ENV: &str = "BITTUBE_DEVICE_SHIM_TEST_CHILD";
     const READY: &str = "BITTUBE-DEVICE-TEST-READY";
+
+    fn fixups(offsets: &[u64]) -> Vec<u8> {
+        offsets.iter().flat_map(|o| o.to_ne_bytes()).collect()
+    }
+
+    #[test]
+    fn fixups_are_distinct_aligned_slots_inside_the_received_buffers_area() {
+        let ok = fixups(&[136, 128, 132]);
+        assert_eq!(checked_fixups(&ok, 128, 4096), Ok(vec![136, 128, 132]));
+        assert_eq!(checked_fixups(&[], 128, 4096), Ok(vec![]));
+        // One slot named twice: the first fd's number would be overwritten and leak.
+        assert_eq!(
+            checked_fixups(&fixups(&[128, 136, 128]), 128, 4096),
+            Err(Errno::EPROTO)
+        );
+        // Overlapping slots, a misaligned slot, a slot before the buffer, past the area, and
+        // at the end of the address space.
+        for bad in [
+            &[128, 130][..],
+            &[130],
+            &[124],
+            &[4094],
+            &[4096],
+            &[u64::MAX - 3],
+        ] {
+            assert_eq!(
+                checked_fixups(&fixups(bad), 128, 4096),
+                Err(Errno::EPROTO),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(checked_fixups(&fixups(&[4092]), 128, 4096), Ok(vec![4092]));
+    }
 
     fn temp_socket(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("bittube-devshim-{}", std::process::id()));
