@@ -135,8 +135,7 @@ fn private_dir() -> std::io::Result<PathBuf> {
 /// Checks that only this user may enter `dir`.
 fn check_private(dir: &Path) -> std::io::Result<()> {
     let meta = std::fs::metadata(dir)?;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me || meta.mode() & 0o077 != 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
@@ -182,8 +181,7 @@ impl Default for SocketAccess {
 /// searchable by the users `access` lets in.
 fn check_shared(dir: &Path, access: SocketAccess) -> std::io::Result<()> {
     let meta = std::fs::metadata(dir)?;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = nix::unistd::geteuid().as_raw();
     let (mode, d) = (meta.mode() & 0o7777, dir.display());
     let why = if meta.uid() != me && meta.uid() != 0 {
         Some(format!(

@@ -208,6 +208,11 @@ impl AsFd for KernelDevice {
     }
 }
 
+// SAFETY: `buffer_area` returns the read-only mapping `open` made of the binder device
+// (`map`, `map_len`: the kernel's own pages for this process, a range the kernel chose, so
+// its end does not overflow), the same pair on every call; it is unmapped only in `drop`.
+// Nothing in this process writes to it (it is mapped read-only), and the kernel does not
+// change a delivered buffer before it is freed with `BC_FREE_BUFFER`.
 unsafe impl Device for KernelDevice {
     /// `BINDER_WRITE_READ`. Interrupted calls (`EINTR`) are retried with the counts the kernel
     /// returned, as libbinder does. Consumed counts beyond their slices are `EINVAL`; so is a

@@ -41,8 +41,7 @@ pub type AccessPolicy = Arc<dyn Fn(&AccessRequest<'_>) -> Result<(), String> + S
 
 /// The default policy: the manager's own uid or root may add any name; anyone finds and lists.
 pub fn default_policy() -> AccessPolicy {
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = nix::unistd::geteuid().as_raw();
     Arc::new(move |req: &AccessRequest<'_>| {
         if req.action != Access::Add || req.uid == me || req.uid == 0 {
             Ok(())
