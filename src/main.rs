@@ -40,7 +40,9 @@ use bittube::binder_ipc::runtime::ProcessState;
 use bittube::binder_ipc::service_manager::{
     check_report, list_report, ServiceManager, ServiceManagerClient,
 };
-use bittube::binder_ipc::shim::{query_state, Driver, Limits, SocketAccess, ENV_SOCKET};
+use bittube::binder_ipc::shim::{
+    query_state, Cap, Driver, Limits, SocketAccess, CAP_NAMES, ENV_SOCKET,
+};
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
 
@@ -96,9 +98,30 @@ struct DriverArgs {
     /// Connections one uid may hold open [default: 4096].
     #[arg(long, value_name = "N")]
     max_conns_per_uid: Option<usize>,
+    /// A cap on what one binder process may have the shim keep, as NAME=N (repeatable):
+    /// nodes, refs, transactions, deaths, threads or fds [defaults: `bittube state`].
+    #[arg(long = "proc-cap", value_name = "NAME=N", value_parser = parse_cap)]
+    proc_caps: Vec<(Cap, u64)>,
+    /// The same caps on the sums over all the binder processes of one uid, as NAME=N
+    /// (repeatable).
+    #[arg(long = "uid-cap", value_name = "NAME=N", value_parser = parse_cap)]
+    uid_caps: Vec<(Cap, u64)>,
     /// Log level on stderr: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: tracing::Level,
+}
+
+/// `NAME=N` of `--proc-cap` / `--uid-cap`.
+fn parse_cap(s: &str) -> Result<(Cap, u64), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=N"))?;
+    let cap = Cap::from_name(name)
+        .ok_or_else(|| format!("{name:?}: not a cap; one of {}", CAP_NAMES.join(", ")))?;
+    let n = n
+        .parse::<u64>()
+        .map_err(|e| format!("{n:?}: not a count: {e}"))?;
+    Ok((cap, n))
 }
 
 /// Service manager queries.
@@ -215,6 +238,12 @@ fn driver(args: &DriverArgs) -> Result<(), String> {
     let mut limits = Limits::default();
     limits.procs_per_uid = args.max_procs_per_uid.unwrap_or(limits.procs_per_uid);
     limits.conns_per_uid = args.max_conns_per_uid.unwrap_or(limits.conns_per_uid);
+    for &(cap, n) in &args.proc_caps {
+        limits.state.set_per_proc(cap, n);
+    }
+    for &(cap, n) in &args.uid_caps {
+        limits.state.set_per_uid(cap, n);
+    }
     let driver = Driver::start_shared(socket, limits, access).map_err(|e| {
         format!(
             "cannot start the binder driver shim at {}: {e}",

@@ -65,6 +65,7 @@ pub const STATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 
 pub use limits::Limits as StateLimits;
 pub use limits::UidLimits as StateUidLimits;
+pub use limits::{Cap, CAP_NAMES};
 
 /// What one client may hold in a shim. Each refusal is an errno to that client (on the
 /// answer to its open or call) and a counter in the state dump.

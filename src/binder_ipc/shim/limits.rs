@@ -83,6 +83,33 @@ impl UidLimits {
 }
 
 impl Limits {
+    /// Sets the per-process cap on `cap` to `n` (saturating at the field's range).
+    pub fn set_per_proc(&mut self, cap: Cap, n: u64) {
+        let as_usize = usize::try_from(n).unwrap_or(usize::MAX);
+        let as_u32 = u32::try_from(n).unwrap_or(u32::MAX);
+        match cap {
+            Cap::Nodes => self.nodes = as_usize,
+            Cap::Refs => self.refs = as_usize,
+            Cap::Txns => self.txns = as_u32,
+            Cap::Deaths => self.deaths = as_u32,
+            Cap::Threads => self.threads = as_usize,
+            Cap::Fds => self.fds = as_u32,
+        }
+    }
+
+    /// Sets the per-uid cap on `cap` to `n`.
+    pub fn set_per_uid(&mut self, cap: Cap, n: u64) {
+        let u = &mut self.per_uid;
+        match cap {
+            Cap::Nodes => u.nodes = n,
+            Cap::Refs => u.refs = n,
+            Cap::Txns => u.txns = n,
+            Cap::Deaths => u.deaths = n,
+            Cap::Threads => u.threads = n,
+            Cap::Fds => u.fds = n,
+        }
+    }
+
     /// The per-process cap on `cap`.
     pub fn per_proc(&self, cap: Cap) -> u64 {
         match cap {
@@ -158,6 +185,13 @@ pub const CAPS: [Cap; NCAPS] = [
 
 /// Names of the caps, in [`Cap`] order (for the dump).
 pub const CAP_NAMES: [&str; NCAPS] = ["nodes", "refs", "transactions", "deaths", "threads", "fds"];
+
+impl Cap {
+    /// The cap named `name` (one of [`CAP_NAMES`]).
+    pub fn from_name(name: &str) -> Option<Cap> {
+        CAP_NAMES.iter().position(|n| *n == name).map(|i| CAPS[i])
+    }
+}
 
 /// Refusals by cap, since the shim started.
 pub type Refused = [u64; NCAPS];
