@@ -922,7 +922,11 @@ impl<'d> Client<'d> {
         self.transact(&call).expect("sync call failed").0
     }
 
-    /// The number of oneway transactions the server has handled.
+    /// The number of oneway transactions the server has handled. Right after a flood of
+    /// oneway calls the shim may refuse this call with `ENOSPC`: this sender already has as
+    /// many transactions pending as the shim's cap allows (its queued oneways count), or
+    /// the server's buffer space is used up. Both drain as the server reads, so the call
+    /// is tried again; any other refusal, or one that lasts 30 s, fails the bench.
     fn count(&mut self) -> u64 {
         let call = Call {
             code: CODE_COUNT,
@@ -930,7 +934,18 @@ impl<'d> Client<'d> {
             data: &[],
             offsets: &[],
         };
-        self.transact(&call).expect("count call failed").1
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((_, n)) = self.transact(&call) {
+                return n;
+            }
+            let why = self.dev.extended_error().expect("BINDER_GET_EXTENDED_ERROR");
+            assert!(
+                why.param == -libc::ENOSPC && Instant::now() < deadline,
+                "count call failed: {why:?}"
+            );
+            std::thread::yield_now();
+        }
     }
 
     /// One oneway transaction; false when the shim refused it (the target's oneway space is
