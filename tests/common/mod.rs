@@ -3,6 +3,7 @@
 //! stdin (over which fds travel by SCM_RIGHTS, never by inheritance).
 #![allow(dead_code)]
 
+pub mod host;
 pub mod users;
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
