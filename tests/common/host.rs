@@ -5,16 +5,32 @@
 
 use super::{spawn_child_env, LONG};
 use bittube::binder_ipc::device::KernelDevice;
-use bittube::binder_ipc::runtime::ProcessState;
-use bittube::binder_ipc::service_manager::{default_policy, ServiceManager};
+use bittube::binder_ipc::runtime::{BinderError, ProcessState};
+use bittube::binder_ipc::service_manager::{default_policy, AccessPolicy, ServiceManager};
 use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
 use bittube::fd_transfer::{recv_with_fds, send_with_fds};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 use std::process::Child;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Serves a service manager with `policy` in `ps`. A manager of an earlier test whose process
+/// just ended may still hold the role for a moment (the kernel releases it asynchronously):
+/// that is retried for up to 5 s.
+pub fn serve_manager(ps: &ProcessState, policy: AccessPolicy) -> Arc<ServiceManager> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match ServiceManager::serve(ps, policy.clone()) {
+            Err(BinderError::ContextManagerExists) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            r => return r.expect("service manager"),
+        }
+    }
+}
 
 /// The host of a cross-process test: the service manager on the kernel binder device when there
 /// is one (the kernel run: `ProcessState::open` picks it in every process), else on a driver
@@ -28,7 +44,7 @@ pub struct BinderHost {
 
 impl BinderHost {
     /// Starts the shim (without a kernel binder device), opens the host process on it and
-    /// serves the service manager with the default policy.
+    /// serves the service manager with the default policy ([`serve_manager`]).
     pub fn start() -> BinderHost {
         let driver = match KernelDevice::default_path() {
             Some(_) => None,
@@ -38,12 +54,17 @@ impl BinderHost {
             Some(d) => ProcessState::open_shim(d.socket_path()).expect("host process"),
             None => ProcessState::open().expect("kernel binder"),
         };
-        let sm = ServiceManager::serve(&ps, default_policy()).expect("service manager");
+        let sm = serve_manager(&ps, default_policy());
         BinderHost {
             _sm: sm,
             ps,
             driver,
         }
+    }
+
+    /// The shim's socket; `None` on the kernel binder device (children open it themselves).
+    pub fn socket(&self) -> Option<&Path> {
+        self.driver.as_ref().map(|d| d.socket_path())
     }
 
     /// Runs this test binary again for `test` as `role`, on the host's binder (see

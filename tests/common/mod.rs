@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod host;
+pub mod report;
+pub mod services;
 pub mod users;
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
