@@ -2,8 +2,9 @@
 //! the README's example (aidl/bittube/example, for src/bin/ticker.rs),
 //! and AOSP's Android 16 service-manager AIDL (as the rsbinder package ships it) for bittube.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+
+include!("package_dir.rs");
 
 const FILES: &[&str] = &[
     "Point",
@@ -50,38 +51,9 @@ fn ticker() -> Result<std::path::PathBuf, bittube_aidl::Error> {
 }
 
 /// AOSP's `android/os/*.aidl` of Android 16, from the rsbinder package (found through
-/// `cargo metadata`), less PersistableBundle (a Java-only parcelable nothing here uses).
+/// [`package_dir`]), less PersistableBundle (a Java-only parcelable nothing here uses).
 fn aosp_service_manager() {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
-    let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--filter-platform",
-        ])
-        .arg(std::env::var("TARGET").expect("TARGET"))
-        .arg("--manifest-path")
-        .arg(Path::new(&manifest).join("Cargo.toml"))
-        .output()
-        .expect("cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = String::from_utf8_lossy(&out.stdout);
-    let rsbinder = json
-        .split("\"manifest_path\":\"")
-        .filter_map(|rest| rest.split('"').next())
-        .find(|p| p.ends_with("rsbinder-0.12.0/Cargo.toml"))
-        .expect("rsbinder 0.12.0 in cargo metadata");
-    let dir = Path::new(rsbinder)
-        .parent()
-        .expect("dir")
-        .join("aidl/16/android/os");
+    let dir = package_dir("rsbinder-0.12.0").join("aidl/16/android/os");
     let mut b = bittube_aidl::Builder::new().output("aosp_service_manager.rs");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("AOSP aidl dir")

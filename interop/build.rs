@@ -2,7 +2,8 @@
 //! `src/bin/rsb_hub.rs` includes it (cargo builds no binaries of dependencies).
 
 use std::path::PathBuf;
-use std::process::Command;
+
+include!("../bittube-aidl-tests/package_dir.rs");
 
 fn main() {
     println!("cargo:rerun-if-changed=aidl");
@@ -26,39 +27,7 @@ fn main() {
     std::fs::write(out.join("rsb_hub.rs"), items).expect("write rsb_hub.rs");
 }
 
-/// rsbinder-tools' `src/bin/rsb_hub.rs`, found through `cargo metadata` (the package's
-/// manifest path, wherever the registry or a vendor directory put it).
+/// rsbinder-tools' `src/bin/rsb_hub.rs` (the package found by [`package_dir`]).
 fn rsb_hub_source() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
-    let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--filter-platform",
-        ])
-        .arg(std::env::var("TARGET").expect("TARGET"))
-        .arg("--manifest-path")
-        .arg(PathBuf::from(manifest).join("Cargo.toml"))
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = String::from_utf8_lossy(&out.stdout);
-    // Every manifest_path value; the one of rsbinder-tools-0.12.0.
-    let path = json
-        .split("\"manifest_path\":\"")
-        .skip(1)
-        .filter_map(|rest| rest.split('"').next())
-        .find(|p| p.ends_with("rsbinder-tools-0.12.0/Cargo.toml"))
-        .expect("rsbinder-tools 0.12.0 in cargo metadata");
-    PathBuf::from(path)
-        .parent()
-        .expect("package dir")
-        .join("src/bin/rsb_hub.rs")
+    package_dir("rsbinder-tools-0.12.0").join("src/bin/rsb_hub.rs")
 }

@@ -1,6 +1,8 @@
 //! The `bittube` command line, run as a real binary: the driver daemon, and `bittube state`
 //! against it.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -282,25 +284,11 @@ fn state_names_the_socket_when_nothing_listens() {
 
 #[test]
 fn service_list_asks_the_service_manager_over_binder() {
-    use bittube::binder_ipc::parcel::Parcel;
-    use bittube::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
+    use bittube::binder_ipc::runtime::{Binder, ProcessState};
     use bittube::binder_ipc::service_manager::{default_policy, ServiceManager};
+    use common::services::Inert;
 
-    struct Clock;
-    impl Service for Clock {
-        fn descriptor(&self) -> &str {
-            "test.IClock"
-        }
-        fn on_transact(
-            &self,
-            code: u32,
-            _: &mut Parcel,
-            _: &mut Parcel,
-            _: &CallContext,
-        ) -> Result<(), BinderError> {
-            Err(BinderError::UnknownTransaction(code))
-        }
-    }
+    const CLOCK: Inert = Inert("test.IClock");
 
     let dir = TempDir::new(0o700);
     let socket = dir.0.join("binder");
@@ -309,8 +297,8 @@ fn service_list_asks_the_service_manager_over_binder() {
     // call it through handle 0.
     let ps = ProcessState::open_shim(&socket).expect("binder process on the daemon");
     let sm = ServiceManager::serve(&ps, default_policy()).expect("service manager");
-    sm.add_local("test.clock", Binder::new(Clock));
-    sm.add_local("test.alarm", Binder::new(Clock));
+    sm.add_local("test.clock", Binder::new(CLOCK));
+    sm.add_local("test.alarm", Binder::new(CLOCK));
 
     let out = run(
         &["service", "list", "--socket", socket.to_str().unwrap()],

@@ -8,25 +8,21 @@
 //! and reports what it saw.
 
 mod common;
+use common::host::{expect_text, recv_text, send_text, BinderHost};
 use common::*;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bittube::binder_ipc::device::KernelDevice;
 use bittube::binder_ipc::runtime::{Binder, ProcessState};
-use bittube::binder_ipc::service_manager::{default_policy, ServiceManager, ServiceManagerClient};
-use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
-use bittube::fd_transfer::{recv_with_fds, send_with_fds};
+use bittube::binder_ipc::service_manager::ServiceManagerClient;
 use bittube::input_demo::binder::{InputClient, InputService, WindowTokenService, SERVICE_NAME};
 use bittube::input_demo::evdev::codes::*;
 use bittube::input_demo::evdev::mapper::*;
 use bittube::input_demo::evdev::uinput::{contact, syn, DeviceSpec, VirtualDevice, UINPUT_PATH};
 use bittube::input_demo::evdev::{feed, EvdevReader, FeedStats, ReaderConfig, ReaderEvent};
 use bittube::input_demo::*;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 const SCREEN: Bounds = Bounds {
     left: 0.0,
@@ -615,49 +611,17 @@ fn uinput_keys_and_touches_reach_a_window_registered_through_binder() {
     wait_success(child);
 }
 
-fn send(control: &OwnedFd, text: &str) {
-    send_with_fds(control, text.as_bytes(), &[]).expect("send control");
-}
-
-fn recv(control: &OwnedFd, wait: Duration) -> Option<String> {
-    let mut fds = [PollFd::new(control.as_fd(), PollFlags::POLLIN)];
-    let n = poll(&mut fds, PollTimeout::try_from(wait).unwrap()).expect("poll control");
-    if n == 0 {
-        return None;
-    }
-    let mut buf = vec![0u8; 1 << 16];
-    let got = recv_with_fds(control, &mut buf, 0).expect("receive control");
-    Some(String::from_utf8_lossy(&buf[..got.len]).into_owned())
-}
-
-fn expect(control: &OwnedFd, what: &str) -> String {
-    recv(control, LONG).unwrap_or_else(|| panic!("no {what} in {LONG:?}"))
-}
-
-/// The host: the service manager on the kernel binder device when there is one (the kernel
-/// run: `ProcessState::open` picks it in every process), else on a driver shim.
+/// The host: the service manager, the input service and the application (see [`BinderHost`]).
 fn e2e_host(test: &str) {
-    let driver = match KernelDevice::default_path() {
-        Some(_) => None,
-        None => Some(Driver::start().expect("driver shim")),
-    };
-    let ps = match &driver {
-        Some(d) => ProcessState::open_shim(d.socket_path()).expect("host process"),
-        None => ProcessState::open().expect("kernel binder"),
-    };
-    let _sm = ServiceManager::serve(&ps, default_policy()).expect("service manager");
-    let env: Vec<(&str, &std::ffi::OsStr)> = driver
-        .iter()
-        .map(|d| (ENV_SOCKET, d.socket_path().as_os_str()))
-        .collect();
-    let (service, service_control) = spawn_child_env(test, "service", &env);
-    assert_eq!(expect(&service_control, "registered"), "registered");
-    let (app, app_control) = spawn_child_env(test, "app", &env);
-    assert_eq!(expect(&app_control, "ready"), "ready");
-    send(&service_control, "go");
-    let done = expect(&service_control, "done");
-    send(&app_control, "report");
-    let log = expect(&app_control, "report");
+    let host = BinderHost::start();
+    let (service, service_control) = host.spawn(test, "service");
+    assert_eq!(expect_text(&service_control, "registered"), "registered");
+    let (app, app_control) = host.spawn(test, "app");
+    assert_eq!(expect_text(&app_control, "ready"), "ready");
+    send_text(&service_control, "go");
+    let done = expect_text(&service_control, "done");
+    send_text(&app_control, "report");
+    let log = expect_text(&app_control, "report");
     let lines: Vec<&str> = log.lines().collect();
     assert!(lines.len() >= 15, "{log}");
     let (_, gesture) = two_finger_gesture();
@@ -682,7 +646,7 @@ fn e2e_host(test: &str) {
     let _ = std::io::stderr().write_all(report.as_bytes());
     wait_success(service);
     wait_success(app);
-    ps.shutdown(LONG).expect("host shutdown");
+    host.shutdown();
 }
 
 /// Drives the virtual devices phase by phase, reading each phase's events and handing them
@@ -707,8 +671,8 @@ fn e2e_service() {
     read_until(&mut reader, "both devices", |e| {
         added(e, kb_name) && added(e, ts_name)
     });
-    send(&control, "registered");
-    assert_eq!(expect(&control, "go"), "go");
+    send_text(&control, "registered");
+    assert_eq!(expect_text(&control, "go"), "go");
 
     let mut stats = FeedStats::default();
     let mut phases = Vec::new();
@@ -749,7 +713,7 @@ fn e2e_service() {
         stats.keys, stats.motions, mapper.dropped, mapper.discarded, mapper.resyncs
     );
     assert!(mapper.dropped >= 1 && mapper.resyncs >= 1, "{done}");
-    send(&control, &done);
+    send_text(&control, &done);
     service.clear();
     drop(sm);
     ps.shutdown(LONG).expect("service shutdown");
@@ -779,7 +743,7 @@ fn e2e_app() {
         .register_window("evdev-app", SCREEN, &token)
         .expect("register window");
     client.set_focus(Some(&token)).expect("focus");
-    send(&control, "ready");
+    send_text(&control, "ready");
     let mut consumer = InputConsumer::new(channel);
     let mut log = Vec::new();
     let deadline = Instant::now() + LONG;
@@ -812,11 +776,11 @@ fn e2e_app() {
         } else {
             Duration::from_millis(20)
         };
-        if recv(&control, wait).is_some() {
+        if recv_text(&control, wait).is_some() {
             break;
         }
     }
-    send(&control, &log.join("\n"));
+    send_text(&control, &log.join("\n"));
     drop(client);
     ps.shutdown(LONG).expect("app shutdown");
 }

@@ -71,9 +71,8 @@ impl Two {
         Two { h, mgr, client }
     }
 
-    /// A K_WRITE_READ on `conn` with `stream` (gathered records included); the BR_ commands
-    /// returned to `conn`.
-    fn write_read(&mut self, conn: ConnHandle, stream: &[u8], user_len: usize) -> Vec<u32> {
+    /// A K_WRITE_READ on `conn` with `stream` (gathered records included); the shim's answers.
+    fn feed_write_read(&mut self, conn: ConnHandle, stream: &[u8], user_len: usize) -> Vec<Answer> {
         let req = WriteReadReq {
             write_consumed: 0,
             write_size: user_len as u64,
@@ -84,47 +83,32 @@ impl Two {
         };
         let mut body = bytemuck::bytes_of(&req).to_vec();
         body.extend_from_slice(stream);
-        let answers = self
-            .h
-            .feed(conn, &frame_bytes(K_WRITE_READ, &body, 0), Vec::new());
+        self.h
+            .feed(conn, &frame_bytes(K_WRITE_READ, &body, 0), Vec::new())
+    }
+
+    /// [`Two::feed_write_read`]; the BR_ commands returned to `conn`.
+    fn write_read(&mut self, conn: ConnHandle, stream: &[u8], user_len: usize) -> Vec<u32> {
+        let answers = self.feed_write_read(conn, stream, user_len);
         returned(&answers, conn)
     }
 
-    /// Like [`Two::write_read`]; the BR_TRANSACTIONs returned to `conn`.
+    /// [`Two::feed_write_read`]; the BR_TRANSACTIONs returned to `conn`.
     fn transactions(
         &mut self,
         conn: ConnHandle,
         stream: &[u8],
         user_len: usize,
     ) -> Vec<BinderTransactionData> {
-        let req = WriteReadReq {
-            write_consumed: 0,
-            write_size: user_len as u64,
-            read_consumed: 0,
-            read_size: 4096,
-            nonblock: 1,
-            reserved: 0,
-        };
-        let mut body = bytemuck::bytes_of(&req).to_vec();
-        body.extend_from_slice(stream);
-        let answers = self
-            .h
-            .feed(conn, &frame_bytes(K_WRITE_READ, &body, 0), Vec::new());
+        let answers = self.feed_write_read(conn, stream, user_len);
         let mut out = Vec::new();
-        for a in answers.iter().filter(|a| a.conn == conn) {
-            if a.header.kind != K_WRITE_READ_RET {
-                continue;
+        each_return(&answers, conn, |cmd, payload| {
+            if cmd == BR_TRANSACTION {
+                out.push(bytemuck::pod_read_unaligned(
+                    &payload[..std::mem::size_of::<BinderTransactionData>()],
+                ));
             }
-            let ret: WriteReadRet = bytemuck::pod_read_unaligned(&a.body[..32]);
-            let mut r = CommandReader::new(&a.body[32..32 + ret.read_len as usize]);
-            while let Some((cmd, payload)) = r.next_command() {
-                if cmd == BR_TRANSACTION {
-                    out.push(bytemuck::pod_read_unaligned(
-                        &payload[..std::mem::size_of::<BinderTransactionData>()],
-                    ));
-                }
-            }
-        }
+        });
         out
     }
 
@@ -150,19 +134,25 @@ fn commands(bytes: &[u8]) -> Vec<u32> {
     cmds
 }
 
-fn returned(answers: &[Answer], conn: ConnHandle) -> Vec<u32> {
-    let mut cmds = Vec::new();
+/// Calls `f` with each BR_ command (and its payload) that the K_WRITE_READ_RET answers to
+/// `conn` return.
+fn each_return(answers: &[Answer], conn: ConnHandle, mut f: impl FnMut(u32, &[u8])) {
     for a in answers.iter().filter(|a| a.conn == conn) {
         if a.header.kind != K_WRITE_READ_RET {
             continue;
         }
         let ret: WriteReadRet = bytemuck::pod_read_unaligned(&a.body[..32]);
-        let bytes = &a.body[32..32 + ret.read_len as usize];
-        let mut r = CommandReader::new(bytes);
-        while let Some((cmd, _)) = r.next_command() {
-            cmds.push(cmd);
+        let mut r = CommandReader::new(&a.body[32..32 + ret.read_len as usize]);
+        while let Some((cmd, payload)) = r.next_command() {
+            f(cmd, payload);
         }
     }
+}
+
+/// The BR_ commands that the answers to `conn` return.
+fn returned(answers: &[Answer], conn: ConnHandle) -> Vec<u32> {
+    let mut cmds = Vec::new();
+    each_return(answers, conn, |cmd, _| cmds.push(cmd));
     cmds
 }
 

@@ -11,6 +11,7 @@ use bittube::binder_ipc::parcel::Parcel;
 use bittube::binder_ipc::protocol::wire::{self, FrameHeader, ResultBody};
 use bittube::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
 use bittube::binder_ipc::shim::{query_state, Driver, Limits};
+use common::services::{Inert, Sink, SINK_BLOCK};
 use common::{child_role, control_in_child, spawn_child_env, LONG};
 use nix::sys::socket::{recv, send, MsgFlags};
 use std::io::{Read, Write};
@@ -43,10 +44,11 @@ const FDS_PER_PROC: u32 = 40;
 const FDS_PER_CALL: usize = 4;
 /// Calls the state-cap client tries past each cap (it must be refused well before).
 const TRIES: usize = 400;
-/// Echo service codes: a fresh binder for each GIVE; the sink, whose BLOCK never returns.
+/// Echo service codes: a fresh binder for each GIVE; the sink, whose SINK_BLOCK never returns.
 const GIVE: u32 = bittube::binder_ipc::runtime::FIRST_CALL_TRANSACTION + 1;
 const SINK: u32 = bittube::binder_ipc::runtime::FIRST_CALL_TRANSACTION + 2;
-const BLOCK: u32 = bittube::binder_ipc::runtime::FIRST_CALL_TRANSACTION;
+/// A node with nothing to offer (handed out by GIVE, sent by the node-cap client).
+const TOKEN: Inert = Inert("bittube.test.Token");
 /// The bound on the shim's RSS growth over its baseline while a client floods it: the
 /// output cap, one answer, buffers of a read, with room for the allocator's slack.
 const RSS_GROWTH_BOUND_KB: u64 = 16 * 1024;
@@ -222,53 +224,11 @@ impl Service for Echo {
         ctx: &CallContext,
     ) -> Result<(), BinderError> {
         match code {
-            GIVE => ctx.process.write_binder(reply, &Binder::new(Token))?,
+            GIVE => ctx.process.write_binder(reply, &Binder::new(TOKEN))?,
             SINK => ctx.process.write_binder(reply, &self.sink)?,
             _ => reply.write_u64(data.read_u64()?)?,
         }
         Ok(())
-    }
-}
-
-/// A node with nothing to offer (handed out by GIVE, sent by the node-cap client).
-struct Token;
-
-impl Service for Token {
-    fn descriptor(&self) -> &str {
-        "bittube.test.Token"
-    }
-    fn on_transact(
-        &self,
-        code: u32,
-        _: &mut Parcel,
-        _: &mut Parcel,
-        _: &CallContext,
-    ) -> Result<(), BinderError> {
-        Err(BinderError::UnknownTransaction(code))
-    }
-}
-
-/// A node whose oneway BLOCK never returns: the oneway calls behind it stay queued, each a
-/// pending transaction of its sender.
-struct Sink;
-
-impl Service for Sink {
-    fn descriptor(&self) -> &str {
-        "bittube.test.Sink"
-    }
-    fn on_transact(
-        &self,
-        code: u32,
-        _: &mut Parcel,
-        _: &mut Parcel,
-        _: &CallContext,
-    ) -> Result<(), BinderError> {
-        if code == BLOCK {
-            loop {
-                std::thread::park();
-            }
-        }
-        Err(BinderError::UnknownTransaction(code))
     }
 }
 
@@ -308,7 +268,7 @@ fn child() -> bool {
         }
         "service" => {
             let ps = ProcessState::open_shim(&socket).expect("service process");
-            let sink = Binder::new(Sink);
+            let sink = Binder::new(Sink("bittube.test.Sink"));
             ps.become_context_manager(Arc::new(Echo { sink }))
                 .expect("context manager");
             // Threads besides the one the sink keeps, all started before the tests take
@@ -779,7 +739,7 @@ fn state_hog(socket: &Path) {
     // Nodes: one call carrying more new binders than the cap.
     let mut p = Parcel::new();
     let mine: Vec<Binder> = (0..NODES_PER_PROC + 8)
-        .map(|_| Binder::new(Token))
+        .map(|_| Binder::new(TOKEN))
         .collect();
     for b in &mine {
         ps.write_binder(&mut p, b).unwrap();
@@ -808,7 +768,7 @@ fn state_hog(socket: &Path) {
         .unwrap()
         .unwrap();
     let sent = (0..TRIES)
-        .take_while(|_| sink.transact_oneway(BLOCK, &Parcel::new()).is_ok())
+        .take_while(|_| sink.transact_oneway(SINK_BLOCK, &Parcel::new()).is_ok())
         .count();
     say(format!("transactions {sent}"));
 }
@@ -948,7 +908,7 @@ fn fd_hog(socket: &Path) {
         for _ in 0..FDS_PER_CALL {
             p.write_dup_fd(std::os::fd::AsFd::as_fd(&null)).unwrap();
         }
-        match sink.transact_oneway(BLOCK, &p) {
+        match sink.transact_oneway(SINK_BLOCK, &p) {
             Ok(()) => sent += 1,
             Err(e) => {
                 refusal = format!("{e:?}");

@@ -10,7 +10,8 @@
 //! finds the service, enables the accelerometer and reads its events from its BitTube.
 
 mod common;
-use common::{child_role, control_in_child, spawn_child, spawn_child_env, wait_success, LONG};
+use common::host::{expect_text, recv_text, send_text, BinderHost};
+use common::{child_role, control_in_child, spawn_child, wait_success, LONG};
 
 use std::fs;
 use std::io::Write;
@@ -19,20 +20,15 @@ use std::time::Duration;
 
 use bittube::sensor_demo::event::{TYPE_ACCELEROMETER, TYPE_GYROSCOPE, TYPE_MAGNETIC_FIELD};
 use bittube::sensor_demo::iio::scan::{ScanLayout, ScanType};
-use std::os::fd::{AsFd, OwnedFd};
 
-use bittube::binder_ipc::device::KernelDevice;
 use bittube::binder_ipc::runtime::ProcessState;
-use bittube::binder_ipc::service_manager::{default_policy, ServiceManager, ServiceManagerClient};
-use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
+use bittube::binder_ipc::service_manager::ServiceManagerClient;
 use bittube::bittube::TubeError;
-use bittube::fd_transfer::{recv_with_fds, send_with_fds};
 use bittube::sensor_demo::binder::{sensor_server, SensorManager, SERVICE_NAME};
 use bittube::sensor_demo::iio::*;
 use bittube::sensor_demo::sensors::SensorHal;
 use bittube::sensor_demo::MAX_RECEIVE_EVENTS;
 use bittube::sensor_demo::{SensorEvent, SensorService, ServiceConfig};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// A temp dir removed on drop.
 struct Tree(PathBuf);
@@ -711,6 +707,22 @@ fn have_uhid(test: &str) -> bool {
     true
 }
 
+/// The events' time stamps increase strictly and are CLOCK_MONOTONIC times of the last minute.
+fn check_timestamps(events: &[SensorEvent]) {
+    assert!(
+        events.windows(2).all(|w| w[0].timestamp < w[1].timestamp),
+        "timestamps increase: {:?}",
+        events.iter().map(|e| e.timestamp).collect::<Vec<_>>()
+    );
+    let now = bittube::sensor_demo::clock_now_ns();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.timestamp <= now && now - e.timestamp < 60_000_000_000),
+        "CLOCK_MONOTONIC"
+    );
+}
+
 /// The values of raw `raw` in m/s², within float tolerance.
 fn check_units(e: &SensorEvent, raw: [i16; 3]) {
     for (got, raw) in e.data[..3].iter().zip(raw) {
@@ -760,17 +772,7 @@ fn a_hid_sensor_hub_accelerometer_streams_through_the_iio_hal() {
     for e in &events {
         check_units(e, [100, -200, 1000]);
     }
-    assert!(
-        events.windows(2).all(|w| w[0].timestamp < w[1].timestamp),
-        "timestamps increase"
-    );
-    let now = bittube::sensor_demo::clock_now_ns();
-    assert!(
-        events
-            .iter()
-            .all(|e| e.timestamp <= now && now - e.timestamp < 60_000_000_000),
-        "CLOCK_MONOTONIC"
-    );
+    check_timestamps(&events);
     drop(accel); // destroys the device
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !hal
@@ -810,59 +812,22 @@ fn a_hid_sensor_hub_accelerometer_streams_through_the_sensor_service_to_a_client
     wait_success(child);
 }
 
-fn send(control: &OwnedFd, text: &str) {
-    send_with_fds(control, text.as_bytes(), &[]).expect("send control");
-}
-
-/// The next control message, or `None` after `wait` (an empty string: the peer is gone).
-fn recv(control: &OwnedFd, wait: Duration) -> Option<String> {
-    let mut fds = [PollFd::new(control.as_fd(), PollFlags::POLLIN)];
-    let n = poll(&mut fds, PollTimeout::try_from(wait).unwrap()).expect("poll control");
-    if n == 0 {
-        return None;
-    }
-    let mut buf = vec![0u8; 1 << 16];
-    let got = recv_with_fds(control, &mut buf, 0).expect("receive control");
-    Some(String::from_utf8_lossy(&buf[..got.len]).into_owned())
-}
-
-fn expect(control: &OwnedFd, what: &str) -> String {
-    recv(control, LONG).unwrap_or_else(|| panic!("no {what} in {LONG:?}"))
-}
-
-/// The host: the service manager on the kernel binder device when there is one (the kernel
-/// run: `ProcessState::open` picks it in every process), else on a driver shim.
+/// The host: the service manager, a service process and a client process (see [`BinderHost`]).
 fn e2e_host(test: &str) {
-    let driver = match KernelDevice::default_path() {
-        Some(_) => None,
-        None => Some(Driver::start().expect("driver shim")),
-    };
-    let ps = match &driver {
-        Some(d) => ProcessState::open_shim(d.socket_path()).expect("host process"),
-        None => ProcessState::open().expect("kernel binder"),
-    };
-    let _sm = ServiceManager::serve(&ps, default_policy()).expect("service manager");
-    let env: Vec<(&str, &std::ffi::OsStr)> = driver
-        .iter()
-        .map(|d| (ENV_SOCKET, d.socket_path().as_os_str()))
-        .collect();
-    let (service, service_control) = spawn_child_env(test, "service", &env);
-    assert_eq!(expect(&service_control, "registered"), "registered");
-    let (client, client_control) = spawn_child_env(test, "client", &env);
-    let report = expect(&client_control, "the client's report");
-    send(&service_control, "stop");
-    let done = expect(&service_control, "done");
-    let binder = if driver.is_some() {
-        "driver shim"
-    } else {
-        "kernel binder"
-    };
+    let host = BinderHost::start();
+    let (service, service_control) = host.spawn(test, "service");
+    assert_eq!(expect_text(&service_control, "registered"), "registered");
+    let (client, client_control) = host.spawn(test, "client");
+    let report = expect_text(&client_control, "the client's report");
+    send_text(&service_control, "stop");
+    let done = expect_text(&service_control, "done");
+    let binder = host.binder_name();
     let line = format!("iio e2e over the {binder}: client: {report}; service: {done}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
     assert!(report.starts_with("ok"), "client: {report:?}");
     wait_success(client);
     wait_success(service);
-    ps.shutdown(LONG).expect("host shutdown");
+    host.shutdown();
 }
 
 /// The raw values of report `k` (X varies, so that each event is checked against its own).
@@ -883,14 +848,14 @@ fn e2e_service() {
     let sm = ServiceManagerClient::new(&ps).expect("service manager");
     sm.add_service(SERVICE_NAME, &sensor_server(svc.clone()))
         .expect("add service");
-    send(&control, "registered");
+    send_text(&control, "registered");
     // Paced so that consecutive samples are further apart than the client's period (10 ms,
     // of which the service keeps samples at least 9 ms apart): a pace, not an assertion.
     let mut reports = 0u32;
     let stop = loop {
         accel.report(raw_of(reports));
         reports += 1;
-        if let Some(message) = recv(&control, Duration::from_millis(12)) {
+        if let Some(message) = recv_text(&control, Duration::from_millis(12)) {
             break message;
         }
     };
@@ -903,7 +868,7 @@ fn e2e_service() {
         "done: {reports} reports, {} HAL events, HAL start failures {} ({:?}), feature GETs {gets} SETs {sets}",
         stats.hal_events, stats.hal_start_failures, stats.last_error
     );
-    send(&control, &done);
+    send_text(&control, &done);
     assert_eq!(stats.hal_start_failures, 0, "{done}");
     ps.shutdown(LONG).expect("service shutdown");
 }
@@ -949,18 +914,7 @@ fn e2e_client() {
         assert!((100.0..200.0).contains(&raw_x), "{:?}", &e.data[..3]);
         check_units(e, [raw_x as i16, -200, 1000]);
     }
-    assert!(
-        events.windows(2).all(|w| w[0].timestamp < w[1].timestamp),
-        "timestamps increase: {:?}",
-        events.iter().map(|e| e.timestamp).collect::<Vec<_>>()
-    );
-    let now = bittube::sensor_demo::clock_now_ns();
-    assert!(
-        events
-            .iter()
-            .all(|e| e.timestamp <= now && now - e.timestamp < 60_000_000_000),
-        "CLOCK_MONOTONIC"
-    );
+    check_timestamps(&events);
     let first = &events[0];
     let report = format!(
         "ok: {} events from {:?} (handle {}), first {:?} m/s² at {} ns, last at {} ns",
@@ -972,7 +926,7 @@ fn e2e_client() {
         events[events.len() - 1].timestamp
     );
     conn.destroy().expect("destroy");
-    send(&control, &report);
+    send_text(&control, &report);
     ps.shutdown(LONG).expect("client shutdown");
 }
 

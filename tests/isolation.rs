@@ -9,6 +9,7 @@
 //! are bounded only to turn a hang into a failure.
 
 mod common;
+use common::services::{Sink, SINK_BLOCK, TOKEN};
 use common::users::{become_uid, is_root, recv, send};
 use common::*;
 
@@ -42,7 +43,6 @@ const GIVE: u32 = FIRST_CALL_TRANSACTION + 1;
 const SINK: u32 = FIRST_CALL_TRANSACTION + 2;
 const EVENT: u32 = FIRST_CALL_TRANSACTION + 3;
 const COUNT: u32 = FIRST_CALL_TRANSACTION + 4;
-const BLOCK: u32 = FIRST_CALL_TRANSACTION;
 
 fn socket_path() -> PathBuf {
     PathBuf::from(std::env::var_os("ISOLATION_SOCKET").expect("ISOLATION_SOCKET"))
@@ -52,48 +52,6 @@ fn open() -> ProcessState {
     let ps = ProcessState::open_shim(&socket_path()).expect("open the shim");
     ps.start_thread_pool().expect("thread pool");
     ps
-}
-
-/// A node whose oneway BLOCK never returns: the oneway calls behind it stay queued, each a
-/// pending transaction of its sender.
-struct Sink;
-
-impl Service for Sink {
-    fn descriptor(&self) -> &str {
-        "bittube.test.ISink"
-    }
-    fn on_transact(
-        &self,
-        code: u32,
-        _: &mut Parcel,
-        _: &mut Parcel,
-        _: &CallContext,
-    ) -> Result<(), BinderError> {
-        if code == BLOCK {
-            loop {
-                std::thread::park();
-            }
-        }
-        Err(BinderError::UnknownTransaction(code))
-    }
-}
-
-/// A fresh node for each GIVE (a new ref for the caller).
-struct Token;
-
-impl Service for Token {
-    fn descriptor(&self) -> &str {
-        "bittube.test.IToken"
-    }
-    fn on_transact(
-        &self,
-        code: u32,
-        _: &mut Parcel,
-        _: &mut Parcel,
-        _: &CallContext,
-    ) -> Result<(), BinderError> {
-        Err(BinderError::UnknownTransaction(code))
-    }
 }
 
 /// The context manager: echo, fresh tokens, the sink, and events counted by caller uid.
@@ -115,7 +73,7 @@ impl Service for Hub {
     ) -> Result<(), BinderError> {
         match code {
             ECHO => reply.write_u64(data.read_u64()?)?,
-            GIVE => ctx.process.write_binder(reply, &Binder::new(Token))?,
+            GIVE => ctx.process.write_binder(reply, &Binder::new(TOKEN))?,
             SINK => ctx.process.write_binder(reply, &self.sink)?,
             EVENT => *self.events.lock().unwrap().entry(ctx.uid).or_insert(0) += 1,
             COUNT => reply.write_u32(
@@ -137,7 +95,7 @@ fn run_service() {
     let ps = ProcessState::open_shim(&socket_path()).expect("service process");
     ps.set_max_threads(4).expect("max threads");
     let hub = Hub {
-        sink: Binder::new(Sink),
+        sink: Binder::new(Sink("bittube.test.ISink")),
         events: Mutex::new(Default::default()),
     };
     ps.become_context_manager(Arc::new(hub))
@@ -148,7 +106,7 @@ fn run_service() {
     ps.join_thread_pool().expect("serve");
 }
 
-/// Sends oneway BLOCKs to the sink until refused; reports how many went, then holds them
+/// Sends oneway SINK_BLOCKs to the sink until refused; reports how many went, then holds them
 /// until told.
 fn run_txn_hog() {
     become_uid(HOG, &[]);
@@ -164,7 +122,7 @@ fn run_txn_hog() {
                 .expect("read sink")
                 .expect("a sink");
             (0..TRIES)
-                .take_while(|_| sink.transact_oneway(BLOCK, &Parcel::new()).is_ok())
+                .take_while(|_| sink.transact_oneway(SINK_BLOCK, &Parcel::new()).is_ok())
                 .count()
         }
         Err(_) => 0,
@@ -209,7 +167,7 @@ fn run_peer() {
         .read_binder(&mut hub.transact(SINK, &Parcel::new()).expect("sink"))
         .expect("read sink")
         .expect("a sink");
-    sink.transact_oneway(BLOCK, &Parcel::new())
+    sink.transact_oneway(SINK_BLOCK, &Parcel::new())
         .expect("the peer's own share of pending transactions");
     let mut tokens = Vec::new();
     for _ in 0..4 {
@@ -304,7 +262,7 @@ fn an_over_limit_uid_leaves_another_uids_calls_and_events_whole() {
     let service_ctl = spawn("service", &dir, &mut children);
     assert_eq!(recv(&service_ctl), "ready");
 
-    // Uid A's first process fills the uid's share of pending transactions (the first BLOCK
+    // Uid A's first process fills the uid's share of pending transactions (the first SINK_BLOCK
     // is read, the rest wait behind it); its second is refused at once: the cap is a sum.
     let hog1 = spawn("txn-hog", &dir, &mut children);
     let first = number(&recv(&hog1));

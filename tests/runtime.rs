@@ -8,6 +8,11 @@
 //! (The context manager cannot be called from its own OS process, so the host never calls
 //! it; services and clients are other processes, as on Android.)
 
+mod common;
+use common::host::serve_manager;
+use common::report::{say, Proc};
+use common::services::TOKEN;
+
 use bittube::binder_ipc::device::KernelDevice;
 use bittube::binder_ipc::parcel::Parcel;
 use bittube::binder_ipc::runtime::{Binder, BinderError, CallContext, ProcessState, Service};
@@ -18,9 +23,6 @@ use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
 use bittube::binder_ipc::tube::{read_tube, write_tube, EventReceiver, EventSender};
 use bittube::bittube::{BitTube, TubeError};
 use bytemuck::{Pod, Zeroable};
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,98 +46,15 @@ fn fd_count() -> usize {
         .unwrap_or(0)
 }
 
-fn say(key: &str, value: impl std::fmt::Display) {
-    println!("@@ {key} {value}");
-    let _ = std::io::stdout().flush();
-}
-
-/// A child process of this test binary, with its `@@` lines collected by a reader thread.
-struct Proc {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<(String, String)>,
-    seen: HashMap<String, String>,
-}
-
 /// Runs `role` of test `test` as a child process of this binary.
 fn spawn(test: &str, role: &str, arg: &str, socket: Option<&std::path::Path>) -> Proc {
     // `socket` is None on the kernel driver: children open it themselves.
-    let mut c = Command::new(std::env::current_exe().expect("test binary"));
-    c.args([
-        "--exact",
-        test,
-        "--nocapture",
-        "--test-threads=1",
-        "--quiet",
-    ])
-    .env(ROLE, role)
-    .env(ARG, arg)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
-    if let Some(s) = socket {
-        c.env(ENV_SOCKET, s);
-    }
-    let mut child = c.spawn().expect("spawning a test process");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("@@ ") {
-                let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
-                if tx.send((k.to_owned(), v.to_owned())).is_err() {
-                    return;
-                }
-            }
+    Proc::spawn(test, |c| {
+        c.env(ROLE, role).env(ARG, arg);
+        if let Some(s) = socket {
+            c.env(ENV_SOCKET, s);
         }
-    });
-    Proc {
-        child,
-        lines,
-        seen: HashMap::new(),
-    }
-}
-
-impl Proc {
-    /// Waits for line `key` (up to 60 s, or until the child ends).
-    fn wait_line(&mut self, key: &str) -> Option<String> {
-        if let Some(v) = self.seen.get(key) {
-            return Some(v.clone());
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while let Ok((k, v)) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            self.seen.insert(k.clone(), v.clone());
-            if k == key {
-                return Some(v);
-            }
-        }
-        None
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits for `p` (up to `timeout`), returning its `@@` lines and whether it succeeded.
-fn finish(mut p: Proc, timeout: Duration) -> (bool, HashMap<String, String>) {
-    let deadline = Instant::now() + timeout;
-    let ok = loop {
-        match p.child.try_wait().expect("waiting for a child") {
-            Some(status) => break status.success(),
-            None if Instant::now() > deadline => {
-                p.kill();
-                break false;
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
-    while let Ok((k, v)) = p.lines.recv_timeout(Duration::from_secs(5)) {
-        p.seen.insert(k, v);
-    }
-    (ok, p.seen)
+    })
 }
 
 /// Waits until the service manager has dropped `name` (its process died).
@@ -178,17 +97,7 @@ fn host(
             Some(s) => ProcessState::open_shim(s).expect("process"),
             None => ProcessState::open().expect("kernel binder"),
         };
-        // A manager of an earlier test whose process just ended may still hold the role for
-        // a moment (the kernel releases it asynchronously).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let sm = loop {
-            match ServiceManager::serve(&ps, policy.clone()) {
-                Err(BinderError::ContextManagerExists) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                r => break r.expect("service manager"),
-            }
-        };
+        let sm = serve_manager(&ps, policy);
         scenario(socket.as_deref(), &sm);
         // Death notifications and connection teardown settle asynchronously.
         let settled = |s: &Option<String>| {
@@ -230,7 +139,7 @@ fn wait_for<T>(get: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
 
 fn run_host_test(test: &str) {
     let child = spawn(test, "host", "", None);
-    let (ok, kv) = finish(child, Duration::from_secs(120));
+    let (ok, kv) = child.finish(Duration::from_secs(120));
     assert!(
         ok && kv.contains_key("host_ok"),
         "host of {test} failed: {kv:?}"
@@ -412,7 +321,7 @@ fn open_channel(count: u64, batch: u32) -> (ProcessState, Binder, EventReceiver<
     data.write_i32(41).unwrap();
     let mut reply = svc.transact(ECHO, &data).expect("echo");
     assert_eq!(reply.read_i32().unwrap(), 42);
-    let token = Binder::new(Token);
+    let token = Binder::new(TOKEN);
     let mut data = Parcel::new();
     data.write_u64(count).unwrap();
     data.write_u32(batch).unwrap();
@@ -440,23 +349,6 @@ fn read_in_order(rx: &EventReceiver<Event>, count: u64, batch: u32) -> u64 {
     next
 }
 
-struct Token;
-
-impl Service for Token {
-    fn descriptor(&self) -> &str {
-        "bittube.test.IToken"
-    }
-    fn on_transact(
-        &self,
-        code: u32,
-        _: &mut Parcel,
-        _: &mut Parcel,
-        _: &CallContext,
-    ) -> Result<(), BinderError> {
-        Err(BinderError::UnknownTransaction(code))
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tests
 
@@ -470,8 +362,8 @@ fn client_waits_for_the_service_then_streams_a_million_events_with_acks() {
             std::thread::sleep(Duration::from_millis(300));
             assert!(sm.lookup(SERVICE).is_none());
             let service = spawn(TEST, "service", "1", socket);
-            let (cok, ckv) = finish(client, Duration::from_secs(100));
-            let (sok, skv) = finish(service, Duration::from_secs(100));
+            let (cok, ckv) = client.finish(Duration::from_secs(100));
+            let (sok, skv) = service.finish(Duration::from_secs(100));
             assert!(cok, "client: {ckv:?}");
             assert!(sok, "service: {skv:?}");
             assert_eq!(ckv["received"], "1000000");
@@ -501,11 +393,11 @@ fn hundred_clients_at_once() {
                 .map(|_| spawn(TEST, "clients", "", socket))
                 .collect();
             for c in clients {
-                let (ok, kv) = finish(c, Duration::from_secs(100));
+                let (ok, kv) = c.finish(Duration::from_secs(100));
                 assert!(ok, "client process: {kv:?}");
                 assert_eq!(kv["received"], (PER_PROC * 1000).to_string());
             }
-            let (ok, kv) = finish(service, Duration::from_secs(100));
+            let (ok, kv) = service.finish(Duration::from_secs(100));
             assert!(ok, "service: {kv:?}");
             assert_eq!(kv["acked"], (PROCS * PER_PROC * 1000).to_string());
         }),
@@ -545,7 +437,7 @@ fn killed_client_fires_the_services_death_recipient() {
             let mut client = spawn(TEST, "client", "", socket);
             assert_eq!(client.wait_line("streaming").as_deref(), Some("1"));
             client.kill();
-            let (ok, kv) = finish(service, Duration::from_secs(60));
+            let (ok, kv) = service.finish(Duration::from_secs(60));
             assert!(ok, "service: {kv:?}");
             assert_eq!(kv["clients_died"], "1", "death recipient fired");
             assert_eq!(
@@ -577,7 +469,7 @@ fn killed_service_gives_dead_object_and_fires_the_clients_recipient() {
             let mut client = spawn(TEST, "client", "", socket);
             assert_eq!(client.wait_line("linked").as_deref(), Some("1"));
             service.kill();
-            let (ok, kv) = finish(client, Duration::from_secs(60));
+            let (ok, kv) = client.finish(Duration::from_secs(60));
             assert!(ok, "client: {kv:?}");
             assert_eq!(kv["recipient"], "fired");
             assert_eq!(kv["call_after_death"], "DeadObject");
@@ -639,7 +531,7 @@ fn unauthorised_add_is_refused_with_the_reason() {
                 }
             });
             host(policy, |socket, sm| {
-                let (ok, kv) = finish(spawn(TEST, "adder", "", socket), Duration::from_secs(60));
+                let (ok, kv) = spawn(TEST, "adder", "", socket).finish(Duration::from_secs(60));
                 assert!(ok, "adder: {kv:?}");
                 assert!(
                     kv["refused"].contains("system names are reserved"),
@@ -653,7 +545,7 @@ fn unauthorised_add_is_refused_with_the_reason() {
             let ps = ProcessState::open().expect("process");
             ps.start_thread_pool().expect("pool");
             let sm = ServiceManagerClient::new(&ps).expect("sm");
-            let b = Binder::new(Token);
+            let b = Binder::new(TOKEN);
             match sm.add_service("system.clock", &b) {
                 Err(BinderError::PermissionDenied(why)) => say("refused", why),
                 other => say("refused", format!("not refused: {other:?}")),
@@ -712,7 +604,7 @@ fn declared_interface_across_processes() {
         Some((r, _)) if r == "host" => host(default_policy(), |socket, _| {
             let mut service = spawn(TEST, "service", "", socket);
             assert_eq!(service.wait_line("registered").as_deref(), Some("1"));
-            let (ok, kv) = finish(spawn(TEST, "client", "", socket), Duration::from_secs(60));
+            let (ok, kv) = spawn(TEST, "client", "", socket).finish(Duration::from_secs(60));
             service.kill();
             assert!(ok, "client: {kv:?}");
             assert_eq!(kv["add"], "42");

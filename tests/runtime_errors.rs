@@ -8,17 +8,22 @@
 //! in the host process; the context manager and shim-death tests always use a shim (the
 //! latter the `bittube driver` binary, to kill it).
 
+mod common;
+use common::host::{serve_manager, BinderHost};
+use common::report::{say, Proc};
+use common::services::{Inert, TOKEN};
+
 use bittube::binder_ipc::device::KernelDevice;
 use bittube::binder_ipc::parcel::{AidlException, Parcel, EX_NULL_POINTER};
 use bittube::binder_ipc::runtime::{
     Binder, BinderError, CallContext, PanicPolicy, ProcessState, Service,
 };
-use bittube::binder_ipc::service_manager::{default_policy, ServiceManager, ServiceManagerClient};
+use bittube::binder_ipc::service_manager::{default_policy, ServiceManagerClient};
 use bittube::binder_ipc::shim::{Driver, ENV_SOCKET};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,103 +33,19 @@ const FAULTY: &str = "bittube.test.faulty";
 /// A bound that only a hang exceeds.
 const HANG: Duration = Duration::from_secs(20);
 
-fn say(key: &str, value: impl std::fmt::Display) {
-    println!("@@ {key} {value}");
-    let _ = std::io::stdout().flush();
-}
-
 fn role() -> Option<String> {
     std::env::var(ROLE).ok()
-}
-
-/// A child process with its `@@` lines collected by a reader thread.
-struct Proc {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<(String, String)>,
-    seen: HashMap<String, String>,
 }
 
 /// Runs `role` of `test` as a child process; `socket` names the shim it must use (`None`: the
 /// kernel driver, which the child opens itself).
 fn spawn(test: &str, role: &str, socket: Option<&Path>) -> Proc {
-    let mut c = Command::new(std::env::current_exe().expect("test binary"));
-    c.args([
-        "--exact",
-        test,
-        "--nocapture",
-        "--test-threads=1",
-        "--quiet",
-    ])
-    .env(ROLE, role)
-    .env_remove(ENV_SOCKET)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
-    if let Some(s) = socket {
-        c.env(ENV_SOCKET, s);
-    }
-    let mut child = c.spawn().expect("spawning a test process");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("@@ ") {
-                let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
-                if tx.send((k.to_owned(), v.to_owned())).is_err() {
-                    return;
-                }
-            }
+    Proc::spawn(test, |c| {
+        c.env(ROLE, role).env_remove(ENV_SOCKET);
+        if let Some(s) = socket {
+            c.env(ENV_SOCKET, s);
         }
-    });
-    Proc {
-        child,
-        lines,
-        seen: HashMap::new(),
-    }
-}
-
-impl Proc {
-    /// Waits for line `key` (bounded: only a hang or a dead child gives `None`).
-    fn wait_line(&mut self, key: &str) -> Option<String> {
-        if let Some(v) = self.seen.get(key) {
-            return Some(v.clone());
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while let Ok((k, v)) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            self.seen.insert(k.clone(), v.clone());
-            if k == key {
-                return Some(v);
-            }
-        }
-        None
-    }
-
-    /// Waits for the child to end (killing it after `timeout`); its lines and success.
-    fn finish(mut self, timeout: Duration) -> (bool, HashMap<String, String>) {
-        let deadline = Instant::now() + timeout;
-        let ok = loop {
-            match self.child.try_wait().expect("waiting for a child") {
-                Some(status) => break status.success(),
-                None if Instant::now() > deadline => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break false;
-                }
-                None => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        while let Ok((k, v)) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.insert(k, v);
-        }
-        (ok, self.seen)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    })
 }
 
 bittube::binder_interface! {
@@ -214,42 +135,19 @@ fn open_process() -> ProcessState {
     }
 }
 
-/// Makes `ps` the service manager; a manager of an earlier test whose process just ended may
-/// still hold the role for a moment (the kernel releases it asynchronously).
-fn serve_manager(ps: &ProcessState) -> Arc<ServiceManager> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match ServiceManager::serve(ps, default_policy()) {
-            Err(BinderError::ContextManagerExists) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            r => return r.expect("service manager"),
-        }
-    }
-}
-
 /// Runs the service manager here (on the kernel driver when this machine has one, else on a
 /// shim started here), the faulty service and `client` as child processes of this test; the
 /// client must succeed. `after` gets the service process.
 fn host_with_client(test: &str, after: impl FnOnce(&mut Proc)) -> HashMap<String, String> {
-    let driver = match KernelDevice::default_path() {
-        Some(_) => None,
-        None => Some(Driver::start().expect("driver")),
-    };
-    let socket = driver.as_ref().map(|d| d.socket_path().to_owned());
-    let ps = match &socket {
-        Some(s) => ProcessState::open_shim(s).expect("process"),
-        None => ProcessState::open().expect("kernel binder"),
-    };
-    let _sm = serve_manager(&ps);
-    let socket = socket.as_deref();
+    let host = BinderHost::start();
+    let socket = host.socket();
     let mut service = spawn(test, "service", socket);
     assert_eq!(service.wait_line("registered").as_deref(), Some("1"));
     let (ok, kv) = spawn(test, "client", socket).finish(Duration::from_secs(120));
     after(&mut service);
     service.kill();
     assert!(ok, "client of {test} failed: {kv:?}");
-    ps.shutdown(Duration::from_secs(10)).expect("shutdown");
+    host.shutdown();
     kv
 }
 
@@ -434,22 +332,7 @@ fn every_error_kind_arrives_intact() {
 }
 
 /// A context object for the manager tests.
-struct Manager;
-
-impl Service for Manager {
-    fn descriptor(&self) -> &str {
-        "bittube.test.IManager"
-    }
-    fn on_transact(
-        &self,
-        code: u32,
-        _: &mut Parcel,
-        _: &mut Parcel,
-        _: &CallContext,
-    ) -> Result<(), BinderError> {
-        Err(BinderError::UnknownTransaction(code))
-    }
-}
+const MANAGER: Inert = Inert("bittube.test.IManager");
 
 #[test]
 fn context_manager_errors_say_what_happened() {
@@ -470,11 +353,11 @@ fn context_manager_errors_say_what_happened() {
     let none = a.context_object().unwrap().ping().expect_err("no manager");
     assert!(matches!(none, BinderError::NoContextManager), "{none:?}");
 
-    a.become_context_manager(Arc::new(Manager))
+    a.become_context_manager(Arc::new(MANAGER))
         .expect("a manages");
     a.start_thread_pool().expect("pool");
     let second = b
-        .become_context_manager(Arc::new(Manager))
+        .become_context_manager(Arc::new(MANAGER))
         .expect_err("a second manager");
     assert!(
         matches!(second, BinderError::ContextManagerExists),
@@ -531,7 +414,7 @@ fn a_pool_learns_that_the_shim_died() {
         }
         Some("manager") => {
             let ps = open_process();
-            let _sm = serve_manager(&ps);
+            let _sm = serve_manager(&ps, default_policy());
             say("serving", 1);
             std::thread::sleep(Duration::from_secs(60));
         }
@@ -575,7 +458,7 @@ fn the_abort_policy_aborts_the_service() {
             let kv = host_with_client(TEST, |service| {
                 let deadline = Instant::now() + HANG;
                 while Instant::now() < deadline {
-                    if let Some(status) = service.child.try_wait().expect("wait") {
+                    if let Some(status) = service.try_wait() {
                         signal = std::os::unix::process::ExitStatusExt::signal(&status);
                         break;
                     }
@@ -613,24 +496,6 @@ const GIVE: u32 = 2;
 const FAIL: u32 = 3;
 const ONEWAY_ERRORS: u32 = 4;
 
-/// A binder to pass around.
-struct Token;
-
-impl Service for Token {
-    fn descriptor(&self) -> &str {
-        "bittube.test.IToken"
-    }
-    fn on_transact(
-        &self,
-        code: u32,
-        _: &mut Parcel,
-        _: &mut Parcel,
-        _: &CallContext,
-    ) -> Result<(), BinderError> {
-        Err(BinderError::UnknownTransaction(code))
-    }
-}
-
 /// Returns what it is given and keeps nothing: the binder it read (a proxy, for a binder of
 /// another process) is dropped when the method returns, before the reply is written.
 struct Mirror;
@@ -654,7 +519,7 @@ impl Service for Mirror {
                     .ok_or(BinderError::BadValue("a binder, please".into()))?;
                 call.process.write_binder(reply, &b)
             }
-            GIVE => call.process.write_binder(reply, &Binder::new(Token)),
+            GIVE => call.process.write_binder(reply, &Binder::new(TOKEN)),
             FAIL => Err(BinderError::BadValue(
                 "this oneway call always fails".into(),
             )),
@@ -703,7 +568,7 @@ fn parcels_hold_their_binders_and_oneway_errors_are_counted() {
                 .wait_for_service(MIRROR, Duration::from_secs(30))
                 .expect("the mirror");
             // Our own binder: the service holds a proxy only while the call runs.
-            let token = Binder::new(Token);
+            let token = Binder::new(TOKEN);
             let mut back = 0;
             for _ in 0..20 {
                 let b = mirrored(&ps, &mirror, token.clone())

@@ -5,35 +5,18 @@
 mod common;
 
 use bittube::binder_ipc::parcel::Parcel;
-use bittube::binder_ipc::runtime::{
-    Binder, BinderError, CallContext, ProcessState, Service, UNKNOWN_TRANSACTION,
-};
+use bittube::binder_ipc::runtime::{Binder, BinderError, ProcessState, UNKNOWN_TRANSACTION};
 use bittube::binder_ipc::service_manager::{
     check_report, default_policy, list_report, Numbering, ServiceManager, ServiceManagerClient,
     ServiceUnion, DESCRIPTOR,
 };
 use bittube::binder_ipc::shim::Driver;
+use common::services::TOKEN;
 use common::{child_role, spawn_child_env, wait_success, LONG};
 use std::ffi::OsStr;
 use std::path::PathBuf;
 
 const SOCKET_ENV: &str = "BITTUBE_TEST_SM_SOCKET";
-
-struct Token;
-impl Service for Token {
-    fn descriptor(&self) -> &str {
-        "bittube.test.IToken"
-    }
-    fn on_transact(
-        &self,
-        code: u32,
-        _: &mut Parcel,
-        _: &mut Parcel,
-        _: &CallContext,
-    ) -> Result<(), BinderError> {
-        Err(BinderError::UnknownTransaction(code))
-    }
-}
 
 fn child_process() -> ProcessState {
     let socket = PathBuf::from(std::env::var_os(SOCKET_ENV).expect("socket env"));
@@ -58,7 +41,7 @@ fn android16_methods_from_another_process() {
         // The manager is registered as "manager" and answers as IServiceManager.
         let me = sm.get_service("manager").unwrap().expect("manager");
         assert_eq!(me.descriptor().unwrap(), DESCRIPTOR);
-        sm.add_service("child.token", &Binder::new(Token)).unwrap();
+        sm.add_service("child.token", &Binder::new(TOKEN)).unwrap();
         let names = sm.list_services().unwrap();
         assert_eq!(names, ["child.token", "host.token", "manager"]);
         match sm.check_service2("child.token").unwrap() {
@@ -96,14 +79,14 @@ fn android16_methods_from_another_process() {
         let e = me.transact(17, &data).unwrap_err();
         assert_eq!(e.to_status(), UNKNOWN_TRANSACTION, "{e}");
         // The host waits for this one with wait_for_local.
-        sm.add_service("child.late", &Binder::new(Token)).unwrap();
+        sm.add_service("child.late", &Binder::new(TOKEN)).unwrap();
         ps.shutdown(LONG).unwrap();
         return;
     }
     let driver = Driver::start().expect("shim");
     let ps = ProcessState::open_shim(driver.socket_path()).unwrap();
     let sm = ServiceManager::serve(&ps, default_policy()).unwrap();
-    sm.add_local("host.token", Binder::new(Token));
+    sm.add_local("host.token", Binder::new(TOKEN));
     let waiter = {
         let sm = sm.clone();
         std::thread::spawn(move || sm.wait_for_local("child.late", LONG))
@@ -120,7 +103,7 @@ fn an_older_numbering_is_chosen_on_both_sides() {
     if child_role().as_deref() == Some("client") {
         let ps = child_process();
         let old = ServiceManagerClient::with_numbering(&ps, Numbering::Android14).unwrap();
-        old.add_service("child.token", &Binder::new(Token)).unwrap();
+        old.add_service("child.token", &Binder::new(TOKEN)).unwrap();
         assert_eq!(old.list_services().unwrap(), ["child.token", "manager"]);
         assert!(old.check_service("child.token").unwrap().is_some());
         assert!(old.get_service_debug_info().unwrap().len() == 2);

@@ -43,71 +43,55 @@ fn point(x: i32) -> (Point, r::Point::Point) {
     (b, s)
 }
 
+/// One `Everything` value, built from the names of one side's generated types (the struct,
+/// `Color`, `Level`, `Shape`) and four points: both sides get the same field values.
+macro_rules! everything {
+    (
+        $everything:ident, $color:ident, $level:ident, $shape:ident,
+        [$p1:expr, $p2:expr, $p3:expr, $p4:expr]
+    ) => {
+        $everything {
+            flag: false,
+            b: -7,
+            c: 'é' as u16,
+            i: i32::MIN,
+            l: i64::MAX,
+            f: -0.5,
+            d: 1e300,
+            s: "héllo wörld ☃".into(),
+            ns: None,
+            bytes: vec![1, 2, 3, 250, 9],
+            chars: vec![65, 0x263a],
+            flags: vec![true, false, true],
+            ints: vec![-1, 0, 1],
+            longs: vec![1 << 40],
+            floats: vec![0.25],
+            doubles: vec![-2.5, 3.0],
+            strings: vec!["a".into(), "".into()],
+            list: vec!["x".into()],
+            points: vec![$p1, $p2],
+            pointList: vec![$p3],
+            maybePoint: Some($p4),
+            color: $color::BLUE,
+            colors: vec![$color::RED, $color::GREEN, $color(9)],
+            level: $level::HIGH,
+            shape: $shape::Sides(vec![3, 4, 5]),
+            maybeInts: None,
+        }
+    };
+}
+
 fn everything() -> (Everything, r::Everything::Everything) {
+    use r::Color::Color as RColor;
+    use r::Everything::Everything as REverything;
+    use r::Level::Level as RLevel;
+    use r::Shape::Shape as RShape;
     let (p1, s1) = point(1);
     let (p2, s2) = point(2);
     let (p3, s3) = point(3);
     let (p4, s4) = point(4);
-    let b = Everything {
-        flag: false,
-        b: -7,
-        c: 'é' as u16,
-        i: i32::MIN,
-        l: i64::MAX,
-        f: -0.5,
-        d: 1e300,
-        s: "héllo wörld ☃".into(),
-        ns: None,
-        bytes: vec![1, 2, 3, 250, 9],
-        chars: vec![65, 0x263a],
-        flags: vec![true, false, true],
-        ints: vec![-1, 0, 1],
-        longs: vec![1 << 40],
-        floats: vec![0.25],
-        doubles: vec![-2.5, 3.0],
-        strings: vec!["a".into(), "".into()],
-        list: vec!["x".into()],
-        points: vec![p1, p2],
-        pointList: vec![p3],
-        maybePoint: Some(p4),
-        color: Color::BLUE,
-        colors: vec![Color::RED, Color::GREEN, Color(9)],
-        level: Level::HIGH,
-        shape: Shape::Sides(vec![3, 4, 5]),
-        maybeInts: None,
-    };
-    let s = r::Everything::Everything {
-        flag: false,
-        b: -7,
-        c: 'é' as u16,
-        i: i32::MIN,
-        l: i64::MAX,
-        f: -0.5,
-        d: 1e300,
-        s: "héllo wörld ☃".into(),
-        ns: None,
-        bytes: vec![1, 2, 3, 250, 9],
-        chars: vec![65, 0x263a],
-        flags: vec![true, false, true],
-        ints: vec![-1, 0, 1],
-        longs: vec![1 << 40],
-        floats: vec![0.25],
-        doubles: vec![-2.5, 3.0],
-        strings: vec!["a".into(), "".into()],
-        list: vec!["x".into()],
-        points: vec![s1, s2],
-        pointList: vec![s3],
-        maybePoint: Some(s4),
-        color: r::Color::Color::BLUE,
-        colors: vec![
-            r::Color::Color::RED,
-            r::Color::Color::GREEN,
-            r::Color::Color(9),
-        ],
-        level: r::Level::Level::HIGH,
-        shape: r::Shape::Shape::Sides(vec![3, 4, 5]),
-        maybeInts: None,
-    };
+    let b = everything!(Everything, Color, Level, Shape, [p1, p2, p3, p4]);
+    let s = everything!(REverything, RColor, RLevel, RShape, [s1, s2, s3, s4]);
     (b, s)
 }
 

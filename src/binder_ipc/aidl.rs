@@ -264,10 +264,7 @@ impl<T: AidlValue> AidlNullable for Vec<T> {
         p: &mut Parcel,
         ps: &ProcessState,
     ) -> Result<(), BinderError> {
-        match v {
-            Some(v) => T::write_array(v, p, ps),
-            None => Ok(p.write_i32(-1)?),
-        }
+        write_nullable_slice(v.map(Vec::as_slice), p, ps)
     }
     fn read_nullable(p: &mut Parcel, ps: &ProcessState) -> Result<Option<Self>, BinderError> {
         T::read_array(p, ps)
@@ -333,64 +330,55 @@ fn write_pfd(parcel: &mut Parcel, fd: BorrowedFd<'_>) -> Result<(), BinderError>
     Ok(parcel.write_dup_parcel_file_descriptor(fd)?)
 }
 
-impl AidlValue for ParcelFileDescriptor {
-    fn write_aidl(&self, parcel: &mut Parcel, _: &ProcessState) -> Result<(), BinderError> {
-        write_pfd(parcel, self.0.as_fd())
-    }
-    fn read_aidl(parcel: &mut Parcel, ps: &ProcessState) -> Result<Self, BinderError> {
-        Self::read_nullable(parcel, ps)?.ok_or_else(|| unexpected_null("a ParcelFileDescriptor"))
-    }
+/// [`AidlValue`] and [`AidlNullable`] for a type that travels as a `ParcelFileDescriptor`:
+/// written as `1`, `0` and a duplicate of its fd (`0` alone for null); read by `$from`, which
+/// makes the value of the received fd or refuses it. `$what` names the type in the
+/// unexpected-null error; attributes (docs) go on the `AidlValue` impl.
+macro_rules! pfd_value {
+    ($(#[$attr:meta])* $t:ty, $what:literal, $from:expr) => {
+        $(#[$attr])*
+        impl AidlValue for $t {
+            fn write_aidl(&self, parcel: &mut Parcel, _: &ProcessState) -> Result<(), BinderError> {
+                write_pfd(parcel, self.as_fd())
+            }
+            fn read_aidl(parcel: &mut Parcel, ps: &ProcessState) -> Result<Self, BinderError> {
+                Self::read_nullable(parcel, ps)?.ok_or_else(|| unexpected_null($what))
+            }
+        }
+
+        impl AidlNullable for $t {
+            fn write_nullable(
+                v: Option<&Self>,
+                p: &mut Parcel,
+                _: &ProcessState,
+            ) -> Result<(), BinderError> {
+                match v {
+                    Some(v) => write_pfd(p, v.as_fd()),
+                    None => Ok(p.write_i32(0)?),
+                }
+            }
+            fn read_nullable(p: &mut Parcel, _: &ProcessState) -> Result<Option<Self>, BinderError> {
+                p.read_nullable_parcel_file_descriptor()?
+                    .map($from)
+                    .transpose()
+            }
+        }
+    };
 }
 
-impl AidlNullable for ParcelFileDescriptor {
-    fn write_nullable(
-        v: Option<&Self>,
-        p: &mut Parcel,
-        _: &ProcessState,
-    ) -> Result<(), BinderError> {
-        match v {
-            Some(v) => write_pfd(p, v.0.as_fd()),
-            None => Ok(p.write_i32(0)?),
-        }
-    }
-    fn read_nullable(p: &mut Parcel, _: &ProcessState) -> Result<Option<Self>, BinderError> {
-        Ok(p.read_nullable_parcel_file_descriptor()?
-            .map(ParcelFileDescriptor))
-    }
-}
+pfd_value!(ParcelFileDescriptor, "a ParcelFileDescriptor", |fd| Ok(
+    ParcelFileDescriptor(fd)
+));
 
-/// A BitTube end travels as a `ParcelFileDescriptor` (declare it in AIDL as
-/// `parcelable TubeEnd rust_type "bittube::bittube::TubeEnd";`); on receipt the fd must be a
-/// SOCK_SEQPACKET Unix socket, or the read fails.
-impl AidlValue for TubeEnd {
-    fn write_aidl(&self, parcel: &mut Parcel, _: &ProcessState) -> Result<(), BinderError> {
-        write_pfd(parcel, self.as_fd())
-    }
-    fn read_aidl(parcel: &mut Parcel, ps: &ProcessState) -> Result<Self, BinderError> {
-        Self::read_nullable(parcel, ps)?.ok_or_else(|| unexpected_null("a tube end"))
-    }
-}
-
-impl AidlNullable for TubeEnd {
-    fn write_nullable(
-        v: Option<&Self>,
-        p: &mut Parcel,
-        _: &ProcessState,
-    ) -> Result<(), BinderError> {
-        match v {
-            Some(v) => write_pfd(p, v.as_fd()),
-            None => Ok(p.write_i32(0)?),
-        }
-    }
-    fn read_nullable(p: &mut Parcel, _: &ProcessState) -> Result<Option<Self>, BinderError> {
-        match p.read_nullable_parcel_file_descriptor()? {
-            None => Ok(None),
-            Some(fd) => TubeEnd::try_from_socket(fd)
-                .map(Some)
-                .map_err(|e| BinderError::BadValue(format!("not a tube end: {e}"))),
-        }
-    }
-}
+pfd_value!(
+    /// A BitTube end travels as a `ParcelFileDescriptor` (declare it in AIDL as
+    /// `parcelable TubeEnd rust_type "bittube::bittube::TubeEnd";`); on receipt the fd must be
+    /// a SOCK_SEQPACKET Unix socket, or the read fails.
+    TubeEnd,
+    "a tube end",
+    |fd| TubeEnd::try_from_socket(fd)
+        .map_err(|e| BinderError::BadValue(format!("not a tube end: {e}")))
+);
 
 /// Calls `binder` with `code` and `data` (written from its start) and returns the reply
 /// (`None` for a oneway call). A proxy goes through the driver; a local service is called

@@ -3,6 +3,9 @@
 //! stdin (over which fds travel by SCM_RIGHTS, never by inheritance).
 #![allow(dead_code)]
 
+pub mod host;
+pub mod report;
+pub mod services;
 pub mod users;
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};

@@ -89,8 +89,7 @@ fn call_to_missing_context_manager_is_dead_reply() {
         |ctx| match ctx.role.as_deref() {
             None => {
                 // Make sure any manager of earlier tests has been released.
-                let probe = Proc::open();
-                probe.become_context_manager(0, 0x1, 0x2);
+                let probe = Proc::context_manager(0);
                 drop(probe);
                 let child = ctx.spawn("client", &[]);
                 child.finish();

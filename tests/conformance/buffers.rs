@@ -27,8 +27,7 @@ fn exhausted_buffer_area_fails_until_a_buffer_is_freed() {
         test_name!(exhausted_buffer_area_fails_until_a_buffer_is_freed),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let area = m.dev.buffer_area().1;
                 assert!(area >= 64 * 1024, "buffer area of {area} bytes");
                 let big = (area * 2 / 5) & !7;
@@ -90,12 +89,7 @@ fn exhausted_buffer_area_fails_until_a_buffer_is_freed() {
                 let c = Proc::open();
                 for i in 0..2u8 {
                     let rets = c.transact(0, i as u32 + 1, 0, &Payload::bytes(&pattern(big, i)));
-                    assert_stream(
-                        &rets,
-                        &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
-                        "call that fits",
-                    );
-                    c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                    c.free_reply(&rets, "call that fits");
                 }
                 let rets = c.transact(0, 3, 0, &Payload::bytes(&pattern(big, 3)));
                 assert_stream(
@@ -106,12 +100,7 @@ fn exhausted_buffer_area_fails_until_a_buffer_is_freed() {
                 tell("FULL", "");
                 hear_exact("FREED");
                 let rets = c.transact(0, 4, 0, &Payload::bytes(&pattern(big, 4)));
-                assert_stream(
-                    &rets,
-                    &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
-                    "call after a buffer was freed",
-                );
-                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                c.free_reply(&rets, "call after a buffer was freed");
                 tell("DONE", "");
             }
         },
@@ -128,8 +117,7 @@ fn oneway_may_use_only_half_of_the_area() {
         test_name!(oneway_may_use_only_half_of_the_area),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let area = m.dev.buffer_area().1;
                 let over_half = (area * 3 / 5) & !7;
                 let under_half = (area * 2 / 5) & !7;
@@ -141,9 +129,7 @@ fn oneway_may_use_only_half_of_the_area() {
                         ("AREA", area.to_string()),
                     ],
                 );
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 assert_stream(&rets, &["BR_TRANSACTION"], "manager");
                 let t = find(&rets, BR_TRANSACTION).txn();
                 assert_eq!(
@@ -187,12 +173,7 @@ fn oneway_may_use_only_half_of_the_area() {
                     "call larger than the whole area",
                 );
                 let rets = c.transact(0, 2, 0, &Payload::bytes(&pattern(over_half, 2)));
-                assert_stream(
-                    &rets,
-                    &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
-                    "sync call of the same size",
-                );
-                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                c.free_reply(&rets, "sync call of the same size");
                 let rets = c.transact(0, 3, TF_ONE_WAY, &Payload::bytes(&pattern(under_half, 3)));
                 assert_stream(
                     &rets,
@@ -217,8 +198,7 @@ fn oneway_spam_suspect_when_enabled() {
         test_name!(oneway_spam_suspect_when_enabled),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let area = m.dev.buffer_area().1;
                 let size = (area / 18) & !7;
                 let mut child = ctx.spawn("client", &[("SIZE", size.to_string())]);

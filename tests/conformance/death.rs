@@ -27,19 +27,13 @@ fn register_node(c: &Proc) {
         "registering a node",
     );
     let reply = c.received(&find(&rets, BR_REPLY));
-    let mut w = CommandWriter::new();
-    bc::free_buffer(&mut w, reply.tr.data_buffer);
-    bc::ptr_cookie(&mut w, BC_INCREFS_DONE, NODE, NODE_COOKIE);
-    bc::ptr_cookie(&mut w, BC_ACQUIRE_DONE, NODE, NODE_COOKIE);
-    c.write(w.as_bytes());
+    c.free_and_ack_node(reply.tr.data_buffer, NODE, NODE_COOKIE);
 }
 
 /// Manager side: receives the child's node, keeps a strong reference (BC_ACQUIRE), asks for a
 /// death notification, replies. Returns the handle.
 fn accept_node(m: &Proc, death_cookie: u64) -> u32 {
-    let mut w = CommandWriter::new();
-    w.cmd(BC_ENTER_LOOPER);
-    let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+    let rets = m.enter_looper_until_transaction();
     assert_stream(&rets, &["BR_TRANSACTION"], "manager receiving a node");
     let r = m.received(&find(&rets, BR_TRANSACTION));
     let obj: FlatBinderObject = r.object(0);
@@ -71,8 +65,7 @@ fn death_notification_on_sigkill() {
     run(test_name!(death_notification_on_sigkill), |ctx| {
         match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let mut child = ctx.spawn("owner", &[]);
                 let h = accept_node(&m, 0xD1E);
                 assert_eq!(child.expect("REGISTERED"), "");
@@ -148,8 +141,7 @@ fn process_killed_during_a_call_gives_dead_reply() {
                 // The shim (embedded in this process) and the kernel alike must give back
                 // every fd once the killed process and our own device are gone.
                 let baseline = open_fds();
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let mut child = ctx.spawn("owner", &[]);
                 let h = accept_node(&m, 0xD3E);
                 assert_eq!(child.expect("REGISTERED"), "");
@@ -213,12 +205,9 @@ fn refs_of_a_killed_process_are_released() {
         test_name!(refs_of_a_killed_process_are_released),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let mut child = ctx.spawn("holder", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 let t = find(&rets, BR_TRANSACTION).txn();
                 let mut reply = Payload::new();
                 reply.push_object(&binder_obj(MINE, MINE_COOKIE, 0));
@@ -281,12 +270,9 @@ fn thread_exit_with_a_pending_call_gives_dead_reply() {
         test_name!(thread_exit_with_a_pending_call_gives_dead_reply),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let mut child = ctx.spawn("client", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 let t = find(&rets, BR_TRANSACTION).txn();
                 m.dev.thread_exit().expect("BINDER_THREAD_EXIT");
                 assert_eq!(

@@ -92,9 +92,7 @@ fn fd_arrives_as_new_cloexec_fd_sharing_the_file_offset() {
                 let _ = r.call(&[], false);
                 let before = open_fds();
                 tell("READY", "");
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = r.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = r.enter_looper_until_transaction();
                 let after = open_fds();
                 assert_stream(&rets, &["BR_TRANSACTION"], "receiver of an fd");
                 let t = r.received(&find(&rets, BR_TRANSACTION));
@@ -153,12 +151,9 @@ fn fd_to_node_without_accepts_fds_fails() {
         test_name!(fd_to_node_without_accepts_fds_fails),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let mut child = ctx.spawn("client", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 assert_stream(&rets, &["BR_TRANSACTION"], "manager");
                 let r = m.received(&find(&rets, BR_TRANSACTION));
                 assert_eq!(
@@ -212,8 +207,7 @@ fn fd_in_reply_needs_tf_accept_fds() {
         |ctx| match ctx.role.as_deref() {
             None => {
                 let path = temp_file("reply-fd", b"reply file");
-                let m = Proc::open();
-                m.become_context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS, 0x1, 0x2);
+                let m = Proc::context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS);
                 let mut child = ctx.spawn("client", &[("REPLY_PATH", path.display().to_string())]);
                 let file = File::open(&path).unwrap();
                 let mut w = CommandWriter::new();

@@ -314,6 +314,39 @@ pub fn fd_obj(fd: i32, cookie: u64) -> BinderFdObject {
     }
 }
 
+/// A BINDER_TYPE_PTR object for `length` bytes at `buffer`; `parent`, when given, is the
+/// (parent object index, offset in the parent) the kernel fixes up with this buffer's address.
+pub fn ptr_obj(buffer: u64, length: u64, parent: Option<(u64, u64)>) -> BinderBufferObject {
+    BinderBufferObject {
+        hdr: BinderObjectHeader {
+            type_: BINDER_TYPE_PTR,
+        },
+        flags: if parent.is_some() {
+            BINDER_BUFFER_FLAG_HAS_PARENT
+        } else {
+            0
+        },
+        buffer,
+        length,
+        parent: parent.map_or(0, |p| p.0),
+        parent_offset: parent.map_or(0, |p| p.1),
+    }
+}
+
+/// A BINDER_TYPE_FDA object: `num_fds` fds at `parent_offset` in the PTR buffer of object
+/// index `parent`.
+pub fn fda_obj(num_fds: u64, parent: u64, parent_offset: u64) -> BinderFdArrayObject {
+    BinderFdArrayObject {
+        hdr: BinderObjectHeader {
+            type_: BINDER_TYPE_FDA,
+        },
+        pad: 0,
+        num_fds,
+        parent,
+        parent_offset,
+    }
+}
+
 /// BC_ stream builders.
 pub mod bc {
     use super::*;
@@ -464,6 +497,15 @@ impl Proc {
         self.write_read_until_any(w.as_bytes(), end)
     }
 
+    /// Opens a new binder process and makes it the context manager with node flags `flags`
+    /// (node ptr 0x1, cookie 0x2; see [`Proc::become_context_manager`]).
+    #[track_caller]
+    pub fn context_manager(flags: u32) -> Proc {
+        let m = Proc::open();
+        m.become_context_manager(flags, 0x1, 0x2);
+        m
+    }
+
     /// Becomes the context manager with `BINDER_SET_CONTEXT_MGR_EXT`, retrying while the
     /// previous test's manager is still being released (the kernel releases a closed
     /// process later, on a workqueue).
@@ -512,6 +554,35 @@ impl Proc {
     pub fn free(&self, addr: u64) {
         let mut w = CommandWriter::new();
         bc::free_buffer(&mut w, addr);
+        self.write(w.as_bytes());
+    }
+
+    /// Asserts that `rets`, the outcome of a sync call, is BR_TRANSACTION_COMPLETE then
+    /// BR_REPLY (`what` names the call), and frees the reply's buffer.
+    #[track_caller]
+    pub fn free_reply(&self, rets: &[Ret], what: &str) {
+        assert_stream(rets, &["BR_TRANSACTION_COMPLETE", "BR_REPLY"], what);
+        self.free(find(rets, BR_REPLY).txn().data_buffer);
+    }
+
+    /// Writes BC_ENTER_LOOPER and reads until a BR_TRANSACTION arrives (a manager's first
+    /// wait for a call).
+    #[track_caller]
+    pub fn enter_looper_until_transaction(&self) -> Vec<Ret> {
+        let mut w = CommandWriter::new();
+        w.cmd(BC_ENTER_LOOPER);
+        self.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION])
+    }
+
+    /// The owner's side of a node it just sent: one write of BC_FREE_BUFFER for `buffer` (the
+    /// reply that carried the BR_INCREFS / BR_ACQUIRE), then BC_INCREFS_DONE and
+    /// BC_ACQUIRE_DONE for (`node`, `cookie`).
+    #[track_caller]
+    pub fn free_and_ack_node(&self, buffer: u64, node: u64, cookie: u64) {
+        let mut w = CommandWriter::new();
+        bc::free_buffer(&mut w, buffer);
+        bc::ptr_cookie(&mut w, BC_INCREFS_DONE, node, cookie);
+        bc::ptr_cookie(&mut w, BC_ACQUIRE_DONE, node, cookie);
         self.write(w.as_bytes());
     }
 

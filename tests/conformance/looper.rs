@@ -75,13 +75,10 @@ fn spawn_looper_when_the_last_looper_gets_work() {
         test_name!(spawn_looper_when_the_last_looper_gets_work),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 m.dev.set_max_threads(1).expect("BINDER_SET_MAX_THREADS");
                 let child = ctx.spawn("client", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 let spawns = rets.iter().filter(|r| r.cmd == BR_SPAWN_LOOPER).count();
                 assert_eq!(spawns, 1, "exactly one BR_SPAWN_LOOPER: {rets:?}");
                 let t = find(&rets, BR_TRANSACTION).txn();

@@ -55,12 +55,7 @@ fn with_sink(ctx: &Ctx, f: impl FnOnce(&Proc)) {
     let p = Proc::open();
     f(&p);
     let rets = p.transact(0, FINAL_CODE, 0, &Payload::bytes(b"final"));
-    assert_stream(
-        &rets,
-        &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
-        "valid call after the malformed ones",
-    );
-    p.free(find(&rets, BR_REPLY).txn().data_buffer);
+    p.free_reply(&rets, "valid call after the malformed ones");
     let line = child.expect("TXN");
     assert_eq!(
         kv(&line).get("code").map(String::as_str),
@@ -402,8 +397,7 @@ fn context_manager_acquiring_handle_0_is_einval() {
     run(
         test_name!(context_manager_acquiring_handle_0_is_einval),
         |_| {
-            let m = Proc::open();
-            m.become_context_manager(0, 0x1, 0x2);
+            let m = Proc::context_manager(0);
             for cmd in [BC_INCREFS, BC_ACQUIRE] {
                 let mut w = CommandWriter::new();
                 w.cmd(BC_ENTER_LOOPER).cmd_with(cmd, &0u32);

@@ -33,9 +33,7 @@ fn binder_objects_become_handles_and_come_back_as_binders() {
                 let m = Proc::open();
                 m.become_context_manager(0, 0xAA, 0xBB);
                 let mut child = ctx.spawn("owner", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 assert_stream(&rets, &["BR_TRANSACTION"], "manager receiving binders");
                 let r = m.received(&find(&rets, BR_TRANSACTION));
                 assert_eq!(r.offsets, [8, 32, 56]);
@@ -190,9 +188,7 @@ fn weak_binder_becomes_weak_handle() {
                 let m = Proc::open();
                 m.become_context_manager(0, 0xAA, 0xBB);
                 let mut child = ctx.spawn("owner", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 assert_stream(
                     &rets,
                     &["BR_TRANSACTION"],
@@ -276,9 +272,7 @@ fn call_on_a_weak_handle_fails() {
                 let m = Proc::open();
                 m.become_context_manager(0, 0xAA, 0xBB);
                 let child = ctx.spawn("owner", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 let r = m.received(&find(&rets, BR_TRANSACTION));
                 let obj: FlatBinderObject = r.object(0);
                 assert_eq!((obj.hdr.type_, obj.handle()), (BINDER_TYPE_WEAK_HANDLE, 1));
@@ -328,12 +322,9 @@ fn handle_0_references_need_no_handshake() {
         test_name!(handle_0_references_need_no_handshake),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let mut child = ctx.spawn("client", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 assert_stream(
                     &rets,
                     &["BR_TRANSACTION"],
@@ -370,8 +361,7 @@ fn handle_0_references_need_no_handshake() {
                     "acquiring handle 0, then the marker",
                 );
                 let rets = c.transact(0, 1, 0, &Payload::new());
-                assert_stream(&rets, &["BR_TRANSACTION_COMPLETE", "BR_REPLY"], "call");
-                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                c.free_reply(&rets, "call");
                 let mut w = CommandWriter::new();
                 w.cmd_with(BC_RELEASE, &0u32).cmd_with(BC_DECREFS, &0u32);
                 let (consumed, rets) = c.write_then_marker(w.as_bytes());

@@ -13,35 +13,6 @@ const PREFIX: u64 = 0x5C5C;
 const FIRST: u32 = 0x7e51;
 const LAST: u32 = 0x7e52;
 
-fn ptr_obj(buffer: u64, length: u64, parent: Option<(u64, u64)>) -> BinderBufferObject {
-    BinderBufferObject {
-        hdr: BinderObjectHeader {
-            type_: BINDER_TYPE_PTR,
-        },
-        flags: if parent.is_some() {
-            BINDER_BUFFER_FLAG_HAS_PARENT
-        } else {
-            0
-        },
-        buffer,
-        length,
-        parent: parent.map_or(0, |p| p.0),
-        parent_offset: parent.map_or(0, |p| p.1),
-    }
-}
-
-fn fda_obj(num_fds: u64, parent: u64, parent_offset: u64) -> BinderFdArrayObject {
-    BinderFdArrayObject {
-        hdr: BinderObjectHeader {
-            type_: BINDER_TYPE_FDA,
-        },
-        pad: 0,
-        num_fds,
-        parent,
-        parent_offset,
-    }
-}
-
 /// A sync BC_TRANSACTION_SG to handle 0; reads until its outcome.
 fn sg_call(c: &Proc, p: &Payload, code: u32, buffers_size: u64) -> Vec<Ret> {
     let sg = BinderTransactionDataSg {
@@ -65,12 +36,9 @@ fn overflowing_ptr_and_fda_sizes_fail_the_transaction() {
         test_name!(overflowing_ptr_and_fda_sizes_fail_the_transaction),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS, 0x1, 0x2);
+                let m = Proc::context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS);
                 let mut child = ctx.spawn("sender", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 assert_stream(&rets, &["BR_TRANSACTION"], "the first, valid call");
                 let first = m.received(&find(&rets, BR_TRANSACTION));
                 assert_eq!(first.tr.code, FIRST);
@@ -126,12 +94,7 @@ fn overflowing_ptr_and_fda_sizes_fail_the_transaction() {
                 let mut p = Payload::bytes(&PREFIX.to_ne_bytes());
                 p.push_object(&ptr_obj(a.as_ptr() as u64, 32, None));
                 let rets = sg_call(&c, &p, FIRST, 32);
-                assert_stream(
-                    &rets,
-                    &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
-                    "the first call",
-                );
-                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                c.free_reply(&rets, "the first call");
                 let fail = |p: &Payload, buffers_size: u64, what: &str| {
                     let rets = sg_call(&c, p, 0xBAD, buffers_size);
                     assert_stream(&rets, &["BR_FAILED_REPLY"], what);
@@ -163,12 +126,7 @@ fn overflowing_ptr_and_fda_sizes_fail_the_transaction() {
                 fail(&p, 16, "FDA whose parent_offset overflows");
                 // The sender is alive and its next call goes through.
                 let rets = c.transact(0, LAST, 0, &Payload::bytes(b"last"));
-                assert_stream(
-                    &rets,
-                    &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
-                    "a valid call afterwards",
-                );
-                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                c.free_reply(&rets, "a valid call afterwards");
                 tell("OK", "");
             }
         },
@@ -193,8 +151,7 @@ fn fda_fds_are_closed_when_the_free_returns() {
             None => {
                 let path = std::env::temp_dir().join(format!("bittube-regress-{}-fda", pid()));
                 std::fs::write(&path, b"fda").unwrap();
-                let m = Proc::open();
-                m.become_context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS, 0x1, 0x2);
+                let m = Proc::context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS);
                 let mut child = ctx.spawn("sender", &[("FDA", path.display().to_string())]);
                 let mut w = CommandWriter::new();
                 w.cmd(BC_ENTER_LOOPER);
@@ -256,12 +213,7 @@ fn fda_fds_are_closed_when_the_free_returns() {
                     p.push_object(&ptr_obj(words.as_ptr() as u64, 8, None));
                     p.push_object(&fda_obj(2, 0, 0));
                     let rets = sg_call(&c, &p, FIRST, 8);
-                    assert_stream(
-                        &rets,
-                        &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
-                        "an FDA call",
-                    );
-                    c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                    c.free_reply(&rets, "an FDA call");
                 }
                 tell("OK", "");
             }
@@ -283,12 +235,9 @@ fn death_request_on_a_dead_node_during_a_call_comes_after_the_reply() {
         test_name!(death_request_on_a_dead_node_during_a_call_comes_after_the_reply),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let mut owner = ctx.spawn("owner", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 let r = m.received(&find(&rets, BR_TRANSACTION));
                 let obj: FlatBinderObject = r.object(0);
                 assert_eq!(obj.hdr.type_, BINDER_TYPE_HANDLE);
@@ -343,23 +292,14 @@ fn death_request_on_a_dead_node_during_a_call_comes_after_the_reply() {
                 bc::transaction(&mut w, 0, 1, 0, &p);
                 let rets = c.write_read_until_any(w.as_bytes(), &[BR_REPLY]);
                 let reply = find(&rets, BR_REPLY).txn();
-                let mut w = CommandWriter::new();
-                bc::free_buffer(&mut w, reply.data_buffer);
-                bc::ptr_cookie(&mut w, BC_INCREFS_DONE, NODE, NODE_COOKIE);
-                bc::ptr_cookie(&mut w, BC_ACQUIRE_DONE, NODE, NODE_COOKIE);
-                c.write(w.as_bytes());
+                c.free_and_ack_node(reply.data_buffer, NODE, NODE_COOKIE);
                 tell("REGISTERED", "");
                 while hear().is_some() {}
             }
             Some(_) => {
                 let c = Proc::open();
                 let rets = c.transact(0, 7, 0, &Payload::bytes(b"call"));
-                assert_stream(
-                    &rets,
-                    &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
-                    "the caller",
-                );
-                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                c.free_reply(&rets, "the caller");
                 tell("REPLIED", "");
             }
         },
@@ -405,12 +345,9 @@ fn sync_call_with_an_unread_reply_on_the_thread_fails() {
         test_name!(sync_call_with_an_unread_reply_on_the_thread_fails),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let mut caller = ctx.spawn("caller", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 let t = find(&rets, BR_TRANSACTION).txn();
                 assert_eq!(t.code, FIRST_CALL);
                 assert_eq!(caller.expect("COMPLETE"), "");
@@ -467,12 +404,7 @@ fn sync_call_with_an_unread_reply_on_the_thread_fails() {
                 bc::free_buffer(&mut w, reply.tr.data_buffer);
                 c.write(w.as_bytes());
                 let rets = c.transact(0, THIRD_CALL, 0, &Payload::bytes(b"third"));
-                assert_stream(
-                    &rets,
-                    &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
-                    "a call once the queue is read",
-                );
-                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                c.free_reply(&rets, "a call once the queue is read");
                 tell("DONE", "");
             }
         },
@@ -494,12 +426,9 @@ fn freeing_a_buffer_releases_its_handles_by_number() {
         test_name!(freeing_a_buffer_releases_its_handles_by_number),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let mut owner = ctx.spawn("owner", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 let first = m.received(&find(&rets, BR_TRANSACTION));
                 assert_eq!(first.object::<FlatBinderObject>(0).handle(), 1);
                 // Drop the ref the first buffer holds: handle 1 goes, the buffer stays.
@@ -564,12 +493,9 @@ fn call_dropped_at_thread_exit_keeps_its_buffer_and_target_node() {
         test_name!(call_dropped_at_thread_exit_keeps_its_buffer_and_target_node),
         |ctx| match ctx.role.as_deref() {
             None => {
-                let m = Proc::open();
-                m.become_context_manager(0, 0x1, 0x2);
+                let m = Proc::context_manager(0);
                 let mut owner = ctx.spawn("owner", &[]);
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 let first = m.received(&find(&rets, BR_TRANSACTION));
                 let h = first.object::<FlatBinderObject>(0).handle();
                 let mut w = CommandWriter::new();
@@ -624,11 +550,7 @@ fn call_dropped_at_thread_exit_keeps_its_buffer_and_target_node() {
                     "registering a node",
                 );
                 let reply = c.received(&find(&rets, BR_REPLY));
-                let mut w = CommandWriter::new();
-                bc::free_buffer(&mut w, reply.tr.data_buffer);
-                bc::ptr_cookie(&mut w, BC_INCREFS_DONE, NODE_C, NODE_C + 1);
-                bc::ptr_cookie(&mut w, BC_ACQUIRE_DONE, NODE_C, NODE_C + 1);
-                c.write(w.as_bytes());
+                c.free_and_ack_node(reply.tr.data_buffer, NODE_C, NODE_C + 1);
                 // The second call, written only: this thread now waits for its reply.
                 let mut w = CommandWriter::new();
                 bc::transaction(&mut w, 0, 2, 0, &Payload::bytes(b"waiting"));

@@ -11,23 +11,6 @@ const MAGIC_A: u64 = 0xA1A1_A1A1_A1A1_A1A1;
 const MAGIC_Z: u64 = 0xA2A2_A2A2_A2A2_A2A2;
 const B_BYTES: &[u8; 16] = b"bbbbbbbbBBBBBBBB";
 
-fn ptr_obj(buffer: u64, length: u64, parent: Option<(u64, u64)>) -> BinderBufferObject {
-    BinderBufferObject {
-        hdr: BinderObjectHeader {
-            type_: BINDER_TYPE_PTR,
-        },
-        flags: if parent.is_some() {
-            BINDER_BUFFER_FLAG_HAS_PARENT
-        } else {
-            0
-        },
-        buffer,
-        length,
-        parent: parent.map_or(0, |p| p.0),
-        parent_offset: parent.map_or(0, |p| p.1),
-    }
-}
-
 /// BC_TRANSACTION_SG with a PTR buffer A, a PTR buffer B whose address sits inside A, and an
 /// FDA of two fds inside A (binder_transaction: BINDER_TYPE_PTR, BINDER_TYPE_FDA,
 /// binder_fixup_parent, binder_translate_fd_array, binder_do_deferred_txn_copies). The
@@ -50,8 +33,7 @@ fn scatter_gather_buffers_and_fd_arrays() {
                         p
                     })
                     .collect();
-                let m = Proc::open();
-                m.become_context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS, 0x1, 0x2);
+                let m = Proc::context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS);
                 let mut child = ctx.spawn(
                     "sender",
                     &[
@@ -59,9 +41,7 @@ fn scatter_gather_buffers_and_fd_arrays() {
                         ("FDA1", paths[1].display().to_string()),
                     ],
                 );
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 assert_stream(
                     &rets,
                     &["BR_TRANSACTION"],
@@ -160,15 +140,7 @@ fn scatter_gather_buffers_and_fd_arrays() {
                 p.push_bytes(&0x5C5Cu64.to_ne_bytes());
                 p.push_object(&ptr_obj(a.as_ptr() as u64, 32, None));
                 p.push_object(&ptr_obj(b.as_ptr() as u64, 16, Some((0, 8))));
-                p.push_object(&BinderFdArrayObject {
-                    hdr: BinderObjectHeader {
-                        type_: BINDER_TYPE_FDA,
-                    },
-                    pad: 0,
-                    num_fds: 2,
-                    parent: 0,
-                    parent_offset: 16,
-                });
+                p.push_object(&fda_obj(2, 0, 16));
                 p.push_bytes(&[0u8; 8]);
                 let c = Proc::open();
                 let sg = BinderTransactionDataSg {
@@ -181,12 +153,7 @@ fn scatter_gather_buffers_and_fd_arrays() {
                     w.as_bytes(),
                     &[BR_REPLY, BR_FAILED_REPLY, BR_DEAD_REPLY],
                 );
-                assert_stream(
-                    &rets,
-                    &["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
-                    "sender of a scatter-gather transaction",
-                );
-                c.free(find(&rets, BR_REPLY).txn().data_buffer);
+                c.free_reply(&rets, "sender of a scatter-gather transaction");
                 // The sender's buffers are untouched.
                 assert_eq!(a[1], b.as_ptr() as u64);
                 tell("OK", "");
@@ -205,12 +172,9 @@ fn bad_scatter_gather_objects_fail() {
         test_name!(bad_scatter_gather_objects_fail),
         |ctx| match ctx.role.as_deref() {
             Some(_) => {
-                let m = Proc::open();
-                m.become_context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS, 0x1, 0x2);
+                let m = Proc::context_manager(FLAT_BINDER_FLAG_ACCEPTS_FDS);
                 tell("READY", "");
-                let mut w = CommandWriter::new();
-                w.cmd(BC_ENTER_LOOPER);
-                let rets = m.write_read_until_any(w.as_bytes(), &[BR_TRANSACTION]);
+                let rets = m.enter_looper_until_transaction();
                 let t = find(&rets, BR_TRANSACTION).txn();
                 tell("TXN", &format!("code={:#x}", t.code));
                 let mut w = CommandWriter::new();
@@ -245,15 +209,7 @@ fn bad_scatter_gather_objects_fail() {
                 let null = File::open("/dev/null").unwrap();
                 let mut p = Payload::bytes(&[0u8; 8]);
                 p.push_object(&fd_obj(null.as_raw_fd(), 0));
-                p.push_object(&BinderFdArrayObject {
-                    hdr: BinderObjectHeader {
-                        type_: BINDER_TYPE_FDA,
-                    },
-                    pad: 0,
-                    num_fds: 1,
-                    parent: 0,
-                    parent_offset: 0,
-                });
+                p.push_object(&fda_obj(1, 0, 0));
                 sg_call(&p, 0, "FDA whose parent is not a PTR");
                 // Child PTR fixed up into a parent PTR at data offset 0.
                 let mut p = Payload::new();
