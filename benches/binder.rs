@@ -939,7 +939,10 @@ impl<'d> Client<'d> {
             if let Some((_, n)) = self.transact(&call) {
                 return n;
             }
-            let why = self.dev.extended_error().expect("BINDER_GET_EXTENDED_ERROR");
+            let why = self
+                .dev
+                .extended_error()
+                .expect("BINDER_GET_EXTENDED_ERROR");
             assert!(
                 why.param == -libc::ENOSPC && Instant::now() < deadline,
                 "count call failed: {why:?}"

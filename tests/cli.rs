@@ -54,9 +54,15 @@ impl Daemon {
     /// Starts `bittube driver --socket <socket>` and waits for the line it prints once it
     /// listens.
     fn start(socket: &Path) -> Daemon {
+        Daemon::start_with(socket, &[])
+    }
+
+    /// [`Daemon::start`] with more options for `bittube driver`.
+    fn start_with(socket: &Path, options: &[&str]) -> Daemon {
         let child = Command::new(BIN)
             .args(["driver", "--socket"])
             .arg(socket)
+            .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -225,6 +231,80 @@ fn driver_daemon_serves_devices_and_state_shows_them() {
         !socket.exists(),
         "the stopped daemon left its socket behind"
     );
+}
+
+/// `--proc-cap` / `--uid-cap` set the shim's state caps: `bittube state` shows them, and a
+/// second binder thread of this process is refused by a cap of one thread per process, with
+/// the refusal counted against that cap.
+#[test]
+fn driver_cap_options_set_the_caps_state_shows_and_enforces() {
+    let dir = TempDir::new(0o700);
+    let socket = dir.0.join("binder");
+    let daemon = Daemon::start_with(
+        &socket,
+        &[
+            "--proc-cap",
+            "threads=1",
+            "--uid-cap",
+            "refs=9",
+            "--proc-cap",
+            "fds=7",
+        ],
+    );
+    let state = || {
+        let out = run(&["state", "--socket", socket.to_str().unwrap()], None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let dump = state();
+    for line in [
+        "cap threads: 1 per process, refused 0",
+        "cap fds: 7 per process, refused 0",
+        "cap refs: 9 per uid, refused 0",
+        "cap nodes: 16384 per process",
+    ] {
+        assert!(dump.contains(line), "no `{line}` in:\n{dump}");
+    }
+
+    let dev = ShimDevice::open(&socket).expect("open a ShimDevice on the daemon's socket");
+    assert_eq!(
+        dev.version().unwrap(),
+        8,
+        "this thread is the process's one thread"
+    );
+    let second = std::thread::scope(|s| s.spawn(|| dev.version()).join().unwrap());
+    assert_eq!(
+        second,
+        Err(nix::errno::Errno::ENOMEM),
+        "a second thread past the cap"
+    );
+    let dump = state();
+    assert!(
+        dump.contains("cap threads: 1 per process, refused 1"),
+        "the refusal is not counted:\n{dump}"
+    );
+    drop(dev);
+
+    let bad = run(
+        &[
+            "driver",
+            "--socket",
+            "/nonexistent/x",
+            "--proc-cap",
+            "thread=1",
+        ],
+        None,
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr)
+            .contains("not a cap; one of nodes, refs, transactions, deaths, threads, fds"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let (status, err) = daemon.stop();
+    assert!(status.success(), "driver exit {status:?}: {err}");
 }
 
 #[test]
