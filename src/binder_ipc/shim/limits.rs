@@ -153,7 +153,7 @@ impl Default for UidLimits {
     }
 }
 
-/// Which cap refused, the index into [`Refused`].
+/// Which cap refused: its index in the refusal counters `bittube state` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cap {
     /// [`Limits::nodes`].
