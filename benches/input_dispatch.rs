@@ -12,8 +12,8 @@
 //! Prints publish → consume (the application's clock) and publish → finished read for both,
 //! bittube/raw at p50, p90, p99 and max, the CPU both runs took (the raw dispatcher's threads
 //! and applications; for bittube every process of the demo, binder setup included), and
-//! draws the CDFs to `target/bench-plots/input_dispatch.svg` (bittube's from the quantiles the
-//! demo prints; the raw dispatcher's from its full histogram). Goal: bittube's p99 ≤ 1.5× the
+//! draws the CDFs to `target/bench-plots/input_dispatch.svg` (bittube's from the histograms
+//! the demo prints with `--histograms`, the raw dispatcher's from its own). Goal: bittube's p99 ≤ 1.5× the
 //! raw dispatcher's.
 
 #[allow(dead_code)]
@@ -52,18 +52,6 @@ impl Quantiles {
         }
         Some(Quantiles(out))
     }
-
-    fn curve(self, name: &str) -> plot::Curve {
-        plot::Curve {
-            name: name.into(),
-            points: self
-                .0
-                .iter()
-                .zip(QS)
-                .map(|(&v, q)| (v.max(1.0), q))
-                .collect(),
-        }
-    }
 }
 
 fn rusage_children_ns() -> u64 {
@@ -86,19 +74,40 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Runs the demo with `args`, its output passed through; returns the consume and finish
-/// quantiles it printed and the CPU its processes used.
-fn run_demo(args: &[String]) -> Result<(Quantiles, Quantiles, u64), Error> {
+/// What the demo printed: its consume and finish quantiles and whole distributions (ns, from
+/// its `--histograms` lines), and the CPU its processes used.
+struct DemoRun {
+    consume: Quantiles,
+    finish: Quantiles,
+    consume_hist: Histogram<u64>,
+    finish_hist: Histogram<u64>,
+    cpu: u64,
+}
+
+/// Runs the demo with `args` (and `--histograms`), its output passed through but for the
+/// histogram lines.
+fn run_demo(args: &[String]) -> Result<DemoRun, Error> {
     let cpu0 = rusage_children_ns();
     let mut child = Command::new(std::env::current_exe()?)
         .args(args)
-        .arg("--no-stall")
+        .args(["--no-stall", "--histograms"])
         .stdout(Stdio::piped())
         .spawn()?;
     let out = child.stdout.take().ok_or("no stdout")?;
     let (mut consume, mut finish) = (None, None);
+    let mut consume_hist = Histogram::new_with_bounds(1_000, 3_600_000_000_000, 3)?;
+    let mut finish_hist = consume_hist.clone();
     for line in BufReader::new(out).lines() {
         let line = line?;
+        if let ["hist", name, us, count] = line.split_whitespace().collect::<Vec<_>>()[..] {
+            let h = if name == "consume" {
+                &mut consume_hist
+            } else {
+                &mut finish_hist
+            };
+            h.saturating_record_n(us.parse::<u64>()?.saturating_mul(1000), count.parse()?);
+            continue;
+        }
         println!("  | {line}");
         if line.contains("dispatch -> consume") {
             consume = Quantiles::parse(&line);
@@ -110,12 +119,16 @@ fn run_demo(args: &[String]) -> Result<(Quantiles, Quantiles, u64), Error> {
     if !status.success() {
         return Err(format!("the demo ended with {status}").into());
     }
-    let cpu = rusage_children_ns().saturating_sub(cpu0);
-    Ok((
-        consume.ok_or("the demo printed no consume latency")?,
-        finish.ok_or("the demo printed no finish latency")?,
-        cpu,
-    ))
+    if consume_hist.is_empty() || finish_hist.is_empty() {
+        return Err("the demo printed no latency histograms".into());
+    }
+    Ok(DemoRun {
+        consume: consume.ok_or("the demo printed no consume latency")?,
+        finish: finish.ok_or("the demo printed no finish latency")?,
+        consume_hist,
+        finish_hist,
+        cpu: rusage_children_ns().saturating_sub(cpu0),
+    })
 }
 
 fn bench() -> Result<(), Error> {
@@ -150,7 +163,8 @@ fn bench() -> Result<(), Error> {
     ]
     .into();
     println!("bittube (the input demo, {}):", args.join(" "));
-    let (consume, finish, cpu) = run_demo(&args)?;
+    let demo = run_demo(&args)?;
+    let (consume, finish, cpu) = (demo.consume, demo.finish, demo.cpu);
     let (rc, rf) = (Quantiles::of(&raw.consume), Quantiles::of(&raw.finish));
     println!(
         "{:<32} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} | bittube/raw p50 p99",
@@ -179,14 +193,14 @@ fn bench() -> Result<(), Error> {
         if ratio <= 1.5 { "met" } else { "NOT met" },
         load_average()
     );
-    picture(consume, finish, &raw);
+    picture(&demo, &raw);
     Ok(())
 }
 
-fn picture(consume: Quantiles, finish: Quantiles, raw: &raw_input::RawInput) {
+fn picture(demo: &DemoRun, raw: &raw_input::RawInput) {
     let curves = [
-        consume.curve("bittube publish → consume (p50/p90/p99/max)"),
-        finish.curve("bittube publish → finished read (p50/p90/p99/max)"),
+        plot::Curve::from_hist("bittube publish → consume", &demo.consume_hist),
+        plot::Curve::from_hist("bittube publish → finished read", &demo.finish_hist),
         plot::Curve::from_hist("raw dispatcher publish → consume", &raw.consume),
         plot::Curve::from_hist("raw dispatcher publish → finished read", &raw.finish),
     ];

@@ -24,9 +24,12 @@
 //! ```text
 //! cargo run --release --example input_demo -- [--windows N] [--seconds S] [--rate HZ]
 //!     [--frame-ms F] [--anr-ms T] [--no-stall] [--evdev [--evdev-device NAME]... [--grab]]
+//!     [--histograms]
 //! ```
 //! Prints dispatch latency percentiles (publish → consume time reported by the app, and
-//! publish → finished signal read), events dispatched and finished, batches, ANRs. Exits 0
+//! publish → finished signal read), events dispatched and finished, batches, ANRs; with
+//! `--histograms` also both distributions, a `hist consume|finish <µs> <count>` line per
+//! recorded value (for `benches/input_dispatch.rs`, which draws them). Exits 0
 //! when every event of every answering application was finished.
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -56,6 +59,8 @@ struct Options {
     frame_ms: u64,
     anr_ms: u64,
     stall: bool,
+    /// Print the latency histograms after the percentiles.
+    histograms: bool,
     /// Real input devices instead of synthetic input.
     evdev: bool,
     evdev_devices: Vec<String>,
@@ -70,6 +75,7 @@ fn options() -> Result<Options, Error> {
         frame_ms: 8,
         anr_ms: 1000,
         stall: true,
+        histograms: false,
         evdev: false,
         evdev_devices: Vec::new(),
         grab: false,
@@ -84,6 +90,7 @@ fn options() -> Result<Options, Error> {
             "--frame-ms" => o.frame_ms = value()?.parse()?,
             "--anr-ms" => o.anr_ms = value()?.parse()?,
             "--no-stall" => o.stall = false,
+            "--histograms" => o.histograms = true,
             "--evdev" => o.evdev = true,
             "--evdev-device" => o.evdev_devices.push(value()?),
             "--grab" => o.grab = true,
@@ -378,6 +385,18 @@ fn run(o: &Options) -> Result<bool, Error> {
     percentiles("raw SEQPACKET one-way (baseline)", &raw);
     summary("dispatch -> consume (app clock)", &s.consume_latency);
     summary("dispatch -> finished read", &s.finish_latency);
+    if o.histograms {
+        let (consume, finish) = d.latency_histograms();
+        for (name, h) in [("consume", consume), ("finish", finish)] {
+            for v in h.iter_recorded() {
+                println!(
+                    "hist {name} {} {}",
+                    v.value_iterated_to(),
+                    v.count_at_value()
+                );
+            }
+        }
+    }
     println!(
         "  injected {injected} (to the stalled app {to_stalled}), dispatched {}, finished {}, \
          batches {}, ANRs {}, bad messages {}, windows removed {}, abandoned {}",

@@ -524,6 +524,12 @@ impl Dispatcher {
             .all(|w| w.outbound.is_empty() && w.wait.is_empty())
     }
 
+    /// The latency distributions behind [`stats`](Self::stats), in µs: publish → the consume
+    /// time the finished signal reports, and publish → reading that signal.
+    pub fn latency_histograms(&self) -> (&Histogram<u64>, &Histogram<u64>) {
+        (&self.consume_latency, &self.finish_latency)
+    }
+
     /// Counters and latency percentiles.
     pub fn stats(&self) -> DispatcherStats {
         DispatcherStats {
@@ -575,14 +581,14 @@ impl Dispatcher {
     fn flush(&mut self, i: usize) -> Option<RemovalReason> {
         let conn = &mut self.windows[i];
         while let Some(pending) = conn.outbound.front() {
+            // Stamped before the send: the application may consume the event, on another
+            // CPU, before the send returns here.
+            let published_at = now_nanos();
             match conn.publisher.publish(&pending.message) {
                 Ok(()) => {
                     let seq = pending.seq;
                     conn.outbound.pop_front();
-                    conn.wait.push_back(Waiting {
-                        seq,
-                        published_at: now_nanos(),
-                    });
+                    conn.wait.push_back(Waiting { seq, published_at });
                     self.counters.dispatched += 1;
                 }
                 Err(ChannelError::WouldBlock) if conn.wait.is_empty() => {
