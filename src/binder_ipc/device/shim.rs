@@ -812,16 +812,17 @@ impl ShimDevice {
             .checked_sub(self.inner.area_base.as_ptr() as u64)
             .ok_or(Errno::EPROTO)?;
         let offsets = checked_fixups(ans.fixups, start, self.inner.area_len as u64)?;
-        let mut nums = Vec::with_capacity(fds.len());
-        for (off, fd) in offsets.into_iter().zip(fds) {
-            let num = fd.as_raw_fd();
-            nix::sys::uio::pwrite(&self.inner.area_fd, &num.to_ne_bytes(), off as i64)?;
-            // The number now lives in the buffer: whoever reads the object owns the fd, as
-            // with the kernel driver.
-            nums.push(fd.into_raw_fd());
+        for (off, fd) in offsets.into_iter().zip(&fds) {
+            let num = fd.as_raw_fd().to_ne_bytes();
+            // On an error the read fails and `fds` closes every fd of the answer.
+            nix::sys::uio::pwrite(&self.inner.area_fd, &num, off as i64)?;
         }
         let mut held = self.inner.held.lock().map_err(|_| Errno::EIO)?;
-        held.entry(buffer).or_default().extend(nums);
+        // The numbers now live in the buffer: whoever reads the objects owns the fds, as
+        // with the kernel driver.
+        held.entry(buffer)
+            .or_default()
+            .extend(fds.into_iter().map(IntoRawFd::into_raw_fd));
         Ok(())
     }
 
@@ -1081,26 +1082,11 @@ mod tests {
     }
 
     fn ptr_obj(buffer: u64, length: u64) -> BinderBufferObject {
-        BinderBufferObject {
-            hdr: BinderObjectHeader {
-                type_: BINDER_TYPE_PTR,
-            },
-            buffer,
-            length,
-            ..Default::default()
-        }
+        BinderBufferObject::new(buffer, length, None)
     }
 
     fn fda_obj(num_fds: u64, parent_offset: u64) -> BinderFdArrayObject {
-        BinderFdArrayObject {
-            hdr: BinderObjectHeader {
-                type_: BINDER_TYPE_FDA,
-            },
-            num_fds,
-            parent: 0,
-            parent_offset,
-            ..Default::default()
-        }
+        BinderFdArrayObject::new(num_fds, 0, parent_offset)
     }
 
     /// A call to handle 0 carrying a 16-byte PTR and an FDA of `num_fds` fds at offset 64 of
