@@ -100,10 +100,10 @@ fn run_demo(args: &[String]) -> Result<DemoRun, Error> {
     for line in BufReader::new(out).lines() {
         let line = line?;
         if let ["hist", name, us, count] = line.split_whitespace().collect::<Vec<_>>()[..] {
-            let h = if name == "consume" {
-                &mut consume_hist
-            } else {
-                &mut finish_hist
+            let h = match name {
+                "consume" => &mut consume_hist,
+                "finish" => &mut finish_hist,
+                other => return Err(format!("the demo printed a histogram named {other:?}").into()),
             };
             h.saturating_record_n(us.parse::<u64>()?.saturating_mul(1000), count.parse()?);
             continue;
