@@ -87,6 +87,27 @@ impl Harness {
         Ok(ConnHandle(ThreadId(id)))
     }
 
+    /// Opens a binder process for OS process `pid`, `uid`: `K_OPEN_PROC` with a 64 KiB area
+    /// on a fresh connection. Returns the connection and the proc token; panics when the
+    /// shim refuses (for tests).
+    #[cfg(test)]
+    pub(crate) fn open_proc(&mut self, pid: i32, uid: u32) -> (ConnHandle, u64) {
+        use crate::binder_ipc::protocol::wire::{OpenProc, OpenProcOk, K_OPEN_PROC, WIRE_VERSION};
+        let c = self.connect(pid, uid).expect("a connection");
+        let req = OpenProc {
+            version: WIRE_VERSION,
+            reserved: 0,
+            area_size: 64 * 1024,
+        };
+        let a = self.feed(
+            c,
+            &frame_bytes(K_OPEN_PROC, bytemuck::bytes_of(&req), 0),
+            Vec::new(),
+        );
+        let ok: OpenProcOk = bytemuck::pod_read_unaligned(&a[0].body);
+        (c, ok.token)
+    }
+
     /// Delivers `bytes` (with `fds` riding on them) on `conn`, as one read of its socket,
     /// then runs what the server runs after every event (woken reads, reaping). Returns every
     /// answer queued meanwhile, on any connection, in order per connection.
@@ -211,22 +232,6 @@ mod tests {
     use super::*;
     use crate::binder_ipc::protocol::wire::*;
 
-    fn open_proc(h: &mut Harness, pid: i32, uid: u32) -> (ConnHandle, u64) {
-        let c = h.connect(pid, uid).unwrap();
-        let req = OpenProc {
-            version: WIRE_VERSION,
-            reserved: 0,
-            area_size: 64 * 1024,
-        };
-        let a = h.feed(
-            c,
-            &frame_bytes(K_OPEN_PROC, bytemuck::bytes_of(&req), 0),
-            Vec::new(),
-        );
-        let ok: OpenProcOk = bytemuck::pod_read_unaligned(&a[0].body);
-        (c, ok.token)
-    }
-
     #[test]
     fn a_frame_split_anywhere_is_the_same_frame() {
         let state = frame_bytes(K_STATE, &[], 0);
@@ -243,7 +248,7 @@ mod tests {
     #[test]
     fn a_close_after_half_a_frame_reaps_the_connection() {
         let mut h = Harness::new();
-        let (p, _) = open_proc(&mut h, 1, 0);
+        let (p, _) = h.open_proc(1, 0);
         h.feed(
             p,
             &frame_bytes(K_MAP_DONE, &0u64.to_ne_bytes(), 0)[..10],
@@ -282,7 +287,7 @@ mod tests {
             ..Limits::default()
         };
         let mut h = Harness::with_limits(limits);
-        let (_p, token) = open_proc(&mut h, 1, 5);
+        let (_p, token) = h.open_proc(1, 5);
         let c2 = h.connect(1, 5).unwrap();
         let req = OpenProc {
             version: WIRE_VERSION,
@@ -405,7 +410,7 @@ mod tests {
     #[test]
     fn a_thread_token_of_another_pid_is_refused() {
         let mut h = Harness::new();
-        let (_p, token) = open_proc(&mut h, 1, 0);
+        let (_p, token) = h.open_proc(1, 0);
         let t = h.connect(2, 0).unwrap();
         let a = h.feed(
             t,

@@ -1376,18 +1376,7 @@ mod tests {
 
     /// A binder thread of a new process of OS process `pid` on `h`.
     fn thread_of(h: &mut Harness, pid: i32) -> super::super::fuzzing::ConnHandle {
-        let p = h.connect(pid, 0).unwrap();
-        let req = OpenProc {
-            version: WIRE_VERSION,
-            reserved: 0,
-            area_size: 64 * 1024,
-        };
-        let a = h.feed(
-            p,
-            &frame_bytes(K_OPEN_PROC, bytemuck::bytes_of(&req), 0),
-            Vec::new(),
-        );
-        let ok: OpenProcOk = bytemuck::pod_read_unaligned(&a[0].body);
+        let (p, token) = h.open_proc(pid, 0);
         h.feed(
             p,
             &frame_bytes(K_MAP_DONE, &0u64.to_ne_bytes(), 0),
@@ -1396,7 +1385,7 @@ mod tests {
         let t = h.connect(pid, 0).unwrap();
         h.feed(
             t,
-            &frame_bytes(K_OPEN_THREAD, &ok.token.to_ne_bytes(), 0),
+            &frame_bytes(K_OPEN_THREAD, &token.to_ne_bytes(), 0),
             Vec::new(),
         );
         t
