@@ -218,6 +218,45 @@ pub struct BinderFdArrayObject {
     pub parent_offset: u64,
 }
 
+impl BinderBufferObject {
+    /// A `BINDER_TYPE_PTR` object for `length` bytes at `buffer`; `parent`, when given, is
+    /// (the parent object's index, the offset in the parent buffer) the driver fixes up with
+    /// this buffer's address (`BINDER_BUFFER_FLAG_HAS_PARENT`).
+    pub fn new(buffer: u64, length: u64, parent: Option<(u64, u64)>) -> BinderBufferObject {
+        let (index, offset) = parent.unwrap_or((0, 0));
+        BinderBufferObject {
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_PTR,
+            },
+            flags: if parent.is_some() {
+                BINDER_BUFFER_FLAG_HAS_PARENT
+            } else {
+                0
+            },
+            buffer,
+            length,
+            parent: index,
+            parent_offset: offset,
+        }
+    }
+}
+
+impl BinderFdArrayObject {
+    /// A `BINDER_TYPE_FDA` object: `num_fds` fds at `parent_offset` in the buffer of the PTR
+    /// object at index `parent`.
+    pub fn new(num_fds: u64, parent: u64, parent_offset: u64) -> BinderFdArrayObject {
+        BinderFdArrayObject {
+            hdr: BinderObjectHeader {
+                type_: BINDER_TYPE_FDA,
+            },
+            pad: 0,
+            num_fds,
+            parent,
+            parent_offset,
+        }
+    }
+}
+
 /// `struct binder_write_read`, the argument of `BINDER_WRITE_READ`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]

@@ -317,34 +317,13 @@ pub fn fd_obj(fd: i32, cookie: u64) -> BinderFdObject {
 /// A BINDER_TYPE_PTR object for `length` bytes at `buffer`; `parent`, when given, is the
 /// (parent object index, offset in the parent) the kernel fixes up with this buffer's address.
 pub fn ptr_obj(buffer: u64, length: u64, parent: Option<(u64, u64)>) -> BinderBufferObject {
-    BinderBufferObject {
-        hdr: BinderObjectHeader {
-            type_: BINDER_TYPE_PTR,
-        },
-        flags: if parent.is_some() {
-            BINDER_BUFFER_FLAG_HAS_PARENT
-        } else {
-            0
-        },
-        buffer,
-        length,
-        parent: parent.map_or(0, |p| p.0),
-        parent_offset: parent.map_or(0, |p| p.1),
-    }
+    BinderBufferObject::new(buffer, length, parent)
 }
 
 /// A BINDER_TYPE_FDA object: `num_fds` fds at `parent_offset` in the PTR buffer of object
 /// index `parent`.
 pub fn fda_obj(num_fds: u64, parent: u64, parent_offset: u64) -> BinderFdArrayObject {
-    BinderFdArrayObject {
-        hdr: BinderObjectHeader {
-            type_: BINDER_TYPE_FDA,
-        },
-        pad: 0,
-        num_fds,
-        parent,
-        parent_offset,
-    }
+    BinderFdArrayObject::new(num_fds, parent, parent_offset)
 }
 
 /// BC_ stream builders.

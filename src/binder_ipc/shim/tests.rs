@@ -375,32 +375,11 @@ mod checks {
     }
 
     fn ptr_obj(length: u64, buffer: u64, parent: Option<(u64, u64)>) -> BinderBufferObject {
-        BinderBufferObject {
-            hdr: BinderObjectHeader {
-                type_: BINDER_TYPE_PTR,
-            },
-            flags: if parent.is_some() {
-                BINDER_BUFFER_FLAG_HAS_PARENT
-            } else {
-                0
-            },
-            buffer,
-            length,
-            parent: parent.map(|p| p.0).unwrap_or(0),
-            parent_offset: parent.map(|p| p.1).unwrap_or(0),
-        }
+        BinderBufferObject::new(buffer, length, parent)
     }
 
     fn fda_obj(num_fds: u64, parent: u64, parent_offset: u64) -> BinderFdArrayObject {
-        BinderFdArrayObject {
-            hdr: BinderObjectHeader {
-                type_: BINDER_TYPE_FDA,
-            },
-            pad: 0,
-            num_fds,
-            parent,
-            parent_offset,
-        }
+        BinderFdArrayObject::new(num_fds, parent, parent_offset)
     }
 
     /// Objects laid out one after another from data offset 8 (a parent at offset 0 takes no
